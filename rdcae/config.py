@@ -1,0 +1,28 @@
+"""Checks on the composed configuration, made before anything is built, naming the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+
+class ConfigError(ValueError):
+    """A setting has a value the method cannot use."""
+
+
+def validate(cfg: DictConfig) -> None:
+    def require(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    require(float(cfg["lambda"]) > 0, f"lambda={cfg['lambda']} must be > 0: it weighs the ℓ2,1 norm of S (Eq. 7); the paper uses 1.6")
+    require(0 <= float(cfg.noise_ratio) <= 100, f"noise_ratio={cfg.noise_ratio} must be a percentage in [0, 100] (the paper uses 3 or 5)")
+    size = cfg.patch_size
+    require(isinstance(size, int) and size > 0 and size % 8 == 0, f"patch_size={size} must be a positive multiple of 8 (the network pools three times), e.g. 32 or 64")
+    require(cfg.channels in (1, 3), f"channels={cfg.channels} must be 1 (gray) or 3 (gray replicated / RGB)")
+    require(int(cfg.model.batch_size) > 0, f"model.batch_size={cfg.model.batch_size} must be > 0")
+    require(float(cfg.model.lr) > 0, f"model.lr={cfg.model.lr} must be > 0")
+    require(isinstance(cfg.seed, int), f"seed={cfg.seed} must be an integer")
+    if cfg.get("ckpt_path"):
+        require(Path(cfg.ckpt_path).is_file(), f"ckpt_path={cfg.ckpt_path} does not exist; point it at a run's checkpoints/last.ckpt")

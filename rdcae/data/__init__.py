@@ -1,0 +1,1 @@
+"""Data sources, patch sampling and the DataModule."""

@@ -1,0 +1,70 @@
+"""Any dataset in the MVTec AD folder layout:
+
+    data_dir/train/good/*                      defect-free
+    data_dir/test/good/*                       defect-free
+    data_dir/test/<defect type>/<name>.<ext>   defect image
+    data_dir/ground_truth/<defect type>/<name>_mask.png
+
+Images may be gray or RGB, as png, jpg, bmp or tif.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rdcae.data.images import IMAGE_SUFFIXES, read_image, read_mask, unify_channels
+from rdcae.data.sources import SourceImage
+
+log = logging.getLogger(__name__)
+
+GOOD = "good"
+
+
+def _image_paths(folder: Path) -> list[Path]:
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(
+            f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); add some or remove the folder."
+        )
+    return paths
+
+
+def load(dataset_cfg) -> list[SourceImage]:
+    """train/good and test/good as "normal", test/<defect type> with masks as "defect"."""
+    data_dir = Path(str(dataset_cfg.data_dir)).expanduser()
+    if not data_dir.is_dir():
+        raise FileNotFoundError(
+            f"data_dir={data_dir} does not exist; point data_dir= (or $RDCAE_DATA) at a dataset in the "
+            "MVTec AD layout."
+        )
+    train_good = data_dir / "train" / GOOD
+    if not train_good.is_dir():
+        raise FileNotFoundError(
+            f"{train_good} does not exist; data_dir={data_dir} must be in the MVTec AD layout "
+            "(train/good/, test/good/, test/<defect type>/, ground_truth/<defect type>/)."
+        )
+    test_dir = data_dir / "test"
+    test_folders = sorted(p for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
+
+    sources = [
+        SourceImage(str(p), read_image(p), "normal", group=f"train/{GOOD}") for p in _image_paths(train_good)
+    ]
+    for folder in test_folders:
+        group = f"test/{folder.name}"
+        for path in _image_paths(folder):
+            if folder.name == GOOD:
+                sources.append(SourceImage(str(path), read_image(path), "normal", group=group))
+                continue
+            mask_path = data_dir / "ground_truth" / folder.name / f"{path.stem}_mask.png"
+            if not mask_path.is_file():
+                log.warning("%s: no mask %s; image skipped", path, mask_path)
+                continue
+            image = read_image(path)
+            mask = read_mask([mask_path], image.shape, image_path=path)
+            if not mask.any():
+                log.warning("%s: its mask marks no pixel; image kept, it adds no defect pixels", path)
+            sources.append(SourceImage(str(path), image, "defect", mask=mask, group=group))
+    if not any(s.role == "defect" for s in sources):
+        log.warning("no defect images with masks under %s; the test set has no defects", test_dir)
+    return unify_channels(sources, data_dir)

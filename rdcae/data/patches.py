@@ -1,0 +1,216 @@
+"""Patches the paper's way (sections 4.2–4.3), for every dataset alike, prepared once and cached.
+
+- normal patches: `n_normal` windows at random positions (fixed seed) of the defect-free
+  images, then split `train_fraction` / rest into train and test;
+- real defect patches (test only): the defect images tiled into non-overlapping windows from
+  the image origin; a tile is a defect when its mask has defect pixels (`defect_rule`);
+- windows that are not entirely fabric (`rdcae.data.region`) are never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from rdcae.data.region import fabric_region
+from rdcae.data.sources import SourceImage, load_sources
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+# Real defect patches the paper reports per dataset (section 5.2), printed beside ours.
+PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34, "aitex/06": 10}
+
+
+@dataclass
+class PatchSet:
+    """All patches of one run, uint8 (N, C, P, P) with the dataset's native channels."""
+
+    train_normal: np.ndarray
+    test_normal: np.ndarray
+    test_defect: np.ndarray
+    test_defect_mask: np.ndarray  # (K, P, P) bool
+    stats: dict = field(default_factory=dict)
+
+
+def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """(N, C, P, P) patches to the requested channel count: gray replicated, or RGB to luminance."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1 and channels == 3:
+        return np.repeat(x, 3, axis=1)
+    if x.shape[1] == 3 and channels == 1:
+        gray = np.tensordot(np.array([0.299, 0.587, 0.114]), x.astype(np.float32), axes=([0], [1]))
+        return np.round(gray)[:, None].astype(np.uint8)
+    raise ValueError(f"channels={channels}: only 1 and 3 are supported")
+
+
+def _window_ok(allowed: np.ndarray, size: int) -> np.ndarray:
+    """(H-P+1, W-P+1) bool: True where the P×P window with that top-left corner is all allowed."""
+    bad = np.pad((~allowed).astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    count = bad[size:, size:] - bad[:-size, size:] - bad[size:, :-size] + bad[:-size, :-size]
+    return count == 0
+
+
+def _crop(image: np.ndarray, y: np.ndarray, x: np.ndarray, size: int) -> np.ndarray:
+    """(N, C, P, P) windows of an (H, W, C) image at top-left corners (y, x)."""
+    rows = y[:, None] + np.arange(size)  # (N, P)
+    cols = x[:, None] + np.arange(size)
+    return image[rows[:, :, None], cols[:, None, :]].transpose(0, 3, 1, 2)
+
+
+def sample_normal_patches(sources: list[SourceImage], n: int, size: int, rng: np.random.Generator, exclude_background: bool = True) -> tuple[np.ndarray, dict]:
+    """n windows drawn uniformly over every allowed position of every normal source."""
+    positions, excluded, skipped = [], 0, []
+    for src in sources:
+        h, w = src.image.shape[:2]
+        if h < size or w < size:
+            skipped.append(src.path)
+            log.warning("%s: image %dx%d is smaller than patch_size=%d; not used", src.path, w, h, size)
+            positions.append(np.zeros((0, 2), dtype=np.int64))
+            continue
+        allowed = fabric_region(src.image) if exclude_background else np.ones((h, w), dtype=bool)
+        if src.mask is not None:  # a defect image lent as a normal source: keep away from its defects
+            allowed &= ~src.mask
+        ok = _window_ok(allowed, size)
+        excluded += ok.size - int(ok.sum())
+        positions.append(np.argwhere(ok))
+    counts = np.array([len(p) for p in positions])
+    if counts.sum() == 0:
+        raise ValueError(
+            f"no {size}x{size} window lies entirely on fabric in the {len(sources)} normal image(s); "
+            "check data_dir, patch_size or dataset.exclude_background"
+        )
+    flat = rng.choice(int(counts.sum()), size=n, replace=n > counts.sum())
+    image_of = np.searchsorted(np.cumsum(counts), flat, side="right")
+    patches = np.empty((n, sources[0].image.shape[2], size, size), dtype=np.uint8)
+    for i in np.unique(image_of):
+        pick = image_of == i
+        yx = positions[i][flat[pick] - (counts[:i].sum())]
+        patches[pick] = _crop(sources[i].image, yx[:, 0], yx[:, 1], size)
+    stats = {"normal_positions": int(counts.sum()), "normal_positions_excluded": excluded, "normal_images_too_small": skipped}
+    return patches, stats
+
+
+def tile_defect_patches(
+    sources: list[SourceImage], size: int, rule: str = "any", min_fraction: float = 0.0, exclude_background: bool = True
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Non-overlapping P×P tiles from the origin of each defect image; keep the defective ones."""
+    if rule not in ("any", "fraction"):
+        raise ValueError(f"dataset.defect_rule={rule!r}: choose 'any' or 'fraction'")
+    patches, masks, excluded, all_zero = [], [], 0, []
+    for src in sources:
+        h, w = src.image.shape[:2]
+        th, tw = h // size, w // size
+        if th == 0 or tw == 0:
+            log.warning("%s: image %dx%d is smaller than patch_size=%d; not used", src.path, w, h, size)
+            continue
+        mask = src.mask[: th * size, : tw * size].reshape(th, size, tw, size)
+        fraction = mask.mean(axis=(1, 3))  # (th, tw)
+        defective = fraction > 0 if rule == "any" else (fraction > 0) & (fraction >= min_fraction)
+        if not src.mask.any():
+            all_zero.append(src.path)
+        if exclude_background:
+            region = fabric_region(src.image)[: th * size, : tw * size].reshape(th, size, tw, size).all(axis=(1, 3))
+            excluded += int((defective & ~region).sum())
+            defective &= region
+        ty, tx = np.nonzero(defective)
+        patches.append(_crop(src.image, ty * size, tx * size, size))
+        masks.append(mask[ty, :, tx, :])
+    channels = sources[0].image.shape[2] if sources else 1
+    patches = np.concatenate(patches) if patches else np.zeros((0, channels, size, size), np.uint8)
+    masks = np.concatenate(masks) if masks else np.zeros((0, size, size), bool)
+    return patches, masks, {"defect_tiles_excluded": excluded, "defect_images_without_defect_pixels": all_zero}
+
+
+def _source_fingerprint(data_dir: str | None) -> list:
+    """(path, size, mtime) of every image under data_dir, so the cache notices changed files."""
+    if not data_dir or not Path(data_dir).is_dir():
+        return []
+    files = sorted(p for p in Path(data_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [(str(p.relative_to(data_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+def cache_key(cfg) -> str:
+    """Everything that changes the patches: the dataset node, patch size, seed and the source files."""
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    payload = {"version": CACHE_VERSION, "dataset": dataset, "patch_size": cfg.patch_size, "seed": cfg.seed,
+               "files": _source_fingerprint(dataset.get("data_dir") if dataset.get("name") != "synthetic" else None)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_patches(cfg) -> PatchSet:
+    """Read the sources and cut the patches (no cache)."""
+    ds, size = cfg.dataset, int(cfg.patch_size)
+    if size <= 0 or size % 8:
+        raise ValueError(f"patch_size={size} must be a positive multiple of 8")
+    if not 0 < ds.train_fraction < 1:
+        raise ValueError(f"dataset.train_fraction={ds.train_fraction} must be in (0, 1)")
+    sources = load_sources(ds)
+    normal = [s for s in sources if s.role == "normal"]
+    defect = [s for s in sources if s.role == "defect"]
+    if ds.get("normals_from_defect_images", False):
+        normal = normal + defect
+    if not normal:
+        raise ValueError(f"dataset {ds.name}: no defect-free image found under data_dir={ds.get('data_dir')}")
+    channel_counts = {s.image.shape[2] for s in sources}
+    if len(channel_counts) > 1:
+        raise ValueError(f"dataset {ds.name}: images mix {sorted(channel_counts)} channels; the adapter must unify them")
+    largest = max(min(s.image.shape[:2]) for s in normal)
+    if size > largest:
+        raise ValueError(f"patch_size={size} is larger than every normal image (largest side pair min {largest})")
+
+    rng = np.random.default_rng(int(cfg.seed))
+    normal_patches, stats = sample_normal_patches(normal, int(ds.n_normal), size, rng, ds.exclude_background)
+    n_train = int(round(ds.train_fraction * len(normal_patches)))
+    order = rng.permutation(len(normal_patches))
+    defect_patches, defect_masks, defect_stats = tile_defect_patches(
+        defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background
+    )
+    stats.update(defect_stats)
+    stats.update(
+        images={"normal": len(normal), "defect": len(defect)},
+        patches={"train_normal": n_train, "test_normal": len(order) - n_train, "test_defect": len(defect_patches)},
+    )
+    paper_key = f"{ds.name}/{ds.get('fabric', '')}"
+    if size == 32 and paper_key in PAPER_DEFECT_PATCHES:
+        stats["paper_test_defect"] = PAPER_DEFECT_PATCHES[paper_key]
+    return PatchSet(
+        train_normal=normal_patches[order[:n_train]],
+        test_normal=normal_patches[order[n_train:]],
+        test_defect=defect_patches,
+        test_defect_mask=defect_masks,
+        stats=stats,
+    )
+
+
+def prepare_patches(cfg) -> PatchSet:
+    """`build_patches`, cached under cfg.cache_dir by `cache_key` so the second run starts at once."""
+    if not cfg.get("cache_dir"):
+        return build_patches(cfg)
+    path = Path(cfg.cache_dir) / f"{cfg.dataset.name}-{cache_key(cfg)}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                patchset = PatchSet(f["train_normal"], f["test_normal"], f["test_defect"], f["test_defect_mask"], json.loads(str(f["stats"])))
+            log.info("patches loaded from cache %s", path)
+            return patchset
+        except (OSError, KeyError, ValueError) as err:
+            log.warning("cache file %s is unreadable (%s); rebuilding it", path, err)
+    patchset = build_patches(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, train_normal=patchset.train_normal, test_normal=patchset.test_normal, test_defect=patchset.test_defect,
+             test_defect_mask=patchset.test_defect_mask, stats=json.dumps(patchset.stats))
+    os.replace(tmp, path)
+    log.info("patches cached in %s", path)
+    return patchset

@@ -1,0 +1,66 @@
+"""Source images: what every dataset adapter hands to the patch sampler.
+
+An adapter turns a dataset on disk (or the embedded synthetic generator) into a list of
+`SourceImage`s. Everything after that — patch sampling, background exclusion, the split,
+caching — is the same for every dataset and lives in `rdcae.data.patches`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Role = Literal["normal", "defect"]
+
+
+@dataclass
+class SourceImage:
+    """One image with its role and, for defect images, its pixel mask.
+
+    image: (H, W, C) uint8, C = 1 or 3.
+    mask:  (H, W) bool, True on defect pixels; None for images without a mask.
+    role:  "normal" images feed normal patches (train and test), "defect" images are tiled
+           into test patches and never feed training.
+    group: what the image belongs to (fabric code, roll, split), for summaries.
+    """
+
+    path: str
+    image: np.ndarray
+    role: Role
+    mask: np.ndarray | None = None
+    group: str = ""
+
+    def __post_init__(self) -> None:
+        if self.image.ndim == 2:
+            self.image = self.image[:, :, None]
+        if self.image.ndim != 3 or self.image.shape[2] not in (1, 3) or self.image.dtype != np.uint8:
+            raise ValueError(
+                f"{self.path}: expected an (H, W, 1|3) uint8 image, got {self.image.shape} {self.image.dtype}"
+            )
+        if self.mask is not None and self.mask.shape != self.image.shape[:2]:
+            raise ValueError(
+                f"{self.path}: mask size {self.mask.shape[::-1]} differs from image size "
+                f"{self.image.shape[1::-1]} (width x height)"
+            )
+
+
+# dataset name -> "module:function"; each function takes the `dataset` config node and
+# returns list[SourceImage].
+ADAPTERS = {
+    "synthetic": "rdcae.data.synthetic:load",
+    "aitex": "rdcae.data.aitex:load",
+    "ksdd2": "rdcae.data.ksdd2:load",
+    "folder": "rdcae.data.folder:load",
+}
+
+
+def load_sources(dataset_cfg) -> list[SourceImage]:
+    """Read the images of the dataset named by `dataset_cfg.name`."""
+    name = dataset_cfg.name
+    if name not in ADAPTERS:
+        raise ValueError(f"dataset.name={name!r} is not known; choose one of {sorted(ADAPTERS)}")
+    module_name, function = ADAPTERS[name].split(":")
+    return getattr(importlib.import_module(module_name), function)(dataset_cfg)

@@ -1,0 +1,56 @@
+"""The exported detector: network weights, threshold and config in a file that loads with weights_only=True."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from rdcae.model.network import ConvAutoencoder, reconstruction_error
+
+FORMAT = "rdcae-detector/1"
+
+
+def export(module, cfg, path: str | Path) -> Path:
+    """Write the trained network, its threshold and the resolved config (plain tensors and dicts only)."""
+    hp = module.hparams
+    payload = {
+        "format": FORMAT,
+        "network": {"channels": hp.channels, "patch_size": hp.patch_size, "filters": list(hp.filters),
+                    "latent_dim": hp.latent_dim, "negative_slope": hp.negative_slope},
+        "state_dict": {k: v.detach().cpu() for k, v in module.net.state_dict().items()},
+        "threshold": float(module.threshold),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    path = Path(path)
+    torch.save(payload, path)
+    return path
+
+
+class Detector(nn.Module):
+    """score(x) = ‖x − D(E(x))‖₂ per patch; predict(x) = score > threshold. x: (N, C, P, P) in [0, 1]."""
+
+    def __init__(self, net: ConvAutoencoder, threshold: float, config: dict) -> None:
+        super().__init__()
+        self.net, self.config = net, config
+        self.register_buffer("threshold", torch.tensor(threshold))
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return reconstruction_error(x, self.net(x))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(x) > self.threshold
+
+
+def load_detector(path: str | Path, map_location="cpu") -> Detector:
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an rdcae detector file (expected format {FORMAT!r})")
+    spec = payload["network"]
+    net = ConvAutoencoder(spec["channels"], spec["patch_size"], tuple(spec["filters"]), spec["latent_dim"], negative_slope=spec["negative_slope"])
+    net.load_state_dict(payload["state_dict"])
+    return Detector(net.eval(), payload["threshold"], payload["config"])

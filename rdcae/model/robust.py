@@ -1,0 +1,117 @@
+"""The robust deep convolutional autoencoder (RDCAE) as a LightningModule.
+
+X = L + S: the network is fitted to L = X − S by Adam (Algorithm 2, lines 5–6); S, one
+(C, P, P) slice per training sample, is updated between epoch blocks by the ℓ2,1 prox
+(lines 7–9, see `rdcae.model.alternation`). With robust=False S stays zero and this is the
+plain DCAE baseline.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryROC, BinaryStatScores
+
+from rdcae.model.network import ConvAutoencoder, reconstruction_error
+from rdcae.model.prox import prox_l21
+
+
+def as_probability(scores: torch.Tensor) -> torch.Tensor:
+    """Map errors in [0, ∞) monotonically into [0, 1) so torchmetrics does not apply a sigmoid
+    (which saturates at float precision for errors above ~17 and would create ties)."""
+    return scores / (1 + scores)
+
+
+class RobustAutoencoder(L.LightningModule):
+    def __init__(
+        self,
+        n_train: int,
+        channels: int = 3,
+        patch_size: int = 32,
+        lambda_: float = 1.6,
+        robust: bool = True,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-6,
+        filters: tuple[int, ...] = (32, 64, 128),
+        latent_dim: int = 256,
+        negative_slope: float = 0.01,
+        chunk_size: int = 4096,
+    ) -> None:
+        super().__init__()
+        if lambda_ <= 0:
+            raise ValueError(f"lambda={lambda_} must be > 0 (it is the ℓ2,1 penalty weight of Eq. 7)")
+        self.save_hyperparameters()
+        self.net = ConvAutoencoder(channels, patch_size, tuple(filters), latent_dim, negative_slope=negative_slope)
+        self.register_buffer("S", torch.zeros(n_train, channels, patch_size, patch_size))  # (N, C, P, P)
+        self.register_buffer("threshold", torch.tensor(float("nan")))
+        self.test_metrics = MetricCollection(
+            {"f1": BinaryF1Score(), "accuracy": BinaryAccuracy(), "stats": BinaryStatScores()}, prefix="test/"
+        )
+        self.test_auroc = BinaryAUROC()
+        self.test_roc = BinaryROC()
+        self.test_scores: list[torch.Tensor] = []
+
+    @property
+    def robust(self) -> bool:
+        return self.hparams.robust
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        L_ = batch.x - self.S[batch.index] if self.robust else batch.x  # L = X − S (Eq. 6)
+        loss = F.mse_loss(self.net(L_), L_)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # --- the S-update and scoring, over whole sets in chunks ---------------------------------
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """D(E(x)) for a whole set, in chunks, on the module's device."""
+        parts = [self.net(chunk.to(self.device)) for chunk in x.split(self.hparams.chunk_size)]
+        return torch.cat(parts) if parts else x.new_zeros(x.shape)
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """‖x − D(E(x))‖₂ per patch: the anomaly score. (N,)"""
+        x = x.to(self.device)
+        return reconstruction_error(x, self.reconstruct(x))
+
+    @torch.no_grad()
+    def update_S(self, X: torch.Tensor) -> None:
+        """S ← prox_{λ,ℓ2,1}(X − D(E(X − S))) (Algorithm 2, lines 7–9)."""
+        X = X.to(self.device)
+        L_ = self.reconstruct(X - self.S)
+        self.S.copy_(prox_l21(X - L_, self.hparams.lambda_))
+
+    def decide(self, scores: torch.Tensor) -> torch.Tensor:
+        """A patch is a defect when its score is above the recorded threshold."""
+        return (scores > self.threshold).long()
+
+    # --- test stage ---------------------------------------------------------------------------
+
+    def on_test_epoch_start(self) -> None:
+        if torch.isnan(self.threshold):
+            raise RuntimeError("the model has no threshold yet: train it (or load a trained checkpoint) before testing")
+        self.test_scores = []
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        scores = self.score(batch.x)
+        self.test_scores.append(scores)
+        self.test_metrics.update(self.decide(scores), batch.label)
+        self.test_auroc.update(as_probability(scores), batch.label)
+        self.test_roc.update(as_probability(scores), batch.label)
+
+    def on_test_epoch_end(self) -> None:
+        results = self.test_metrics.compute()
+        tp, fp, tn, fn, _ = results.pop("test/stats").tolist()
+        self.log_dict({**results, "test/auc": self.test_auroc.compute()})
+        self.log_dict({"test/tp": float(tp), "test/fp": float(fp), "test/tn": float(tn), "test/fn": float(fn)})
+        self.test_metrics.reset()
+        self.test_auroc.reset()

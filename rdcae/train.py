@@ -1,0 +1,177 @@
+"""Train and test one RDCAE: `python -m rdcae.train [dataset=aitex fabric=03 lambda=1.6 ...]`.
+
+Compose (Hydra) → patches and synthetic defects (DataModule) → alternation of Adam blocks
+and S-updates (Alternation callback) until the train AUC target → test on held-out normals
+and real defects → metrics.json, exported model, figures, TensorBoard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from rdcae import figures
+from rdcae.config import validate
+from rdcae.data.datamodule import DefectDataModule
+from rdcae.detect import export
+from rdcae.model.alternation import Alternation
+from rdcae.model.robust import RobustAutoencoder
+
+log = logging.getLogger("rdcae.train")
+
+
+def build(cfg: DictConfig, output_dir: Path):
+    """The DataModule, the module, the alternation and the trainer of one run."""
+    noise = instantiate(cfg.noise)
+    datamodule = DefectDataModule(cfg, noise, batch_size=int(cfg.model.batch_size))
+    datamodule.setup("fit")
+    m = cfg.model
+    module = RobustAutoencoder(
+        n_train=len(datamodule.train_x), channels=int(cfg.channels), patch_size=int(cfg.patch_size), lambda_=float(cfg["lambda"]),
+        robust=bool(m.robust), lr=float(m.lr), weight_decay=float(m.weight_decay), filters=tuple(m.filters),
+        latent_dim=int(m.latent_dim), negative_slope=float(m.negative_slope),
+    )
+    alternation = Alternation(**cfg.alternation)
+    checkpoints = ModelCheckpoint(
+        dirpath=output_dir / "checkpoints", filename="block{epoch:03d}", every_n_epochs=alternation.block_epochs,
+        save_top_k=-1 if cfg.get("keep_all_checkpoints") else 1, monitor=None, save_last=True, auto_insert_metric_name=False,
+    )
+    logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
+    trainer = instantiate(
+        cfg.trainer, max_epochs=alternation.max_epochs, callbacks=[alternation, checkpoints], logger=logger,
+        default_root_dir=str(output_dir),
+    )
+    return datamodule, module, alternation, trainer
+
+
+def run(cfg: DictConfig, output_dir: str | Path) -> dict:
+    """Train, test and write everything a run leaves behind; returns the metrics dict."""
+    validate(cfg)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    start = time.perf_counter()
+
+    datamodule, module, alternation, trainer = build(cfg, output_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if trainer.interrupted:
+        raise SystemExit(f"training interrupted; resume with ckpt_path={trainer.checkpoint_callback.last_model_path or '<no checkpoint yet>'}")
+    fit_seconds = time.perf_counter() - start
+    test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+
+    metrics = {
+        "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
+        "threshold": float(module.threshold),
+        "blocks": alternation.blocks,
+        "epochs": trainer.current_epoch,
+        "stop_reason": alternation.stop_reason or "stopped early",
+        "train_auc": alternation.history[-1].train_auc if alternation.history else math.nan,
+        "history": [vars(r) for r in alternation.history],
+        "patches": datamodule.patches.stats,
+        "n_train": len(datamodule.train_x),
+        "n_synthetic": int(datamodule.train_synthetic.sum()),
+        "fit_seconds": fit_seconds,
+        "device": str(module.device),
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    export(module, cfg, output_dir / "model.pt")
+    trainer.logger.log_hyperparams(hparams(cfg), metrics={f"hparam/{k}": v for k, v in metrics["test"].items() if k in ("auc", "f1", "accuracy")})
+    if cfg.get("figures", True):
+        write_figures(module, datamodule, trainer.logger, output_dir, step=alternation.blocks)
+    print(summary(metrics, output_dir))
+    return metrics
+
+
+def hparams(cfg: DictConfig) -> dict:
+    """The settings a sweep varies, flattened for TensorBoard's HPARAMS tab."""
+    flat = {"lambda": cfg["lambda"], "patch_size": cfg.patch_size, "noise": cfg.noise._target_.rsplit(".", 1)[-1],
+            "noise_ratio": cfg.noise_ratio, "seed": cfg.seed, "dataset": cfg.dataset.name, "robust": cfg.model.robust,
+            "channels": cfg.channels, "block_epochs": cfg.alternation.block_epochs, "lr": cfg.model.lr}
+    if cfg.dataset.name == "aitex":
+        flat["fabric"] = str(cfg.fabric)
+    return flat
+
+
+@torch.no_grad()
+def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: TensorBoardLogger, output_dir: Path, step: int, k: int = 8) -> None:
+    """Figure 4 (X / L / S for training and test patches), the ROC curve and score histograms."""
+    fig_dir = output_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    writer = logger.experiment
+
+    def save(fig, name: str) -> None:
+        fig.savefig(fig_dir / f"{name}.png", dpi=110)
+        writer.add_figure(name, fig, global_step=step)
+
+    synthetic = dm.train_synthetic
+    train = {}
+    for group, idx in (("normal", (~synthetic).nonzero()[:k, 0]), ("synthetic defects", synthetic.nonzero()[:k, 0])):
+        if len(idx):
+            x, s = dm.train_x[idx], module.S[idx].cpu()
+            train[group] = {"X": x, "L = X − S": x - s, "S": s}
+    save(figures.xls_figure(train, "training patches: X = L + S"), "fig4a_train_xls")
+
+    test_scores = module.score(dm.test_x).cpu()
+    test = {}
+    for group, label in (("normal (held out)", 0), ("real defects", 1)):
+        idx = (dm.test_y == label).nonzero()[:k, 0]
+        if len(idx):
+            x = dm.test_x[idx]
+            r = module.reconstruct(x).cpu()
+            test[group] = {"X": x, "R = D(E(X))": r, "|X − R|": x - r}
+    save(figures.xls_figure(test, "test patches: reconstruction and residual"), "fig4b_test_xr")
+
+    if (dm.test_y == 1).any() and (dm.test_y == 0).any():
+        module.test_roc.reset()
+        module.test_roc.update(test_scores / (1 + test_scores), dm.test_y)
+        fpr, tpr, _ = module.test_roc.compute()
+        pred = module.decide(test_scores.to(module.device)).cpu().bool()
+        positive = dm.test_y == 1
+        point = (float(pred[~positive].float().mean()), float(pred[positive].float().mean()))
+        auc = float(torch.trapezoid(tpr, fpr))
+        save(figures.roc_figure(fpr, tpr, auc, point, "test ROC: held-out normals vs real defects"), "roc_test")
+
+    train_scores = module.score(dm.train_x).cpu()
+    groups = {"train normal": train_scores[~synthetic], "train synthetic": train_scores[synthetic],
+              "test normal": test_scores[dm.test_y == 0], "test real defect": test_scores[dm.test_y == 1]}
+    save(figures.score_histogram(groups, float(module.threshold), "reconstruction errors"), "score_histogram")
+    figures.plt.close("all")
+
+
+def summary(metrics: dict, output_dir: Path) -> str:
+    t = metrics["test"]
+    return "\n".join([
+        "",
+        "rdcae run finished",
+        f"  blocks run      : {metrics['blocks']} ({metrics['epochs']} epochs, {metrics['fit_seconds']:.1f} s on {metrics['device']})",
+        f"  stopped because : {metrics['stop_reason']}",
+        f"  threshold       : {metrics['threshold']:.4f}  (quantile of normal training errors)",
+        f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  accuracy {t.get('accuracy', math.nan):.4f}"
+        f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",
+        f"  outputs         : {output_dir}",
+        f"  TensorBoard     : tensorboard --logdir {output_dir / 'tensorboard'}",
+        "",
+    ])
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    metrics = run(cfg, HydraConfig.get().runtime.output_dir)
+    return metrics["test"].get("auc", math.nan)
+
+
+if __name__ == "__main__":
+    main()

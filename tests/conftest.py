@@ -1,0 +1,55 @@
+"""Shared fixtures: the real Hydra config, shrunk so a whole run takes seconds on 2 CPU cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# A tiny but complete run: small images, few patches, short blocks.
+TINY = [
+    "dataset.n_normal_images=2",
+    "dataset.n_defect_images=3",
+    "dataset.width=256",
+    "dataset.height=128",
+    "dataset.n_normal=200",
+    "alternation.block_epochs=2",
+    "alternation.max_blocks=2",
+    "model.batch_size=64",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "noise_ratio=10",
+]
+
+
+def compose_config(overrides: list[str], tmp_path: Path | None = None):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    if tmp_path is not None:
+        with open_dict(cfg):
+            cfg.cache_dir = str(tmp_path / "cache")
+    return cfg
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """Compose the real config with TINY overrides plus any given ones."""
+
+    def make(*overrides: str):
+        return compose_config(TINY + list(overrides), tmp_path)
+
+    return make
+
+
+@pytest.fixture
+def aitex_dir() -> Path:
+    path = SHARED_DATA / "aitex"
+    if not path.is_dir():
+        pytest.skip("real AITEX sample not present (../shared/data/aitex)")
+    return path

@@ -1,0 +1,458 @@
+"""Real-data readers: image files, the fabric region, and the AITEX, KSDD2 and MVTec-layout adapters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from PIL import Image
+
+from rdcae.data import aitex, folder, ksdd2
+from rdcae.data.images import DataError, read_image, read_mask
+from rdcae.data.region import fabric_region
+from rdcae.data.sources import load_sources
+
+REPO = Path(__file__).resolve().parents[1]
+AITEX_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aitex"
+SHARED_KEYS = {
+    "name", "data_dir", "n_normal", "train_fraction", "defect_rule", "defect_min_fraction",
+    "exclude_background", "normals_from_defect_images",
+}
+
+
+def save(path: Path, array: np.ndarray, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+def texture(height: int, width: int, seed: int = 0, channels: int = 1) -> np.ndarray:
+    """A woven-looking uint8 texture: a stripe pattern plus noise, far from saturation."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:height, :width]
+    weave = 110 + 25 * np.sin(x * 0.9) * np.sin(y * 0.7)
+    shape = (height, width, channels) if channels > 1 else (height, width)
+    noise = rng.normal(0, 12, shape)
+    return np.clip((weave[..., None] if channels > 1 else weave) + noise, 0, 230).astype(np.uint8)
+
+
+def band_width(region: np.ndarray) -> int:
+    """Columns excluded on the left of a region."""
+    fabric_columns = region.all(axis=0)
+    return int(np.argmax(fabric_columns)) if fabric_columns.any() else region.shape[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The real AITEX sample (fabrics 00 and 03)
+
+
+@pytest.fixture(scope="module")
+def aitex_sources():
+    if not AITEX_SAMPLE.is_dir():
+        pytest.skip(f"AITEX sample not found at {AITEX_SAMPLE}")
+    return {
+        fabric: aitex.load(OmegaConf.create({"data_dir": str(AITEX_SAMPLE), "fabric": fabric}))
+        for fabric in ("00", "03")
+    }
+
+
+@pytest.fixture(scope="module")
+def aitex_regions(aitex_sources):
+    return {s.path: fabric_region(s.image) for sources in aitex_sources.values() for s in sources}
+
+
+def by_role(sources, role):
+    return [s for s in sources if s.role == role]
+
+
+@pytest.mark.parametrize("fabric, n_normal, n_defect", [("00", 20, 7), ("03", 20, 31)])
+def test_aitex_sample_has_the_documented_image_counts(aitex_sources, fabric, n_normal, n_defect):
+    sources = aitex_sources[fabric]
+    assert len(by_role(sources, "normal")) == n_normal
+    assert len(by_role(sources, "defect")) == n_defect
+    assert {s.group for s in sources} == {fabric}
+    assert all(s.image.shape == (256, 4096, 1) and s.image.dtype == np.uint8 for s in sources)
+
+
+def test_aitex_normal_sources_are_defect_free_images_and_defect_sources_have_masks(aitex_sources):
+    for sources in aitex_sources.values():
+        for s in by_role(sources, "normal"):
+            assert "NODefect_images" in s.path and Path(s.path).stem.split("_")[1] == "000"
+            assert s.mask is None
+        for s in by_role(sources, "defect"):
+            assert Path(s.path).parent.name == "Defect_images"
+            assert s.mask is not None and s.mask.dtype == bool and s.mask.shape == (256, 4096)
+
+
+def test_aitex_mask_is_the_union_of_all_mask_files_of_an_image(aitex_sources):
+    source = next(s for s in aitex_sources["03"] if Path(s.path).stem == "0097_030_03")
+    masks = AITEX_SAMPLE / "Mask_images"
+    one = read_mask([masks / "0097_030_03_mask1.png"], (256, 4096))
+    two = read_mask([masks / "0097_030_03_mask2.png"], (256, 4096))
+    assert one.any() and two.any() and not np.array_equal(one, two)
+    np.testing.assert_array_equal(source.mask, one | two)
+    # _mask.png duplicates the union; merging it as well must not add a pixel.
+    assert source.mask.sum() == (one | two).sum()
+
+
+def test_aitex_image_with_all_zero_mask_is_kept(aitex_sources):
+    source = next(s for s in aitex_sources["03"] if Path(s.path).stem == "0106_010_03")
+    assert source.role == "defect" and not source.mask.any()
+
+
+def test_aitex_band_is_detected_on_every_image_that_has_it(aitex_sources, aitex_regions):
+    widths = []
+    for sources in aitex_sources.values():
+        for s in sources:
+            region = aitex_regions[s.path]
+            fabric_columns = region.all(axis=0)
+            # A full-height block of columns: the band runs over the whole height.
+            np.testing.assert_array_equal(region, np.broadcast_to(fabric_columns, region.shape))
+            median = np.median(s.image[:, :, 0], axis=0)
+            assert (median[fabric_columns] < 250).all(), s.path
+            widths.append(band_width(region))
+    widths = np.array(widths)
+    assert len(widths) == 78
+    assert (widths > 0).sum() == 77
+    assert ((widths[widths > 0] >= 900) & (widths[widths > 0] <= 1300)).all()
+
+
+def test_aitex_image_without_band_is_all_fabric(aitex_sources, aitex_regions):
+    source = next(s for s in aitex_sources["00"] if Path(s.path).stem == "0062_022_00")
+    assert aitex_regions[source.path].all()
+
+
+@pytest.mark.parametrize("fabric, n_tiles", [("00", 46), ("03", 690)])
+def test_aitex_defect_tiles_from_the_origin(aitex_sources, aitex_regions, fabric, n_tiles):
+    size, count = 32, 0
+    for s in by_role(aitex_sources[fabric], "defect"):
+        h, w = s.mask.shape
+        defective = s.mask.reshape(h // size, size, w // size, size).any(axis=(1, 3))
+        count += int(defective.sum())
+        region = aitex_regions[s.path]
+        in_band = ~region.reshape(h // size, size, w // size, size).any(axis=(1, 3))
+        assert not (defective & in_band).any(), s.path
+        assert not (s.mask & ~region).any(), s.path
+    assert count == n_tiles
+
+
+def test_fabric_region_is_fast(aitex_sources):
+    images = [s.image for s in aitex_sources["03"][:40]]
+    start = time.perf_counter()
+    for image in images:
+        fabric_region(image)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_aitex_config_loads_through_the_adapter_registry(aitex_sources):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        overrides = ["dataset=aitex", f"data_dir={AITEX_SAMPLE}", "fabric=00"]
+        cfg = compose(config_name="train", overrides=overrides)
+    sources = load_sources(cfg.dataset)
+    assert [s.path for s in sources] == [s.path for s in aitex_sources["00"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fabric region on generated images
+
+
+def test_textured_image_without_band_is_all_fabric():
+    assert fabric_region(texture(256, 4096)[:, :, None]).all()
+    assert fabric_region(texture(64, 96, channels=3)).all()
+
+
+def test_saturated_left_band_is_excluded_with_its_ragged_edge():
+    image = texture(256, 2048)
+    image[:, :1000] = 255
+    image[:128, 1000:1010] = 255  # the band reaches further on half of the rows
+    image[::8, 1010:1014] = 252  # and leaves a few white pixels beyond that
+    region = fabric_region(image[:, :, None])
+    assert band_width(region) == 1014
+    assert region[:, 1014:].all()
+
+
+def test_flat_borders_on_any_edge_are_excluded():
+    image = texture(128, 512)
+    image[:, -40:] = 0
+    image[:10, :] = 30
+    region = fabric_region(image[:, :, None])
+    assert not region[:, -40:].any() and not region[:10].any()
+    assert region[10:, :-40].all()
+
+
+def test_bright_spots_inside_fabric_stay_fabric():
+    image = texture(256, 1024)
+    image[:, 500:504] = 255  # a bright vertical defect away from the edges
+    image[np.random.default_rng(1).random(image.shape) < 0.05] = 255  # scattered highlights
+    assert fabric_region(image[:, :, None]).all()
+
+
+def test_blank_image_has_no_fabric():
+    assert not fabric_region(np.full((32, 64, 1), 255, np.uint8)).any()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files
+
+
+def test_read_image_keeps_gray_single_channel_and_rgb_three(tmp_path):
+    gray = read_image(save(tmp_path / "g.png", texture(8, 12)))
+    rgb = read_image(save(tmp_path / "c.png", texture(8, 12, channels=3)))
+    assert gray.shape == (8, 12, 1) and rgb.shape == (8, 12, 3)
+    assert gray.dtype == rgb.dtype == np.uint8
+
+
+def test_read_image_converts_16_bit_palette_and_rgba(tmp_path):
+    deep = np.array([[0, 257, 65535]], np.uint16)
+    np.testing.assert_array_equal(read_image(save(tmp_path / "d.png", deep))[..., 0], [[0, 1, 255]])
+    gray_palette = Image.fromarray(texture(8, 8)).convert("P")
+    gray_palette.save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png").shape == (8, 8, 1)
+    rgba = np.dstack([texture(8, 8, channels=3), np.full((8, 8), 128, np.uint8)])
+    assert read_image(save(tmp_path / "a.png", rgba)).shape == (8, 8, 3)
+
+
+def test_truncated_png_is_reported_with_its_name(tmp_path):
+    path = save(tmp_path / "0001_002_00.png", texture(256, 256))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DataError, match="0001_002_00.png.*damaged"):
+        read_image(path)
+
+
+def test_non_image_named_png_is_reported_with_its_name(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("not an image")
+    with pytest.raises(DataError, match="notes.png"):
+        read_image(path)
+
+
+def test_mask_is_binarised_and_unioned(tmp_path):
+    first = np.zeros((4, 6), np.uint8)
+    first[0, 0], first[1, 1] = 255, 12  # anti-aliased edge pixels count as defect
+    second = np.zeros((4, 6), np.uint8)
+    second[1, 1], second[3, 5] = 255, 255
+    mask = read_mask([save(tmp_path / "m1.png", first), save(tmp_path / "m2.png", second)], (4, 6))
+    assert mask.dtype == bool and mask.sum() == 3 and mask[0, 0] and mask[1, 1] and mask[3, 5]
+
+
+def test_mask_size_mismatch_names_both_files_and_sizes(tmp_path):
+    mask = save(tmp_path / "x_mask.png", np.zeros((4, 6), np.uint8))
+    with pytest.raises(DataError, match=r"x_mask.png is 6x4 but .*x.png is 8x4"):
+        read_mask([mask], (4, 8, 1), image_path=tmp_path / "x.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# AITEX layout, generated
+
+
+def aitex_layout(root: Path) -> Path:
+    """Two fabrics, tiny images; fabric 03's normals sit in a roll folder named like fabric 00's."""
+    for i, (name, roll) in enumerate(
+        [("0001_000_00.png", "roll-a"), ("0002_000_00.png", "roll-a"), ("0001_000_03.png", "roll-b"),
+         ("0002_000_03.png", "roll-a")]
+    ):
+        save(root / "NODefect_images" / roll / name, texture(16, 64, seed=i))
+    mask = np.zeros((16, 64), np.uint8)
+    mask[4:8, 10:20] = 255
+    for stem in ("0010_002_00", "0011_002_03", "0012_016_03"):
+        save(root / "Defect_images" / f"{stem}.png", texture(16, 64, seed=7))
+        save(root / "Mask_images" / f"{stem}_mask.png", mask)
+    return root
+
+
+def aitex_cfg(root: Path, fabric="03"):
+    return OmegaConf.create({"data_dir": str(root), "fabric": fabric})
+
+
+def test_aitex_selects_normals_by_fabric_code_not_roll_folder(tmp_path):
+    sources = aitex.load(aitex_cfg(aitex_layout(tmp_path)))
+    names = {role: sorted(Path(s.path).name for s in by_role(sources, role)) for role in ("normal", "defect")}
+    assert names == {
+        "normal": ["0001_000_03.png", "0002_000_03.png"],
+        "defect": ["0011_002_03.png", "0012_016_03.png"],
+    }
+
+
+def test_aitex_fabric_given_as_number_is_a_code(tmp_path):
+    root = aitex_layout(tmp_path)
+    as_number, as_code = aitex.load(aitex_cfg(root, 3)), aitex.load(aitex_cfg(root, "03"))
+    assert [s.path for s in as_number] == [s.path for s in as_code]
+
+
+def test_aitex_never_uses_a_defect_image_as_normal(tmp_path):
+    root = aitex_layout(tmp_path)
+    save(root / "NODefect_images" / "roll-b" / "0013_002_03.png", texture(16, 64))
+    names = [Path(s.path).name for s in by_role(aitex.load(aitex_cfg(root)), "normal")]
+    assert "0013_002_03.png" not in names
+
+
+def test_aitex_defect_image_without_mask_is_skipped_with_a_warning(tmp_path, caplog):
+    root = aitex_layout(tmp_path)
+    (root / "Mask_images" / "0012_016_03_mask.png").unlink()
+    with caplog.at_level(logging.WARNING):
+        sources = aitex.load(aitex_cfg(root))
+    assert "0012_016_03.png" not in [Path(s.path).name for s in sources]
+    assert "0012_016_03.png" in caplog.text and "skipped" in caplog.text
+
+
+def test_aitex_all_zero_mask_keeps_the_image_with_a_warning(tmp_path, caplog):
+    root = aitex_layout(tmp_path)
+    save(root / "Mask_images" / "0012_016_03_mask.png", np.zeros((16, 64), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        sources = aitex.load(aitex_cfg(root))
+    kept = next(s for s in sources if Path(s.path).name == "0012_016_03.png")
+    assert kept.role == "defect" and not kept.mask.any()
+    assert "0012_016_03.png" in caplog.text and "no pixel" in caplog.text
+
+
+def test_aitex_missing_data_dir_says_where_to_get_the_data(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data_dir=.*missing.*aitex\.es/afid"):
+        aitex.load(aitex_cfg(tmp_path / "missing"))
+
+
+def test_aitex_missing_folder_is_named(tmp_path):
+    root = aitex_layout(tmp_path)
+    for path in (root / "Mask_images").iterdir():
+        path.unlink()
+    (root / "Mask_images").rmdir()
+    with pytest.raises(FileNotFoundError, match="Mask_images"):
+        aitex.load(aitex_cfg(root))
+
+
+def test_aitex_fabric_without_images_lists_the_codes_present(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"fabric=05.*00, 03"):
+        aitex.load(aitex_cfg(aitex_layout(tmp_path), "05"))
+
+
+def test_aitex_fabric_that_is_not_a_code_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="fabric='fabric_03'"):
+        aitex.load(aitex_cfg(aitex_layout(tmp_path), "fabric_03"))
+
+
+# ---------------------------------------------------------------------------------------------
+# KolektorSDD2 layout, generated
+
+
+def ksdd2_layout(root: Path) -> Path:
+    defect = np.zeros((20, 12), np.uint8)
+    defect[5:9, 3:6] = 255
+    for split, offset in (("train", 10000), ("test", 20000)):
+        for i, mask in enumerate((np.zeros((20, 12), np.uint8), defect)):
+            stem = f"{offset + i:05d}"
+            save(root / split / f"{stem}.png", texture(20, 12, seed=i, channels=3))
+            save(root / split / f"{stem}_GT.png", mask)
+    return root
+
+
+def test_ksdd2_roles_follow_the_masks(tmp_path):
+    sources = ksdd2.load(OmegaConf.create({"data_dir": str(ksdd2_layout(tmp_path))}))
+    assert [(Path(s.path).name, s.role, s.group) for s in sources] == [
+        ("10000.png", "normal", "train"), ("10001.png", "defect", "train"),
+        ("20000.png", "normal", "test"), ("20001.png", "defect", "test"),
+    ]
+    assert all(s.image.shape == (20, 12, 3) for s in sources)
+    defect = sources[1]
+    assert defect.mask.sum() == 12 and defect.mask[5:9, 3:6].all()
+
+
+def test_ksdd2_splits_choose_which_folders_feed_which_role(tmp_path):
+    cfg = OmegaConf.create(
+        {"data_dir": str(ksdd2_layout(tmp_path)), "normal_splits": ["train"], "defect_splits": ["test"]}
+    )
+    sources = ksdd2.load(cfg)
+    assert [(Path(s.path).name, s.role) for s in sources] == [("10000.png", "normal"), ("20001.png", "defect")]
+
+
+def test_ksdd2_missing_mask_is_named(tmp_path):
+    root = ksdd2_layout(tmp_path)
+    (root / "test" / "20001_GT.png").unlink()
+    with pytest.raises(FileNotFoundError, match="20001.png.*20001_GT.png"):
+        ksdd2.load(OmegaConf.create({"data_dir": str(root)}))
+
+
+def test_ksdd2_missing_data_dir_says_where_to_get_the_data(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data_dir=.*vicos\.si"):
+        ksdd2.load(OmegaConf.create({"data_dir": str(tmp_path / "nope")}))
+
+
+# ---------------------------------------------------------------------------------------------
+# MVTec AD layout, generated
+
+
+def mvtec_layout(root: Path, channels: int = 1, suffix: str = ".png") -> Path:
+    for i, sub in enumerate(("train/good/000", "train/good/001", "test/good/000", "test/crack/000")):
+        save(root / f"{sub}{suffix}", texture(24, 24, seed=i, channels=channels))
+    mask = np.zeros((24, 24), np.uint8)
+    mask[2:5, 2:5] = 255
+    save(root / "ground_truth" / "crack" / "000_mask.png", mask)
+    return root
+
+
+def folder_cfg(root: Path):
+    return OmegaConf.create({"data_dir": str(root)})
+
+
+def test_folder_reads_mvtec_roles_and_masks_keeping_gray_images_gray(tmp_path):
+    sources = folder.load(folder_cfg(mvtec_layout(tmp_path)))
+    assert [(s.group, s.role) for s in sources] == [
+        ("train/good", "normal"), ("train/good", "normal"), ("test/crack", "defect"), ("test/good", "normal"),
+    ]
+    assert all(s.image.shape == (24, 24, 1) for s in sources)
+    assert sources[2].mask.sum() == 9
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".bmp", ".tif"])
+def test_folder_reads_rgb_images_of_other_formats(tmp_path, suffix):
+    sources = folder.load(folder_cfg(mvtec_layout(tmp_path, channels=3, suffix=suffix)))
+    assert len(sources) == 4 and all(s.image.shape == (24, 24, 3) for s in sources)
+
+
+def test_folder_mixing_gray_and_rgb_converts_all_to_rgb(tmp_path, caplog):
+    root = mvtec_layout(tmp_path)
+    save(root / "train" / "good" / "002.png", texture(24, 24, channels=3))
+    with caplog.at_level(logging.INFO):
+        sources = folder.load(folder_cfg(root))
+    assert all(s.image.shape == (24, 24, 3) for s in sources)
+    assert "3 channels" in caplog.text
+
+
+def test_folder_defect_image_without_mask_is_skipped_with_a_warning(tmp_path, caplog):
+    root = mvtec_layout(tmp_path)
+    save(root / "test" / "hole" / "000.png", texture(24, 24))
+    with caplog.at_level(logging.WARNING):
+        sources = folder.load(folder_cfg(root))
+    assert "test/hole" not in {s.group for s in sources}
+    assert str(Path("hole") / "000.png") in caplog.text and "skipped" in caplog.text
+
+
+def test_folder_without_images_is_named(tmp_path):
+    root = mvtec_layout(tmp_path)
+    (root / "test" / "scratch").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"scratch holds no images"):
+        folder.load(folder_cfg(root))
+
+
+def test_folder_missing_data_dir_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data_dir=.*absent"):
+        folder.load(folder_cfg(tmp_path / "absent"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Config group files
+
+
+@pytest.mark.parametrize(
+    "name, own_keys", [("aitex", {"fabric"}), ("ksdd2", {"normal_splits", "defect_splits"}), ("folder", set())]
+)
+def test_dataset_configs_share_the_keys_the_patch_sampler_reads(name, own_keys):
+    path = REPO / "conf" / "dataset" / f"{name}.yaml"
+    assert path.read_text().startswith("# @package _global_\n")
+    cfg = OmegaConf.load(path)
+    assert set(cfg) == {"dataset"}
+    assert set(cfg.dataset) == SHARED_KEYS | own_keys
+    assert cfg.dataset.name == name and cfg.dataset.n_normal == 1600 and cfg.dataset.train_fraction == 0.7

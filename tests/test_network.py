@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+from rdcae.model.network import ConvAutoencoder, reconstruction_error
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("patch_size", [32, 64])
+def test_autoencoder_maps_patches_to_patches_through_a_256d_latent(channels, patch_size):
+    net = ConvAutoencoder(channels=channels, patch_size=patch_size)
+    x = torch.rand(5, channels, patch_size, patch_size)
+    assert net.encode(x).shape == (5, 256)
+    y = net(x)
+    assert y.shape == x.shape
+    assert y.min() >= 0 and y.max() <= 1  # sigmoid output in the pixel range
+
+
+def test_encoder_has_the_three_lenet_style_modules_of_section_4_1():
+    net = ConvAutoencoder(channels=3, patch_size=32)
+    convs = [m for m in net.encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128]
+    assert all(c.kernel_size == (5, 5) for c in convs)
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in net.encoder) == 3
+    assert sum(isinstance(m, torch.nn.LeakyReLU) for m in net.encoder) == 3
+
+
+def test_patch_size_not_divisible_by_8_is_rejected():
+    with pytest.raises(ValueError, match="patch_size=36"):
+        ConvAutoencoder(channels=1, patch_size=36)
+
+
+def test_reconstruction_error_is_the_l2_norm_per_patch():
+    x = torch.zeros(2, 1, 2, 2)
+    x_hat = torch.zeros(2, 1, 2, 2)
+    x_hat[1] = 0.5  # four pixels off by 0.5 -> norm 1
+    torch.testing.assert_close(reconstruction_error(x, x_hat), torch.tensor([0.0, 1.0]))

@@ -1,0 +1,176 @@
+"""End-to-end runs of the real Hydra config, shrunk to seconds."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rdcae.config import ConfigError
+from rdcae.detect import load_detector
+from rdcae.train import build, run
+
+from conftest import CONF, TINY, compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny training run shared by the tests that only read its outputs."""
+    out = tmp_path_factory.mktemp("run")
+    cfg = compose_config(TINY + ["alternation.max_blocks=3", "alternation.block_epochs=3"], out)
+    return cfg, out, run(cfg, out)
+
+
+def test_run_writes_metrics_checkpoints_model_and_figures(tiny_run):
+    cfg, out, metrics = tiny_run
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["blocks"] == metrics["blocks"] >= 1
+    for key in ("auc", "f1", "accuracy", "tp", "fp", "tn", "fn"):
+        assert key in saved["test"]
+    counts = saved["test"]
+    assert counts["tp"] + counts["fn"] == saved["patches"]["patches"]["test_defect"] > 0
+    assert counts["tn"] + counts["fp"] == saved["patches"]["patches"]["test_normal"]
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "config.yaml").is_file()
+    for name in ("fig4a_train_xls", "fig4b_test_xr", "roc_test", "score_histogram"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def test_tiny_run_beats_chance_on_synthetic_data(tiny_run):
+    _, _, metrics = tiny_run
+    assert metrics["test"]["auc"] > 0.6
+
+
+def test_threshold_is_the_quantile_of_normal_training_errors(tiny_run):
+    cfg, out, metrics = tiny_run
+    datamodule, module, _, _ = build(cfg, out / "rebuild")
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(state)
+    errors = module.score(datamodule.train_x)[~datamodule.train_synthetic]
+    expected = torch.quantile(errors, cfg.alternation.threshold_quantile)
+    assert math.isclose(metrics["threshold"], float(expected), rel_tol=1e-5)
+    assert (errors > metrics["threshold"]).float().mean() <= 1 - cfg.alternation.threshold_quantile + 1e-3
+
+
+def test_checkpoint_holds_S_threshold_and_resolved_config(tiny_run):
+    cfg, out, metrics = tiny_run
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    S = ckpt["state_dict"]["S"]
+    assert S.shape == (metrics["n_train"], cfg.channels, cfg.patch_size, cfg.patch_size)
+    assert S.abs().sum() > 0  # the prox left some residual in S
+    assert math.isclose(float(ckpt["state_dict"]["threshold"]), metrics["threshold"], rel_tol=1e-6)
+    assert ckpt["hyper_parameters"]["lambda_"] == cfg["lambda"]
+
+
+def test_exported_model_loads_with_weights_only_and_reproduces_scores(tiny_run):
+    cfg, out, metrics = tiny_run
+    detector = load_detector(out / "model.pt")
+    assert math.isclose(float(detector.threshold), metrics["threshold"], rel_tol=1e-6)
+    assert detector.config["lambda"] == cfg["lambda"]
+    datamodule, module, _, _ = build(cfg, out / "rebuild2")
+    module.load_state_dict(torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"])
+    torch.testing.assert_close(detector.score(datamodule.test_x), module.score(datamodule.test_x))
+
+
+def test_tensorboard_has_block_scalars_images_and_hparams(tiny_run):
+    _, out, metrics = tiny_run
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in ("block/train_auc", "block/loss", "block/s_nonzero_fraction", "block/s_l21", "block/threshold", "train/loss", "test/auc"):
+        assert tag in scalars, tag
+    assert len(events.Scalars("block/train_auc")) == metrics["blocks"]
+    images = set(events.Tags()["images"])
+    assert {"fig4a_train_xls", "fig4b_test_xr", "roc_test"} <= images
+    tensors = set(events.Tags()["tensors"]) | set(events.Tags().get("hparams", []))
+    plugin_files = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert any(b"hparams" in f.read_bytes() for f in plugin_files) or tensors
+
+
+def test_resume_from_checkpoint_gives_the_same_result(tmp_path):
+    common = TINY + ["alternation.block_epochs=2", "alternation.auc_target=1.0"]
+    full = run(compose_config(common + ["alternation.max_blocks=2"], tmp_path), tmp_path / "full")
+    first = run(compose_config(common + ["alternation.max_blocks=1"], tmp_path), tmp_path / "first")
+    assert first["blocks"] == 1
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = run(compose_config(common + ["alternation.max_blocks=2", f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
+    assert resumed["blocks"] == 2
+    assert math.isclose(resumed["threshold"], full["threshold"], rel_tol=1e-5)
+    for key in ("auc", "f1", "accuracy"):
+        assert math.isclose(resumed["test"][key], full["test"][key], abs_tol=1e-6)
+
+
+def test_dcae_baseline_keeps_S_zero(tmp_path):
+    cfg = compose_config(TINY + ["model=dcae"], tmp_path)
+    metrics = run(cfg, tmp_path)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert torch.all(ckpt["state_dict"]["S"] == 0)
+    assert all(r["s_nonzero_fraction"] == 0 for r in metrics["history"])
+
+
+def test_nan_loss_stops_with_block_and_checkpoint_named(tmp_path):
+    cfg = compose_config(TINY, tmp_path)
+    datamodule, module, _, trainer = build(cfg, tmp_path)
+    datamodule.train_x[0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"block 1 .*checkpoint"):
+        trainer.fit(module, datamodule=datamodule)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("lambda=0", "lambda=0"),
+        ("lambda=-1.6", "lambda=-1.6"),
+        ("noise_ratio=150", "noise_ratio=150"),
+        ("patch_size=36", "patch_size=36"),
+        ("channels=2", "channels=2"),
+        ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path"),
+    ],
+)
+def test_bad_settings_are_rejected_naming_the_setting(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run(compose_config(TINY + [override], tmp_path), tmp_path)
+
+
+def test_unknown_noise_type_lists_the_available_ones():
+    with pytest.raises(ConfigCompositionException, match="noise"):
+        compose_config(["noise=fractalz"])
+
+
+def test_paper_overrides_compose_at_the_top_level():
+    cfg = compose_config(["dataset=aitex", "fabric=03", "lambda=1.6", "patch_size=64", "noise=gaussian", "noise_ratio=5", "seed=2"])
+    assert cfg.dataset.name == "aitex" and cfg.dataset.fabric == "03"
+    assert cfg["lambda"] == 1.6 and cfg.patch_size == 64 and cfg.noise_ratio == 5 and cfg.seed == 2
+    assert cfg.noise._target_.endswith("GaussianNoise")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "rdcae.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_help_lists_the_config_groups(tmp_path):
+    result = _cli("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for group in ("dataset", "noise", "model", "trainer", "experiment"):
+        assert f"{group}:" in result.stdout
+
+
+def test_multirun_writes_one_folder_per_job(tmp_path):
+    result = _cli("-m", "lambda=1.0,2.5", *TINY, "alternation.max_blocks=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                  f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and (p / "metrics.json").exists())
+    assert len(jobs) == 2
+    assert sorted(float(OmegaConf.load(j / "config.yaml")["lambda"]) for j in jobs) == [1.0, 2.5]

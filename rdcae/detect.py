@@ -19,7 +19,8 @@ def export(module, cfg, path: str | Path) -> Path:
     payload = {
         "format": FORMAT,
         "network": {"channels": hp.channels, "patch_size": hp.patch_size, "filters": list(hp.filters),
-                    "latent_dim": hp.latent_dim, "negative_slope": hp.negative_slope},
+                    "latent_dim": hp.latent_dim, "negative_slope": hp.negative_slope, "normalize": hp.normalize,
+                    "output": hp.output},
         "state_dict": {k: v.detach().cpu() for k, v in module.net.state_dict().items()},
         "threshold": float(module.threshold),
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -51,6 +52,7 @@ def load_detector(path: str | Path, map_location="cpu") -> Detector:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an rdcae detector file (expected format {FORMAT!r})")
     spec = payload["network"]
-    net = ConvAutoencoder(spec["channels"], spec["patch_size"], tuple(spec["filters"]), spec["latent_dim"], negative_slope=spec["negative_slope"])
+    net = ConvAutoencoder(spec["channels"], spec["patch_size"], tuple(spec["filters"]), spec["latent_dim"],
+                         negative_slope=spec["negative_slope"], normalize=spec["normalize"], output=spec["output"])
     net.load_state_dict(payload["state_dict"])
     return Detector(net.eval(), payload["threshold"], payload["config"])

@@ -41,8 +41,9 @@ def build(cfg: DictConfig, output_dir: Path):
     module = RobustAutoencoder(
         n_train=len(datamodule.train_x), channels=int(cfg.channels), patch_size=int(cfg.patch_size), lambda_=float(cfg["lambda"]),
         robust=bool(m.robust), lr=float(m.lr), weight_decay=float(m.weight_decay), filters=tuple(m.filters),
-        latent_dim=int(m.latent_dim), negative_slope=float(m.negative_slope),
+        latent_dim=int(m.latent_dim), negative_slope=float(m.negative_slope), normalize=bool(m.normalize), output=str(m.output),
     )
+    module.net.fit_normalization(datamodule.train_x)
     alternation = Alternation(**cfg.alternation)
     checkpoints = ModelCheckpoint(
         dirpath=output_dir / "checkpoints", filename="block{epoch:03d}", every_n_epochs=alternation.block_epochs,
@@ -67,6 +68,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
 
     datamodule, module, alternation, trainer = build(cfg, output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    device = str(trainer.strategy.root_device)  # Lightning moves the module back to the CPU after fit
     if trainer.interrupted:
         raise SystemExit(f"training interrupted; resume with ckpt_path={trainer.checkpoint_callback.last_model_path or '<no checkpoint yet>'}")
     fit_seconds = time.perf_counter() - start
@@ -84,7 +86,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         "n_train": len(datamodule.train_x),
         "n_synthetic": int(datamodule.train_synthetic.sum()),
         "fit_seconds": fit_seconds,
-        "device": str(module.device),
+        "device": device,
     }
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     export(module, cfg, output_dir / "model.pt")

@@ -20,6 +20,7 @@ TINY = [
     "dataset.n_normal=200",
     "alternation.block_epochs=2",
     "alternation.max_blocks=2",
+    "alternation.warmup_blocks=0",
     "model.batch_size=64",
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",

@@ -107,3 +107,13 @@ def test_no_noise_decorates_nothing():
 def test_noise_ratio_outside_0_100_is_rejected():
     with pytest.raises(ValueError, match="noise_ratio=120"):
         decorate(torch.rand(4, 1, 8, 8), 120, JuliaNoise(), torch.Generator())
+
+
+def test_julia_tone_is_relative_to_the_patch_contrast():
+    g = torch.Generator().manual_seed(0)
+    x = 0.5 + 0.02 * torch.randn(64, 1, 32, 32, generator=g)  # low-contrast fabric
+    relative, mask = JuliaNoise(contrast=(2.0, 4.0))(x, torch.Generator().manual_seed(1))
+    black_white, _ = JuliaNoise(contrast=None)(x, torch.Generator().manual_seed(1))
+    change = (relative - x).abs()[mask.unsqueeze(1)]
+    assert change.max() < 4 * 0.05 + 0.1  # tone within 4 × max(std, floor) of the mean; x within 0.1 of it
+    assert (black_white - x).abs().max() > 0.4  # pure black or white reaches far outside

@@ -8,6 +8,11 @@ Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
   4. stops training when the AUC exceeds `auc_target`             (lines 11–12),
 and logs one TensorBoard point per block. The trainer's max_epochs is
 block_epochs × max_blocks, the upper limit of line 4.
+
+warmup_blocks: the first S-update waits until the network has fitted X for that many blocks.
+While its errors on normal patches are all above λ, the prox moves almost the whole residual
+of every sample into S; the network then only has to reproduce its own output (L ≈ D(E(L)))
+and stops learning the fabric, a fixed point the alternation never leaves.
 """
 
 from __future__ import annotations
@@ -36,15 +41,20 @@ class BlockRecord:
 
 
 class Alternation(L.Callback):
-    def __init__(self, block_epochs: int = 20, max_blocks: int = 30, auc_target: float = 0.999, threshold_quantile: float = 0.999) -> None:
+    def __init__(
+        self, block_epochs: int = 20, max_blocks: int = 30, auc_target: float = 0.999, threshold_quantile: float = 0.999, warmup_blocks: int = 0
+    ) -> None:
         if block_epochs < 1 or max_blocks < 1:
             raise ValueError(f"alternation.block_epochs={block_epochs} and alternation.max_blocks={max_blocks} must be >= 1")
+        if not 0 <= warmup_blocks < max_blocks:
+            raise ValueError(f"alternation.warmup_blocks={warmup_blocks} must be in [0, max_blocks={max_blocks})")
         if not 0 < auc_target <= 1:
             raise ValueError(f"alternation.auc_target={auc_target} must be in (0, 1]")
         if not 0 < threshold_quantile < 1:
             raise ValueError(f"alternation.threshold_quantile={threshold_quantile} must be in (0, 1)")
         self.block_epochs, self.max_blocks = block_epochs, max_blocks
         self.auc_target, self.threshold_quantile = auc_target, threshold_quantile
+        self.warmup_blocks = warmup_blocks
         self.history: list[BlockRecord] = []
         self.stop_reason = ""
 
@@ -75,7 +85,7 @@ class Alternation(L.Callback):
     def end_block(self, trainer: L.Trainer, module: RobustAutoencoder, block: int, epoch: int, loss: float) -> BlockRecord:
         dm = trainer.datamodule
         X, synthetic = dm.train_x, dm.train_synthetic.to(module.device)
-        if module.robust:
+        if module.robust and block > self.warmup_blocks:
             module.update_S(X)
             if not torch.isfinite(module.S).all():
                 self._fail(trainer, f"S has non-finite values after the S-update of block {block}")

@@ -10,8 +10,12 @@ class ConvAutoencoder(nn.Module):
     """Three conv modules (5×5 conv, LeakyReLU, 2×2 max-pool) into a dense latent, and back.
 
     Works for any channel count and any patch size divisible by 8 (three 2× poolings).
-    The decoder mirrors the encoder with nearest-neighbour upsampling and 5×5 convolutions;
-    a sigmoid output keeps reconstructions in the [0, 1] pixel range.
+    The decoder mirrors the encoder with nearest-neighbour upsampling and 5×5 convolutions.
+
+    normalize: the network works on (x − mean) / std per channel, with mean and std of the
+    training set held in buffers, and answers in pixel units. Raw [0, 1] fabric has a small
+    spread (std ≈ 0.1), and without this the autoencoder sits at the mean patch for hundreds
+    of steps. output: "linear" (with normalize) or "sigmoid" (pixels in [0, 1]).
     """
 
     def __init__(
@@ -23,8 +27,15 @@ class ConvAutoencoder(nn.Module):
         kernel_size: int = 5,
         negative_slope: float = 0.01,
         bias: bool = True,
+        normalize: bool = True,
+        output: str = "linear",
     ) -> None:
         super().__init__()
+        if output not in ("linear", "sigmoid"):
+            raise ValueError(f"model.output={output!r}: choose 'linear' or 'sigmoid'")
+        self.normalize, self.output = normalize, output
+        self.register_buffer("pixel_mean", torch.full((1, channels, 1, 1), 0.5))
+        self.register_buffer("pixel_std", torch.full((1, channels, 1, 1), 0.25))
         depth = len(filters)
         if patch_size % (2**depth):
             raise ValueError(f"patch_size={patch_size} must be divisible by {2**depth}")
@@ -51,14 +62,32 @@ class ConvAutoencoder(nn.Module):
         pairs = list(zip((channels, *filters[:-1]), filters))  # encoder convs as (c_in, c_out)
         for k, (c_in, c_out) in enumerate(reversed(pairs)):
             decoder += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_out, c_in, kernel_size, padding=pad, bias=bias)]
-            decoder.append(nn.LeakyReLU(negative_slope) if k < len(pairs) - 1 else nn.Sigmoid())
+            if k < len(pairs) - 1:
+                decoder.append(nn.LeakyReLU(negative_slope))
+        if output == "sigmoid":
+            decoder.append(nn.Sigmoid())
         self.decoder = nn.Sequential(*decoder)
+        # Glorot init with zero biases: PyTorch's default init (scaled for fan-in with a=√5)
+        # left the 8-layer autoencoder at the mean patch for a hundred steps or more.
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    @torch.no_grad()
+    def fit_normalization(self, x: torch.Tensor) -> None:
+        """Take the per-channel mean and std of a training set (N, C, P, P)."""
+        self.pixel_mean.copy_(x.mean(dim=(0, 2, 3), keepdim=True))
+        self.pixel_std.copy_(x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, P, P) -> (N, latent_dim)
-        return self.encoder(x)
+        return self.encoder((x - self.pixel_mean) / self.pixel_std if self.normalize else x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, P, P) -> (N, C, P, P)
-        return self.decoder(self.encoder(x))
+        y = self.decoder(self.encode(x))
+        # A linear head answers in the units the encoder saw; a sigmoid head in [0, 1] pixels.
+        return y * self.pixel_std + self.pixel_mean if self.normalize and self.output == "linear" else y
 
 
 def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:

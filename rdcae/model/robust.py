@@ -37,13 +37,17 @@ class RobustAutoencoder(L.LightningModule):
         filters: tuple[int, ...] = (32, 64, 128),
         latent_dim: int = 256,
         negative_slope: float = 0.01,
+        normalize: bool = True,
+        output: str = "linear",
         chunk_size: int = 4096,
     ) -> None:
         super().__init__()
         if lambda_ <= 0:
             raise ValueError(f"lambda={lambda_} must be > 0 (it is the ℓ2,1 penalty weight of Eq. 7)")
         self.save_hyperparameters()
-        self.net = ConvAutoencoder(channels, patch_size, tuple(filters), latent_dim, negative_slope=negative_slope)
+        self.net = ConvAutoencoder(
+            channels, patch_size, tuple(filters), latent_dim, negative_slope=negative_slope, normalize=normalize, output=output
+        )
         self.register_buffer("S", torch.zeros(n_train, channels, patch_size, patch_size))  # (N, C, P, P)
         self.register_buffer("threshold", torch.tensor(float("nan")))
         self.test_metrics = MetricCollection(
@@ -62,7 +66,10 @@ class RobustAutoencoder(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         L_ = batch.x - self.S[batch.index] if self.robust else batch.x  # L = X − S (Eq. 6)
-        loss = F.mse_loss(self.net(L_), L_)
+        # Measured in units of the training-set std: pixel-unit gradients of a low-contrast fabric
+        # are small enough for Adam's epsilon to shrink the steps and stall learning.
+        scale = self.net.pixel_std if self.net.normalize else 1.0
+        loss = F.mse_loss(self.net(L_) / scale, L_ / scale)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

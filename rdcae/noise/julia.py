@@ -100,7 +100,10 @@ class JuliaNoise:
     """Structured noise: Julia-set patterns blended into patches by a weighted average.
 
     The defect strength p = 1 − i/max_iter is 0 where the orbit escapes at once and 1 inside
-    the set; the decorated patch is (1 − w·p)·x + w·p·tone with tone dark (0) or bright (1).
+    the set; the decorated patch is (1 − w·p)·x + w·p·tone. The tone is darker or brighter than
+    the patch by `contrast` × its standard deviation (None: pure black or white). Pure black or
+    white blobs are far outside the fabric's range and, in the first epochs, pull the network
+    towards reproducing them instead of the weave.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class JuliaNoise:
         shapes: tuple[str, ...] = SHAPES,
         max_iter: int = 255,
         mask_level: float = 0.1,
+        contrast: tuple[float, float] | None = (2.0, 4.0),
     ) -> None:
         unknown = set(shapes) - set(SHAPES)
         if unknown:
@@ -116,16 +120,27 @@ class JuliaNoise:
         if not 0 < blend[0] <= blend[1] <= 1:
             raise ValueError(f"noise.blend must satisfy 0 < low <= high <= 1, got {tuple(blend)}")
         self.blend, self.shapes, self.max_iter, self.mask_level = tuple(blend), tuple(shapes), max_iter, mask_level
+        self.contrast = tuple(contrast) if contrast is not None else None
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = x.shape
         params, _ = random_julia_params(n, generator, self.shapes)
         p = 1 - julia_image(params, w, h, self.max_iter)  # (N, h, w)
         weight = self.blend[0] + (self.blend[1] - self.blend[0]) * torch.rand(n, 1, 1, generator=generator)
-        tone = (torch.rand(n, 1, 1, generator=generator) < 0.5).float()
         wp = (weight * p).unsqueeze(1).to(x)  # (N, 1, h, w)
-        decorated = (1 - wp) * x + wp * tone.unsqueeze(1).to(x)
+        decorated = (1 - wp) * x + wp * self._tone(x, generator)
         return decorated, p > self.mask_level
+
+    def _tone(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(N, C, 1, 1) defect colour: darker or brighter than the patch by `contrast` of its std."""
+        n = x.shape[0]
+        if self.contrast is None:  # pure black or white
+            return (torch.rand(n, 1, 1, 1, generator=generator) < 0.5).float().to(x)
+        sign = torch.where(torch.rand(n, 1, 1, 1, generator=generator) < 0.5, -1.0, 1.0).to(x)
+        k = (self.contrast[0] + (self.contrast[1] - self.contrast[0]) * torch.rand(n, 1, 1, 1, generator=generator)).to(x)
+        # The std floor keeps defects visible on flat, textureless patches.
+        mean, std = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True).clamp_min(0.05)
+        return (mean + sign * k * std).clamp(0, 1)
 
     def __repr__(self) -> str:
         return f"JuliaNoise(blend={self.blend}, shapes={self.shapes})"

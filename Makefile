@@ -1,0 +1,20 @@
+# Shortcuts; every target is one plain command you can also type.
+PYTHON ?= python
+TORCH ?= torch==2.13.0
+
+.PHONY: setup train test tensorboard clean
+
+setup:
+	$(PYTHON) -m pip install $(TORCH) -e ".[dev]"
+
+train:
+	$(PYTHON) -m rdcae.train $(ARGS)
+
+test:
+	$(PYTHON) -m pytest -q
+
+tensorboard:
+	tensorboard --logdir outputs
+
+clean:
+	rm -rf outputs .cache

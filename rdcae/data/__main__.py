@@ -1,0 +1,93 @@
+"""`python -m rdcae.data summary [overrides]`: what a run would train and test on.
+
+Prints images per role, patches per class, what was excluded and the paper's counts beside
+ours, and writes a contact sheet of sampled normal and defect patches to look at.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from rdcae.config import validate
+from rdcae.data.patches import PatchSet, prepare_patches
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+USAGE = "usage: python -m rdcae.data summary [dataset=aitex fabric=03 data_dir=/path/to/AITEX patch_size=32 ...]"
+
+
+def contact_sheet(patches: PatchSet, per_row: int = 16, rows: int = 3, zoom: int = 3, seed: int = 0) -> Image.Image:
+    """Rows of random normal patches, then rows of defect patches with their mask tinted red."""
+    rng = np.random.default_rng(seed)
+
+    def pick(x: np.ndarray) -> np.ndarray:
+        return rng.choice(len(x), size=min(len(x), per_row * rows), replace=False) if len(x) else np.zeros(0, int)
+
+    def rgb(x: np.ndarray) -> np.ndarray:  # (N, C, P, P) -> (N, P, P, 3) float
+        x = x.transpose(0, 2, 3, 1).astype(np.float32)
+        return np.repeat(x, 3, axis=3) if x.shape[3] == 1 else x
+
+    normal = rgb(np.concatenate([patches.train_normal, patches.test_normal])[pick(np.concatenate([patches.train_normal, patches.test_normal]))])
+    idx = pick(patches.test_defect)
+    defect = rgb(patches.test_defect[idx])
+    if len(idx):
+        mask = patches.test_defect_mask[idx][..., None]
+        defect = np.where(mask, 0.6 * defect + 0.4 * np.array([255.0, 0, 0]), defect)
+
+    p, gap = patches.train_normal.shape[-1], 2
+    blocks = [b for b in (normal, defect) if len(b)]
+    n_rows = sum(-(-len(b) // per_row) for b in blocks)
+    sheet = np.full((n_rows * (p + gap) + gap * (len(blocks) - 1) * 4, per_row * (p + gap), 3), 255, np.float32)
+    y = 0
+    for block in blocks:
+        for i, patch in enumerate(block):
+            r, c = divmod(i, per_row)
+            sheet[y + r * (p + gap) : y + r * (p + gap) + p, c * (p + gap) : c * (p + gap) + p] = patch
+        y += -(-len(block) // per_row) * (p + gap) + gap * 4
+    image = Image.fromarray(sheet.clip(0, 255).astype(np.uint8))
+    return image.resize((image.width * zoom, image.height * zoom), Image.NEAREST)
+
+
+def describe(cfg, patches: PatchSet) -> str:
+    s = patches.stats
+    counts = s["patches"]
+    lines = [
+        f"dataset {cfg.dataset.name}" + (f" fabric {cfg.dataset.fabric}" if "fabric" in cfg.dataset else "")
+        + f", patch {cfg.patch_size}x{cfg.patch_size}, seed {cfg.seed}",
+        f"  images          : {s['images']['normal']} normal, {s['images']['defect']} defect",
+        f"  normal patches  : {counts['train_normal']} train + {counts['test_normal']} test "
+        f"(random positions among {s['normal_positions']:,} allowed; {s['normal_positions_excluded']:,} positions excluded as non-fabric)",
+        f"  defect patches  : {counts['test_defect']} (test only; {s['defect_tiles_excluded']} defect tiles excluded as not entirely fabric)"
+        + (f"; the paper reports {s['paper_test_defect']}" if "paper_test_defect" in s else ""),
+    ]
+    if s.get("defect_images_without_defect_pixels"):
+        lines.append(f"  defect images whose mask marks no pixel: {len(s['defect_images_without_defect_pixels'])}")
+    if s.get("normal_images_too_small"):
+        lines.append(f"  normal images smaller than the patch (not used): {len(s['normal_images_too_small'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] != "summary":
+        print(USAGE, file=sys.stderr)
+        return 2
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=argv[1:])
+    validate(cfg)
+    patches = prepare_patches(cfg)
+    print(describe(cfg, patches))
+    out = Path("outputs") / "data_summary"
+    out.mkdir(parents=True, exist_ok=True)
+    tag = cfg.dataset.name + (f"_{cfg.dataset.fabric}" if "fabric" in cfg.dataset else "") + f"_p{cfg.patch_size}_s{cfg.seed}"
+    path = out / f"{tag}.png"
+    contact_sheet(patches, seed=int(cfg.seed)).save(path)
+    print(f"  contact sheet   : {path} (top: normal patches; bottom: defect patches, mask tinted red)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

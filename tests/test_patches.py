@@ -1,0 +1,119 @@
+"""The paper's patch protocol (sections 4.2-4.3), on the real AITEX sample and the embedded data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import rdcae.data.patches as patches_module
+from rdcae.data.__main__ import main as data_main
+from rdcae.data.patches import build_patches, cache_key, prepare_patches, to_channels
+
+from conftest import compose_config
+
+
+@pytest.fixture(scope="module")
+def aitex_patches(request):
+    from conftest import SHARED_DATA
+
+    root = SHARED_DATA / "aitex"
+    if not root.is_dir():
+        pytest.skip("real AITEX sample not present (../shared/data/aitex)")
+    built = {}
+    for fabric in ("00", "03"):
+        cfg = compose_config(["dataset=aitex", f"fabric={fabric}", f"data_dir={root}", "cache_dir="])
+        built[fabric] = build_patches(cfg)
+    return built
+
+
+@pytest.mark.parametrize("fabric,paper", [("00", 46), ("03", 690)])
+def test_aitex_defect_patch_counts_match_the_paper(aitex_patches, fabric, paper):
+    stats = aitex_patches[fabric].stats
+    assert stats["patches"]["test_defect"] == paper == stats["paper_test_defect"]
+
+
+@pytest.mark.parametrize("fabric", ["00", "03"])
+def test_aitex_normal_patches_follow_the_1600_70_30_protocol(aitex_patches, fabric):
+    p = aitex_patches[fabric]
+    assert len(p.train_normal) == 1120 and len(p.test_normal) == 480
+    assert p.train_normal.shape[1:] == (1, 32, 32) and p.train_normal.dtype == np.uint8
+
+
+@pytest.mark.parametrize("fabric", ["00", "03"])
+def test_every_defect_patch_overlaps_its_mask(aitex_patches, fabric):
+    masks = aitex_patches[fabric].test_defect_mask
+    assert masks.shape == (len(aitex_patches[fabric].test_defect), 32, 32)
+    assert masks.any(axis=(1, 2)).all()
+
+
+@pytest.mark.parametrize("fabric", ["00", "03"])
+def test_no_normal_patch_comes_from_the_white_band(aitex_patches, fabric):
+    p = aitex_patches[fabric]
+    normals = np.concatenate([p.train_normal, p.test_normal])
+    saturated = (normals >= 250).mean(axis=(1, 2, 3))
+    assert saturated.max() < 0.05  # fabric has about 1 saturated pixel in 256; the band is all saturated
+    assert p.stats["normal_positions_excluded"] > 0  # the band was there and was left out
+
+
+def test_aitex_sampling_is_deterministic_per_seed(aitex_dir):
+    def build(seed):
+        return build_patches(compose_config(["dataset=aitex", "fabric=00", f"data_dir={aitex_dir}", f"seed={seed}", "cache_dir="]))
+
+    a, b, c = build(0), build(0), build(1)
+    assert np.array_equal(a.train_normal, b.train_normal) and np.array_equal(a.test_defect, b.test_defect)
+    assert not np.array_equal(a.train_normal, c.train_normal)
+
+
+def test_second_prepare_comes_from_the_cache(tmp_path, monkeypatch):
+    cfg = compose_config(["dataset.n_normal=100", "dataset.n_normal_images=1", "dataset.n_defect_images=1"], tmp_path)
+    first = prepare_patches(cfg)
+    monkeypatch.setattr(patches_module, "build_patches", lambda cfg: pytest.fail("cache not used"))
+    second = prepare_patches(cfg)
+    assert np.array_equal(first.train_normal, second.train_normal)
+    assert second.stats == first.stats
+
+
+def test_cache_key_changes_with_any_setting_that_changes_patches(tmp_path):
+    base = compose_config([], tmp_path)
+    keys = {cache_key(base)}
+    for override in ("patch_size=64", "seed=1", "dataset.n_normal=800", "dataset.defect_rule=fraction"):
+        keys.add(cache_key(compose_config([override], tmp_path)))
+    assert len(keys) == 5
+    assert cache_key(compose_config(["lambda=2.5", "noise=gaussian"], tmp_path)) == cache_key(base)
+
+
+def test_cache_key_changes_when_a_source_file_changes(tmp_path, aitex_dir):
+    data = tmp_path / "aitex"
+    shutil.copytree(aitex_dir / "Mask_images", data / "Mask_images")
+    cfg = compose_config(["dataset=aitex", f"data_dir={data}"], tmp_path)
+    before = cache_key(cfg)
+    mask = next((data / "Mask_images").iterdir())
+    os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))
+    assert cache_key(cfg) != before
+
+
+def test_patch_larger_than_the_images_is_rejected(tmp_path):
+    cfg = compose_config(["dataset.height=32", "dataset.width=64", "patch_size=48"], tmp_path)
+    with pytest.raises(ValueError, match="patch_size=48"):
+        build_patches(cfg)
+
+
+def test_gray_patches_are_replicated_to_three_channels():
+    gray = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 1, 4, 4)
+    rgb = to_channels(gray, 3)
+    assert rgb.shape == (2, 3, 4, 4)
+    assert all(np.array_equal(rgb[:, c], gray[:, 0]) for c in range(3))
+    assert np.array_equal(to_channels(rgb, 1), gray)
+
+
+def test_data_summary_prints_counts_and_writes_a_contact_sheet(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = data_main(["summary", "dataset.n_normal=100", "dataset.n_normal_images=1", "dataset.n_defect_images=2", f"cache_dir={tmp_path / 'c'}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "normal patches  : 70 train + 30 test" in out
+    sheets = list((tmp_path / "outputs" / "data_summary").glob("*.png"))
+    assert len(sheets) == 1 and sheets[0].stat().st_size > 1000

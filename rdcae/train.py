@@ -44,6 +44,7 @@ def build(cfg: DictConfig, output_dir: Path):
         latent_dim=int(m.latent_dim), negative_slope=float(m.negative_slope), normalize=bool(m.normalize), output=str(m.output),
     )
     module.net.fit_normalization(datamodule.train_x)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
     alternation = Alternation(**cfg.alternation)
     checkpoints = ModelCheckpoint(
         dirpath=output_dir / "checkpoints", filename="block{epoch:03d}", every_n_epochs=alternation.block_epochs,

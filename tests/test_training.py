@@ -72,6 +72,7 @@ def test_checkpoint_holds_S_threshold_and_resolved_config(tiny_run):
     assert S.abs().sum() > 0  # the prox left some residual in S
     assert math.isclose(float(ckpt["state_dict"]["threshold"]), metrics["threshold"], rel_tol=1e-6)
     assert ckpt["hyper_parameters"]["lambda_"] == cfg["lambda"]
+    assert ckpt["config"]["seed"] == cfg.seed and ckpt["config"]["dataset"]["n_normal"] == cfg.dataset.n_normal
 
 
 def test_exported_model_loads_with_weights_only_and_reproduces_scores(tiny_run):

@@ -56,6 +56,13 @@ class RobustAutoencoder(L.LightningModule):
         self.test_auroc = BinaryAUROC()
         self.test_roc = BinaryROC()
         self.test_scores: list[torch.Tensor] = []
+        self.run_config: dict = {}  # the resolved run config, stored in every checkpoint
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.run_config = checkpoint.get("config", {})
 
     @property
     def robust(self) -> bool:

@@ -11,13 +11,8 @@ from omegaconf import open_dict
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-# A tiny but complete run: small images, few patches, short blocks.
-TINY = [
-    "dataset.n_normal_images=2",
-    "dataset.n_defect_images=3",
-    "dataset.width=256",
-    "dataset.height=128",
-    "dataset.n_normal=200",
+# A tiny but complete run: short blocks, small batches, no progress bar ...
+TINY_TRAINING = [
     "alternation.block_epochs=2",
     "alternation.max_blocks=2",
     "alternation.warmup_blocks=0",
@@ -26,6 +21,14 @@ TINY = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "noise_ratio=10",
+]
+# ... on small synthetic images with few patches.
+TINY = TINY_TRAINING + [
+    "dataset.n_normal_images=2",
+    "dataset.n_defect_images=3",
+    "dataset.width=256",
+    "dataset.height=128",
+    "dataset.n_normal=200",
 ]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -139,14 +138,6 @@ def test_aitex_defect_tiles_from_the_origin(aitex_sources, aitex_regions, fabric
         assert not (defective & in_band).any(), s.path
         assert not (s.mask & ~region).any(), s.path
     assert count == n_tiles
-
-
-def test_fabric_region_is_fast(aitex_sources):
-    images = [s.image for s in aitex_sources["03"][:40]]
-    start = time.perf_counter()
-    for image in images:
-        fabric_region(image)
-    assert time.perf_counter() - start < 1.0
 
 
 def test_aitex_config_loads_through_the_adapter_registry(aitex_sources):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
@@ -19,7 +20,7 @@ from rdcae.config import ConfigError
 from rdcae.detect import load_detector
 from rdcae.train import build, run
 
-from conftest import CONF, TINY, compose_config
+from conftest import TINY, TINY_TRAINING, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,3 +177,38 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and (p / "metrics.json").exists())
     assert len(jobs) == 2
     assert sorted(float(OmegaConf.load(j / "config.yaml")["lambda"]) for j in jobs) == [1.0, 2.5]
+
+
+def _write_layout(root: Path, kind: str) -> Path:
+    """Synthetic fabric saved in the MVTec-style (`folder`) or KolektorSDD2 layout."""
+    from PIL import Image
+
+    from rdcae.data.synthetic import generate
+
+    sources = generate(seed=1, n_normal_images=2, n_defect_images=2, height=96, width=192)
+    for i, src in enumerate(sources):
+        gray = src.image[:, :, 0]
+        mask = (src.mask if src.mask is not None else np.zeros(gray.shape, bool)).astype(np.uint8) * 255
+        if kind == "folder":
+            folder = root / ("train/good" if src.role == "normal" else "test/hole")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(gray).save(folder / f"{i:03d}.png")
+            if src.role == "defect":
+                (root / "ground_truth/hole").mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask).save(root / "ground_truth/hole" / f"{i:03d}_mask.png")
+        else:
+            folder = root / ("train" if src.role == "normal" else "test")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2)).save(folder / f"{10000 + i:05d}.png")
+            Image.fromarray(mask).save(folder / f"{10000 + i:05d}_GT.png")
+    return root
+
+
+@pytest.mark.parametrize("kind", ["folder", "ksdd2"])
+def test_training_runs_on_user_folders_and_ksdd2_layout(tmp_path, kind):
+    data = _write_layout(tmp_path / kind, kind)
+    cfg = compose_config(TINY_TRAINING + [f"dataset={kind}", f"data_dir={data}", "dataset.n_normal=200", "figures=false"], tmp_path)
+    metrics = run(cfg, tmp_path / "run")
+    assert metrics["patches"]["images"] == {"normal": 2, "defect": 2}
+    assert metrics["patches"]["patches"]["test_defect"] > 0
+    assert 0 <= metrics["test"]["auc"] <= 1

@@ -117,3 +117,17 @@ def test_data_summary_prints_counts_and_writes_a_contact_sheet(tmp_path, monkeyp
     assert "normal patches  : 70 train + 30 test" in out
     sheets = list((tmp_path / "outputs" / "data_summary").glob("*.png"))
     assert len(sheets) == 1 and sheets[0].stat().st_size > 1000
+
+
+def test_normal_image_smaller_than_the_patch_is_skipped_with_a_warning(caplog):
+    from rdcae.data.patches import sample_normal_patches
+    from rdcae.data.sources import SourceImage
+
+    rng = np.random.default_rng(0)
+    small = SourceImage("tiny.png", rng.integers(0, 200, (16, 16), dtype=np.uint8), "normal")
+    large = SourceImage("large.png", rng.integers(0, 200, (64, 64), dtype=np.uint8), "normal")
+    with caplog.at_level("WARNING"):
+        patches, stats = sample_normal_patches([small, large], 20, 32, rng)
+    assert "tiny.png" in caplog.text and "patch_size=32" in caplog.text
+    assert stats["normal_images_too_small"] == ["tiny.png"]
+    assert patches.shape == (20, 1, 32, 32)

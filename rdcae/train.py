@@ -21,13 +21,14 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
+from torchmetrics.functional.classification import binary_roc
 
 from rdcae import figures
 from rdcae.config import validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.detect import export
 from rdcae.model.alternation import Alternation
-from rdcae.model.robust import RobustAutoencoder
+from rdcae.model.robust import RobustAutoencoder, as_probability
 
 log = logging.getLogger("rdcae.train")
 
@@ -93,7 +94,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     export(module, cfg, output_dir / "model.pt")
     trainer.logger.log_hyperparams(hparams(cfg), metrics={f"hparam/{k}": v for k, v in metrics["test"].items() if k in ("auc", "f1", "accuracy")})
     if cfg.get("figures", True):
-        write_figures(module, datamodule, trainer.logger, output_dir, step=alternation.blocks)
+        write_figures(module, datamodule, trainer.logger, output_dir, step=alternation.blocks, auc=metrics["test"].get("auc", math.nan))
     print(summary(metrics, output_dir))
     return metrics
 
@@ -109,7 +110,7 @@ def hparams(cfg: DictConfig) -> dict:
 
 
 @torch.no_grad()
-def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: TensorBoardLogger, output_dir: Path, step: int, k: int = 8) -> None:
+def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: TensorBoardLogger, output_dir: Path, step: int, auc: float, k: int = 8) -> None:
     """Figure 4 (X / L / S for training and test patches), the ROC curve and score histograms."""
     fig_dir = output_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
@@ -138,13 +139,10 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
     save(figures.xls_figure(test, "test patches: reconstruction and residual"), "fig4b_test_xr")
 
     if (dm.test_y == 1).any() and (dm.test_y == 0).any():
-        module.test_roc.reset()
-        module.test_roc.update(test_scores / (1 + test_scores), dm.test_y)
-        fpr, tpr, _ = module.test_roc.compute()
+        fpr, tpr, _ = binary_roc(as_probability(test_scores), dm.test_y)
         pred = module.decide(test_scores.to(module.device)).cpu().bool()
         positive = dm.test_y == 1
         point = (float(pred[~positive].float().mean()), float(pred[positive].float().mean()))
-        auc = float(torch.trapezoid(tpr, fpr))
         save(figures.roc_figure(fpr, tpr, auc, point, "test ROC: held-out normals vs real defects"), "roc_test")
 
     train_scores = module.score(dm.train_x).cpu()

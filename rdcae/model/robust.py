@@ -12,7 +12,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryROC, BinaryStatScores
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryStatScores
 
 from rdcae.model.network import ConvAutoencoder, reconstruction_error
 from rdcae.model.prox import prox_l21
@@ -54,8 +54,6 @@ class RobustAutoencoder(L.LightningModule):
             {"f1": BinaryF1Score(), "accuracy": BinaryAccuracy(), "stats": BinaryStatScores()}, prefix="test/"
         )
         self.test_auroc = BinaryAUROC()
-        self.test_roc = BinaryROC()
-        self.test_scores: list[torch.Tensor] = []
         self.run_config: dict = {}  # the resolved run config, stored in every checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -113,14 +111,11 @@ class RobustAutoencoder(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         if torch.isnan(self.threshold):
             raise RuntimeError("the model has no threshold yet: train it (or load a trained checkpoint) before testing")
-        self.test_scores = []
 
     def test_step(self, batch, batch_idx: int) -> None:
         scores = self.score(batch.x)
-        self.test_scores.append(scores)
         self.test_metrics.update(self.decide(scores), batch.label)
         self.test_auroc.update(as_probability(scores), batch.label)
-        self.test_roc.update(as_probability(scores), batch.label)
 
     def on_test_epoch_end(self) -> None:
         results = self.test_metrics.compute()

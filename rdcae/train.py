@@ -48,7 +48,7 @@ def build(cfg: DictConfig, output_dir: Path):
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     alternation = Alternation(**cfg.alternation)
     checkpoints = ModelCheckpoint(
-        dirpath=output_dir / "checkpoints", filename="block{epoch:03d}", every_n_epochs=alternation.block_epochs,
+        dirpath=output_dir / "checkpoints", filename="epoch{epoch:03d}", every_n_epochs=alternation.block_epochs,
         save_top_k=-1 if cfg.get("keep_all_checkpoints") else 1, monitor=None, save_last=True, auto_insert_metric_name=False,
     )
     logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
@@ -90,13 +90,24 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         "fit_seconds": fit_seconds,
         "device": device,
     }
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    (output_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, default=str))
     export(module, cfg, output_dir / "model.pt")
     trainer.logger.log_hyperparams(hparams(cfg), metrics={f"hparam/{k}": v for k, v in metrics["test"].items() if k in ("auc", "f1", "accuracy")})
     if cfg.get("figures", True):
         write_figures(module, datamodule, trainer.logger, output_dir, step=alternation.blocks, auc=metrics["test"].get("auc", math.nan))
     print(summary(metrics, output_dir))
     return metrics
+
+
+def _json_safe(value):
+    """NaN (e.g. the train AUC of a run without synthetic defects) as null: strict JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def hparams(cfg: DictConfig) -> dict:

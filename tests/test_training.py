@@ -136,6 +136,7 @@ def test_nan_loss_stops_with_block_and_checkpoint_named(tmp_path):
         ("lambda=0", "lambda=0"),
         ("lambda=-1.6", "lambda=-1.6"),
         ("noise_ratio=150", "noise_ratio=150"),
+        ("noise_ratio=100", "noise_ratio=100"),
         ("patch_size=36", "patch_size=36"),
         ("channels=2", "channels=2"),
         ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path"),
@@ -212,3 +213,21 @@ def test_training_runs_on_user_folders_and_ksdd2_layout(tmp_path, kind):
     assert metrics["patches"]["images"] == {"normal": 2, "defect": 2}
     assert metrics["patches"]["patches"]["test_defect"] > 0
     assert 0 <= metrics["test"]["auc"] <= 1
+
+
+def test_resuming_a_run_that_met_its_target_does_not_train_further(tmp_path):
+    common = TINY + ["alternation.block_epochs=1", "alternation.max_blocks=3", "alternation.auc_target=0.01"]
+    first = run(compose_config(common, tmp_path), tmp_path / "first")
+    assert first["blocks"] == 1 and "auc_target" in first["stop_reason"]
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = run(compose_config(common + [f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
+    assert resumed["blocks"] == 1
+    assert resumed["threshold"] == first["threshold"]
+    assert resumed["test"]["auc"] == first["test"]["auc"]
+
+
+def test_a_test_set_without_defects_reports_no_auc_and_valid_json(tmp_path):
+    metrics = run(compose_config(TINY + ["dataset.n_defect_images=0", "noise=none", "figures=false"], tmp_path), tmp_path)
+    assert math.isnan(metrics["test"]["auc"])
+    saved = json.loads((tmp_path / "metrics.json").read_text())  # strict JSON: NaN written as null
+    assert saved["test"]["auc"] is None and saved["train_auc"] is None

@@ -66,6 +66,12 @@ class Alternation(L.Callback):
     def blocks(self) -> int:
         return len(self.history)
 
+    def on_train_start(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
+        # A run resumed after it met its target must not train further: should_stop is not
+        # part of Lightning's checkpoint, our history is.
+        if self.history and self.history[-1].train_auc > self.auc_target:
+            trainer.should_stop = True
+
     def on_train_epoch_end(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
         epoch = trainer.current_epoch + 1
         loss = trainer.callback_metrics.get("train/loss")
@@ -77,6 +83,8 @@ class Alternation(L.Callback):
         record = self.end_block(trainer, module, block, epoch, float(loss) if loss is not None else math.nan)
         if record.train_auc > self.auc_target:
             self.stop_reason = f"train AUC {record.train_auc:.4f} > auc_target {self.auc_target} after block {block}"
+            if block <= self.warmup_blocks:
+                self.stop_reason += " (during warm-up: S was never updated)"
             trainer.should_stop = True
         elif block >= self.max_blocks:
             self.stop_reason = f"max_blocks={self.max_blocks} reached (train AUC {record.train_auc:.4f})"

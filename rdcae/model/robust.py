@@ -120,7 +120,9 @@ class RobustAutoencoder(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         results = self.test_metrics.compute()
         tp, fp, tn, fn, _ = results.pop("test/stats").tolist()
-        self.log_dict({**results, "test/auc": self.test_auroc.compute()})
+        # With one class in the test set the AUC is undefined (torchmetrics would report 0).
+        auc = self.test_auroc.compute() if (tp + fn) and (tn + fp) else torch.tensor(float("nan"))
+        self.log_dict({**results, "test/auc": auc})
         self.log_dict({"test/tp": float(tp), "test/fp": float(fp), "test/tn": float(tn), "test/fn": float(fn)})
         self.test_metrics.reset()
         self.test_auroc.reset()

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.classification import binary_roc
 
 from rdcae import figures
-from rdcae.config import validate
+from rdcae.config import ConfigError, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.detect import export
 from rdcae.model.alternation import Alternation
@@ -68,6 +68,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     start = time.perf_counter()
 
+    if cfg.get("ckpt_path"):
+        check_resume(cfg, cfg.ckpt_path)
     datamodule, module, alternation, trainer = build(cfg, output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     device = str(trainer.strategy.root_device)  # Lightning moves the module back to the CPU after fit
@@ -97,6 +99,29 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         write_figures(module, datamodule, trainer.logger, output_dir, step=alternation.blocks, auc=metrics["test"].get("auc", math.nan))
     print(summary(metrics, output_dir))
     return metrics
+
+
+RESUME_KEYS = ("lambda", "seed", "patch_size", "channels", "noise_ratio", "noise", "dataset", "model")
+
+
+def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+    """A resumed run must continue the same run: S and the split only fit the settings that made them."""
+    def relevant(config: dict) -> dict:  # where the data lies may change, what it is may not
+        picked = {k: config.get(k) for k in RESUME_KEYS}
+        if isinstance(picked["dataset"], dict):
+            picked["dataset"] = {k: v for k, v in picked["dataset"].items() if k != "data_dir"}
+        return picked
+
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("config") or {}
+    if not saved:
+        return
+    before, now = relevant(saved), relevant(OmegaConf.to_container(cfg, resolve=True))
+    changed = [k for k in RESUME_KEYS if before[k] != now[k]]
+    if changed:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} was trained with other settings for {', '.join(changed)}; "
+            "resume with the overrides of the original run (its config.yaml lists them)"
+        )
 
 
 def _json_safe(value):

@@ -231,3 +231,11 @@ def test_a_test_set_without_defects_reports_no_auc_and_valid_json(tmp_path):
     assert math.isnan(metrics["test"]["auc"])
     saved = json.loads((tmp_path / "metrics.json").read_text())  # strict JSON: NaN written as null
     assert saved["test"]["auc"] is None and saved["train_auc"] is None
+
+
+def test_resuming_with_other_settings_is_refused_naming_them(tmp_path):
+    common = TINY + ["alternation.max_blocks=1"]
+    run(compose_config(common, tmp_path), tmp_path / "first")
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match="lambda"):
+        run(compose_config(common + ["lambda=2.5", f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")

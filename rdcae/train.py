@@ -8,7 +8,6 @@ and real defects → metrics.json, exported model, figures, TensorBoard.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from pathlib import Path
@@ -30,8 +29,6 @@ from rdcae.detect import export
 from rdcae.model.alternation import Alternation
 from rdcae.model.robust import RobustAutoencoder, as_probability
 
-log = logging.getLogger("rdcae.train")
-
 
 def build(cfg: DictConfig, output_dir: Path):
     """The DataModule, the module, the alternation and the trainer of one run."""
@@ -49,7 +46,7 @@ def build(cfg: DictConfig, output_dir: Path):
     alternation = Alternation(**cfg.alternation)
     checkpoints = ModelCheckpoint(
         dirpath=output_dir / "checkpoints", filename="epoch{epoch:03d}", every_n_epochs=alternation.block_epochs,
-        save_top_k=-1 if cfg.get("keep_all_checkpoints") else 1, monitor=None, save_last=True, auto_insert_metric_name=False,
+        save_top_k=1, monitor=None, save_last=True, auto_insert_metric_name=False,
     )
     logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
     trainer = instantiate(

@@ -31,7 +31,8 @@ def contact_sheet(patches: PatchSet, per_row: int = 16, rows: int = 3, zoom: int
         x = x.transpose(0, 2, 3, 1).astype(np.float32)
         return np.repeat(x, 3, axis=3) if x.shape[3] == 1 else x
 
-    normal = rgb(np.concatenate([patches.train_normal, patches.test_normal])[pick(np.concatenate([patches.train_normal, patches.test_normal]))])
+    normals = np.concatenate([patches.train_normal, patches.test_normal])
+    normal = rgb(normals[pick(normals)])
     idx = pick(patches.test_defect)
     defect = rgb(patches.test_defect[idx])
     if len(idx):

@@ -66,7 +66,7 @@ class DefectDataModule(L.LightningDataModule):
 
     After `setup()`:
       train_x (N, C, P, P), train_synthetic (N,) bool — which training samples carry synthetic defects;
-      test_x (M, C, P, P), test_y (M,) — 0 held-out normal, 1 real defect; test_mask (M, P, P).
+      test_x (M, C, P, P), test_y (M,) — 0 held-out normal, 1 real defect.
     """
 
     def __init__(self, cfg, noise, batch_size: int = 128, test_batch_size: int = 1024) -> None:
@@ -88,8 +88,6 @@ class DefectDataModule(L.LightningDataModule):
         test_defect = to_float(self.patches.test_defect, channels)
         self.test_x = torch.cat([test_normal, test_defect])
         self.test_y = torch.cat([torch.zeros(len(test_normal)), torch.ones(len(test_defect))]).long()
-        p = int(cfg.patch_size)
-        self.test_mask = torch.cat([torch.zeros(len(test_normal), p, p, dtype=torch.bool), torch.from_numpy(self.patches.test_defect_mask)])
 
     def train_dataloader(self) -> DataLoader:
         sampler = EpochBatches(len(self.train_x), self.batch_size, int(self.cfg.seed))

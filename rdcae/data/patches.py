@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from rdcae.data.images import IMAGE_SUFFIXES
 from rdcae.data.region import fabric_region
 from rdcae.data.sources import SourceImage, load_sources
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 # Real defect patches the paper reports per dataset (section 5.2), printed beside ours.
 PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34, "aitex/06": 10}

@@ -31,23 +31,36 @@ def export(module, cfg, path: str | Path) -> Path:
 
 
 class Detector(nn.Module):
-    """score(x) = ‖x − D(E(x))‖₂ per patch; predict(x) = score > threshold. x: (N, C, P, P) in [0, 1]."""
+    """score(x) = ‖x − D(E(x))‖₂ per patch; predict(x) = score > threshold. x: (N, C, P, P) in [0, 1].
 
-    def __init__(self, net: ConvAutoencoder, threshold: float, config: dict) -> None:
+    precision: "fp32", or "bf16" to run the network under bfloat16 autocast (about twice the
+    patches per second on CPUs with AVX-512 BF16 and on GPUs; the residual is taken in fp32).
+    """
+
+    def __init__(self, net: ConvAutoencoder, threshold: float, config: dict, precision: str = "fp32", chunk_size: int = 16384) -> None:
         super().__init__()
-        self.net, self.config = net, config
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision={precision!r}: choose 'fp32' or 'bf16'")
+        self.net, self.config, self.precision, self.chunk_size = net.to(memory_format=torch.channels_last), config, precision, chunk_size
         self.register_buffer("threshold", torch.tensor(threshold))
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        return reconstruction_error(x, self.net(x))
+        device = self.threshold.device
+        parts = []
+        for chunk in x.split(self.chunk_size):
+            chunk = chunk.to(device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                r = self.net(chunk)
+            parts.append(reconstruction_error(chunk, r.float()))
+        return torch.cat(parts) if parts else x.new_zeros(0)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.score(x) > self.threshold
 
 
-def load_detector(path: str | Path, map_location="cpu") -> Detector:
+def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32") -> Detector:
     payload = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an rdcae detector file (expected format {FORMAT!r})")
@@ -55,4 +68,4 @@ def load_detector(path: str | Path, map_location="cpu") -> Detector:
     net = ConvAutoencoder(spec["channels"], spec["patch_size"], tuple(spec["filters"]), spec["latent_dim"],
                          negative_slope=spec["negative_slope"], normalize=spec["normalize"], output=spec["output"])
     net.load_state_dict(payload["state_dict"])
-    return Detector(net.eval(), payload["threshold"], payload["config"])
+    return Detector(net.eval(), payload["threshold"], payload["config"], precision=precision).to(map_location)

@@ -240,3 +240,29 @@ def test_resuming_with_other_settings_is_refused_naming_them(tmp_path):
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     with pytest.raises(ConfigError, match="lambda"):
         run(compose_config(common + ["lambda=2.5", f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
+
+
+def test_batches_cover_every_sample_once_in_an_order_fixed_by_seed_and_epoch():
+    from rdcae.data.datamodule import DeviceBatches
+
+    x, label = torch.arange(10.0).view(10, 1, 1, 1), torch.zeros(10, dtype=torch.long)
+    epoch = [0]
+    batches = DeviceBatches(x, label, batch_size=4, seed=3, epoch=lambda: epoch[0])
+    first = [b.index for b in batches]
+    assert [len(i) for i in first] == [4, 4, 2] and len(batches) == 3
+    assert sorted(torch.cat(first).tolist()) == list(range(10))
+    assert all(torch.equal(b.x.flatten(), b.index.float()) for b in batches)  # x is gathered by index
+    assert torch.equal(torch.cat([b.index for b in batches]), torch.cat(first))  # same epoch, same order
+    epoch[0] = 1
+    assert not torch.equal(torch.cat([b.index for b in batches]), torch.cat(first))
+
+
+def test_bf16_detector_scores_stay_close_to_fp32(tiny_run):
+    cfg, out, _ = tiny_run
+    datamodule, _, _, _ = build(cfg, out / "rebuild3")
+    detector = load_detector(out / "model.pt")
+    fp32 = detector.score(datamodule.test_x)
+    detector.precision = "bf16"
+    bf16 = detector.score(datamodule.test_x)
+    assert fp32.dtype == bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16, fp32, rtol=0.02, atol=0.0)

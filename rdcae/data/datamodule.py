@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rdcae.data.patches import PatchSet, prepare_patches, to_channels
 from rdcae.noise import decorate
@@ -22,38 +21,31 @@ class PatchBatch:
     label: torch.Tensor
 
 
-class Patches(Dataset):
-    """Patches indexed by whole batches of indices (no per-sample collation)."""
+class DeviceBatches:
+    """Shuffled batches over patches that already live on the training device.
 
-    def __init__(self, x: torch.Tensor, label: torch.Tensor) -> None:
-        self.x, self.label = x, label
+    Only index permutations are made per epoch; each batch is a gather on the device, so
+    there are no workers, no collation and no host→device copies per step. The order depends
+    only on (seed, epoch), so a resumed run sees the same batches.
+    """
 
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, index) -> PatchBatch:
-        index = torch.as_tensor(index)
-        return PatchBatch(self.x[index], index, self.label[index])
-
-
-class EpochBatches(Sampler):
-    """Shuffled batches whose order depends only on (seed, epoch), so a resumed run sees the same batches."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True) -> None:
-        self.n, self.batch_size, self.seed, self.shuffle, self.epoch = n, batch_size, seed, shuffle, 0
-
-    def set_epoch(self, epoch: int) -> None:  # called by Lightning before every epoch
-        self.epoch = epoch
+    def __init__(self, x: torch.Tensor, label: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True, epoch=None) -> None:
+        self.x, self.label = x, label  # (N, C, P, P), (N,) on the device
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.epoch = epoch or (lambda: 0)  # the trainer's current epoch
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        return -(-len(self.x) // self.batch_size)
 
     def __iter__(self):
+        n = len(self.x)
         if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch())
+            order = torch.randperm(n, generator=generator).to(self.x.device)
         else:
-            order = torch.arange(self.n)
-        yield from order.split(self.batch_size)
+            order = torch.arange(n, device=self.x.device)
+        for index in order.split(self.batch_size):
+            yield PatchBatch(self.x[index], index, self.label[index])
 
 
 def to_float(x: np.ndarray, channels: int) -> torch.Tensor:
@@ -67,6 +59,8 @@ class DefectDataModule(L.LightningDataModule):
     After `setup()`:
       train_x (N, C, P, P), train_synthetic (N,) bool — which training samples carry synthetic defects;
       test_x (M, C, P, P), test_y (M,) — 0 held-out normal, 1 real defect.
+    These stay on the CPU; `on_device` keeps one copy of each set on the training device,
+    where the batches are cut (channels_last, the layout the convolutions run fastest in).
     """
 
     def __init__(self, cfg, noise, batch_size: int = 128, test_batch_size: int = 1024) -> None:
@@ -74,6 +68,7 @@ class DefectDataModule(L.LightningDataModule):
         self.cfg, self.noise = cfg, noise
         self.batch_size, self.test_batch_size = batch_size, test_batch_size
         self.patches: PatchSet | None = None
+        self._resident: dict = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.patches is not None:
@@ -89,10 +84,35 @@ class DefectDataModule(L.LightningDataModule):
         self.test_x = torch.cat([test_normal, test_defect])
         self.test_y = torch.cat([torch.zeros(len(test_normal)), torch.ones(len(test_defect))]).long()
 
-    def train_dataloader(self) -> DataLoader:
-        sampler = EpochBatches(len(self.train_x), self.batch_size, int(self.cfg.seed))
-        return DataLoader(Patches(self.train_x, self.train_synthetic.long()), sampler=sampler, batch_size=None)
+    def on_device(self, name: str, device: torch.device | str) -> torch.Tensor:
+        """`train_x`, `train_synthetic`, `test_x` or `test_y` on `device`, copied there once."""
+        device = torch.device(device)
+        key = (name, device)
+        if key not in self._resident:
+            value = getattr(self, name)
+            if value.dim() == 4:
+                value = value.contiguous(memory_format=torch.channels_last)
+            self._resident = {k: v for k, v in self._resident.items() if k[1] == device}  # one device at a time
+            self._resident[key] = value.to(device)
+        return self._resident[key]
 
-    def test_dataloader(self) -> DataLoader:
-        sampler = EpochBatches(len(self.test_x), self.test_batch_size, 0, shuffle=False)
-        return DataLoader(Patches(self.test_x, self.test_y), sampler=sampler, batch_size=None)
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        if isinstance(batch, PatchBatch) and batch.x.device == device:
+            return batch  # cut on the device already
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def train_dataloader(self) -> DeviceBatches:
+        device = self._device()
+        x, label = self.on_device("train_x", device), self.on_device("train_synthetic", device).long()
+        return DeviceBatches(x, label, self.batch_size, int(self.cfg.seed), epoch=self._epoch)
+
+    def test_dataloader(self) -> DeviceBatches:
+        device = self._device()
+        x, label = self.on_device("test_x", device), self.on_device("test_y", device)
+        return DeviceBatches(x, label, self.test_batch_size, shuffle=False)

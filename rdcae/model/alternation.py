@@ -92,7 +92,7 @@ class Alternation(L.Callback):
     @torch.no_grad()
     def end_block(self, trainer: L.Trainer, module: RobustAutoencoder, block: int, epoch: int, loss: float) -> BlockRecord:
         dm = trainer.datamodule
-        X, synthetic = dm.train_x, dm.train_synthetic.to(module.device)
+        X, synthetic = dm.on_device("train_x", module.device), dm.on_device("train_synthetic", module.device)
         if module.robust and block > self.warmup_blocks:
             module.update_S(X)
             if not torch.isfinite(module.S).all():

@@ -1,0 +1,260 @@
+"""Benchmark: `python -m rdcae.bench [dataset=... model.batch_size=... bench.epochs=...]`.
+
+Times, on the current device, every stage of a run — patch preparation, synthetic defects,
+one epoch, one block end (S-update + train AUC), a full run of the protocol, inference at
+several batch sizes — with peak host and device memory, and runs the plain-PyTorch loop of
+`benchmarks/reference.py` on the same patches in the same process. Prints a table of our
+time / reference time per row and writes it as JSON (bench.json in the run folder).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torchmetrics.functional.classification import binary_auroc
+
+from rdcae.data.patches import build_patches
+from rdcae.detect import load_detector
+from rdcae.model.network import reconstruction_error
+from rdcae.noise import decorate
+from rdcae.train import build, run
+
+REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference.py"
+
+
+def reference_loop():
+    """benchmarks/reference.py lives beside the package in the source tree, not inside it."""
+    if not REFERENCE.is_file():
+        raise FileNotFoundError(f"{REFERENCE} not found: run the benchmark from a source checkout of rdcae")
+    spec = importlib.util.spec_from_file_location("rdcae_reference", REFERENCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ReferenceLoop
+
+
+def device_of(cfg: DictConfig) -> torch.device:
+    accelerator = str(cfg.trainer.accelerator)
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device):
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - start, out
+
+
+def peak_host_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def peak_device_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+class EpochClock(L.Callback):
+    """Start time of every training epoch, and the duration of every block end."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.starts, self.block_ends = device, [], []
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        sync(self.device)
+        self.starts.append(time.perf_counter())
+
+    def wrap(self, alternation) -> None:
+        end_block = alternation.end_block
+
+        def clocked(*args, **kwargs):
+            seconds, record = timed(lambda: end_block(*args, **kwargs), self.device)
+            self.block_ends.append(seconds)
+            return record
+
+        alternation.end_block = clocked
+
+
+def with_overrides(cfg: DictConfig, **values) -> DictConfig:
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        for key, value in values.items():
+            OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+def median(values: list[float]) -> float:
+    return float(torch.tensor(values).median()) if values else float("nan")
+
+
+def bench_epoch(cfg: DictConfig, device: torch.device, out: Path) -> dict:
+    """Our epoch and block end: a Lightning fit of epochs + 2 epochs with one block end at the last.
+    The first epoch (warm-up) and the last (block end, checkpoint) are not in the epoch median."""
+    epochs = int(cfg.bench.epochs)
+    cfg = with_overrides(cfg, **{"alternation.block_epochs": epochs + 2, "alternation.max_blocks": 1,
+                                 "alternation.warmup_blocks": 0, "trainer.enable_progress_bar": False})
+    datamodule, module, alternation, trainer = build(cfg, out)
+    clock = EpochClock(device)
+    clock.wrap(alternation)
+    trainer.callbacks.append(clock)
+    trainer.fit(module, datamodule=datamodule)
+    gaps = [b - a for a, b in zip(clock.starts[1:-1], clock.starts[2:])]
+    return {"epoch": median(gaps), "block_end": clock.block_ends[-1], "n_train": len(datamodule.train_x), "datamodule": datamodule}
+
+
+def bench_reference_epoch(cfg: DictConfig, datamodule, device: torch.device) -> dict:
+    loop = reference_loop()(datamodule.train_x, datamodule.train_synthetic, lambda_=float(cfg["lambda"]),
+                            batch_size=int(cfg.model.batch_size), lr=float(cfg.model.lr), weight_decay=float(cfg.model.weight_decay),
+                            seed=int(cfg.seed), device=device)
+    loop.epoch()  # warm-up
+    gaps = [timed(loop.epoch, device)[0] for _ in range(int(cfg.bench.epochs))]
+    block_end, _ = timed(loop.end_block, device)
+    return {"epoch": median(gaps), "block_end": block_end}
+
+
+def bench_protocol(cfg: DictConfig, device: torch.device, out: Path) -> dict:
+    """A whole run (fit, test, export, figures) with a fixed number of blocks, so both sides run the same epochs."""
+    cfg = with_overrides(cfg, **{"alternation.auc_target": 1.0, "trainer.enable_progress_bar": False})
+    seconds, metrics = timed(lambda: run(cfg, out), device)
+    return {"total": seconds, "fit": metrics["fit_seconds"], "epochs": metrics["epochs"], "test_auc": metrics["test"].get("auc"),
+            "peak_host_gib": peak_host_gib(), "peak_device_gib": peak_device_gib(device)}
+
+
+def bench_reference_protocol(cfg: DictConfig, datamodule, device: torch.device) -> dict:
+    a = cfg.alternation
+    loop = reference_loop()(datamodule.train_x, datamodule.train_synthetic, lambda_=float(cfg["lambda"]),
+                            batch_size=int(cfg.model.batch_size), lr=float(cfg.model.lr), weight_decay=float(cfg.model.weight_decay),
+                            seed=int(cfg.seed), device=device)
+
+    seconds, result = timed(lambda: loop.fit(int(a.block_epochs), int(a.max_blocks), int(a.warmup_blocks), auc_target=1.0), device)
+    x = datamodule.test_x.to(device)
+    scores = reconstruction_error(x, loop.reconstruct(x))
+    result["test_auc"] = float(binary_auroc(scores / (1 + scores), datamodule.test_y.to(device)))
+    return {"fit": seconds, **result}
+
+
+def bench_inference(detector, reference_net, batch_sizes, device: torch.device, min_seconds: float, patch_shape) -> list[dict]:
+    """Patches per second of the exported detector (fp32 and bf16) and of the bare reference network."""
+    rows = []
+    reference_net = reference_net.to(device).eval()
+    for batch in batch_sizes:
+        x = torch.rand(batch, *patch_shape, device=device)
+
+        def rate(fn):
+            fn()  # warm-up (oneDNN / cuDNN pick their kernels on the first call)
+            calls, spent = 0, 0.0
+            while spent < min_seconds or calls < 3:
+                seconds, _ = timed(fn, device)
+                calls, spent = calls + 1, spent + seconds
+            return calls * batch / spent
+
+        with torch.no_grad():
+            reference = rate(lambda: reconstruction_error(x, reference_net(x)))
+        ours = {}
+        for precision in ("fp32", "bf16"):
+            detector.precision = precision
+            ours[precision] = rate(lambda: detector.score(x))
+        detector.precision = "fp32"
+        rows.append({"batch": batch, "fp32": ours["fp32"], "bf16": ours["bf16"], "reference_fp32": reference})
+    return rows
+
+
+def bf16_auc_change(detector, datamodule) -> float:
+    """|AUC(bf16 scores) − AUC(fp32 scores)| on the test set: the accuracy cost of bf16 inference."""
+    y = datamodule.test_y.to(detector.threshold.device)
+    aucs = []
+    for precision in ("fp32", "bf16"):
+        detector.precision = precision
+        s = detector.score(datamodule.test_x)
+        aucs.append(float(binary_auroc(s / (1 + s), y)))
+    detector.precision = "fp32"
+    return abs(aucs[1] - aucs[0])
+
+
+def benchmark(cfg: DictConfig, out: str | Path) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = device_of(cfg)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    L.seed_everything(int(cfg.seed), verbose=False)
+    results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+                     "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": {}}
+    rows = results["rows"]
+
+    with tempfile.TemporaryDirectory() as cache:  # an empty cache: time the real preparation
+        fresh = with_overrides(cfg, cache_dir=cache)
+        rows["prepare_patches"] = {"ours": timed(lambda: build_patches(fresh), device)[0]}
+
+    ours = bench_epoch(cfg, device, out / "epoch")
+    datamodule = ours.pop("datamodule")
+    normals = datamodule.train_x  # decorated again, as the DataModule does on the CPU
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    seconds, (_, synthetic) = timed(lambda: decorate(normals, float(cfg.noise_ratio), instantiate(cfg.noise), generator), device)
+    rows["synthetic_defects"] = {"ours": seconds, "count": int(synthetic.sum())}
+    reference = bench_reference_epoch(cfg, datamodule, device)
+    rows["epoch"] = {"ours": ours["epoch"], "reference": reference["epoch"], "n_train": ours["n_train"]}
+    rows["block_end"] = {"ours": ours["block_end"], "reference": reference["block_end"]}
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    protocol = bench_protocol(cfg, device, out / "protocol")
+    reference_protocol = bench_reference_protocol(cfg, datamodule, device)
+    rows["protocol"] = {"ours": protocol["fit"], "reference": reference_protocol["fit"], "ours_with_test_and_figures": protocol["total"],
+                        "epochs": protocol["epochs"], "test_auc": protocol["test_auc"], "reference_test_auc": reference_protocol["test_auc"]}
+    results["peak_host_gib"], results["peak_device_gib"] = protocol["peak_host_gib"], protocol["peak_device_gib"]
+
+    detector = load_detector(out / "protocol" / "model.pt", map_location=device)
+    net = reference_loop()(datamodule.train_x[:8], datamodule.train_synthetic[:8], device=device).net
+    shape = tuple(datamodule.train_x.shape[1:])
+    for row in bench_inference(detector, net, list(cfg.bench.batch_sizes), device, float(cfg.bench.min_seconds), shape):
+        rows[f"inference_b{row['batch']}"] = {"ours": row["fp32"], "ours_bf16": row["bf16"], "reference": row["reference_fp32"], "unit": "patches/s"}
+    results["bf16_test_auc_change"] = bf16_auc_change(detector, datamodule)
+    (out / "bench.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
+    return results
+
+
+def table(results: dict) -> str:
+    lines = [f"rdcae benchmark on {results['device']} ({results['threads']} threads, torch {results['torch']})", "",
+             "| row | ours | reference | ours / reference |", "| --- | --- | --- | --- |"]
+    for name, row in results["rows"].items():
+        unit = row.get("unit", "s")
+        ours, ref = row["ours"], row.get("reference")
+        ratio = f"{ours / ref:.2f}" if ref else ""
+        fmt = (lambda v: f"{v:,.0f} {unit}") if unit != "s" else (lambda v: f"{v:.3f} s")
+        extra = f" (bf16 {row['ours_bf16']:,.0f})" if "ours_bf16" in row else ""
+        lines.append(f"| {name} | {fmt(ours)}{extra} | {fmt(ref) if ref else ''} | {ratio} |")
+    p = results["rows"]["protocol"]
+    lines += ["", f"protocol: {p['epochs']} epochs; with test, export and figures {p['ours_with_test_and_figures']:.1f} s; "
+              f"test AUC {p['test_auc']:.4f} (reference loop {p['reference_test_auc']:.4f})",
+              f"peak host memory {results['peak_host_gib']:.2f} GiB"
+              + (f", peak device memory {results['peak_device_gib']:.2f} GiB" if results["peak_device_gib"] is not None else ""),
+              f"bf16 inference changes the test AUC by {results['bf16_test_auc_change']:.4f}"]
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
+def main(cfg: DictConfig) -> None:
+    benchmark(cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    main()

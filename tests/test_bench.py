@@ -1,0 +1,34 @@
+"""The benchmark runs end to end in CI-sized form and reports every row."""
+
+from __future__ import annotations
+
+import json
+
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from conftest import CONF, TINY
+from rdcae.bench import benchmark
+
+ROWS = {"prepare_patches", "synthetic_defects", "epoch", "block_end", "protocol", "inference_b1", "inference_b64"}
+
+
+def test_benchmark_writes_every_row_with_positive_numbers(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="bench", overrides=TINY + ["bench.epochs=2", "bench.batch_sizes=[1,64]", "bench.min_seconds=0.01", "figures=false"])
+    with open_dict(cfg):
+        cfg.cache_dir = str(tmp_path / "cache")
+    benchmark(cfg, tmp_path / "bench")
+    results = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    rows = results["rows"]
+    assert set(rows) == ROWS
+    for name, row in rows.items():
+        assert row["ours"] > 0, name
+        if name not in ("prepare_patches", "synthetic_defects"):
+            assert row["reference"] > 0, name
+        if name.startswith("inference"):
+            assert row["ours_bf16"] > 0
+    assert rows["protocol"]["epochs"] == 4  # 2 blocks of 2 epochs, the AUC stop off
+    assert rows["synthetic_defects"]["count"] == round(0.10 * rows["epoch"]["n_train"])
+    assert results["peak_host_gib"] > 0
+    assert 0 <= results["bf16_test_auc_change"] <= 1

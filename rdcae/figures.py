@@ -1,4 +1,5 @@
-"""Pictures of a run: X / L / S grids (the paper's Figure 4), the ROC curve and the score histogram."""
+"""Pictures of a run: X / L / S grids (the paper's Figure 4), the ROC curve, the score histogram,
+reconstruction error against SSIM (Figure 5) and the ROC curves of all methods (Figure 6)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from skimage.metrics import structural_similarity  # noqa: E402
 
 
 def _tile(x: torch.Tensor, gap: int = 2) -> np.ndarray:
@@ -78,5 +80,70 @@ def score_histogram(scores: dict[str, torch.Tensor], threshold: float, title: st
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def roc_methods_figure(curves: dict[str, tuple], title: str) -> plt.Figure:
+    """Figure 6: {method label: (fpr, tpr, auc or None)} in one axes, with the chance diagonal."""
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    styles = ["-", "--", "-.", ":"]
+    for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
+        label = f"{name} (AUC = {auc:.3f})" if auc is not None else f"{name} (AUC n/a)"
+        ax.plot(np.asarray(fpr), np.asarray(tpr), ls=styles[i % len(styles)] if i else "-", lw=2.4 if i == 0 else 1.6, label=label)
+    ax.plot([0, 1], [0, 1], ls="--", c="gray", lw=1, label="chance")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def ssim_scores(x, r, data_range: float = 1.0) -> np.ndarray:
+    """SSIM between each patch and its reconstruction (scikit-image's structural_similarity, the
+    function the paper used), (N, C, P, P) twice -> (N,)."""
+    x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    r = np.asarray(r.detach().cpu() if isinstance(r, torch.Tensor) else r, dtype=np.float64)
+    return np.array([structural_similarity(a, b, channel_axis=0, data_range=data_range) for a, b in zip(x, r)])
+
+
+def error_ssim_figure(
+    train_errors, train_ssim, train_synthetic, test_errors, test_ssim, test_y, test_pred, threshold: float | None = None,
+    title: str = "reconstruction error vs SSIM",
+) -> plt.Figure:
+    """Figure 5: one point per patch, training normals and synthetic defects, test patches as TP / TN / FP / FN.
+
+    All arrays are per patch (numpy or torch): errors ‖x − D(E(x))‖₂, SSIM(x, D(E(x))), train_synthetic
+    bool, test_y 1 = real defect, test_pred 1 = flagged. Empty groups are left out of the legend.
+    """
+    def a(v) -> np.ndarray:
+        return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+
+    train_errors, train_ssim, synthetic = a(train_errors), a(train_ssim), a(train_synthetic).astype(bool)
+    test_errors, test_ssim, y, pred = a(test_errors), a(test_ssim), a(test_y).astype(bool), a(test_pred).astype(bool)
+    groups = [  # (name, errors, ssim, colour, marker)
+        ("train normal", train_errors[~synthetic], train_ssim[~synthetic], "tab:gray", "."),
+        ("train synthetic defect", train_errors[synthetic], train_ssim[synthetic], "tab:orange", "x"),
+        ("TN", test_errors[~y & ~pred], test_ssim[~y & ~pred], "tab:blue", "o"),
+        ("TP", test_errors[y & pred], test_ssim[y & pred], "tab:red", "^"),
+        ("FP", test_errors[~y & pred], test_ssim[~y & pred], "tab:purple", "s"),
+        ("FN", test_errors[y & ~pred], test_ssim[y & ~pred], "black", "v"),
+    ]
+    fig, ax = plt.subplots(figsize=(6.8, 5.0))
+    for name, e, s, colour, marker in groups:
+        if len(e):
+            ax.scatter(e, s, s=14 if marker in ".x" else 18, c=colour, marker=marker, alpha=0.6, linewidths=0.8 if marker == "x" else 0,
+                       label=f"{name} ({len(e)})")
+    if threshold is not None:
+        ax.axvline(threshold, c="crimson", ls="--", lw=1, label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("reconstruction error ‖x − D(E(x))‖₂")
+    ax.set_ylabel("SSIM(x, D(E(x)))")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best", markerscale=1.5)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

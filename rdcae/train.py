@@ -23,10 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.classification import binary_roc
 
 from rdcae import figures
+from rdcae.baselines import run_baselines
 from rdcae.config import ConfigError, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.detect import export
 from rdcae.model.alternation import Alternation
+from rdcae.model.network import reconstruction_error
 from rdcae.model.robust import RobustAutoencoder, as_probability
 
 
@@ -35,13 +37,7 @@ def build(cfg: DictConfig, output_dir: Path):
     noise = instantiate(cfg.noise)
     datamodule = DefectDataModule(cfg, noise, batch_size=int(cfg.model.batch_size))
     datamodule.setup("fit")
-    m = cfg.model
-    module = RobustAutoencoder(
-        n_train=len(datamodule.train_x), channels=int(cfg.channels), patch_size=int(cfg.patch_size), lambda_=float(cfg["lambda"]),
-        robust=bool(m.robust), lr=float(m.lr), weight_decay=float(m.weight_decay), filters=tuple(m.filters),
-        latent_dim=int(m.latent_dim), negative_slope=float(m.negative_slope), normalize=bool(m.normalize), output=str(m.output),
-    )
-    module.net.fit_normalization(datamodule.train_x)
+    module = RobustAutoencoder.from_config(cfg, datamodule.train_x)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     alternation = Alternation(**cfg.alternation)
     checkpoints = ModelCheckpoint(
@@ -89,6 +85,12 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         "fit_seconds": fit_seconds,
         "device": device,
     }
+    if cfg.get("baselines"):  # Table 4: the other methods on the same patches, trained for the epochs RDCAE used
+        module.to(trainer.strategy.root_device)
+        metrics["baselines"] = run_baselines(
+            cfg, datamodule, epochs=max(trainer.current_epoch, 1), methods=list(cfg.baselines), output_dir=output_dir,
+            writer=trainer.logger.experiment, reference={"rdcae": module.score(datamodule.test_x).cpu()},
+        )
     (output_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, default=str))
     export(module, cfg, output_dir / "model.pt")
     trainer.logger.log_hyperparams(hparams(cfg), metrics={f"hparam/{k}": v for k, v in metrics["test"].items() if k in ("auc", "f1", "accuracy")})
@@ -144,7 +146,7 @@ def hparams(cfg: DictConfig) -> dict:
 
 @torch.no_grad()
 def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: TensorBoardLogger, output_dir: Path, step: int, auc: float, k: int = 8) -> None:
-    """Figure 4 (X / L / S for training and test patches), the ROC curve and score histograms."""
+    """Figure 4 (X / L / S for training and test patches), the ROC curve, score histograms and Figure 5."""
     fig_dir = output_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     writer = logger.experiment
@@ -178,10 +180,18 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
         point = (float(pred[~positive].float().mean()), float(pred[positive].float().mean()))
         save(figures.roc_figure(fpr, tpr, auc, point, "test ROC: held-out normals vs real defects"), "roc_test")
 
-    train_scores = module.score(dm.train_x).cpu()
+    train_reconstruction = module.reconstruct(dm.train_x).cpu()
+    train_scores = reconstruction_error(dm.train_x, train_reconstruction)
     groups = {"train normal": train_scores[~synthetic], "train synthetic": train_scores[synthetic],
               "test normal": test_scores[dm.test_y == 0], "test real defect": test_scores[dm.test_y == 1]}
     save(figures.score_histogram(groups, float(module.threshold), "reconstruction errors"), "score_histogram")
+
+    test_reconstruction = module.reconstruct(dm.test_x).cpu()
+    save(figures.error_ssim_figure(
+        train_errors=train_scores, train_ssim=figures.ssim_scores(dm.train_x, train_reconstruction), train_synthetic=synthetic,
+        test_errors=test_scores, test_ssim=figures.ssim_scores(dm.test_x, test_reconstruction), test_y=dm.test_y,
+        test_pred=module.decide(test_scores.to(module.device)).cpu(), threshold=float(module.threshold),
+        title="reconstruction error vs SSIM (the paper's Figure 5)"), "fig5_error_ssim")
     figures.plt.close("all")
 
 

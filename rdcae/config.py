@@ -16,7 +16,9 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(message)
 
-    require(float(cfg["lambda"]) > 0, f"lambda={cfg['lambda']} must be > 0: it weighs the ℓ2,1 norm of S (Eq. 7); the paper uses 1.6")
+    lambda_ = cfg["lambda"]
+    require(isinstance(lambda_, (int, float)) and not isinstance(lambda_, bool), f"lambda={lambda_!r} must be a number")
+    require(float(lambda_) > 0, f"lambda={cfg['lambda']} must be > 0: it weighs the ℓ2,1 norm of S (Eq. 7); the paper uses 1.6")
     require(0 <= float(cfg.noise_ratio) < 100, f"noise_ratio={cfg.noise_ratio} must be a percentage in [0, 100): some training patches must stay normal (the paper uses 3 or 5)")
     size = cfg.patch_size
     require(isinstance(size, int) and size > 0 and size % 8 == 0, f"patch_size={size} must be a positive multiple of 8 (the network pools three times), e.g. 32 or 64")

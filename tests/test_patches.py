@@ -79,7 +79,7 @@ def test_second_prepare_comes_from_the_cache(tmp_path, monkeypatch):
 def test_cache_key_changes_with_any_setting_that_changes_patches(tmp_path):
     base = compose_config([], tmp_path)
     keys = {cache_key(base)}
-    for override in ("patch_size=64", "seed=1", "dataset.n_normal=800", "dataset.defect_rule=fraction"):
+    for override in ("patch_size=64", "seed=1", "dataset.n_normal=800", "dataset.defect_rule=any"):
         keys.add(cache_key(compose_config([override], tmp_path)))
     assert len(keys) == 5
     assert cache_key(compose_config(["lambda=2.5", "noise=gaussian"], tmp_path)) == cache_key(base)

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from rdcae.model.network import ConvAutoencoder, reconstruction_error
+from rdcae.model.network import ConvAutoencoder, chunk_size_for, reconstruction_error
 
 FORMAT = "rdcae-detector/1"
 
@@ -37,7 +37,7 @@ class Detector(nn.Module):
     patches per second on CPUs with AVX-512 BF16 and on GPUs; the residual is taken in fp32).
     """
 
-    def __init__(self, net: ConvAutoencoder, threshold: float, config: dict, precision: str = "fp32", chunk_size: int = 16384) -> None:
+    def __init__(self, net: ConvAutoencoder, threshold: float, config: dict, precision: str = "fp32", chunk_size: int | None = None) -> None:
         super().__init__()
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision={precision!r}: choose 'fp32' or 'bf16'")
@@ -47,8 +47,9 @@ class Detector(nn.Module):
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:
         device = self.threshold.device
+        chunk_size = self.chunk_size or chunk_size_for(device)
         parts = []
-        for chunk in x.split(self.chunk_size):
+        for chunk in x.split(chunk_size):
             chunk = chunk.to(device).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 r = self.net(chunk)

@@ -56,6 +56,11 @@ def roc_figure(fpr: torch.Tensor, tpr: torch.Tensor, auc: float, operating_point
     ax.plot([0, 1], [0, 1], ls="--", c="gray", lw=1, label="chance")
     if operating_point is not None:
         ax.plot(*operating_point, "o", c="crimson", label=f"threshold (FPR {operating_point[0]:.3f}, TPR {operating_point[1]:.3f})")
+    return _roc_axes(fig, ax, title)
+
+
+def _roc_axes(fig, ax, title: str) -> plt.Figure:
+    """Labels, unit square, legend and grid shared by the ROC figures."""
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_xlim(-0.01, 1.01)
@@ -92,15 +97,7 @@ def roc_methods_figure(curves: dict[str, tuple], title: str) -> plt.Figure:
         label = f"{name} (AUC = {auc:.3f})" if auc is not None else f"{name} (AUC n/a)"
         ax.plot(np.asarray(fpr), np.asarray(tpr), ls=styles[i % len(styles)] if i else "-", lw=2.4 if i == 0 else 1.6, label=label)
     ax.plot([0, 1], [0, 1], ls="--", c="gray", lw=1, label="chance")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _roc_axes(fig, ax, title)
 
 
 def ssim_scores(x, r, data_range: float = 1.0) -> np.ndarray:

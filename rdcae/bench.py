@@ -28,6 +28,7 @@ from torchmetrics.functional.classification import binary_auroc
 from rdcae.data.patches import build_patches
 from rdcae.detect import load_detector
 from rdcae.model.network import reconstruction_error
+from rdcae.model.robust import as_probability
 from rdcae.noise import decorate
 from rdcae.train import build, run
 
@@ -120,10 +121,15 @@ def bench_epoch(cfg: DictConfig, device: torch.device, out: Path) -> dict:
     return {"epoch": median(gaps), "block_end": clock.block_ends[-1], "n_train": len(datamodule.train_x), "datamodule": datamodule}
 
 
-def bench_reference_epoch(cfg: DictConfig, datamodule, device: torch.device) -> dict:
-    loop = reference_loop()(datamodule.train_x, datamodule.train_synthetic, lambda_=float(cfg["lambda"]),
+def new_reference(cfg: DictConfig, datamodule, device: torch.device):
+    """A fresh reference loop on the run's training set, with the run's λ, batch size, optimiser and seed."""
+    return reference_loop()(datamodule.train_x, datamodule.train_synthetic, lambda_=float(cfg["lambda"]),
                             batch_size=int(cfg.model.batch_size), lr=float(cfg.model.lr), weight_decay=float(cfg.model.weight_decay),
                             seed=int(cfg.seed), device=device)
+
+
+def bench_reference_epoch(cfg: DictConfig, datamodule, device: torch.device) -> dict:
+    loop = new_reference(cfg, datamodule, device)
     loop.epoch()  # warm-up
     gaps = [timed(loop.epoch, device)[0] for _ in range(int(cfg.bench.epochs))]
     block_end, _ = timed(loop.end_block, device)
@@ -140,15 +146,12 @@ def bench_protocol(cfg: DictConfig, device: torch.device, out: Path) -> dict:
 
 def bench_reference_protocol(cfg: DictConfig, datamodule, device: torch.device) -> dict:
     a = cfg.alternation
-    loop = reference_loop()(datamodule.train_x, datamodule.train_synthetic, lambda_=float(cfg["lambda"]),
-                            batch_size=int(cfg.model.batch_size), lr=float(cfg.model.lr), weight_decay=float(cfg.model.weight_decay),
-                            seed=int(cfg.seed), device=device)
-
+    loop = new_reference(cfg, datamodule, device)
     seconds, result = timed(lambda: loop.fit(int(a.block_epochs), int(a.max_blocks), int(a.warmup_blocks), auc_target=1.0), device)
     x = datamodule.test_x.to(device)
     scores = reconstruction_error(x, loop.reconstruct(x))
-    result["test_auc"] = float(binary_auroc(scores / (1 + scores), datamodule.test_y.to(device)))
-    return {"fit": seconds, **result}
+    result["test_auc"] = float(binary_auroc(as_probability(scores), datamodule.test_y.to(device)))
+    return {"fit": seconds, "net": loop.net, **result}
 
 
 def bench_inference(detector, reference_net, batch_sizes, device: torch.device, min_seconds: float, patch_shape) -> list[dict]:
@@ -183,8 +186,7 @@ def bf16_auc_change(detector, datamodule) -> float:
     aucs = []
     for precision in ("fp32", "bf16"):
         detector.precision = precision
-        s = detector.score(datamodule.test_x)
-        aucs.append(float(binary_auroc(s / (1 + s), y)))
+        aucs.append(float(binary_auroc(as_probability(detector.score(datamodule.test_x)), y)))
     detector.precision = "fp32"
     return abs(aucs[1] - aucs[0])
 
@@ -222,9 +224,8 @@ def benchmark(cfg: DictConfig, out: str | Path) -> dict:
     results["peak_host_gib"], results["peak_device_gib"] = protocol["peak_host_gib"], protocol["peak_device_gib"]
 
     detector = load_detector(out / "protocol" / "model.pt", map_location=device)
-    net = reference_loop()(datamodule.train_x[:8], datamodule.train_synthetic[:8], device=device).net
     shape = tuple(datamodule.train_x.shape[1:])
-    for row in bench_inference(detector, net, list(cfg.bench.batch_sizes), device, float(cfg.bench.min_seconds), shape):
+    for row in bench_inference(detector, reference_protocol["net"], list(cfg.bench.batch_sizes), device, float(cfg.bench.min_seconds), shape):
         rows[f"inference_b{row['batch']}"] = {"ours": row["fp32"], "ours_bf16": row["bf16"], "reference": row["reference_fp32"], "unit": "patches/s"}
     results["bf16_test_auc_change"] = bf16_auc_change(detector, datamodule)
     results["peak_host_gib_with_inference"] = peak_host_gib()

@@ -26,8 +26,10 @@ def validate(cfg: DictConfig) -> None:
     require(int(cfg.model.batch_size) > 0, f"model.batch_size={cfg.model.batch_size} must be > 0")
     require(float(cfg.model.lr) > 0, f"model.lr={cfg.model.lr} must be > 0")
     require(isinstance(cfg.seed, int), f"seed={cfg.seed} must be an integer")
-    from rdcae.baselines import check_methods  # imports scikit-learn: only when validating
+    from rdcae.baselines import check_methods, deep_svdd_settings  # imports scikit-learn: only when validating
 
-    check_methods(cfg.get("baselines"))  # a typo fails now, not after an hours-long RDCAE run
+    # a typo fails now, not after an hours-long RDCAE run
+    if any(m.startswith("deep_svdd") for m in check_methods(cfg.get("baselines"))):
+        deep_svdd_settings(cfg)
     if cfg.get("ckpt_path"):
         require(Path(cfg.ckpt_path).is_file(), f"ckpt_path={cfg.ckpt_path} does not exist; point it at a run's checkpoints/last.ckpt")

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from rdcae.model.network import ConvAutoencoder, chunk_size_for, reconstruction_error
+from rdcae.model.network import ConvAutoencoder, chunk_size_for, map_in_chunks, reconstruction_error
 
 FORMAT = "rdcae-detector/1"
 
@@ -47,14 +47,13 @@ class Detector(nn.Module):
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:
         device = self.threshold.device
-        chunk_size = self.chunk_size or chunk_size_for(device)
-        parts = []
-        for chunk in x.split(chunk_size):
-            chunk = chunk.to(device).contiguous(memory_format=torch.channels_last)
+
+        def error(chunk: torch.Tensor) -> torch.Tensor:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 r = self.net(chunk)
-            parts.append(reconstruction_error(chunk, r.float()))
-        return torch.cat(parts) if parts else x.new_zeros(0)
+            return reconstruction_error(chunk, r.float())
+
+        return map_in_chunks(error, x, device, self.chunk_size or chunk_size_for(device))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -114,9 +114,8 @@ def _setting_value(cfg: DictConfig, key: str, overrides: dict[str, str]):
     return value
 
 
-def read_run(folder: Path, extra_keys: set[str]) -> Run:
+def read_run(folder: Path, extra_keys: set[str], overrides: dict[str, str]) -> Run:
     cfg = OmegaConf.load(folder / "config.yaml")
-    overrides = read_overrides(folder)
     dataset = str(cfg.dataset.name)
     settings = {
         "lambda": float(cfg["lambda"]),
@@ -152,12 +151,13 @@ def load_runs(folders: list[str | Path]) -> list[Run]:
     if unfinished:
         warnings.warn(f"skipping {len(unfinished)} unfinished job(s) without metrics.json or config.yaml: {', '.join(map(str, unfinished))}", stacklevel=2)
     finished = [f for f in candidates if f not in unfinished]
-    extra_keys = {k for f in finished for k in read_overrides(f) if k not in NOT_SETTINGS and not k.startswith("hydra")}
+    overrides = {f: read_overrides(f) for f in finished}
+    extra_keys = {k for o in overrides.values() for k in o if k not in NOT_SETTINGS and not k.startswith("hydra")}
 
     runs, unreadable = [], []
     for folder in finished:
         try:
-            runs.append(read_run(folder, extra_keys))
+            runs.append(read_run(folder, extra_keys, overrides[folder]))
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:  # a half-written or foreign file
             unreadable.append(f"{folder} ({type(err).__name__}: {err})")
     if unreadable:
@@ -258,15 +258,16 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
     for row in rows:
         columns += [c for c in row if c not in columns]
 
-    head = ["dataset"] + (["fabric"] if has_fabric else []) + shown + ["n"]
+    keys = ["dataset"] + (["fabric"] if has_fabric else []) + shown  # what a row is, before its numbers
+    head = keys + ["n"]
     if by_method:
         methods = _method_order(runs)
         head += [h for m in methods for h in (METHOD_LABELS.get(m, m), "paper")]
-        body = [[_cell(row.get(k)) for k in ["dataset"] + (["fabric"] if has_fabric else []) + shown] + [str(row["n_seeds"])]
+        body = [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])]
                 + [c for m in methods for c in (_ours(row, f"{m}_auc"), _theirs(row, f"paper_{m}_auc"))] for row in rows]
     else:
         head += [METRIC_LABELS[m] for m in METRICS] + [f"paper {METRIC_LABELS[m]}" for m in METRICS] + ["paper table"]
-        body = [[_cell(row.get(k)) for k in ["dataset"] + (["fabric"] if has_fabric else []) + shown] + [str(row["n_seeds"])]
+        body = [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])]
                 + [_ours(row, m) for m in METRICS] + [_theirs(row, f"paper_{m}") for m in METRICS] + [_cell(row.get("paper_table"))]
                 for row in rows]
     head = [SETTING_LABELS.get(h, h) for h in head]

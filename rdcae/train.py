@@ -163,19 +163,20 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
             train[group] = {"X": x, "L = X − S": x - s, "S": s}
     save(figures.xls_figure(train, "training patches: X = L + S"), "fig4a_train_xls")
 
-    test_scores = module.score(dm.test_x).cpu()
+    test_reconstruction = module.reconstruct(dm.test_x).cpu()  # one pass over each set serves every figure
+    test_scores = reconstruction_error(dm.test_x, test_reconstruction)
+    test_pred = module.decide(test_scores.to(module.device)).cpu()
     test = {}
     for group, label in (("normal (held out)", 0), ("real defects", 1)):
         idx = (dm.test_y == label).nonzero()[:k, 0]
         if len(idx):
-            x = dm.test_x[idx]
-            r = module.reconstruct(x).cpu()
+            x, r = dm.test_x[idx], test_reconstruction[idx]
             test[group] = {"X": x, "R = D(E(X))": r, "|X − R|": x - r}
     save(figures.xls_figure(test, "test patches: reconstruction and residual"), "fig4b_test_xr")
 
     if (dm.test_y == 1).any() and (dm.test_y == 0).any():
         fpr, tpr, _ = binary_roc(as_probability(test_scores), dm.test_y)
-        pred = module.decide(test_scores.to(module.device)).cpu().bool()
+        pred = test_pred.bool()
         positive = dm.test_y == 1
         point = (float(pred[~positive].float().mean()), float(pred[positive].float().mean()))
         save(figures.roc_figure(fpr, tpr, auc, point, "test ROC: held-out normals vs real defects"), "roc_test")
@@ -186,11 +187,10 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
               "test normal": test_scores[dm.test_y == 0], "test real defect": test_scores[dm.test_y == 1]}
     save(figures.score_histogram(groups, float(module.threshold), "reconstruction errors"), "score_histogram")
 
-    test_reconstruction = module.reconstruct(dm.test_x).cpu()
     save(figures.error_ssim_figure(
         train_errors=train_scores, train_ssim=figures.ssim_scores(dm.train_x, train_reconstruction), train_synthetic=synthetic,
         test_errors=test_scores, test_ssim=figures.ssim_scores(dm.test_x, test_reconstruction), test_y=dm.test_y,
-        test_pred=module.decide(test_scores.to(module.device)).cpu(), threshold=float(module.threshold),
+        test_pred=test_pred, threshold=float(module.threshold),
         title="reconstruction error vs SSIM (the paper's Figure 5)"), "fig5_error_ssim")
     figures.plt.close("all")
 

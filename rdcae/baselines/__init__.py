@@ -48,13 +48,11 @@ from torchmetrics.functional.classification import binary_accuracy, binary_auroc
 from rdcae import figures
 from rdcae.baselines.deep_svdd import DeepSVDD, DeepSVDDSettings, train_deep_svdd
 from rdcae.config import ConfigError
-from rdcae.model.robust import RobustAutoencoder
+from rdcae.model.network import map_in_chunks
+from rdcae.model.robust import RobustAutoencoder, normal_quantile
+from rdcae.paper_results import METHOD_LABELS
 
 METHODS = ("dcae", "deep_svdd", "deep_svdd_soft", "ocsvm_lrep", "ocsvm_aere", "iforest_lrep", "iforest_aere")
-PAPER_NAMES = {
-    "rdcae": "Robust DCAE", "dcae": "DCAE", "deep_svdd": "Deep SVDD", "deep_svdd_soft": "Deep SVDD (soft-boundary)",
-    "ocsvm_lrep": "OC-SVM-LREP", "ocsvm_aere": "OC-SVM-AERE", "iforest_lrep": "ISOF-LREP", "iforest_aere": "ISOF-AERE",
-}
 
 
 @dataclass
@@ -109,7 +107,7 @@ def roc_methods_figure(scores: dict[str, np.ndarray], labels: torch.Tensor):
     curves = {}
     for name, s in scores.items():
         fpr, tpr, _ = binary_roc(as_unit_interval(s), labels)
-        curves[PAPER_NAMES.get(name, name)] = (fpr, tpr, evaluate(s, labels)["auc"])
+        curves[METHOD_LABELS.get(name, name)] = (fpr, tpr, evaluate(s, labels)["auc"])
     return figures.roc_methods_figure(curves, "test ROC: held-out normals vs real defects")
 
 
@@ -121,6 +119,7 @@ def score_methods(cfg: DictConfig, datamodule, epochs: int, methods) -> dict[str
     epochs = int(epochs)
     results: dict[str, Scored] = {}
     dcae: RobustAutoencoder | None = None
+    features: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # LREP / AERE of (train, test), shared by OC-SVM and IF
     for name in methods:
         if name == "dcae" or name.endswith(("_lrep", "_aere")):
             dcae = dcae or train_dcae(cfg, datamodule, epochs)
@@ -130,7 +129,7 @@ def score_methods(cfg: DictConfig, datamodule, epochs: int, methods) -> dict[str
         elif name.startswith("deep_svdd"):
             results[name] = deep_svdd(cfg, datamodule, epochs, "soft-boundary" if name.endswith("_soft") else "one-class")
         else:
-            results[name] = shallow(name, dcae, datamodule, int(cfg.seed))
+            results[name] = shallow(name, dcae, datamodule, int(cfg.seed), features)
     return results
 
 
@@ -169,22 +168,26 @@ def train_dcae(cfg: DictConfig, datamodule, epochs: int) -> RobustAutoencoder:
     trainer = make_trainer(cfg, epochs)
     trainer.fit(module, datamodule=datamodule)
     module.to(trainer.strategy.root_device)  # Lightning hands the module back on the CPU
-    normal = ~datamodule.train_synthetic.to(module.device)
-    module.threshold.fill_(torch.quantile(module.score(datamodule.train_x)[normal], float(cfg.alternation.threshold_quantile)))
+    module.threshold.fill_(normal_quantile(module.score(datamodule.train_x), datamodule.train_synthetic, float(cfg.alternation.threshold_quantile)))
     return module
+
+
+def deep_svdd_settings(cfg: DictConfig) -> DeepSVDDSettings:
+    """The run config's `deep_svdd:` block, checked (rdcae.config.validate calls this before training)."""
+    given = OmegaConf.to_container(cfg.deep_svdd, resolve=True)
+    known = {f.name for f in fields(DeepSVDDSettings)}
+    if set(given) != known:
+        raise ConfigError(f"deep_svdd: has {sorted(given)}; a Deep SVDD block needs exactly {sorted(known)}")
+    return DeepSVDDSettings(**given)
 
 
 def deep_svdd(cfg: DictConfig, datamodule, epochs: int, objective: str) -> Scored:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     m = cfg.model
-    given = OmegaConf.to_container(cfg.deep_svdd, resolve=True)
-    known = {f.name for f in fields(DeepSVDDSettings)}
-    if set(given) != known:
-        raise ConfigError(f"deep_svdd: has {sorted(given)}; a Deep SVDD block needs exactly {sorted(known)}")
     module = DeepSVDD(
         channels=int(cfg.channels), patch_size=int(cfg.patch_size), filters=tuple(m.filters), latent_dim=int(m.latent_dim),
         negative_slope=float(m.negative_slope), normalize=bool(m.normalize), output=str(m.output),
-        ae_lr=float(m.lr), ae_weight_decay=float(m.weight_decay), objective=objective, settings=DeepSVDDSettings(**given), epochs=epochs,
+        ae_lr=float(m.lr), ae_weight_decay=float(m.weight_decay), objective=objective, settings=deep_svdd_settings(cfg), epochs=epochs,
         channels_last=bool(m.channels_last),
     )
     module.net.fit_normalization(datamodule.train_x)
@@ -193,8 +196,7 @@ def deep_svdd(cfg: DictConfig, datamodule, epochs: int, objective: str) -> Score
     if module.soft:
         decisions = scores > 0  # outside the sphere
     else:
-        normal = ~datamodule.train_synthetic.to(module.device)
-        threshold = torch.quantile(module.score(datamodule.train_x)[normal], float(cfg.alternation.threshold_quantile))
+        threshold = normal_quantile(module.score(datamodule.train_x), datamodule.train_synthetic, float(cfg.alternation.threshold_quantile))
         decisions = scores > threshold
     return Scored(_numpy(scores), _numpy(decisions).astype(bool), epochs, module)
 
@@ -204,15 +206,18 @@ def dcae_features(dcae: RobustAutoencoder, x: torch.Tensor, kind: str) -> np.nda
     """LREP: the 256-d latent E(x); AERE: the reconstruction error as a single feature. (N, F)"""
     if kind == "aere":
         return _numpy(dcae.score(x)).reshape(-1, 1)
-    return np.concatenate([_numpy(dcae.net.encode(chunk.to(dcae.device))) for chunk in x.split(4096)])
+    return _numpy(map_in_chunks(dcae.net.encode, x, dcae.device, dcae.hparams.chunk_size, channels_last=False))
 
 
-def shallow(name: str, dcae: RobustAutoencoder, datamodule, seed: int) -> Scored:
-    """OC-SVM or Isolation Forest with scikit-learn's defaults (as the paper), fitted on the training set."""
-    kind, features = name.split("_")
+def shallow(name: str, dcae: RobustAutoencoder, datamodule, seed: int, features: dict) -> Scored:
+    """OC-SVM or Isolation Forest with scikit-learn's defaults (as the paper), fitted on the training set.
+    `features` caches each kind of DCAE feature across the methods that use it."""
+    kind, feature = name.split("_")
+    if feature not in features:
+        features[feature] = (dcae_features(dcae, datamodule.train_x, feature), dcae_features(dcae, datamodule.test_x, feature))
+    train, test = features[feature]
     estimator = OneClassSVM() if kind == "ocsvm" else IsolationForest(random_state=seed)
-    estimator.fit(dcae_features(dcae, datamodule.train_x, features))
-    test = dcae_features(dcae, datamodule.test_x, features)
+    estimator.fit(train)
     return Scored(-estimator.decision_function(test), estimator.predict(test) == -1, None, estimator)
 
 
@@ -220,4 +225,4 @@ def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-__all__ = ["METHODS", "PAPER_NAMES", "Scored", "as_unit_interval", "check_methods", "dcae_features", "evaluate", "run_baselines", "score_methods"]
+__all__ = ["METHODS", "Scored", "as_unit_interval", "check_methods", "dcae_features", "evaluate", "run_baselines", "score_methods"]

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from rdcae.model.network import ConvAutoencoder
+from rdcae.model.network import ConvAutoencoder, map_in_chunks
 
 
 @dataclass
@@ -140,8 +140,7 @@ class DeepSVDD(L.LightningModule):
     def _chunked(self, f, x: torch.Tensor) -> torch.Tensor:
         was_training = self.training
         self.eval()
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        out = torch.cat([f(chunk.to(self.device).contiguous(memory_format=layout)) for chunk in x.split(self.chunk_size)])
+        out = map_in_chunks(f, x, self.device, self.chunk_size, self.channels_last)
         self.train(was_training)
         return out
 

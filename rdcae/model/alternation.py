@@ -24,7 +24,7 @@ import lightning as L
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from rdcae.model.robust import RobustAutoencoder, as_probability
+from rdcae.model.robust import RobustAutoencoder, as_probability, normal_quantile
 
 
 @dataclass
@@ -99,7 +99,7 @@ class Alternation(L.Callback):
                 self._fail(trainer, f"S has non-finite values after the S-update of block {block}")
         errors = module.score(X)  # (N,)
         normal_errors = errors[~synthetic]
-        module.threshold.fill_(torch.quantile(normal_errors, self.threshold_quantile))
+        module.threshold.fill_(normal_quantile(errors, synthetic, self.threshold_quantile))
         train_auc = float(binary_auroc(as_probability(errors), synthetic.long())) if synthetic.any() and (~synthetic).any() else math.nan
         norms = module.S.flatten(1).norm(dim=1)
         record = BlockRecord(

@@ -96,6 +96,14 @@ def chunk_size_for(device: torch.device) -> int:
     return 16384 if device.type == "cuda" else 1024
 
 
+@torch.no_grad()
+def map_in_chunks(fn, x: torch.Tensor, device: torch.device, chunk_size: int, channels_last: bool = True) -> torch.Tensor:
+    """fn over a whole set x (N, C, P, P), `chunk_size` patches at a time on `device`, each chunk in
+    the network's memory layout; the results concatenated along the first axis."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.cat([fn(chunk.to(device).contiguous(memory_format=layout)) for chunk in x.split(chunk_size)] or [fn(x.to(device))])
+
+
 def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """The score of a patch: ‖x − D(E(x))‖₂ over all its pixels and channels. (N,) from (N, C, P, P)."""
     return (x - x_hat).flatten(1).norm(dim=1)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryStatScores
 
-from rdcae.model.network import ConvAutoencoder, reconstruction_error
+from rdcae.model.network import ConvAutoencoder, map_in_chunks, reconstruction_error
 from rdcae.model.prox import prox_l21
 
 
@@ -22,6 +22,11 @@ def as_probability(scores: torch.Tensor) -> torch.Tensor:
     """Map errors in [0, ∞) monotonically into [0, 1) so torchmetrics does not apply a sigmoid
     (which saturates at float precision for errors above ~17 and would create ties)."""
     return scores / (1 + scores)
+
+
+def normal_quantile(scores: torch.Tensor, synthetic: torch.Tensor, q: float) -> torch.Tensor:
+    """The detection threshold: the q-quantile of the scores of the normal (not synthetic) training samples."""
+    return torch.quantile(scores[~synthetic.to(scores.device)], q)
 
 
 class RobustAutoencoder(L.LightningModule):
@@ -106,8 +111,7 @@ class RobustAutoencoder(L.LightningModule):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """D(E(x)) for a whole set, in chunks, on the module's device."""
-        parts = [self.net(self._layout(chunk.to(self.device))) for chunk in x.split(self.hparams.chunk_size)]
-        return torch.cat(parts) if parts else x.new_zeros(x.shape)
+        return map_in_chunks(self.net, x, self.device, self.hparams.chunk_size, self.hparams.channels_last)
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:

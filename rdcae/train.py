@@ -74,6 +74,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     metrics = {
         "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
         "threshold": float(module.threshold),
+        "threshold_from": f"{len(datamodule.calibration_x)} calibration patches" if len(datamodule.calibration_x) else "normal training patches",
         "blocks": alternation.blocks,
         "epochs": trainer.current_epoch,
         "stop_reason": alternation.stop_reason or "stopped early",
@@ -202,7 +203,7 @@ def summary(metrics: dict, output_dir: Path) -> str:
         "rdcae run finished",
         f"  blocks run      : {metrics['blocks']} ({metrics['epochs']} epochs, {metrics['fit_seconds']:.1f} s on {metrics['device']})",
         f"  stopped because : {metrics['stop_reason']}",
-        f"  threshold       : {metrics['threshold']:.4f}  (quantile of normal training errors)",
+        f"  threshold       : {metrics['threshold']:.4f}  (quantile of the errors of {metrics.get('threshold_from', 'normal training patches')})",
         f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  accuracy {t.get('accuracy', math.nan):.4f}"
         f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",
         f"  outputs         : {output_dir}",

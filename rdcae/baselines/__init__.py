@@ -26,7 +26,7 @@ The methods:
   iforest_lrep    scikit-learn IsolationForest (defaults, random_state=seed) on the latent
   iforest_aere    ... on the reconstruction error
 Decisions (for F1 and accuracy): DCAE and one-class Deep SVDD flag scores above the
-alternation.threshold_quantile of their normal training scores, as RDCAE does; soft-boundary Deep
+alternation.threshold_quantile of their normal calibration (or training) scores, as RDCAE does; soft-boundary Deep
 SVDD flags patches outside the sphere; OC-SVM and Isolation Forest their own predict() == −1.
 """
 
@@ -49,7 +49,7 @@ from rdcae import figures
 from rdcae.baselines.deep_svdd import DeepSVDD, DeepSVDDSettings, train_deep_svdd
 from rdcae.config import ConfigError
 from rdcae.model.network import map_in_chunks
-from rdcae.model.robust import RobustAutoencoder, normal_quantile
+from rdcae.model.robust import RobustAutoencoder, detection_threshold
 from rdcae.paper_results import METHOD_LABELS
 
 METHODS = ("dcae", "deep_svdd", "deep_svdd_soft", "ocsvm_lrep", "ocsvm_aere", "iforest_lrep", "iforest_aere")
@@ -168,7 +168,7 @@ def train_dcae(cfg: DictConfig, datamodule, epochs: int) -> RobustAutoencoder:
     trainer = make_trainer(cfg, epochs)
     trainer.fit(module, datamodule=datamodule)
     module.to(trainer.strategy.root_device)  # Lightning hands the module back on the CPU
-    module.threshold.fill_(normal_quantile(module.score(datamodule.train_x), datamodule.train_synthetic, float(cfg.alternation.threshold_quantile)))
+    module.threshold.fill_(detection_threshold(module.score, datamodule, float(cfg.alternation.threshold_quantile)))
     return module
 
 
@@ -196,7 +196,7 @@ def deep_svdd(cfg: DictConfig, datamodule, epochs: int, objective: str) -> Score
     if module.soft:
         decisions = scores > 0  # outside the sphere
     else:
-        threshold = normal_quantile(module.score(datamodule.train_x), datamodule.train_synthetic, float(cfg.alternation.threshold_quantile))
+        threshold = detection_threshold(module.score, datamodule, float(cfg.alternation.threshold_quantile))
         decisions = scores > threshold
     return Scored(_numpy(scores), _numpy(decisions).astype(bool), epochs, module)
 

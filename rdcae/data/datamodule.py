@@ -58,7 +58,9 @@ class DefectDataModule(L.LightningDataModule):
 
     After `setup()`:
       train_x (N, C, P, P), train_synthetic (N,) bool — which training samples carry synthetic defects;
-      test_x (M, C, P, P), test_y (M,) — 0 held-out normal, 1 real defect.
+      test_x (M, C, P, P), test_y (M,) — 0 held-out normal, 1 real defect;
+      calibration_x (Q, C, P, P) — normal patches for the threshold only (Q = 0 when the
+        dataset has none: the threshold then comes from the normal training patches).
     These stay on the CPU; `on_device` keeps one copy of each set on the training device,
     where the batches are cut (channels_last, the layout the convolutions run fastest in).
     """
@@ -83,9 +85,10 @@ class DefectDataModule(L.LightningDataModule):
         test_defect = to_float(self.patches.test_defect, channels)
         self.test_x = torch.cat([test_normal, test_defect])
         self.test_y = torch.cat([torch.zeros(len(test_normal)), torch.ones(len(test_defect))]).long()
+        self.calibration_x = to_float(self.patches.calibration_normal, channels)
 
     def on_device(self, name: str, device: torch.device | str) -> torch.Tensor:
-        """`train_x`, `train_synthetic`, `test_x` or `test_y` on `device`, copied there once."""
+        """`train_x`, `train_synthetic`, `test_x`, `test_y` or `calibration_x` on `device`, copied there once."""
         device = torch.device(device)
         key = (name, device)
         if key not in self._resident:

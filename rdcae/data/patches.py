@@ -2,6 +2,9 @@
 
 - normal patches: `n_normal` windows at random positions (fixed seed) of the defect-free
   images, then split `train_fraction` / rest into train and test;
+- calibration patches: `n_calibration` further windows of the defect-free images, drawn with
+  their own random stream (the `n_normal` windows stay the paper's); never trained on, they
+  set the detection threshold (rdcae.model.robust.detection_threshold);
 - real defect patches (test only): the defect images tiled into non-overlapping windows from
   the image origin; a tile is a defect when its mask has defect pixels (`defect_rule`);
 - normal windows must lie entirely on fabric (`rdcae.data.region`); defect tiles must have
@@ -26,7 +29,7 @@ from rdcae.data.sources import SourceImage, load_sources
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: calibration patches
 
 # Real defect patches the paper reports per dataset (section 5.2), printed beside ours.
 PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34, "aitex/06": 10}
@@ -41,6 +44,11 @@ class PatchSet:
     test_defect: np.ndarray
     test_defect_mask: np.ndarray  # (K, P, P) bool
     stats: dict = field(default_factory=dict)
+    calibration_normal: np.ndarray | None = None  # (Q, C, P, P); None: no calibration patches
+
+    def __post_init__(self) -> None:
+        if self.calibration_normal is None:
+            self.calibration_normal = np.zeros((0, *self.train_normal.shape[1:]), dtype=np.uint8)
 
 
 def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
@@ -158,6 +166,9 @@ def build_patches(cfg) -> PatchSet:
         raise ValueError(f"patch_size={size} must be a positive multiple of 8")
     if not 0 < ds.train_fraction < 1:
         raise ValueError(f"dataset.train_fraction={ds.train_fraction} must be in (0, 1)")
+    n_calibration = int(ds.get("n_calibration") or 0)
+    if n_calibration < 0:
+        raise ValueError(f"dataset.n_calibration={n_calibration} must be >= 0 (0: threshold on the training normals)")
     sources = load_sources(ds)
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
@@ -180,9 +191,14 @@ def build_patches(cfg) -> PatchSet:
         defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background
     )
     stats.update(defect_stats)
+    calibration = None
+    if n_calibration:
+        # A stream of its own, so that n_calibration leaves the train/test patches unchanged.
+        calibration, _ = sample_normal_patches(normal, n_calibration, size, np.random.default_rng([int(cfg.seed), 1]), ds.exclude_background)
     stats.update(
         images={"normal": len(normal), "defect": len(defect)},
-        patches={"train_normal": n_train, "test_normal": len(order) - n_train, "test_defect": len(defect_patches)},
+        patches={"train_normal": n_train, "test_normal": len(order) - n_train, "test_defect": len(defect_patches),
+                 "calibration_normal": n_calibration},
     )
     paper_key = f"{ds.name}/{ds.get('fabric', '')}"
     if size == 32 and paper_key in PAPER_DEFECT_PATCHES:
@@ -193,6 +209,7 @@ def build_patches(cfg) -> PatchSet:
         test_defect=defect_patches,
         test_defect_mask=defect_masks,
         stats=stats,
+        calibration_normal=calibration,
     )
 
 
@@ -204,7 +221,8 @@ def prepare_patches(cfg) -> PatchSet:
     if path.exists():
         try:
             with np.load(path) as f:
-                patchset = PatchSet(f["train_normal"], f["test_normal"], f["test_defect"], f["test_defect_mask"], json.loads(str(f["stats"])))
+                patchset = PatchSet(f["train_normal"], f["test_normal"], f["test_defect"], f["test_defect_mask"], json.loads(str(f["stats"])),
+                                    f["calibration_normal"])
             log.info("patches loaded from cache %s", path)
             return patchset
         except (OSError, KeyError, ValueError) as err:
@@ -213,7 +231,7 @@ def prepare_patches(cfg) -> PatchSet:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
     np.savez(tmp, train_normal=patchset.train_normal, test_normal=patchset.test_normal, test_defect=patchset.test_defect,
-             test_defect_mask=patchset.test_defect_mask, stats=json.dumps(patchset.stats))
+             test_defect_mask=patchset.test_defect_mask, stats=json.dumps(patchset.stats), calibration_normal=patchset.calibration_normal)
     os.replace(tmp, path)
     log.info("patches cached in %s", path)
     return patchset

@@ -4,15 +4,21 @@ Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
   1. updates S ← prox_{λ,ℓ2,1}(X − D(E(X − S)))                  (lines 7–9),
   2. scores the training set by ‖x − D(E(x))‖₂ and computes the AUC of synthetic
      defects vs normals                                           (line 10),
-  3. records threshold = quantile_q(errors of the normal training samples),
+  3. records threshold = quantile_q(errors of normal patches: the calibration patches when the
+     dataset has them, else the normal training samples; rdcae.model.robust.detection_threshold),
   4. stops training when the AUC exceeds `auc_target`             (lines 11–12),
 and logs one TensorBoard point per block. The trainer's max_epochs is
 block_epochs × max_blocks, the upper limit of line 4.
 
-warmup_blocks: the first S-update waits until the network has fitted X for that many blocks.
-While its errors on normal patches are all above λ, the prox moves almost the whole residual
-of every sample into S; the network then only has to reproduce its own output (L ≈ D(E(L)))
-and stops learning the fabric, a fixed point the alternation never leaves.
+The S-updates start once the network has learned the fabric. While its errors are all above λ,
+the prox moves almost the whole residual of every sample into S; the network then only has to
+reproduce its own output (L ≈ D(E(L))) and stops learning the fabric, a fixed point the
+alternation never leaves (docs/EXPERIMENTS.md, entries 2 and 9). Two settings say when:
+  warmup_blocks   the first S-update comes after at least this many blocks (0: the paper);
+  start_fraction  ... and only once at most this fraction of the training samples has an error
+                  ‖x − D(E(x))‖₂ above λ, i.e. once the first prox leaves S = 0 for all but that
+                  fraction. null: start right after the warm-up, however large the errors.
+Until the S-updates start, the run trains a plain autoencoder on X.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import lightning as L
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from rdcae.model.robust import RobustAutoencoder, as_probability, normal_quantile
+from rdcae.model.robust import RobustAutoencoder, as_probability, detection_threshold
 
 
 @dataclass
@@ -38,11 +44,15 @@ class BlockRecord:
     s_l21: float
     normal_error_mean: float
     synthetic_error_mean: float
+    s_updated: bool = False  # whether this block ended with an S-update
+    above_lambda_fraction: float = math.nan  # training samples with error > λ, before the S-update
+    calibration_error_mean: float = math.nan  # mean error of the calibration patches (nan: none)
 
 
 class Alternation(L.Callback):
     def __init__(
-        self, block_epochs: int = 20, max_blocks: int = 30, auc_target: float = 0.999, threshold_quantile: float = 0.999, warmup_blocks: int = 0
+        self, block_epochs: int = 20, max_blocks: int = 30, auc_target: float = 0.999, threshold_quantile: float = 0.999, warmup_blocks: int = 0,
+        start_fraction: float | None = None,
     ) -> None:
         if block_epochs < 1 or max_blocks < 1:
             raise ValueError(f"alternation.block_epochs={block_epochs} and alternation.max_blocks={max_blocks} must be >= 1")
@@ -52,9 +62,11 @@ class Alternation(L.Callback):
             raise ValueError(f"alternation.auc_target={auc_target} must be in (0, 1]")
         if not 0 < threshold_quantile < 1:
             raise ValueError(f"alternation.threshold_quantile={threshold_quantile} must be in (0, 1)")
+        if start_fraction is not None and not 0 <= start_fraction <= 1:
+            raise ValueError(f"alternation.start_fraction={start_fraction} must be in [0, 1], or null to start after warmup_blocks")
         self.block_epochs, self.max_blocks = block_epochs, max_blocks
         self.auc_target, self.threshold_quantile = auc_target, threshold_quantile
-        self.warmup_blocks = warmup_blocks
+        self.warmup_blocks, self.start_fraction = warmup_blocks, start_fraction
         self.history: list[BlockRecord] = []
         self.stop_reason = ""
 
@@ -65,6 +77,10 @@ class Alternation(L.Callback):
     @property
     def blocks(self) -> int:
         return len(self.history)
+
+    @property
+    def s_started(self) -> bool:
+        return any(r.s_updated for r in self.history)
 
     def on_train_start(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
         # A run resumed after it met its target must not train further: should_stop is not
@@ -83,23 +99,34 @@ class Alternation(L.Callback):
         record = self.end_block(trainer, module, block, epoch, float(loss) if loss is not None else math.nan)
         if record.train_auc > self.auc_target:
             self.stop_reason = f"train AUC {record.train_auc:.4f} > auc_target {self.auc_target} after block {block}"
-            if block <= self.warmup_blocks:
-                self.stop_reason += " (during warm-up: S was never updated)"
+            if module.robust and not self.s_started:
+                self.stop_reason += " (before the S-updates started)"
             trainer.should_stop = True
         elif block >= self.max_blocks:
             self.stop_reason = f"max_blocks={self.max_blocks} reached (train AUC {record.train_auc:.4f})"
+            if module.robust and not self.s_started:
+                self.stop_reason += (
+                    f"; S was never updated: more than start_fraction={self.start_fraction} of the training errors "
+                    f"stayed above lambda={module.hparams.lambda_:g}"
+                )
 
     @torch.no_grad()
     def end_block(self, trainer: L.Trainer, module: RobustAutoencoder, block: int, epoch: int, loss: float) -> BlockRecord:
         dm = trainer.datamodule
         X, synthetic = dm.on_device("train_x", module.device), dm.on_device("train_synthetic", module.device)
-        if module.robust and block > self.warmup_blocks:
+        errors = module.score(X)  # (N,) ‖x − D(E(x))‖₂; the S-update changes S, not the network
+        above_lambda = float((errors > module.hparams.lambda_).float().mean())
+        s_update = module.robust and block > self.warmup_blocks and (
+            self.s_started or self.start_fraction is None or above_lambda <= self.start_fraction
+        )
+        if s_update:
             module.update_S(X)
             if not torch.isfinite(module.S).all():
                 self._fail(trainer, f"S has non-finite values after the S-update of block {block}")
-        errors = module.score(X)  # (N,)
         normal_errors = errors[~synthetic]
-        module.threshold.fill_(normal_quantile(errors, synthetic, self.threshold_quantile))
+        calibration = dm.on_device("calibration_x", module.device)
+        calibration_errors = module.score(calibration) if len(calibration) else None
+        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, errors, calibration_errors))
         train_auc = float(binary_auroc(as_probability(errors), synthetic.long())) if synthetic.any() and (~synthetic).any() else math.nan
         norms = module.S.flatten(1).norm(dim=1)
         record = BlockRecord(
@@ -112,6 +139,9 @@ class Alternation(L.Callback):
             s_l21=float(norms.sum()),
             normal_error_mean=float(normal_errors.mean()),
             synthetic_error_mean=float(errors[synthetic].mean()) if synthetic.any() else math.nan,
+            s_updated=bool(s_update),
+            above_lambda_fraction=above_lambda,
+            calibration_error_mean=float(calibration_errors.mean()) if calibration_errors is not None else math.nan,
         )
         self.history.append(record)
         if trainer.logger is not None:

@@ -25,8 +25,24 @@ def as_probability(scores: torch.Tensor) -> torch.Tensor:
 
 
 def normal_quantile(scores: torch.Tensor, synthetic: torch.Tensor, q: float) -> torch.Tensor:
-    """The detection threshold: the q-quantile of the scores of the normal (not synthetic) training samples."""
+    """The q-quantile of the scores of the normal (not synthetic) training samples."""
     return torch.quantile(scores[~synthetic.to(scores.device)], q)
+
+
+def detection_threshold(
+    score, datamodule, q: float, train_scores: torch.Tensor | None = None, calibration_scores: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The q-quantile of the scores of normal patches the model was not trained on, the
+    datamodule's calibration patches; without them (dataset.n_calibration=0, the paper), of the
+    normal training patches. A network that has memorised its training patches scores them
+    lower than unseen normal patches, so the training quantile flags unseen normals.
+    `score` maps (N, C, P, P) to (N,); `train_scores` and `calibration_scores`, when given, save
+    scoring those sets again."""
+    if len(datamodule.calibration_x):
+        return torch.quantile(score(datamodule.calibration_x) if calibration_scores is None else calibration_scores, q)
+    if train_scores is None:
+        train_scores = score(datamodule.train_x)
+    return normal_quantile(train_scores, datamodule.train_synthetic, q)
 
 
 class RobustAutoencoder(L.LightningModule):

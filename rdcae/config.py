@@ -26,6 +26,11 @@ def validate(cfg: DictConfig) -> None:
     require(int(cfg.model.batch_size) > 0, f"model.batch_size={cfg.model.batch_size} must be > 0")
     require(float(cfg.model.lr) > 0, f"model.lr={cfg.model.lr} must be > 0")
     require(isinstance(cfg.seed, int), f"seed={cfg.seed} must be an integer")
+    start = cfg.alternation.get("start_fraction")
+    require(start is None or 0 <= float(start) <= 1,
+            f"alternation.start_fraction={start} must be in [0, 1] (the largest share of training errors above lambda at the first S-update), or null")
+    require(int(cfg.dataset.get("n_calibration") or 0) >= 0,
+            f"dataset.n_calibration={cfg.dataset.get('n_calibration')} must be >= 0 (0: the threshold comes from the normal training patches)")
     from rdcae.baselines import check_methods, deep_svdd_settings  # imports scikit-learn: only when validating
 
     # a typo fails now, not after an hours-long RDCAE run

@@ -80,6 +80,16 @@ def test_dcae_threshold_is_the_quantile_of_its_normal_training_errors(tiny):
     np.testing.assert_array_equal(scored["dcae"].decisions, scored["dcae"].scores > float(dcae.threshold))
 
 
+def test_dcae_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_path):
+    cfg = compose_config(TINY + SMALL_NET + ["dataset.n_calibration=60"], tmp_path)
+    dm = DefectDataModule(cfg, instantiate(cfg.noise), batch_size=int(cfg.model.batch_size))
+    dm.setup("fit")
+    dcae = baselines.train_dcae(cfg, dm, 1)
+    expected = torch.quantile(dcae.score(dm.calibration_x), cfg.alternation.threshold_quantile)
+    assert len(dm.calibration_x) == 60
+    assert math.isclose(float(dcae.threshold), float(expected), rel_tol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["deep_svdd", "deep_svdd_soft"])
 def test_deep_svdd_centre_has_no_entry_closer_to_zero_than_eps(tiny, name):
     _, _, _, scored, _ = tiny

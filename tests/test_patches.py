@@ -67,6 +67,29 @@ def test_aitex_sampling_is_deterministic_per_seed(aitex_dir):
     assert not np.array_equal(a.train_normal, c.train_normal)
 
 
+def test_calibration_patches_are_extra_and_leave_train_and_test_unchanged(tmp_path):
+    small = ["dataset.n_normal=120", "dataset.n_normal_images=2", "dataset.n_defect_images=2", "cache_dir="]
+    plain = build_patches(compose_config(small))
+    calibrated = build_patches(compose_config(small + ["dataset.n_calibration=50"]))
+    assert plain.calibration_normal.shape == (0, *plain.train_normal.shape[1:])
+    assert calibrated.calibration_normal.shape == (50, *plain.train_normal.shape[1:])
+    assert calibrated.stats["patches"]["calibration_normal"] == 50
+    for name in ("train_normal", "test_normal", "test_defect"):
+        assert np.array_equal(getattr(plain, name), getattr(calibrated, name))
+    # drawn from other positions than the training patches (not a copy of them)
+    train = {p.tobytes() for p in calibrated.train_normal}
+    assert sum(p.tobytes() in train for p in calibrated.calibration_normal) < 5
+    # and kept by the cache
+    cfg = compose_config(small[:-1] + ["dataset.n_calibration=50"], tmp_path)
+    prepare_patches(cfg)
+    assert np.array_equal(prepare_patches(cfg).calibration_normal, calibrated.calibration_normal)
+
+
+def test_negative_calibration_count_is_rejected_naming_the_setting():
+    with pytest.raises(ValueError, match="dataset.n_calibration=-1"):
+        build_patches(compose_config(["dataset.n_calibration=-1", "cache_dir="]))
+
+
 def test_second_prepare_comes_from_the_cache(tmp_path, monkeypatch):
     cfg = compose_config(["dataset.n_normal=100", "dataset.n_normal_images=1", "dataset.n_defect_images=1"], tmp_path)
     first = prepare_patches(cfg)

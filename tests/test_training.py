@@ -115,6 +115,37 @@ def test_resume_from_checkpoint_gives_the_same_result(tmp_path):
         assert math.isclose(resumed["test"][key], full["test"][key], abs_tol=1e-6)
 
 
+def test_s_updates_wait_until_few_training_errors_are_above_lambda(tmp_path):
+    # λ far below every error: the first prox would put every sample into S, so it never starts
+    waiting = run(compose_config(TINY + ["lambda=0.001", "alternation.start_fraction=0.5"], tmp_path), tmp_path / "waiting")
+    assert all(not r["s_updated"] and r["above_lambda_fraction"] > 0.5 and r["s_nonzero_fraction"] == 0 for r in waiting["history"])
+    assert "S was never updated" in waiting["stop_reason"] and "start_fraction=0.5" in waiting["stop_reason"]
+    ckpt = torch.load(tmp_path / "waiting" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert torch.all(ckpt["state_dict"]["S"] == 0)
+    # with no wait (null, the paper's schedule) the same λ updates S from the first block on
+    eager = run(compose_config(TINY + ["lambda=0.001"], tmp_path), tmp_path / "eager")
+    assert all(r["s_updated"] and r["s_nonzero_fraction"] > 0.5 for r in eager["history"])
+    # a λ above every error lets the S-updates start at once, and S stays zero
+    easy = run(compose_config(TINY + ["lambda=1000", "alternation.start_fraction=0.0"], tmp_path), tmp_path / "easy")
+    assert all(r["s_updated"] and r["above_lambda_fraction"] == 0 and r["s_nonzero_fraction"] == 0 for r in easy["history"])
+
+
+def test_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_path):
+    cfg = compose_config(TINY + ["dataset.n_calibration=80"], tmp_path)
+    metrics = run(cfg, tmp_path / "run")
+    assert metrics["threshold_from"] == "80 calibration patches"
+    datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(state)
+    datamodule.setup()
+    assert datamodule.calibration_x.shape[0] == 80
+    expected = torch.quantile(module.score(datamodule.calibration_x), cfg.alternation.threshold_quantile)
+    assert math.isclose(metrics["threshold"], float(expected), rel_tol=1e-5)
+    training = torch.quantile(module.score(datamodule.train_x)[~datamodule.train_synthetic], cfg.alternation.threshold_quantile)
+    assert not math.isclose(metrics["threshold"], float(training), rel_tol=1e-3)
+    assert not math.isnan(metrics["history"][-1]["calibration_error_mean"])
+
+
 def test_dcae_baseline_keeps_S_zero(tmp_path):
     cfg = compose_config(TINY + ["model=dcae"], tmp_path)
     metrics = run(cfg, tmp_path)
@@ -141,6 +172,8 @@ def test_nan_loss_stops_with_block_and_checkpoint_named(tmp_path):
         ("patch_size=36", "patch_size=36"),
         ("channels=2", "channels=2"),
         ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path"),
+        ("alternation.start_fraction=1.5", "alternation.start_fraction=1.5"),
+        ("dataset.n_calibration=-3", "dataset.n_calibration=-3"),
     ],
 )
 def test_bad_settings_are_rejected_naming_the_setting(tmp_path, override, message):

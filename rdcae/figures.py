@@ -50,6 +50,35 @@ def xls_figure(columns: dict[str, dict[str, torch.Tensor]], title: str) -> plt.F
     return fig
 
 
+def hardest_figure(normal_x: torch.Tensor, normal_scores: torch.Tensor, defect_x: torch.Tensor, defect_scores: torch.Tensor,
+                   threshold: float, title: str, k: int = 12) -> plt.Figure:
+    """The k held-out normal patches that score highest (false alarms first) above the k real
+    defect tiles that score lowest (misses first), each with its score; red = on the wrong side
+    of the threshold."""
+    rows = []
+    for label, x, scores, worst_first in (("normal, highest", normal_x, normal_scores, True), ("defect, lowest", defect_x, defect_scores, False)):
+        order = torch.argsort(scores, descending=worst_first)[:k]
+        if len(order):
+            rows.append((label, x[order], scores[order], worst_first))
+    fig, axes = plt.subplots(len(rows), k, figsize=(1.1 * k, 1.45 * len(rows) + 0.5), squeeze=False)
+    for i, (label, x, scores, is_normal) in enumerate(rows):
+        for j in range(k):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(x):
+                ax.axis("off")
+                continue
+            ax.imshow(_tile(x[j : j + 1]), interpolation="nearest")
+            wrong = (float(scores[j]) > threshold) == is_normal
+            ax.set_title(f"{float(scores[j]):.2f}", fontsize=9, color="crimson" if wrong else "black")
+            if j == 0:
+                ax.set_ylabel(label, fontsize=9)
+    fig.suptitle(f"{title} (threshold {threshold:.2f})", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def roc_figure(fpr: torch.Tensor, tpr: torch.Tensor, auc: float, operating_point: tuple[float, float] | None, title: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(4.8, 4.6))
     ax.plot(fpr.cpu().numpy(), tpr.cpu().numpy(), lw=2, label=f"RDCAE (AUC = {auc:.3f})")

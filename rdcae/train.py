@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
-from torchmetrics.functional.classification import binary_roc
+from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 from rdcae import figures
 from rdcae.baselines import run_baselines
@@ -70,6 +70,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         raise SystemExit(f"training interrupted; resume with ckpt_path={trainer.checkpoint_callback.last_model_path or '<no checkpoint yet>'}")
     fit_seconds = time.perf_counter() - start
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    module.to(trainer.strategy.root_device)
+    test_scores = module.score(datamodule.test_x).cpu()
 
     metrics = {
         "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
@@ -80,6 +82,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         "stop_reason": alternation.stop_reason or "stopped early",
         "train_auc": alternation.history[-1].train_auc if alternation.history else math.nan,
         "history": [vars(r) for r in alternation.history],
+        "per_defect_image": per_defect_image(test_scores, datamodule, float(module.threshold)),
         "patches": datamodule.patches.stats,
         "n_train": len(datamodule.train_x),
         "n_synthetic": int(datamodule.train_synthetic.sum()),
@@ -87,10 +90,9 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         "device": device,
     }
     if cfg.get("baselines"):  # Table 4: the other methods on the same patches, trained for the epochs RDCAE used
-        module.to(trainer.strategy.root_device)
         metrics["baselines"] = run_baselines(
             cfg, datamodule, epochs=max(trainer.current_epoch, 1), methods=list(cfg.baselines), output_dir=output_dir,
-            writer=trainer.logger.experiment, reference={"rdcae": module.score(datamodule.test_x).cpu()},
+            writer=trainer.logger.experiment, reference={"rdcae": test_scores},
         )
     (output_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, default=str))
     export(module, cfg, output_dir / "model.pt")
@@ -99,6 +101,26 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         write_figures(module, datamodule, trainer.logger, output_dir, step=alternation.blocks, auc=metrics["test"].get("auc", math.nan))
     print(summary(metrics, output_dir))
     return metrics
+
+
+def per_defect_image(test_scores: torch.Tensor, dm: DefectDataModule, threshold: float) -> list[dict]:
+    """For each defect image: its defect tiles, how many score above the threshold, and the AUC
+    of its tiles against all held-out normal patches (None without normals) — which images
+    the detector misses."""
+    names = dm.patches.stats.get("defect_images", [])
+    source = torch.as_tensor(dm.patches.test_defect_source, dtype=torch.long)
+    normal = test_scores[dm.test_y == 0]
+    defect = test_scores[dm.test_y == 1]
+    rows = []
+    for index in torch.unique(source[source >= 0]).tolist():
+        scores = defect[source == index]
+        auc = None
+        if len(normal):
+            both = torch.cat([normal, scores])
+            labels = torch.cat([torch.zeros(len(normal)), torch.ones(len(scores))]).long()
+            auc = float(binary_auroc(as_probability(both), labels))
+        rows.append({"image": names[index], "tiles": len(scores), "detected": int((scores > threshold).sum()), "auc": auc})
+    return rows
 
 
 RESUME_KEYS = ("lambda", "seed", "patch_size", "channels", "noise_ratio", "noise", "dataset", "model")
@@ -187,6 +209,9 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
     groups = {"train normal": train_scores[~synthetic], "train synthetic": train_scores[synthetic],
               "test normal": test_scores[dm.test_y == 0], "test real defect": test_scores[dm.test_y == 1]}
     save(figures.score_histogram(groups, float(module.threshold), "reconstruction errors"), "score_histogram")
+    normal, defect = dm.test_y == 0, dm.test_y == 1
+    save(figures.hardest_figure(dm.test_x[normal], test_scores[normal], dm.test_x[defect], test_scores[defect], float(module.threshold),
+                                "hardest test patches: error ‖x − x̂‖₂"), "hardest_test_patches")
 
     save(figures.error_ssim_figure(
         train_errors=train_scores, train_ssim=figures.ssim_scores(dm.train_x, train_reconstruction), train_synthetic=synthetic,

@@ -16,6 +16,7 @@ TINY_TRAINING = [
     "alternation.block_epochs=2",
     "alternation.max_blocks=2",
     "alternation.warmup_blocks=0",
+    "alternation.start_fraction=null",  # a few epochs never bring the errors below λ: update S from the first block
     "model.batch_size=64",
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
@@ -29,6 +30,7 @@ TINY = TINY_TRAINING + [
     "dataset.width=256",
     "dataset.height=128",
     "dataset.n_normal=200",
+    "dataset.n_calibration=60",
 ]
 
 

@@ -28,7 +28,7 @@ SMALL_NET = ["model.filters=[8,16,16]", "model.latent_dim=32", "model.batch_size
 def tiny(tmp_path_factory):
     """All seven methods run once on a tiny DataModule: (cfg, datamodule, metrics, scored, output dir)."""
     out = tmp_path_factory.mktemp("baselines")
-    cfg = compose_config(TINY + SMALL_NET, out)
+    cfg = compose_config(TINY + SMALL_NET + ["dataset.n_calibration=0"], out)  # thresholds on the training normals
     datamodule = DefectDataModule(cfg, instantiate(cfg.noise), batch_size=int(cfg.model.batch_size))
     datamodule.setup("fit")
     scored = {}

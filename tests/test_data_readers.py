@@ -19,7 +19,7 @@ from rdcae.data.sources import load_sources
 REPO = Path(__file__).resolve().parents[1]
 AITEX_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aitex"
 SHARED_KEYS = {
-    "name", "data_dir", "n_normal", "train_fraction", "n_calibration", "defect_rule", "defect_min_fraction",
+    "name", "data_dir", "n_normal", "train_fraction", "defect_rule", "defect_min_fraction",
     "exclude_background", "normals_from_defect_images",
 }
 

@@ -69,7 +69,7 @@ def test_aitex_sampling_is_deterministic_per_seed(aitex_dir):
 
 def test_calibration_patches_are_extra_and_leave_train_and_test_unchanged(tmp_path):
     small = ["dataset.n_normal=120", "dataset.n_normal_images=2", "dataset.n_defect_images=2", "cache_dir="]
-    plain = build_patches(compose_config(small))
+    plain = build_patches(compose_config(small + ["dataset.n_calibration=0"]))
     calibrated = build_patches(compose_config(small + ["dataset.n_calibration=50"]))
     assert plain.calibration_normal.shape == (0, *plain.train_normal.shape[1:])
     assert calibrated.calibration_normal.shape == (50, *plain.train_normal.shape[1:])
@@ -83,6 +83,16 @@ def test_calibration_patches_are_extra_and_leave_train_and_test_unchanged(tmp_pa
     cfg = compose_config(small[:-1] + ["dataset.n_calibration=50"], tmp_path)
     prepare_patches(cfg)
     assert np.array_equal(prepare_patches(cfg).calibration_normal, calibrated.calibration_normal)
+
+
+def test_every_defect_tile_knows_its_image(aitex_patches):
+    p = aitex_patches["00"]
+    names = p.stats["defect_images"]
+    assert len(p.test_defect_source) == len(p.test_defect) and p.test_defect_source.min() >= 0
+    counts = {names[i]: int(n) for i, n in enumerate(np.bincount(p.test_defect_source, minlength=len(names)))}
+    # fabric 00's defect 022 images each hold a short line: a few tiles; 002 images a longer one
+    assert counts["Defect_images/0001_002_00.png"] > counts["Defect_images/0063_022_00.png"] > 0
+    assert sum(counts.values()) == 46
 
 
 def test_negative_calibration_count_is_rejected_naming_the_setting():

@@ -77,6 +77,20 @@ def test_command_writes_markdown_and_csv_and_prints_the_table(sweep, tmp_path, c
     assert all(r["n_seeds"] == "2" for r in rows)
 
 
+def test_per_defect_image_tables_average_each_image_over_seeds(sweep):
+    report = build_report([sweep])
+    section = report.markdown.split("## Per defect image: dataset synthetic, λ 1.6,")[1].split("##")[0]
+    assert "(2 seeds)" in section.splitlines()[0]
+    by_lambda = {}
+    for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
+        lam = float(OmegaConf.load(job / "config.yaml")["lambda"])
+        by_lambda.setdefault(lam, []).append(json.loads((job / "metrics.json").read_text())["per_defect_image"])
+    first_image = by_lambda[1.6][0][0]
+    aucs = [next(r["auc"] for r in rows if r["image"] == first_image["image"]) for rows in by_lambda[1.6]]
+    line = next(l for l in section.splitlines() if l.startswith(f"| {first_image['image']} |"))
+    assert f"| {first_image['tiles']} | {np.mean(aucs):.3f} ± {np.std(aucs):.3f} |" in line
+
+
 def test_unfinished_jobs_are_skipped_with_a_warning_naming_them(sweep, tmp_path):
     copy = shutil.copytree(sweep, tmp_path / "sweep")
     unfinished = next(job for job in sorted(copy.iterdir()) if job.is_dir() and OmegaConf.load(job / "config.yaml")["lambda"] == 1.6)

@@ -53,8 +53,11 @@ def test_tiny_run_beats_chance_on_synthetic_data(tiny_run):
     assert metrics["test"]["auc"] > 0.6
 
 
-def test_threshold_is_the_quantile_of_normal_training_errors(tiny_run):
-    cfg, out, metrics = tiny_run
+def test_without_calibration_patches_the_threshold_is_the_quantile_of_normal_training_errors(tmp_path):
+    out = tmp_path
+    cfg = compose_config(TINY + ["dataset.n_calibration=0"], out)
+    metrics = run(cfg, out)
+    assert metrics["threshold_from"] == "normal training patches"
     datamodule, module, _, _ = build(cfg, out / "rebuild")
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
@@ -63,6 +66,15 @@ def test_threshold_is_the_quantile_of_normal_training_errors(tiny_run):
     assert math.isclose(metrics["threshold"], float(expected), rel_tol=1e-5)
     above = int((errors > metrics["threshold"]).sum())
     assert above <= max(1, math.ceil((1 - cfg.alternation.threshold_quantile) * len(errors)))
+
+
+def test_per_defect_image_metrics_cover_every_defect_tile(tiny_run):
+    cfg, out, metrics = tiny_run
+    rows = metrics["per_defect_image"]
+    assert sum(r["tiles"] for r in rows) == metrics["patches"]["patches"]["test_defect"]
+    assert sum(r["detected"] for r in rows) == metrics["test"]["tp"]
+    assert all(0 <= r["auc"] <= 1 and r["image"].startswith("synthetic://") for r in rows)
+    assert (out / "figures" / "hardest_test_patches.png").stat().st_size > 1000
 
 
 def test_checkpoint_holds_S_threshold_and_resolved_config(tiny_run):
@@ -131,7 +143,7 @@ def test_s_updates_wait_until_few_training_errors_are_above_lambda(tmp_path):
 
 
 def test_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_path):
-    cfg = compose_config(TINY + ["dataset.n_calibration=80"], tmp_path)
+    cfg = compose_config(TINY + ["dataset.n_calibration=80"], tmp_path)  # TINY has 60
     metrics = run(cfg, tmp_path / "run")
     assert metrics["threshold_from"] == "80 calibration patches"
     datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
@@ -179,6 +191,16 @@ def test_nan_loss_stops_with_block_and_checkpoint_named(tmp_path):
 def test_bad_settings_are_rejected_naming_the_setting(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
         run(compose_config(TINY + [override], tmp_path), tmp_path)
+
+
+def test_recipe_paper_sets_the_papers_choices_back():
+    ours, paper = compose_config(["dataset=aitex"]), compose_config(["dataset=aitex", "recipe=paper"])
+    assert ours.alternation.start_fraction == 0.5 and ours.dataset.n_calibration == 400 and ours.model.normalize
+    assert paper.alternation.start_fraction is None and paper.alternation.warmup_blocks == 0
+    assert paper.dataset.n_calibration == 0 and not paper.model.normalize and paper.model.output == "sigmoid"
+    # everything else is shared, and a command-line override still wins over the recipe
+    assert ours.model.lr == paper.model.lr and ours.alternation.block_epochs == paper.alternation.block_epochs
+    assert compose_config(["recipe=paper", "dataset.n_calibration=50"]).dataset.n_calibration == 50
 
 
 def test_unknown_noise_type_lists_the_available_ones():

@@ -45,10 +45,13 @@ class PatchSet:
     test_defect_mask: np.ndarray  # (K, P, P) bool
     stats: dict = field(default_factory=dict)
     calibration_normal: np.ndarray | None = None  # (Q, C, P, P); None: no calibration patches
+    test_defect_source: np.ndarray | None = None  # (K,) index into stats["defect_images"]; None: unknown (-1)
 
     def __post_init__(self) -> None:
         if self.calibration_normal is None:
             self.calibration_normal = np.zeros((0, *self.train_normal.shape[1:]), dtype=np.uint8)
+        if self.test_defect_source is None:
+            self.test_defect_source = np.full(len(self.test_defect), -1, dtype=np.int32)
 
 
 def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
@@ -112,12 +115,14 @@ def sample_normal_patches(sources: list[SourceImage], n: int, size: int, rng: np
 
 def tile_defect_patches(
     sources: list[SourceImage], size: int, rule: str = "any", min_fraction: float = 0.0, exclude_background: bool = True
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Non-overlapping P×P tiles from the origin of each defect image; keep the defective ones."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Non-overlapping P×P tiles from the origin of each defect image; keep the defective ones.
+    Returns the tiles (K, C, P, P), their masks (K, P, P), the index of each tile's image in
+    `sources` (K,), and counts."""
     if rule not in ("any", "fraction"):
         raise ValueError(f"dataset.defect_rule={rule!r}: choose 'any' or 'fraction'")
-    patches, masks, excluded, all_zero = [], [], 0, []
-    for src in sources:
+    patches, masks, origin, excluded, all_zero = [], [], [], 0, []
+    for index, src in enumerate(sources):
         h, w = src.image.shape[:2]
         th, tw = h // size, w // size
         if th == 0 or tw == 0:
@@ -137,10 +142,20 @@ def tile_defect_patches(
         ty, tx = np.nonzero(defective)
         patches.append(_crop(src.image, ty * size, tx * size, size))
         masks.append(mask[ty, :, tx, :])
+        origin.append(np.full(len(ty), index, dtype=np.int32))
     channels = sources[0].image.shape[2] if sources else 1
     patches = np.concatenate(patches) if patches else np.zeros((0, channels, size, size), np.uint8)
     masks = np.concatenate(masks) if masks else np.zeros((0, size, size), bool)
-    return patches, masks, {"defect_tiles_excluded": excluded, "defect_images_without_defect_pixels": all_zero}
+    origin = np.concatenate(origin) if origin else np.zeros(0, np.int32)
+    return patches, masks, origin, {"defect_tiles_excluded": excluded, "defect_images_without_defect_pixels": all_zero}
+
+
+def _display_name(path: str, data_dir: str | None) -> str:
+    """`path` relative to data_dir when it lies there (MVTec names repeat across defect types)."""
+    try:
+        return str(Path(path).relative_to(Path(str(data_dir)).expanduser()))
+    except ValueError:
+        return str(path)
 
 
 def _source_fingerprint(data_dir: str | None) -> list:
@@ -187,10 +202,11 @@ def build_patches(cfg) -> PatchSet:
     normal_patches, stats = sample_normal_patches(normal, int(ds.n_normal), size, rng, ds.exclude_background)
     n_train = int(round(ds.train_fraction * len(normal_patches)))
     order = rng.permutation(len(normal_patches))
-    defect_patches, defect_masks, defect_stats = tile_defect_patches(
+    defect_patches, defect_masks, defect_source, defect_stats = tile_defect_patches(
         defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background
     )
     stats.update(defect_stats)
+    stats["defect_images"] = [_display_name(src.path, ds.get("data_dir")) for src in defect]
     calibration = None
     if n_calibration:
         # A stream of its own, so that n_calibration leaves the train/test patches unchanged.
@@ -210,6 +226,7 @@ def build_patches(cfg) -> PatchSet:
         test_defect_mask=defect_masks,
         stats=stats,
         calibration_normal=calibration,
+        test_defect_source=defect_source,
     )
 
 
@@ -222,7 +239,7 @@ def prepare_patches(cfg) -> PatchSet:
         try:
             with np.load(path) as f:
                 patchset = PatchSet(f["train_normal"], f["test_normal"], f["test_defect"], f["test_defect_mask"], json.loads(str(f["stats"])),
-                                    f["calibration_normal"])
+                                    f["calibration_normal"], f["test_defect_source"])
             log.info("patches loaded from cache %s", path)
             return patchset
         except (OSError, KeyError, ValueError) as err:
@@ -231,7 +248,8 @@ def prepare_patches(cfg) -> PatchSet:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
     np.savez(tmp, train_normal=patchset.train_normal, test_normal=patchset.test_normal, test_defect=patchset.test_defect,
-             test_defect_mask=patchset.test_defect_mask, stats=json.dumps(patchset.stats), calibration_normal=patchset.calibration_normal)
+             test_defect_mask=patchset.test_defect_mask, stats=json.dumps(patchset.stats), calibration_normal=patchset.calibration_normal,
+             test_defect_source=patchset.test_defect_source)
     os.replace(tmp, path)
     log.info("patches cached in %s", path)
     return patchset

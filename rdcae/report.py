@@ -260,11 +260,18 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
 
     keys = ["dataset"] + (["fabric"] if has_fabric else []) + shown  # what a row is, before its numbers
     head = keys + ["n"]
+    extra = []
     if by_method:
         methods = _method_order(runs)
         head += [h for m in methods for h in (METHOD_LABELS.get(m, m), "paper")]
         body = [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])]
                 + [c for m in methods for c in (_ours(row, f"{m}_auc"), _theirs(row, f"paper_{m}_auc"))] for row in rows]
+        # The paper's Table 4 has only AUCs; F1 and accuracy at each method's own threshold follow.
+        for metric in ("f1", "accuracy"):
+            extra += [f"{METRIC_LABELS[metric]} at each method's threshold:", "",
+                      _markdown_table([SETTING_LABELS.get(k, k) for k in keys] + ["n"] + [METHOD_LABELS.get(m, m) for m in methods],
+                                      [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])] + [_ours(row, f"{m}_{metric}") for m in methods]
+                                       for row in rows]), ""]
     else:
         head += [METRIC_LABELS[m] for m in METRICS] + [f"paper {METRIC_LABELS[m]}" for m in METRICS] + ["paper table"]
         body = [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])]
@@ -282,6 +289,7 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
         "",
         _markdown_table(head, body),
         "",
+        *extra,
         *per_image,
     ])
     return Report(table=table, columns=columns, rows=rows, markdown=markdown)

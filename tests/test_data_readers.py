@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 AITEX_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aitex"
 SHARED_KEYS = {
     "name", "data_dir", "n_normal", "train_fraction", "defect_rule", "defect_min_fraction",
-    "exclude_background", "normals_from_defect_images",
+    "exclude_background", "edge_margin", "normals_from_defect_images",
 }
 
 
@@ -174,6 +174,30 @@ def test_flat_borders_on_any_edge_are_excluded():
     region = fabric_region(image[:, :, None])
     assert not region[:, -40:].any() and not region[:10].any()
     assert region[10:, :-40].all()
+
+
+def test_edge_margin_shrinks_the_fabric_only_next_to_bands():
+    image = texture(128, 512)
+    image[:, :100] = 255  # a white band on the left; the other three sides are image edges
+    image[:, -40:] = 0    # and a flat border on the right
+    region = fabric_region(image[:, :, None], margin=24)
+    assert not region[:, : 100 + 24].any() and not region[:, -40 - 24 :].any()
+    assert region[:, 124:-64].all()  # full height: the top and bottom rows are image edges, not bands
+    assert fabric_region(texture(64, 96)[:, :, None], margin=24).all()  # no band, nothing to leave out
+
+
+def test_aitex_edge_margin_leaves_out_patches_next_to_the_band(aitex_dir):
+    from rdcae.data.patches import build_patches
+    from conftest import compose_config
+
+    def build(margin):
+        return build_patches(compose_config(["dataset=aitex", "fabric=00", f"data_dir={aitex_dir}", f"dataset.edge_margin={margin}", "cache_dir="]))
+
+    plain, margin = build(0), build(96)
+    assert plain.stats["patches"]["test_defect"] == 46 > margin.stats["patches"]["test_defect"] > 0
+    assert margin.stats["normal_positions"] < plain.stats["normal_positions"]
+    with pytest.raises(ValueError, match="dataset.edge_margin=-1"):
+        build(-1)
 
 
 def test_bright_spots_inside_fabric_stay_fabric():

@@ -8,7 +8,8 @@
 - real defect patches (test only): the defect images tiled into non-overlapping windows from
   the image origin; a tile is a defect when its mask has defect pixels (`defect_rule`);
 - normal windows must lie entirely on fabric (`rdcae.data.region`); defect tiles must have
-  defect pixels on fabric.
+  defect pixels on fabric. `edge_margin` (pixels, default 0) shrinks the fabric away from the
+  bands, which leaves AITEX's selvedge strip out of every set.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def _crop(image: np.ndarray, y: np.ndarray, x: np.ndarray, size: int) -> np.ndar
     return image[rows[:, :, None], cols[:, None, :]].transpose(0, 3, 1, 2)
 
 
-def sample_normal_patches(sources: list[SourceImage], n: int, size: int, rng: np.random.Generator, exclude_background: bool = True) -> tuple[np.ndarray, dict]:
+def sample_normal_patches(
+    sources: list[SourceImage], n: int, size: int, rng: np.random.Generator, exclude_background: bool = True, edge_margin: int = 0
+) -> tuple[np.ndarray, dict]:
     """n windows drawn uniformly over every allowed position of every normal source."""
     positions, excluded, skipped = [], 0, []
     for src in sources:
@@ -90,7 +93,7 @@ def sample_normal_patches(sources: list[SourceImage], n: int, size: int, rng: np
             log.warning("%s: image %dx%d is smaller than patch_size=%d; not used", src.path, w, h, size)
             positions.append(np.zeros((0, 2), dtype=np.int64))
             continue
-        allowed = fabric_region(src.image) if exclude_background else np.ones((h, w), dtype=bool)
+        allowed = fabric_region(src.image, edge_margin) if exclude_background else np.ones((h, w), dtype=bool)
         if src.mask is not None:  # a defect image lent as a normal source: keep away from its defects
             allowed &= ~src.mask
         ok = _window_ok(allowed, size)
@@ -114,7 +117,7 @@ def sample_normal_patches(sources: list[SourceImage], n: int, size: int, rng: np
 
 
 def tile_defect_patches(
-    sources: list[SourceImage], size: int, rule: str = "any", min_fraction: float = 0.0, exclude_background: bool = True
+    sources: list[SourceImage], size: int, rule: str = "any", min_fraction: float = 0.0, exclude_background: bool = True, edge_margin: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Non-overlapping P×P tiles from the origin of each defect image; keep the defective ones.
     Returns the tiles (K, C, P, P), their masks (K, P, P), the index of each tile's image in
@@ -136,7 +139,7 @@ def tile_defect_patches(
         if exclude_background:
             # A defect tile stays when its defect touches fabric, even if the tile straddles the
             # band edge (AITEX 0102_010_03 has two such tiles; the paper's 690 counts them).
-            on_fabric = (src.mask & fabric_region(src.image))[: th * size, : tw * size].reshape(th, size, tw, size).any(axis=(1, 3))
+            on_fabric = (src.mask & fabric_region(src.image, edge_margin))[: th * size, : tw * size].reshape(th, size, tw, size).any(axis=(1, 3))
             excluded += int((defective & ~on_fabric).sum())
             defective &= on_fabric
         ty, tx = np.nonzero(defective)
@@ -184,6 +187,9 @@ def build_patches(cfg) -> PatchSet:
     n_calibration = int(ds.get("n_calibration") or 0)
     if n_calibration < 0:
         raise ValueError(f"dataset.n_calibration={n_calibration} must be >= 0 (0: threshold on the training normals)")
+    edge_margin = int(ds.get("edge_margin") or 0)
+    if edge_margin < 0:
+        raise ValueError(f"dataset.edge_margin={edge_margin} must be >= 0 pixels (0: all fabric next to the bands is used)")
     sources = load_sources(ds)
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
@@ -199,18 +205,18 @@ def build_patches(cfg) -> PatchSet:
         raise ValueError(f"patch_size={size} is larger than every normal image (largest side pair min {largest})")
 
     rng = np.random.default_rng(int(cfg.seed))
-    normal_patches, stats = sample_normal_patches(normal, int(ds.n_normal), size, rng, ds.exclude_background)
+    normal_patches, stats = sample_normal_patches(normal, int(ds.n_normal), size, rng, ds.exclude_background, edge_margin)
     n_train = int(round(ds.train_fraction * len(normal_patches)))
     order = rng.permutation(len(normal_patches))
     defect_patches, defect_masks, defect_source, defect_stats = tile_defect_patches(
-        defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background
+        defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background, edge_margin
     )
     stats.update(defect_stats)
     stats["defect_images"] = [_display_name(src.path, ds.get("data_dir")) for src in defect]
     calibration = None
     if n_calibration:
         # A stream of its own, so that n_calibration leaves the train/test patches unchanged.
-        calibration, _ = sample_normal_patches(normal, n_calibration, size, np.random.default_rng([int(cfg.seed), 1]), ds.exclude_background)
+        calibration, _ = sample_normal_patches(normal, n_calibration, size, np.random.default_rng([int(cfg.seed), 1]), ds.exclude_background, edge_margin)
     stats.update(
         images={"normal": len(normal), "defect": len(defect)},
         patches={"train_normal": n_train, "test_normal": len(order) - n_train, "test_defect": len(defect_patches),

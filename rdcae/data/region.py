@@ -45,8 +45,12 @@ def _band_widths(gray: np.ndarray, axis: int) -> tuple[int, int]:
     return start, _edge_run(saturated[::-1], std[::-1])
 
 
-def fabric_region(image: np.ndarray) -> np.ndarray:
-    """(H, W) bool, True where `image` (H, W, C) uint8 shows fabric."""
+def fabric_region(image: np.ndarray, margin: int = 0) -> np.ndarray:
+    """(H, W) bool, True where `image` (H, W, C) uint8 shows fabric.
+
+    margin: also leave out this many pixels of fabric next to every band found (not at image
+    edges the fabric runs past): AITEX's fabric starts at its white band with a selvedge strip,
+    lighter and looser than the weave, about 60–100 pixels wide."""
     height, width = image.shape[:2]
     gray = image[:, :, 0] if image.shape[2] == 1 else image.mean(axis=2)
     gray = gray.astype(np.float32)
@@ -65,6 +69,11 @@ def fabric_region(image: np.ndarray) -> np.ndarray:
         # look at the columns again; each further round is shorter, and AITEX needs none.
         top, bottom = top + first, bottom - last
         if top >= bottom:
+            return region
+    if margin:
+        left, right = left + (margin if left > 0 else 0), right - (margin if right < width else 0)
+        top, bottom = top + (margin if top > 0 else 0), bottom - (margin if bottom < height else 0)
+        if left >= right or top >= bottom:
             return region
     region[top:bottom, left:right] = True
     return region

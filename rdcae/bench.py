@@ -110,8 +110,8 @@ def bench_epoch(cfg: DictConfig, device: torch.device, out: Path) -> dict:
     """Our epoch and block end: a Lightning fit of epochs + 2 epochs with one block end at the last.
     The first epoch (warm-up) and the last (block end, checkpoint) are not in the epoch median."""
     epochs = int(cfg.bench.epochs)
-    cfg = with_overrides(cfg, **{"alternation.block_epochs": epochs + 2, "alternation.max_blocks": 1,
-                                 "alternation.warmup_blocks": 0, "trainer.enable_progress_bar": False})
+    cfg = with_overrides(cfg, **{"alternation.block_epochs": epochs + 2, "alternation.max_blocks": 1, "alternation.warmup_blocks": 0,
+                                 "alternation.start_fraction": None, "trainer.enable_progress_bar": False})
     datamodule, module, alternation, trainer = build(cfg, out)
     clock = EpochClock(device)
     clock.wrap(alternation)
@@ -137,8 +137,9 @@ def bench_reference_epoch(cfg: DictConfig, datamodule, device: torch.device) -> 
 
 
 def bench_protocol(cfg: DictConfig, device: torch.device, out: Path) -> dict:
-    """A whole run (fit, test, export, figures) with a fixed number of blocks, so both sides run the same epochs."""
-    cfg = with_overrides(cfg, **{"alternation.auc_target": 1.0, "trainer.enable_progress_bar": False})
+    """A whole run (fit, test, export, figures) with a fixed number of blocks, so both sides run the same
+    epochs, and S-updates from the end of the warm-up on, as the reference loop makes them."""
+    cfg = with_overrides(cfg, **{"alternation.auc_target": 1.0, "alternation.start_fraction": None, "trainer.enable_progress_bar": False})
     seconds, metrics = timed(lambda: run(cfg, out), device)
     return {"total": seconds, "fit": metrics["fit_seconds"], "epochs": metrics["epochs"], "test_auc": metrics["test"].get("auc"),
             "peak_host_gib": peak_host_gib(), "peak_device_gib": peak_device_gib(device)}

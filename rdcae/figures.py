@@ -51,17 +51,18 @@ def xls_figure(columns: dict[str, dict[str, torch.Tensor]], title: str) -> plt.F
 
 
 def hardest_figure(normal_x: torch.Tensor, normal_scores: torch.Tensor, defect_x: torch.Tensor, defect_scores: torch.Tensor,
-                   threshold: float, title: str, k: int = 12) -> plt.Figure:
+                   threshold: float, title: str, defect_masks: torch.Tensor | None = None, k: int = 12) -> plt.Figure:
     """The k held-out normal patches that score highest (false alarms first) above the k real
     defect tiles that score lowest (misses first), each with its score; red = on the wrong side
-    of the threshold."""
+    of the threshold. defect_masks (K, P, P): outlined in red on the defect tiles."""
     rows = []
-    for label, x, scores, worst_first in (("normal, highest", normal_x, normal_scores, True), ("defect, lowest", defect_x, defect_scores, False)):
+    for label, x, scores, masks, worst_first in (("normal, highest", normal_x, normal_scores, None, True),
+                                                 ("defect, lowest", defect_x, defect_scores, defect_masks, False)):
         order = torch.argsort(scores, descending=worst_first)[:k]
         if len(order):
-            rows.append((label, x[order], scores[order], worst_first))
+            rows.append((label, x[order], scores[order], None if masks is None else masks[order], worst_first))
     fig, axes = plt.subplots(len(rows), k, figsize=(1.1 * k, 1.45 * len(rows) + 0.5), squeeze=False)
-    for i, (label, x, scores, is_normal) in enumerate(rows):
+    for i, (label, x, scores, masks, is_normal) in enumerate(rows):
         for j in range(k):
             ax = axes[i, j]
             ax.set_xticks([])
@@ -70,6 +71,8 @@ def hardest_figure(normal_x: torch.Tensor, normal_scores: torch.Tensor, defect_x
                 ax.axis("off")
                 continue
             ax.imshow(_tile(x[j : j + 1]), interpolation="nearest")
+            if masks is not None and masks[j].any():
+                ax.contour(masks[j].float().numpy(), levels=[0.5], colors="red", linewidths=0.8)
             wrong = (float(scores[j]) > threshold) == is_normal
             ax.set_title(f"{float(scores[j]):.2f}", fontsize=9, color="crimson" if wrong else "black")
             if j == 0:

@@ -211,7 +211,8 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
     save(figures.score_histogram(groups, float(module.threshold), "reconstruction errors"), "score_histogram")
     normal, defect = dm.test_y == 0, dm.test_y == 1
     save(figures.hardest_figure(dm.test_x[normal], test_scores[normal], dm.test_x[defect], test_scores[defect], float(module.threshold),
-                                "hardest test patches: error ‖x − x̂‖₂"), "hardest_test_patches")
+                                "hardest test patches: error ‖x − x̂‖₂, defect masks outlined",
+                                defect_masks=torch.from_numpy(dm.patches.test_defect_mask)), "hardest_test_patches")
 
     save(figures.error_ssim_figure(
         train_errors=train_scores, train_ssim=figures.ssim_scores(dm.train_x, train_reconstruction), train_synthetic=synthetic,

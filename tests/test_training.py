@@ -142,6 +142,20 @@ def test_s_updates_wait_until_few_training_errors_are_above_lambda(tmp_path):
     assert all(r["s_updated"] and r["above_lambda_fraction"] == 0 and r["s_nonzero_fraction"] == 0 for r in easy["history"])
 
 
+def test_on_real_fabric_the_s_updates_wait_while_the_network_answers_the_mean_patch(tmp_path, aitex_dir):
+    common = ["dataset=aitex", "fabric=03", f"data_dir={aitex_dir}", "alternation.block_epochs=1", "alternation.max_blocks=2",
+              "alternation.warmup_blocks=0", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+              "trainer.enable_model_summary=false", "figures=false", "dataset.n_calibration=0"]
+    ours = run(compose_config(common, tmp_path), tmp_path / "ours")
+    eager = run(compose_config(common + ["alternation.start_fraction=null"], tmp_path), tmp_path / "eager")
+    # two epochs in, fabric 03's errors are all far above λ = 1.6 (the network answers about the mean patch) ...
+    assert all(r["above_lambda_fraction"] > 0.9 and r["normal_error_mean"] > 3 for r in ours["history"])
+    # ... so the default waits and trains a plain autoencoder, while an S-update now would put part of
+    # every sample's residual into S: the start of the fixed point of docs/EXPERIMENTS.md, entries 2, 9, 10
+    assert all(not r["s_updated"] and r["s_nonzero_fraction"] == 0 for r in ours["history"])
+    assert eager["history"][0]["s_nonzero_fraction"] > 0.99
+
+
 def test_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_path):
     cfg = compose_config(TINY + ["dataset.n_calibration=80"], tmp_path)  # TINY has 60
     metrics = run(cfg, tmp_path / "run")

@@ -55,12 +55,12 @@ def hardest_figure(normal_x: torch.Tensor, normal_scores: torch.Tensor, defect_x
     """The k held-out normal patches that score highest (false alarms first) above the k real
     defect tiles that score lowest (misses first), each with its score; red = on the wrong side
     of the threshold. defect_masks (K, P, P): outlined in red on the defect tiles."""
-    rows = []
-    for label, x, scores, masks, worst_first in (("normal, highest", normal_x, normal_scores, None, True),
-                                                 ("defect, lowest", defect_x, defect_scores, defect_masks, False)):
-        order = torch.argsort(scores, descending=worst_first)[:k]
+    rows = []  # a normal patch is worst when it scores high, a defect tile when it scores low
+    for label, x, scores, masks, is_normal in (("normal, highest", normal_x, normal_scores, None, True),
+                                               ("defect, lowest", defect_x, defect_scores, defect_masks, False)):
+        order = torch.argsort(scores, descending=is_normal)[:k]
         if len(order):
-            rows.append((label, x[order], scores[order], None if masks is None else masks[order], worst_first))
+            rows.append((label, x[order], scores[order], None if masks is None else masks[order], is_normal))
     fig, axes = plt.subplots(len(rows), k, figsize=(1.1 * k, 1.45 * len(rows) + 0.5), squeeze=False)
     for i, (label, x, scores, masks, is_normal) in enumerate(rows):
         for j in range(k):

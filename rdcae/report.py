@@ -279,7 +279,7 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
                 for row in rows]
     head = [SETTING_LABELS.get(h, h) for h in head]
 
-    per_image = _per_image_section(groups, keys)
+    per_image = _per_image_section(groups, rows, keys)
     title = f"Table {table} of {SOURCE}: {TITLES[table]}" if table else f"Runs against {SOURCE} (each row: the first table with the same settings)"
     markdown = "\n".join([
         f"# {title}",
@@ -295,24 +295,23 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
     return Report(table=table, columns=columns, rows=rows, markdown=markdown)
 
 
-def _per_image_section(groups: list[list[Run]], keys: list[str]) -> list[str]:
+def _per_image_section(groups: list[list[Run]], rows: list[dict], keys: list[str]) -> list[str]:
     """Markdown: for each row, every defect image's tiles, test AUC of its tiles against the
     held-out normals and tiles above the threshold, mean ± std over seeds (metrics.json
     `per_defect_image`; rows of runs without it are left out)."""
     lines = []
-    for members in groups:
+    for members, row in zip(groups, rows):
         per_run = [r.metrics.get("per_defect_image") for r in members]
         if not all(per_run):
             continue
-        first = members[0]
-        what = ", ".join(f"{SETTING_LABELS.get(k, k)} {_cell(first.fabric if k == 'fabric' else first.dataset if k == 'dataset' else first.settings.get(k))}" for k in keys)
-        images = list(dict.fromkeys(row["image"] for rows in per_run for row in rows))
+        what = ", ".join(f"{SETTING_LABELS.get(k, k)} {_cell(row.get(k))}" for k in keys)
+        images = list(dict.fromkeys(entry["image"] for entries in per_run for entry in entries))
         body = []
         for image in images:
-            found = [next((row for row in rows if row["image"] == image), None) for rows in per_run]
-            tiles = next(row["tiles"] for row in found if row)
-            auc = summarize([row["auc"] if row else None for row in found])
-            detected = summarize([row["detected"] if row else None for row in found])
+            found = [next((e for e in entries if e["image"] == image), None) for entries in per_run]
+            tiles = next(e["tiles"] for e in found if e)
+            auc = summarize([e["auc"] if e else None for e in found])
+            detected = summarize([e["detected"] if e else None for e in found])
             body.append([image, str(tiles), f"{auc[0]:.3f} ± {auc[1]:.3f}" if auc[2] else "—", f"{detected[0]:.1f} ± {detected[1]:.1f}"])
         lines += [f"## Per defect image: {what} ({len(members)} seeds)", "",
                   _markdown_table(["defect image", "tiles", "AUC against the held-out normals", "tiles above the threshold"], body), ""]

@@ -153,14 +153,15 @@ def test_data_summary_prints_counts_and_writes_a_contact_sheet(tmp_path, monkeyp
 
 
 def test_normal_image_smaller_than_the_patch_is_skipped_with_a_warning(caplog):
-    from rdcae.data.patches import sample_normal_patches
+    from rdcae.data.patches import draw_windows, normal_positions
     from rdcae.data.sources import SourceImage
 
     rng = np.random.default_rng(0)
     small = SourceImage("tiny.png", rng.integers(0, 200, (16, 16), dtype=np.uint8), "normal")
     large = SourceImage("large.png", rng.integers(0, 200, (64, 64), dtype=np.uint8), "normal")
     with caplog.at_level("WARNING"):
-        patches, stats = sample_normal_patches([small, large], 20, 32, rng)
+        positions, stats = normal_positions([small, large], 32)
+        patches = draw_windows([small, large], positions, 20, 32, rng)
     assert "tiny.png" in caplog.text and "patch_size=32" in caplog.text
     assert stats["normal_images_too_small"] == ["tiny.png"]
     assert patches.shape == (20, 1, 32, 32)

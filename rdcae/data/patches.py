@@ -81,10 +81,10 @@ def _crop(image: np.ndarray, y: np.ndarray, x: np.ndarray, size: int) -> np.ndar
     return image[rows[:, :, None], cols[:, None, :]].transpose(0, 3, 1, 2)
 
 
-def sample_normal_patches(
-    sources: list[SourceImage], n: int, size: int, rng: np.random.Generator, exclude_background: bool = True, edge_margin: int = 0
-) -> tuple[np.ndarray, dict]:
-    """n windows drawn uniformly over every allowed position of every normal source."""
+def normal_positions(
+    sources: list[SourceImage], size: int, exclude_background: bool = True, edge_margin: int = 0
+) -> tuple[list[np.ndarray], dict]:
+    """Every allowed top-left corner (K_i, 2) of a P×P window in each normal source, and counts."""
     positions, excluded, skipped = [], 0, []
     for src in sources:
         h, w = src.image.shape[:2]
@@ -99,12 +99,18 @@ def sample_normal_patches(
         ok = _window_ok(allowed, size)
         excluded += ok.size - int(ok.sum())
         positions.append(np.argwhere(ok))
-    counts = np.array([len(p) for p in positions])
-    if counts.sum() == 0:
+    total = sum(len(p) for p in positions)
+    if total == 0:
         raise ValueError(
             f"no {size}x{size} window lies entirely on fabric in the {len(sources)} normal image(s); "
             "check data_dir, patch_size or dataset.exclude_background"
         )
+    return positions, {"normal_positions": total, "normal_positions_excluded": excluded, "normal_images_too_small": skipped}
+
+
+def draw_windows(sources: list[SourceImage], positions: list[np.ndarray], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """n windows (n, C, P, P) drawn uniformly over `positions` (from `normal_positions`)."""
+    counts = np.array([len(p) for p in positions])
     flat = rng.choice(int(counts.sum()), size=n, replace=n > counts.sum())
     image_of = np.searchsorted(np.cumsum(counts), flat, side="right")
     patches = np.empty((n, sources[0].image.shape[2], size, size), dtype=np.uint8)
@@ -112,8 +118,7 @@ def sample_normal_patches(
         pick = image_of == i
         yx = positions[i][flat[pick] - (counts[:i].sum())]
         patches[pick] = _crop(sources[i].image, yx[:, 0], yx[:, 1], size)
-    stats = {"normal_positions": int(counts.sum()), "normal_positions_excluded": excluded, "normal_images_too_small": skipped}
-    return patches, stats
+    return patches
 
 
 def tile_defect_patches(
@@ -205,7 +210,8 @@ def build_patches(cfg) -> PatchSet:
         raise ValueError(f"patch_size={size} is larger than every normal image (largest side pair min {largest})")
 
     rng = np.random.default_rng(int(cfg.seed))
-    normal_patches, stats = sample_normal_patches(normal, int(ds.n_normal), size, rng, ds.exclude_background, edge_margin)
+    positions, stats = normal_positions(normal, size, ds.exclude_background, edge_margin)
+    normal_patches = draw_windows(normal, positions, int(ds.n_normal), size, rng)
     n_train = int(round(ds.train_fraction * len(normal_patches)))
     order = rng.permutation(len(normal_patches))
     defect_patches, defect_masks, defect_source, defect_stats = tile_defect_patches(
@@ -216,7 +222,7 @@ def build_patches(cfg) -> PatchSet:
     calibration = None
     if n_calibration:
         # A stream of its own, so that n_calibration leaves the train/test patches unchanged.
-        calibration, _ = sample_normal_patches(normal, n_calibration, size, np.random.default_rng([int(cfg.seed), 1]), ds.exclude_background, edge_margin)
+        calibration = draw_windows(normal, positions, n_calibration, size, np.random.default_rng([int(cfg.seed), 1]))
     stats.update(
         images={"normal": len(normal), "defect": len(defect)},
         patches={"train_normal": n_train, "test_normal": len(order) - n_train, "test_defect": len(defect_patches),

@@ -71,7 +71,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     fit_seconds = time.perf_counter() - start
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     module.to(trainer.strategy.root_device)
-    test_scores = module.score(datamodule.test_x).cpu()
+    test_scores = module.test_scores
 
     metrics = {
         "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},

@@ -77,6 +77,17 @@ def test_per_defect_image_metrics_cover_every_defect_tile(tiny_run):
     assert (out / "figures" / "hardest_test_patches.png").stat().st_size > 1000
 
 
+def test_test_pass_keeps_the_scores_of_every_test_patch_in_order(tiny_run):
+    cfg, out, metrics = tiny_run
+    datamodule, module, _, trainer = build(cfg, out / "rescore")
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(state)
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    assert module.test_scores.shape == datamodule.test_y.shape
+    torch.testing.assert_close(module.test_scores, module.score(datamodule.test_x).cpu())
+    assert int((module.test_scores[datamodule.test_y == 1] > metrics["threshold"]).sum()) == metrics["test"]["tp"]
+
+
 def test_checkpoint_holds_S_threshold_and_resolved_config(tiny_run):
     cfg, out, metrics = tiny_run
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -151,9 +151,11 @@ class RobustAutoencoder(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         if torch.isnan(self.threshold):
             raise RuntimeError("the model has no threshold yet: train it (or load a trained checkpoint) before testing")
+        self._test_scores: list[torch.Tensor] = []
 
     def test_step(self, batch, batch_idx: int) -> None:
         scores = self.score(batch.x)
+        self._test_scores.append(scores.float())
         self.test_metrics.update(self.decide(scores), batch.label)
         self.test_auroc.update(as_probability(scores), batch.label)
 
@@ -166,3 +168,4 @@ class RobustAutoencoder(L.LightningModule):
         self.log_dict({"test/tp": float(tp), "test/fp": float(fp), "test/tn": float(tn), "test/fn": float(fn)})
         self.test_metrics.reset()
         self.test_auroc.reset()
+        self.test_scores = torch.cat(self._test_scores).cpu() if self._test_scores else torch.empty(0)  # in test-set order

@@ -1,0 +1,123 @@
+"""Other anomaly scores on trained runs, judged by held-out synthetic defects and by the real test.
+
+    python benchmarks/score_variants.py outputs/multirun/<sweep> [more run or sweep folders]
+
+For every run folder (config.yaml + model.pt) it rebuilds the run's patches (from the cache),
+splits the calibration patches in two halves, decorates the second half with fresh defects of
+the run's own noise model (seed 12345, never seen in training), and reports for each score:
+
+  syn   AUC of the decorated half against the clean half (normal patches and synthetic
+        defects only: a number a user can compute without one real defect);
+  real  AUC of the real defect tiles against the held-out normal test patches.
+
+Scores, all on the residual r = x − D(E(x)) of the exported network:
+  l2        ‖r‖₂ over the patch (the paper's score, what rdcae uses);
+  local<k>  the largest mean of the squared residual over a k×k window;
+  band4     the largest mean of the squared residual over a 4-pixel-high row band or
+            4-pixel-wide column band (defects along the weft or the warp).
+
+Prints one line per run and a Markdown table of mean ± std over the runs of each setting (the
+sweep's overrides except the seed); writes score_variants.json beside each sweep's runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torchmetrics.functional.classification import binary_auroc
+
+from rdcae.detect import load_detector
+from rdcae.noise import decorate
+from rdcae.report import find_run_folders, read_overrides, summarize
+from rdcae.train import build
+
+
+def l2(r: torch.Tensor) -> torch.Tensor:
+    return r.flatten(1).norm(dim=1)
+
+
+def local(k: int):
+    def score(r: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(r.pow(2).sum(1, keepdim=True), k, stride=1).flatten(1).amax(1)
+    return score
+
+
+def band4(r: torch.Tensor) -> torch.Tensor:
+    energy = r.pow(2).sum(1)  # (N, P, P)
+    rows = F.avg_pool1d(energy.mean(2).unsqueeze(1), 4, 1).flatten(1).amax(1)
+    cols = F.avg_pool1d(energy.mean(1).unsqueeze(1), 4, 1).flatten(1).amax(1)
+    return torch.maximum(rows, cols)
+
+
+SCORES = {"l2": l2, "local4": local(4), "local8": local(8), "local16": local(16), "band4": band4}
+
+
+def auc(normal: torch.Tensor, defect: torch.Tensor) -> float:
+    scores = torch.cat([normal, defect])
+    labels = torch.cat([torch.zeros(len(normal)), torch.ones(len(defect))]).long()
+    return float(binary_auroc(scores, labels))
+
+
+def evaluate(folder: Path) -> dict:
+    cfg = OmegaConf.load(folder / "config.yaml")
+    with tempfile.TemporaryDirectory() as scratch:
+        dm, _, _, _ = build(cfg, Path(scratch))
+        dm.setup()
+    if len(dm.calibration_x) < 20:
+        raise SystemExit(f"{folder}: needs calibration patches (dataset.n_calibration ≥ 20) for the held-out synthetic set")
+    net = load_detector(folder / "model.pt").net.eval()
+
+    @torch.no_grad()
+    def residual(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([c - net(c.contiguous(memory_format=torch.channels_last)).float() for c in x.split(512)])
+
+    half = len(dm.calibration_x) // 2
+    decorated, changed = decorate(dm.calibration_x[half:], 100.0, dm.noise, torch.Generator().manual_seed(12345))
+    clean, synthetic, test = residual(dm.calibration_x[:half]), residual(decorated[changed]), residual(dm.test_x)
+    normal, defect = test[dm.test_y == 0], test[dm.test_y == 1]
+    return {name: {"syn": auc(fn(clean), fn(synthetic)), "real": auc(fn(normal), fn(defect))} for name, fn in SCORES.items()}
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        raise SystemExit(__doc__)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for root in map(Path, argv):
+        results = {}
+        for folder in find_run_folders(root):
+            if not (folder / "model.pt").is_file():
+                continue
+            setting = tuple(sorted((k, v) for k, v in read_overrides(folder).items() if k != "seed"))
+            results[str(folder)] = evaluate(folder)
+            groups[setting].append(results[str(folder)])
+            print(folder, " ".join(f"{n} syn {v['syn']:.3f} real {v['real']:.3f} |" for n, v in results[str(folder)].items()), flush=True)
+        if root.is_dir():
+            (root / "score_variants.json").write_text(json.dumps(results, indent=2))
+    print()
+    print("| setting | " + " | ".join(f"{n} syn | {n} real" for n in SCORES) + " |")
+    print("| --- |" + " --- | --- |" * len(SCORES))
+    values = defaultdict(set)
+    for setting in groups:
+        for key, value in setting:
+            values[key].add(value)
+    varying = {key for key, seen in values.items() if len(seen) > 1}
+    for setting, runs in groups.items():
+        cells = []
+        for name in SCORES:
+            for kind in ("syn", "real"):
+                mean, std, _ = summarize([r[name][kind] for r in runs])
+                cells.append(f"{mean:.3f} ± {std:.3f}")
+        label = ", ".join(f"{k}={v}" for k, v in setting if k in varying) or "all"
+        print(f"| {label} ({len(runs)} runs) | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

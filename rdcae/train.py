@@ -28,7 +28,7 @@ from rdcae.config import ConfigError, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.detect import export
 from rdcae.model.alternation import Alternation
-from rdcae.model.network import reconstruction_error
+from rdcae.model.network import anomaly_score
 from rdcae.model.robust import RobustAutoencoder, as_probability
 
 
@@ -161,7 +161,8 @@ def hparams(cfg: DictConfig) -> dict:
     """The settings a sweep varies, flattened for TensorBoard's HPARAMS tab."""
     flat = {"lambda": cfg["lambda"], "patch_size": cfg.patch_size, "noise": cfg.noise._target_.rsplit(".", 1)[-1],
             "noise_ratio": cfg.noise_ratio, "seed": cfg.seed, "dataset": cfg.dataset.name, "robust": cfg.model.robust,
-            "channels": cfg.channels, "block_epochs": cfg.alternation.block_epochs, "lr": cfg.model.lr}
+            "channels": cfg.channels, "block_epochs": cfg.alternation.block_epochs, "lr": cfg.model.lr,
+            "score": str(cfg.model.get("score", "norm"))}
     if cfg.dataset.name == "aitex":
         flat["fabric"] = str(cfg.fabric)
     return flat
@@ -173,6 +174,8 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
     fig_dir = output_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     writer = logger.experiment
+    kind, width = module.hparams.get("score", "norm"), module.hparams.get("score_width", 4)
+    what = "error ‖x − x̂‖₂" if kind == "norm" else f"score ({kind}, width {width})"
 
     def save(fig, name: str) -> None:
         fig.savefig(fig_dir / f"{name}.png", dpi=110)
@@ -187,7 +190,7 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
     save(figures.xls_figure(train, "training patches: X = L + S"), "fig4a_train_xls")
 
     test_reconstruction = module.reconstruct(dm.test_x).cpu()  # one pass over each set serves every figure
-    test_scores = reconstruction_error(dm.test_x, test_reconstruction)
+    test_scores = anomaly_score(dm.test_x, test_reconstruction, kind, width)
     test_pred = module.decide(test_scores.to(module.device)).cpu()
     test = {}
     for group, label in (("normal (held out)", 0), ("real defects", 1)):
@@ -205,20 +208,20 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
         save(figures.roc_figure(fpr, tpr, auc, point, "test ROC: held-out normals vs real defects"), "roc_test")
 
     train_reconstruction = module.reconstruct(dm.train_x).cpu()
-    train_scores = reconstruction_error(dm.train_x, train_reconstruction)
+    train_scores = anomaly_score(dm.train_x, train_reconstruction, kind, width)
     groups = {"train normal": train_scores[~synthetic], "train synthetic": train_scores[synthetic],
               "test normal": test_scores[dm.test_y == 0], "test real defect": test_scores[dm.test_y == 1]}
-    save(figures.score_histogram(groups, float(module.threshold), "reconstruction errors"), "score_histogram")
+    save(figures.score_histogram(groups, float(module.threshold), "reconstruction errors" if kind == "norm" else f"anomaly scores ({kind})"), "score_histogram")
     normal, defect = dm.test_y == 0, dm.test_y == 1
     save(figures.hardest_figure(dm.test_x[normal], test_scores[normal], dm.test_x[defect], test_scores[defect], float(module.threshold),
-                                "hardest test patches: error ‖x − x̂‖₂, defect masks outlined",
+                                f"hardest test patches: {what}, defect masks outlined",
                                 defect_masks=torch.from_numpy(dm.patches.test_defect_mask)), "hardest_test_patches")
 
     save(figures.error_ssim_figure(
         train_errors=train_scores, train_ssim=figures.ssim_scores(dm.train_x, train_reconstruction), train_synthetic=synthetic,
         test_errors=test_scores, test_ssim=figures.ssim_scores(dm.test_x, test_reconstruction), test_y=dm.test_y,
         test_pred=test_pred, threshold=float(module.threshold),
-        title="reconstruction error vs SSIM (the paper's Figure 5)"), "fig5_error_ssim")
+        title="reconstruction error vs SSIM (the paper's Figure 5)" if kind == "norm" else f"{what} vs SSIM (the paper's Figure 5)"), "fig5_error_ssim")
     figures.plt.close("all")
 
 
@@ -229,7 +232,7 @@ def summary(metrics: dict, output_dir: Path) -> str:
         "rdcae run finished",
         f"  blocks run      : {metrics['blocks']} ({metrics['epochs']} epochs, {metrics['fit_seconds']:.1f} s on {metrics['device']})",
         f"  stopped because : {metrics['stop_reason']}",
-        f"  threshold       : {metrics['threshold']:.4f}  (quantile of the errors of {metrics.get('threshold_from', 'normal training patches')})",
+        f"  threshold       : {metrics['threshold']:.4f}  (quantile of the scores of {metrics.get('threshold_from', 'normal training patches')})",
         f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  accuracy {t.get('accuracy', math.nan):.4f}"
         f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",
         f"  outputs         : {output_dir}",

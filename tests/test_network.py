@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rdcae.model.network import ConvAutoencoder, reconstruction_error
+from rdcae.model.network import ConvAutoencoder, anomaly_score, reconstruction_error
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -50,3 +50,21 @@ def test_reconstruction_error_is_the_l2_norm_per_patch():
     x_hat = torch.zeros(2, 1, 2, 2)
     x_hat[1] = 0.5  # four pixels off by 0.5 -> norm 1
     torch.testing.assert_close(reconstruction_error(x, x_hat), torch.tensor([0.0, 1.0]))
+
+
+def test_strip_score_is_the_norm_of_the_worst_run_of_rows_or_columns():
+    x = torch.zeros(3, 2, 16, 16)
+    r = torch.zeros_like(x)
+    r[0, :, 5, :] = 0.5                      # a one-pixel line along the rows: all of it in one strip
+    r[1, 1, :, 9:11] = 0.3                   # a two-pixel line along the columns
+    r[2] = 0.1                               # residual spread over the whole patch
+    norm = reconstruction_error(x + r, x)
+    strip = anomaly_score(x + r, x, "strip", width=2)
+    torch.testing.assert_close(strip[:2], norm[:2])
+    torch.testing.assert_close(strip[2], norm[2] * (2 / 16) ** 0.5)
+    torch.testing.assert_close(anomaly_score(x + r, x, "strip", width=16), norm)
+    torch.testing.assert_close(anomaly_score(x + r, x, "norm"), norm)
+    with pytest.raises(ValueError, match="model.score='max'"):
+        anomaly_score(x, x, "max")
+    with pytest.raises(ValueError, match="score_width=17"):
+        anomaly_score(x, x, "strip", width=17)

@@ -109,6 +109,21 @@ def test_exported_model_loads_with_weights_only_and_reproduces_scores(tiny_run):
     torch.testing.assert_close(detector.score(datamodule.test_x), module.score(datamodule.test_x))
 
 
+def test_strip_score_sets_the_threshold_and_travels_with_the_exported_model(tmp_path):
+    cfg = compose_config(TINY + ["model.score=strip", "model.score_width=2", "alternation.max_blocks=2", "figures=false"], tmp_path)
+    metrics = run(cfg, tmp_path)
+    datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
+    module.load_state_dict(torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"])
+    assert module.hparams.score == "strip" and module.hparams.score_width == 2
+    errors, scores = module.error_and_score(datamodule.calibration_x)
+    assert (scores < errors).all()  # a strip holds part of the residual only
+    assert math.isclose(metrics["threshold"], float(torch.quantile(scores, cfg.alternation.threshold_quantile)), rel_tol=1e-5)
+    assert metrics["history"][-1]["calibration_error_mean"] == pytest.approx(float(errors.mean()), rel=1e-5)  # still ‖x − x̂‖₂
+    detector = load_detector(tmp_path / "model.pt")
+    assert (detector.score_kind, detector.score_width) == ("strip", 2)
+    torch.testing.assert_close(detector.score(datamodule.test_x), module.score(datamodule.test_x))
+
+
 def test_tensorboard_has_block_scalars_images_and_hparams(tiny_run):
     _, out, metrics = tiny_run
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
@@ -205,6 +220,9 @@ def test_nan_loss_stops_with_block_and_checkpoint_named(tmp_path):
         ("lambda=0", "lambda=0"),
         ("lambda=-1.6", "lambda=-1.6"),
         ("noise_ratio=150", "noise_ratio=150"),
+        ("model.score=max", "model.score='max'"),
+        ("model.score_width=0", "model.score_width=0"),
+        ("model.score_width=33", "model.score_width=33"),
         ("noise_ratio=100", "noise_ratio=100"),
         ("patch_size=36", "patch_size=36"),
         ("channels=2", "channels=2"),

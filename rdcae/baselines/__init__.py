@@ -18,11 +18,12 @@ returns      {method: {"auc": float|None, "f1": float|None, "accuracy": float|No
 `score_methods` gives the raw test scores and decisions of each method, `evaluate` the metrics of a score vector.
 
 The methods:
-  dcae            the same autoencoder without S (model.robust=false), score ‖x − D(E(x))‖₂
+  dcae            the same autoencoder without S (model.robust=false), scored as RDCAE is (model.score;
+                  ‖x − D(E(x))‖₂ by default)
   deep_svdd       Deep SVDD, one-class objective, on the bias-free encoder (rdcae.baselines.deep_svdd)
   deep_svdd_soft  Deep SVDD, soft-boundary objective with ν
   ocsvm_lrep      scikit-learn OneClassSVM (defaults) on the DCAE's 256-d latent representation
-  ocsvm_aere      ... on the DCAE's reconstruction error (one feature)
+  ocsvm_aere      ... on the DCAE's reconstruction error (one feature: its score, as for dcae)
   iforest_lrep    scikit-learn IsolationForest (defaults, random_state=seed) on the latent
   iforest_aere    ... on the reconstruction error
 Decisions (for F1 and accuracy): DCAE and one-class Deep SVDD flag scores above the

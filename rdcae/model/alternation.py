@@ -2,8 +2,8 @@
 
 Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
   1. updates S ← prox_{λ,ℓ2,1}(X − D(E(X − S)))                  (lines 7–9),
-  2. scores the training set by ‖x − D(E(x))‖₂ and computes the AUC of synthetic
-     defects vs normals                                           (line 10),
+  2. scores the training set (model.score; by default ‖x − D(E(x))‖₂) and computes the AUC
+     of synthetic defects vs normals                              (line 10),
   3. records threshold = quantile_q(errors of normal patches: the calibration patches when the
      dataset has them, else the normal training samples; rdcae.model.robust.detection_threshold),
   4. stops training when the AUC exceeds `auc_target`             (lines 11–12),
@@ -114,7 +114,8 @@ class Alternation(L.Callback):
     def end_block(self, trainer: L.Trainer, module: RobustAutoencoder, block: int, epoch: int, loss: float) -> BlockRecord:
         dm = trainer.datamodule
         X, synthetic = dm.on_device("train_x", module.device), dm.on_device("train_synthetic", module.device)
-        errors = module.score(X)  # (N,) ‖x − D(E(x))‖₂; the S-update changes S, not the network
+        # (N,) ‖x − D(E(x))‖₂ and the anomaly score; the S-update changes S, not the network
+        errors, scores = module.error_and_score(X)
         above_lambda = float((errors > module.hparams.lambda_).float().mean())
         s_update = module.robust and block > self.warmup_blocks and (
             self.s_started or self.start_fraction is None or above_lambda <= self.start_fraction
@@ -125,9 +126,9 @@ class Alternation(L.Callback):
                 self._fail(trainer, f"S has non-finite values after the S-update of block {block}")
         normal_errors = errors[~synthetic]
         calibration = dm.on_device("calibration_x", module.device)
-        calibration_errors = module.score(calibration) if len(calibration) else None
-        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, errors, calibration_errors))
-        train_auc = float(binary_auroc(as_probability(errors), synthetic.long())) if synthetic.any() and (~synthetic).any() else math.nan
+        calibration_errors, calibration_scores = module.error_and_score(calibration) if len(calibration) else (None, None)
+        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))
+        train_auc = float(binary_auroc(as_probability(scores), synthetic.long())) if synthetic.any() and (~synthetic).any() else math.nan
         norms = module.S.flatten(1).norm(dim=1)
         record = BlockRecord(
             block=block,

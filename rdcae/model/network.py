@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -107,3 +108,27 @@ def map_in_chunks(fn, x: torch.Tensor, device: torch.device, chunk_size: int, ch
 def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """The score of a patch: ‖x − D(E(x))‖₂ over all its pixels and channels. (N,) from (N, C, P, P)."""
     return (x - x_hat).flatten(1).norm(dim=1)
+
+
+SCORES = ("norm", "strip")
+
+
+def anomaly_score(x: torch.Tensor, x_hat: torch.Tensor, kind: str = "norm", width: int = 4) -> torch.Tensor:
+    """The anomaly score of each patch from its residual r = x − x̂. (N,) from (N, C, P, P).
+
+    norm   ‖r‖₂ over the whole patch (the paper's score, `reconstruction_error`).
+    strip  ‖r‖₂ over the patch's worst strip: `width` consecutive rows or `width` consecutive
+           columns, all channels. A thin defect along the weft or the warp (a broken pick, a
+           broken end) puts its whole residual in one strip, where the patch-wide norm adds the
+           texture residual of every other pixel to it. Always ≤ norm; equal when width = P.
+    """
+    if kind == "norm":
+        return reconstruction_error(x, x_hat)
+    if kind != "strip":
+        raise ValueError(f"model.score={kind!r}: choose one of {', '.join(SCORES)}")
+    energy = (x - x_hat).float().pow(2).sum(1)  # (N, P, P)
+    if not 1 <= width <= energy.shape[-1]:
+        raise ValueError(f"model.score_width={width} must be between 1 and the patch size {energy.shape[-1]}")
+    lines = torch.stack([energy.sum(2), energy.sum(1)], 1)  # (N, 2, P): energy per row, per column
+    strips = F.avg_pool1d(lines, width, stride=1) * width  # energy of every run of `width` rows / columns
+    return strips.flatten(1).amax(1).sqrt()

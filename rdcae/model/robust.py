@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryStatScores
 
-from rdcae.model.network import ConvAutoencoder, map_in_chunks, reconstruction_error
+from rdcae.model.network import ConvAutoencoder, anomaly_score, map_in_chunks, reconstruction_error
 from rdcae.model.prox import prox_l21
 
 
@@ -62,10 +62,13 @@ class RobustAutoencoder(L.LightningModule):
         output: str = "linear",
         chunk_size: int = 4096,
         channels_last: bool = True,
+        score: str = "norm",
+        score_width: int = 4,
     ) -> None:
         super().__init__()
         if lambda_ <= 0:
             raise ValueError(f"lambda={lambda_} must be > 0 (it is the ℓ2,1 penalty weight of Eq. 7)")
+        anomaly_score(torch.zeros(1, channels, patch_size, patch_size), torch.zeros(1, channels, patch_size, patch_size), score, score_width)
         self.save_hyperparameters()
         self.net = ConvAutoencoder(
             channels, patch_size, tuple(filters), latent_dim, negative_slope=negative_slope, normalize=normalize, output=output
@@ -90,6 +93,7 @@ class RobustAutoencoder(L.LightningModule):
             robust=bool(m.robust) if robust is None else robust, lr=float(m.lr), weight_decay=float(m.weight_decay),
             filters=tuple(m.filters), latent_dim=int(m.latent_dim), negative_slope=float(m.negative_slope),
             normalize=bool(m.normalize), output=str(m.output), channels_last=bool(m.channels_last),
+            score=str(m.get("score", "norm")), score_width=int(m.get("score_width", 4)),
         )
         module.net.fit_normalization(train_x)
         return module
@@ -131,9 +135,20 @@ class RobustAutoencoder(L.LightningModule):
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """‖x − D(E(x))‖₂ per patch: the anomaly score. (N,)"""
+        """The anomaly score per patch (model.score; by default ‖x − D(E(x))‖₂). (N,)"""
         x = x.to(self.device)
-        return reconstruction_error(x, self.reconstruct(x))
+        return anomaly_score(x, self.reconstruct(x), self.hparams.score, self.hparams.score_width)
+
+    @torch.no_grad()
+    def error_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """‖x − D(E(x))‖₂ (what the prox weighs against λ) and the anomaly score, from one
+        reconstruction of x. (N,), (N,); the same tensor twice with model.score=norm."""
+        x = x.to(self.device)
+        x_hat = self.reconstruct(x)
+        error = reconstruction_error(x, x_hat)
+        if self.hparams.score == "norm":
+            return error, error
+        return error, anomaly_score(x, x_hat, self.hparams.score, self.hparams.score_width)
 
     @torch.no_grad()
     def update_S(self, X: torch.Tensor) -> None:

@@ -8,13 +8,14 @@ the run's own noise model (seed 12345, never seen in training), and reports for 
 
   syn   AUC of the decorated half against the clean half (normal patches and synthetic
         defects only: a number a user can compute without one real defect);
-  real  AUC of the real defect tiles against the held-out normal test patches.
+  real  AUC of the real defect tiles against the held-out normal test patches;
+  F1    on the test set at the run's threshold rule applied to this score (the
+        alternation.threshold_quantile of the scores of all calibration patches).
 
 Scores, all on the residual r = x − D(E(x)) of the exported network:
-  l2        ‖r‖₂ over the patch (the paper's score, what rdcae uses);
-  local<k>  the largest mean of the squared residual over a k×k window;
-  band4     the largest mean of the squared residual over a 4-pixel-high row band or
-            4-pixel-wide column band (defects along the weft or the warp).
+  norm      ‖r‖₂ over the patch (the paper's score, model.score=norm);
+  strip<w>  ‖r‖₂ over the worst run of w rows or w columns (model.score=strip, model.score_width=w);
+  local8    ‖r‖₂ over the worst 8×8 window.
 
 Prints one line per run and a Markdown table of mean ± std over the runs of each setting (the
 sweep's overrides except the seed); writes score_variants.json beside each sweep's runs.
@@ -34,29 +35,23 @@ from omegaconf import OmegaConf
 from torchmetrics.functional.classification import binary_auroc
 
 from rdcae.detect import load_detector
+from rdcae.model.network import anomaly_score
 from rdcae.noise import decorate
 from rdcae.report import find_run_folders, read_overrides, summarize
 from rdcae.train import build
 
 
-def l2(r: torch.Tensor) -> torch.Tensor:
-    return r.flatten(1).norm(dim=1)
+def strip(width: int):
+    return lambda r: anomaly_score(r, torch.zeros_like(r), "strip", width)
 
 
 def local(k: int):
     def score(r: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(r.pow(2).sum(1, keepdim=True), k, stride=1).flatten(1).amax(1)
+        return (F.avg_pool2d(r.pow(2).sum(1, keepdim=True), k, stride=1) * k * k).flatten(1).amax(1).sqrt()
     return score
 
 
-def band4(r: torch.Tensor) -> torch.Tensor:
-    energy = r.pow(2).sum(1)  # (N, P, P)
-    rows = F.avg_pool1d(energy.mean(2).unsqueeze(1), 4, 1).flatten(1).amax(1)
-    cols = F.avg_pool1d(energy.mean(1).unsqueeze(1), 4, 1).flatten(1).amax(1)
-    return torch.maximum(rows, cols)
-
-
-SCORES = {"l2": l2, "local4": local(4), "local8": local(8), "local16": local(16), "band4": band4}
+SCORES = {"norm": lambda r: anomaly_score(r, torch.zeros_like(r)), "strip2": strip(2), "strip4": strip(4), "strip8": strip(8), "local8": local(8)}
 
 
 def auc(normal: torch.Tensor, defect: torch.Tensor) -> float:
@@ -81,8 +76,16 @@ def evaluate(folder: Path) -> dict:
     half = len(dm.calibration_x) // 2
     decorated, changed = decorate(dm.calibration_x[half:], 100.0, dm.noise, torch.Generator().manual_seed(12345))
     clean, synthetic, test = residual(dm.calibration_x[:half]), residual(decorated[changed]), residual(dm.test_x)
-    normal, defect = test[dm.test_y == 0], test[dm.test_y == 1]
-    return {name: {"syn": auc(fn(clean), fn(synthetic)), "real": auc(fn(normal), fn(defect))} for name, fn in SCORES.items()}
+    calibration = residual(dm.calibration_x)
+    labels = dm.test_y.bool()
+    out = {}
+    for name, fn in SCORES.items():
+        scores = fn(test)
+        flagged = scores > torch.quantile(fn(calibration), float(cfg.alternation.threshold_quantile))
+        tp, fp = int((flagged & labels).sum()), int((flagged & ~labels).sum())
+        f1 = 2 * tp / (2 * tp + fp + int((~flagged & labels).sum()))
+        out[name] = {"syn": auc(fn(clean), fn(synthetic)), "real": auc(scores[~labels], scores[labels]), "f1": f1}
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -98,25 +101,25 @@ def main(argv: list[str]) -> None:
             setting = tuple(sorted((k, v) for k, v in read_overrides(folder).items() if k != "seed"))
             results[str(folder)] = evaluate(folder)
             groups[setting].append(results[str(folder)])
-            print(folder, " ".join(f"{n} syn {v['syn']:.3f} real {v['real']:.3f} |" for n, v in results[str(folder)].items()), flush=True)
+            print(folder, " ".join(f"{n} syn {v['syn']:.3f} real {v['real']:.3f} F1 {v['f1']:.3f} |" for n, v in results[str(folder)].items()), flush=True)
         if root.is_dir():
             (root / "score_variants.json").write_text(json.dumps(results, indent=2))
     print()
-    print("| setting | " + " | ".join(f"{n} syn | {n} real" for n in SCORES) + " |")
-    print("| --- |" + " --- | --- |" * len(SCORES))
+    print("| setting | score | syn AUC | real AUC | real F1 |")
+    print("| --- | --- | --- | --- | --- |")
     values = defaultdict(set)
     for setting in groups:
         for key, value in setting:
             values[key].add(value)
     varying = {key for key, seen in values.items() if len(seen) > 1}
     for setting, runs in groups.items():
-        cells = []
+        label = ", ".join(f"{k}={v}" for k, v in setting if k in varying) or "all"
         for name in SCORES:
-            for kind in ("syn", "real"):
+            cells = []
+            for kind in ("syn", "real", "f1"):
                 mean, std, _ = summarize([r[name][kind] for r in runs])
                 cells.append(f"{mean:.3f} ± {std:.3f}")
-        label = ", ".join(f"{k}={v}" for k, v in setting if k in varying) or "all"
-        print(f"| {label} ({len(runs)} runs) | " + " | ".join(cells) + " |")
+            print(f"| {label} ({len(runs)} runs) | {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

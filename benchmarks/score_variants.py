@@ -3,11 +3,12 @@
     python benchmarks/score_variants.py outputs/multirun/<sweep> [more run or sweep folders]
 
 For every run folder (config.yaml + model.pt) it rebuilds the run's patches (from the cache),
-splits the calibration patches in two halves, decorates the second half with fresh defects of
-the run's own noise model (seed 12345, never seen in training), and reports for each score:
+with the held-out synthetic defects a run validates on (the calibration patches decorated
+afresh by the run's noise model, `DefectDataModule.validation_x`), and reports for each score:
 
-  syn   AUC of the decorated half against the clean half (normal patches and synthetic
-        defects only: a number a user can compute without one real defect);
+  syn   AUC of the held-out synthetic defects against the clean calibration patches (normal
+        patches and synthetic defects only: a number a user can compute without one real
+        defect; for the norm it is the run's validation_auc);
   real  AUC of the real defect tiles against the held-out normal test patches;
   F1    on the test set at the run's threshold rule applied to this score (the
         alternation.threshold_quantile of the scores of all calibration patches).
@@ -36,7 +37,6 @@ from torchmetrics.functional.classification import binary_auroc
 
 from rdcae.detect import load_detector
 from rdcae.model.network import anomaly_score
-from rdcae.noise import decorate
 from rdcae.report import find_run_folders, read_overrides, summarize
 from rdcae.train import build
 
@@ -73,10 +73,7 @@ def evaluate(folder: Path) -> dict:
     def residual(x: torch.Tensor) -> torch.Tensor:
         return torch.cat([c - net(c.contiguous(memory_format=torch.channels_last)).float() for c in x.split(512)])
 
-    half = len(dm.calibration_x) // 2
-    decorated, changed = decorate(dm.calibration_x[half:], 100.0, dm.noise, torch.Generator().manual_seed(12345))
-    clean, synthetic, test = residual(dm.calibration_x[:half]), residual(decorated[changed]), residual(dm.test_x)
-    calibration = residual(dm.calibration_x)
+    calibration, synthetic, test = residual(dm.calibration_x), residual(dm.validation_x), residual(dm.test_x)
     labels = dm.test_y.bool()
     out = {}
     for name, fn in SCORES.items():
@@ -84,7 +81,7 @@ def evaluate(folder: Path) -> dict:
         flagged = scores > torch.quantile(fn(calibration), float(cfg.alternation.threshold_quantile))
         tp, fp = int((flagged & labels).sum()), int((flagged & ~labels).sum())
         f1 = 2 * tp / (2 * tp + fp + int((~flagged & labels).sum()))
-        out[name] = {"syn": auc(fn(clean), fn(synthetic)), "real": auc(scores[~labels], scores[labels]), "f1": f1}
+        out[name] = {"syn": auc(fn(calibration), fn(synthetic)), "real": auc(scores[~labels], scores[labels]), "f1": f1}
     return out
 
 

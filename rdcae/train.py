@@ -81,6 +81,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         "epochs": trainer.current_epoch,
         "stop_reason": alternation.stop_reason or "stopped early",
         "train_auc": alternation.history[-1].train_auc if alternation.history else math.nan,
+        "validation_auc": alternation.history[-1].validation_auc if alternation.history else math.nan,
         "history": [vars(r) for r in alternation.history],
         "per_defect_image": per_defect_image(test_scores, datamodule, float(module.threshold)),
         "patches": datamodule.patches.stats,
@@ -232,6 +233,7 @@ def summary(metrics: dict, output_dir: Path) -> str:
         "rdcae run finished",
         f"  blocks run      : {metrics['blocks']} ({metrics['epochs']} epochs, {metrics['fit_seconds']:.1f} s on {metrics['device']})",
         f"  stopped because : {metrics['stop_reason']}",
+        f"  synthetic AUC   : {metrics['train_auc']:.4f} on the training set, {metrics.get('validation_auc', math.nan):.4f} on held-out patches with fresh defects",
         f"  threshold       : {metrics['threshold']:.4f}  (quantile of the scores of {metrics.get('threshold_from', 'normal training patches')})",
         f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  accuracy {t.get('accuracy', math.nan):.4f}"
         f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",

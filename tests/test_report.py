@@ -61,6 +61,15 @@ def test_one_row_per_lambda_with_mean_and_std_over_two_seeds(sweep):
             assert row[f"{metric}_std"] == pytest.approx(np.std(values, ddof=0))
 
 
+def test_the_label_free_validation_auc_is_a_column_averaged_over_seeds(sweep):
+    report = build_report([sweep])
+    for row in report.rows:
+        values = [json.loads((job / "metrics.json").read_text())["validation_auc"] for job in sorted(sweep.iterdir())
+                  if job.is_dir() and float(OmegaConf.load(job / "config.yaml")["lambda"]) == row["lambda"]]
+        assert row["validation_auc_mean"] == pytest.approx(np.mean(values))
+    assert "validation AUC (synthetic)" in report.markdown.splitlines()[4]
+
+
 def test_where_data_and_cache_live_does_not_split_rows(sweep):
     report = build_report([sweep])
     assert "cache_dir" not in report.columns and len(report.rows) == 2

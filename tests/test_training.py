@@ -58,6 +58,7 @@ def test_without_calibration_patches_the_threshold_is_the_quantile_of_normal_tra
     cfg = compose_config(TINY + ["dataset.n_calibration=0"], out)
     metrics = run(cfg, out)
     assert metrics["threshold_from"] == "normal training patches"
+    assert math.isnan(metrics["validation_auc"])  # no calibration patches, no held-out synthetic defects
     datamodule, module, _, _ = build(cfg, out / "rebuild")
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
@@ -86,6 +87,23 @@ def test_test_pass_keeps_the_scores_of_every_test_patch_in_order(tiny_run):
     assert module.test_scores.shape == datamodule.test_y.shape
     torch.testing.assert_close(module.test_scores, module.score(datamodule.test_x).cpu())
     assert int((module.test_scores[datamodule.test_y == 1] > metrics["threshold"]).sum()) == metrics["test"]["tp"]
+
+
+def test_validation_auc_scores_fresh_defects_on_the_calibration_patches_against_the_clean_ones(tiny_run):
+    cfg, out, metrics = tiny_run
+    datamodule, module, _, _ = build(cfg, out / "revalidate")
+    module.load_state_dict(torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"])
+    datamodule.setup()
+    calibration, validation = datamodule.calibration_x, datamodule.validation_x
+    assert 0 < len(validation) <= len(calibration)
+    assert not any(torch.equal(v, c) for v in validation for c in calibration)  # every one carries a defect
+    clean, decorated = module.score(calibration).cpu(), module.score(validation).cpu()
+    expected = float((decorated[:, None] > clean[None]).float().mean() + 0.5 * (decorated[:, None] == clean[None]).float().mean())
+    assert metrics["validation_auc"] == pytest.approx(expected, abs=1e-4)
+    assert [r["validation_auc"] for r in metrics["history"]][-1] == metrics["validation_auc"]
+    rebuilt, _, _, _ = build(cfg, out / "revalidate2")
+    rebuilt.setup()
+    torch.testing.assert_close(rebuilt.validation_x, validation)  # the same defects on every rebuild
 
 
 def test_checkpoint_holds_S_threshold_and_resolved_config(tiny_run):

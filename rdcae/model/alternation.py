@@ -7,6 +7,9 @@ Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
   3. records threshold = quantile_q(errors of normal patches: the calibration patches when the
      dataset has them, else the normal training samples; rdcae.model.robust.detection_threshold),
   4. stops training when the AUC exceeds `auc_target`             (lines 11–12),
+  5. records the validation AUC: the calibration patches with fresh synthetic defects against
+     the same patches clean, a measure of detection that uses no real defect and no patch the
+     network trained on (the train AUC scores synthetic defects the network and S have seen),
 and logs one TensorBoard point per block. The trainer's max_epochs is
 block_epochs × max_blocks, the upper limit of line 4.
 
@@ -47,6 +50,7 @@ class BlockRecord:
     s_updated: bool = False  # whether this block ended with an S-update
     above_lambda_fraction: float = math.nan  # training samples with error > λ, before the S-update
     calibration_error_mean: float = math.nan  # mean error of the calibration patches (nan: none)
+    validation_auc: float = math.nan  # held-out synthetic defects against the clean calibration patches (nan: none)
 
 
 class Alternation(L.Callback):
@@ -129,6 +133,12 @@ class Alternation(L.Callback):
         calibration_errors, calibration_scores = module.error_and_score(calibration) if len(calibration) else (None, None)
         module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))
         train_auc = float(binary_auroc(as_probability(scores), synthetic.long())) if synthetic.any() and (~synthetic).any() else math.nan
+        validation = dm.on_device("validation_x", module.device)
+        validation_auc = math.nan
+        if len(validation) and calibration_scores is not None:
+            both = torch.cat([calibration_scores, module.score(validation)])
+            labels = torch.cat([torch.zeros(len(calibration_scores)), torch.ones(len(validation))]).long().to(both.device)
+            validation_auc = float(binary_auroc(as_probability(both), labels))
         norms = module.S.flatten(1).norm(dim=1)
         record = BlockRecord(
             block=block,
@@ -143,6 +153,7 @@ class Alternation(L.Callback):
             s_updated=bool(s_update),
             above_lambda_fraction=above_lambda,
             calibration_error_mean=float(calibration_errors.mean()) if calibration_errors is not None else math.nan,
+            validation_auc=validation_auc,
         )
         self.history.append(record)
         if trainer.logger is not None:

@@ -382,3 +382,14 @@ def test_bf16_detector_scores_stay_close_to_fp32(tiny_run):
     bf16 = detector.score(datamodule.test_x)
     assert fp32.dtype == bf16.dtype == torch.float32
     torch.testing.assert_close(bf16, fp32, rtol=0.02, atol=0.0)
+
+
+def test_auc_target_one_never_stops_even_when_float_rounding_puts_the_auc_above_one(tmp_path, monkeypatch):
+    import rdcae.model.alternation as alternation
+
+    # a perfect separation summed in float32 can come out one rounding step above 1
+    monkeypatch.setattr(alternation, "binary_auroc", lambda *args, **kwargs: torch.tensor(1.0000001, dtype=torch.float32))
+    cfg = compose_config(TINY + ["alternation.block_epochs=1", "alternation.max_blocks=2", "alternation.auc_target=1.0", "figures=false"], tmp_path)
+    metrics = run(cfg, tmp_path)
+    assert metrics["blocks"] == 2 and "max_blocks" in metrics["stop_reason"]
+    assert all(r["train_auc"] <= 1.0 for r in metrics["history"])

@@ -132,13 +132,14 @@ class Alternation(L.Callback):
         calibration = dm.on_device("calibration_x", module.device)
         calibration_errors, calibration_scores = module.error_and_score(calibration) if len(calibration) else (None, None)
         module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))
-        train_auc = float(binary_auroc(as_probability(scores), synthetic.long())) if synthetic.any() and (~synthetic).any() else math.nan
+        # float32 summation can put a perfect AUC a rounding step above 1, which would pass auc_target=1.0
+        train_auc = min(1.0, float(binary_auroc(as_probability(scores), synthetic.long()))) if synthetic.any() and (~synthetic).any() else math.nan
         validation = dm.on_device("validation_x", module.device)
         validation_auc = math.nan
         if len(validation) and calibration_scores is not None:
             both = torch.cat([calibration_scores, module.score(validation)])
             labels = torch.cat([torch.zeros(len(calibration_scores)), torch.ones(len(validation))]).long().to(both.device)
-            validation_auc = float(binary_auroc(as_probability(both), labels))
+            validation_auc = min(1.0, float(binary_auroc(as_probability(both), labels)))
         norms = module.S.flatten(1).norm(dim=1)
         record = BlockRecord(
             block=block,

@@ -26,12 +26,12 @@ def validate(cfg: DictConfig) -> None:
     require(int(cfg.model.batch_size) > 0, f"model.batch_size={cfg.model.batch_size} must be > 0")
     require(float(cfg.model.lr) > 0, f"model.lr={cfg.model.lr} must be > 0")
     require(isinstance(cfg.seed, int), f"seed={cfg.seed} must be an integer")
-    from rdcae.model.network import SCORES
+    from rdcae.model.network import check_score
 
-    score, width = cfg.model.get("score", "norm"), cfg.model.get("score_width", 4)
-    require(score in SCORES, f"model.score={score!r}: choose one of {', '.join(SCORES)} (norm: ‖x − x̂‖₂ over the patch, the paper's score)")
-    require(isinstance(width, int) and not isinstance(width, bool) and 1 <= width <= size,
-            f"model.score_width={width!r} must be an integer between 1 and patch_size={size} (the rows or columns of a strip)")
+    try:
+        check_score(cfg.model.get("score", "norm"), cfg.model.get("score_width", 4), size)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     start = cfg.alternation.get("start_fraction")
     require(start is None or 0 <= float(start) <= 1,
             f"alternation.start_fraction={start} must be in [0, 1] (the largest share of training errors above lambda at the first S-update), or null")

@@ -28,7 +28,6 @@ from rdcae.config import ConfigError, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.detect import export
 from rdcae.model.alternation import Alternation
-from rdcae.model.network import anomaly_score
 from rdcae.model.robust import RobustAutoencoder, as_probability
 
 
@@ -191,7 +190,7 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
     save(figures.xls_figure(train, "training patches: X = L + S"), "fig4a_train_xls")
 
     test_reconstruction = module.reconstruct(dm.test_x).cpu()  # one pass over each set serves every figure
-    test_scores = anomaly_score(dm.test_x, test_reconstruction, kind, width)
+    test_scores = module.score_residual(dm.test_x, test_reconstruction)
     test_pred = module.decide(test_scores.to(module.device)).cpu()
     test = {}
     for group, label in (("normal (held out)", 0), ("real defects", 1)):
@@ -209,7 +208,7 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
         save(figures.roc_figure(fpr, tpr, auc, point, "test ROC: held-out normals vs real defects"), "roc_test")
 
     train_reconstruction = module.reconstruct(dm.train_x).cpu()
-    train_scores = anomaly_score(dm.train_x, train_reconstruction, kind, width)
+    train_scores = module.score_residual(dm.train_x, train_reconstruction)
     groups = {"train normal": train_scores[~synthetic], "train synthetic": train_scores[synthetic],
               "test normal": test_scores[dm.test_y == 0], "test real defect": test_scores[dm.test_y == 1]}
     save(figures.score_histogram(groups, float(module.threshold), "reconstruction errors" if kind == "norm" else f"anomaly scores ({kind})"), "score_histogram")

@@ -36,6 +36,15 @@ from torchmetrics.functional.classification import binary_auroc
 from rdcae.model.robust import RobustAutoencoder, as_probability, detection_threshold
 
 
+def auc(normal: torch.Tensor, defect: torch.Tensor) -> float:
+    """AUC of defect scores against normal scores; NaN when either set is empty. Clamped at 1:
+    float32 summation can put a perfect AUC a rounding step above it, which would pass auc_target=1.0."""
+    if not len(normal) or not len(defect):
+        return math.nan
+    labels = torch.cat([torch.zeros(len(normal)), torch.ones(len(defect))]).long().to(normal.device)
+    return min(1.0, float(binary_auroc(as_probability(torch.cat([normal, defect])), labels)))
+
+
 @dataclass
 class BlockRecord:
     block: int
@@ -132,14 +141,9 @@ class Alternation(L.Callback):
         calibration = dm.on_device("calibration_x", module.device)
         calibration_errors, calibration_scores = module.error_and_score(calibration) if len(calibration) else (None, None)
         module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))
-        # float32 summation can put a perfect AUC a rounding step above 1, which would pass auc_target=1.0
-        train_auc = min(1.0, float(binary_auroc(as_probability(scores), synthetic.long()))) if synthetic.any() and (~synthetic).any() else math.nan
+        train_auc = auc(scores[~synthetic], scores[synthetic])
         validation = dm.on_device("validation_x", module.device)
-        validation_auc = math.nan
-        if len(validation) and calibration_scores is not None:
-            both = torch.cat([calibration_scores, module.score(validation)])
-            labels = torch.cat([torch.zeros(len(calibration_scores)), torch.ones(len(validation))]).long().to(both.device)
-            validation_auc = min(1.0, float(binary_auroc(as_probability(both), labels)))
+        validation_auc = auc(calibration_scores, module.score(validation)) if calibration_scores is not None and len(validation) else math.nan
         norms = module.S.flatten(1).norm(dim=1)
         record = BlockRecord(
             block=block,

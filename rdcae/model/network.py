@@ -113,6 +113,14 @@ def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 SCORES = ("norm", "strip")
 
 
+def check_score(kind: str, width, patch_size: int) -> None:
+    """Raise ValueError naming model.score / model.score_width when they cannot score a P×P patch."""
+    if kind not in SCORES:
+        raise ValueError(f"model.score={kind!r}: choose one of {', '.join(SCORES)} (norm: ‖x − x̂‖₂ over the patch, the paper's score)")
+    if not (isinstance(width, int) and not isinstance(width, bool) and 1 <= width <= patch_size):
+        raise ValueError(f"model.score_width={width!r} must be an integer between 1 and patch_size={patch_size} (the rows or columns of a strip)")
+
+
 def anomaly_score(x: torch.Tensor, x_hat: torch.Tensor, kind: str = "norm", width: int = 4) -> torch.Tensor:
     """The anomaly score of each patch from its residual r = x − x̂. (N,) from (N, C, P, P).
 
@@ -122,13 +130,10 @@ def anomaly_score(x: torch.Tensor, x_hat: torch.Tensor, kind: str = "norm", widt
            broken end) puts its whole residual in one strip, where the patch-wide norm adds the
            texture residual of every other pixel to it. Always ≤ norm; equal when width = P.
     """
+    check_score(kind, width, x.shape[-1])
     if kind == "norm":
         return reconstruction_error(x, x_hat)
-    if kind != "strip":
-        raise ValueError(f"model.score={kind!r}: choose one of {', '.join(SCORES)}")
     energy = (x - x_hat).float().pow(2).sum(1)  # (N, P, P)
-    if not 1 <= width <= energy.shape[-1]:
-        raise ValueError(f"model.score_width={width} must be between 1 and the patch size {energy.shape[-1]}")
     lines = torch.stack([energy.sum(2), energy.sum(1)], 1)  # (N, 2, P): energy per row, per column
     strips = F.avg_pool1d(lines, width, stride=1) * width  # energy of every run of `width` rows / columns
     return strips.flatten(1).amax(1).sqrt()

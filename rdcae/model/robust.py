@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryStatScores
 
-from rdcae.model.network import ConvAutoencoder, anomaly_score, map_in_chunks, reconstruction_error
+from rdcae.model.network import ConvAutoencoder, anomaly_score, check_score, map_in_chunks, reconstruction_error
 from rdcae.model.prox import prox_l21
 
 
@@ -68,7 +68,7 @@ class RobustAutoencoder(L.LightningModule):
         super().__init__()
         if lambda_ <= 0:
             raise ValueError(f"lambda={lambda_} must be > 0 (it is the ℓ2,1 penalty weight of Eq. 7)")
-        anomaly_score(torch.zeros(1, channels, patch_size, patch_size), torch.zeros(1, channels, patch_size, patch_size), score, score_width)
+        check_score(score, score_width, patch_size)
         self.save_hyperparameters()
         self.net = ConvAutoencoder(
             channels, patch_size, tuple(filters), latent_dim, negative_slope=negative_slope, normalize=normalize, output=output
@@ -137,7 +137,11 @@ class RobustAutoencoder(L.LightningModule):
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """The anomaly score per patch (model.score; by default ‖x − D(E(x))‖₂). (N,)"""
         x = x.to(self.device)
-        return anomaly_score(x, self.reconstruct(x), self.hparams.score, self.hparams.score_width)
+        return self.score_residual(x, self.reconstruct(x))
+
+    def score_residual(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """The anomaly score (model.score) of patches x against their reconstructions x_hat. (N,)"""
+        return anomaly_score(x, x_hat, self.hparams.get("score", "norm"), self.hparams.get("score_width", 4))
 
     @torch.no_grad()
     def error_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,9 +150,7 @@ class RobustAutoencoder(L.LightningModule):
         x = x.to(self.device)
         x_hat = self.reconstruct(x)
         error = reconstruction_error(x, x_hat)
-        if self.hparams.score == "norm":
-            return error, error
-        return error, anomaly_score(x, x_hat, self.hparams.score, self.hparams.score_width)
+        return error, error if self.hparams.get("score", "norm") == "norm" else self.score_residual(x, x_hat)
 
     @torch.no_grad()
     def update_S(self, X: torch.Tensor) -> None:

@@ -1,6 +1,6 @@
 """Other anomaly scores on trained runs, judged by held-out synthetic defects and by the real test.
 
-    python benchmarks/score_variants.py outputs/multirun/<sweep> [more run or sweep folders]
+    python benchmarks/score_variants.py [--noise lines ...] outputs/multirun/<sweep> [more run or sweep folders]
 
 For every run folder (config.yaml + model.pt) it rebuilds the run's patches (from the cache),
 with the held-out synthetic defects a run validates on (the calibration patches decorated
@@ -9,6 +9,8 @@ afresh by the run's noise model, `DefectDataModule.validation_x`), and reports f
   syn   AUC of the held-out synthetic defects against the clean calibration patches (normal
         patches and synthetic defects only: a number a user can compute without one real
         defect; for the norm it is the run's validation_auc);
+  syn:<name>  the same with the calibration patches decorated by conf/noise/<name>.yaml instead
+        of the run's own noise model (--noise <name>, repeatable; same random stream);
   real  AUC of the real defect tiles against the held-out normal test patches;
   F1    on the test set at the run's threshold rule applied to this score (the
         alternation.threshold_quantile of the scores of all calibration patches).
@@ -33,9 +35,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from torchmetrics.functional.classification import binary_auroc
 
+from rdcae.data.datamodule import VALIDATION_STREAM
 from rdcae.detect import load_detector
+from rdcae.noise import decorate
 from rdcae.model.network import anomaly_score
 from rdcae.report import find_run_folders, read_overrides, summarize
 from rdcae.train import build
@@ -60,7 +66,12 @@ def auc(normal: torch.Tensor, defect: torch.Tensor) -> float:
     return float(binary_auroc(scores, labels))
 
 
-def evaluate(folder: Path) -> dict:
+def noise_model(name: str):
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base=None):
+        return instantiate(compose("train", overrides=[f"noise={name}"]).noise)
+
+
+def evaluate(folder: Path, extra_noise: dict) -> dict:
     cfg = OmegaConf.load(folder / "config.yaml")
     with tempfile.TemporaryDirectory() as scratch:
         dm, _, _, _ = build(cfg, Path(scratch))
@@ -74,6 +85,10 @@ def evaluate(folder: Path) -> dict:
         return torch.cat([c - net(c.contiguous(memory_format=torch.channels_last)).float() for c in x.split(512)])
 
     calibration, synthetic, test = residual(dm.calibration_x), residual(dm.validation_x), residual(dm.test_x)
+    others = {}
+    for name, noise in extra_noise.items():
+        decorated, changed = decorate(dm.calibration_x, 100.0, noise, torch.Generator().manual_seed(VALIDATION_STREAM + int(cfg.seed)))
+        others[name] = residual(decorated[changed])
     labels = dm.test_y.bool()
     out = {}
     for name, fn in SCORES.items():
@@ -82,12 +97,19 @@ def evaluate(folder: Path) -> dict:
         tp, fp = int((flagged & labels).sum()), int((flagged & ~labels).sum())
         f1 = 2 * tp / (2 * tp + fp + int((~flagged & labels).sum()))
         out[name] = {"syn": auc(fn(calibration), fn(synthetic)), "real": auc(scores[~labels], scores[labels]), "f1": f1}
+        out[name].update({f"syn:{other}": auc(fn(calibration), fn(r)) for other, r in others.items()})
     return out
 
 
 def main(argv: list[str]) -> None:
+    extra = []
+    while argv[:1] == ["--noise"] and len(argv) > 1:
+        extra.append(argv[1])
+        argv = argv[2:]
     if not argv:
         raise SystemExit(__doc__)
+    extra_noise = {name: noise_model(name) for name in extra}
+    kinds = ("syn", *(f"syn:{name}" for name in extra), "real", "f1")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for root in map(Path, argv):
@@ -96,14 +118,15 @@ def main(argv: list[str]) -> None:
             if not (folder / "model.pt").is_file():
                 continue
             setting = tuple(sorted((k, v) for k, v in read_overrides(folder).items() if k != "seed"))
-            results[str(folder)] = evaluate(folder)
+            results[str(folder)] = evaluate(folder, extra_noise)
             groups[setting].append(results[str(folder)])
-            print(folder, " ".join(f"{n} syn {v['syn']:.3f} real {v['real']:.3f} F1 {v['f1']:.3f} |" for n, v in results[str(folder)].items()), flush=True)
+            print(folder, " ".join(f"{n} " + " ".join(f"{k} {v[k]:.3f}" for k in kinds) + " |" for n, v in results[str(folder)].items()), flush=True)
         if root.is_dir():
             (root / "score_variants.json").write_text(json.dumps(results, indent=2))
     print()
-    print("| setting | score | syn AUC | real AUC | real F1 |")
-    print("| --- | --- | --- | --- | --- |")
+    headers = {"syn": "syn AUC", "real": "real AUC", "f1": "real F1", **{f"syn:{n}": f"syn AUC ({n})" for n in extra}}
+    print("| setting | score | " + " | ".join(headers[k] for k in kinds) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in kinds) + " |")
     values = defaultdict(set)
     for setting in groups:
         for key, value in setting:
@@ -113,7 +136,7 @@ def main(argv: list[str]) -> None:
         label = ", ".join(f"{k}={v}" for k, v in setting if k in varying) or "all"
         for name in SCORES:
             cells = []
-            for kind in ("syn", "real", "f1"):
+            for kind in kinds:
                 mean, std, _ = summarize([r[name][kind] for r in runs])
                 cells.append(f"{mean:.3f} ± {std:.3f}")
             print(f"| {label} ({len(runs)} runs) | {name} | " + " | ".join(cells) + " |")

@@ -101,8 +101,13 @@ def read_overrides(folder: Path) -> dict[str, str]:
 
 
 def noise_name(cfg: DictConfig) -> str:
-    """The noise config group a run used, from its class: JuliaNoise -> julia, SaltPepperNoise -> salt_pepper."""
+    """The noise config group a run used, from its class: JuliaNoise -> julia, SaltPepperNoise -> salt_pepper,
+    LineNoise -> lines, a MixedNoise of julia and lines -> julia_lines."""
+    if "models" in cfg.noise:
+        return "_".join(noise_name(OmegaConf.create({"noise": model})) for model in cfg.noise.models.values())
     cls = str(cfg.noise._target_).rsplit(".", 1)[-1].removesuffix("Noise")
+    if cls == "Line":
+        return "lines"
     name = re.sub(r"(?<!^)(?=[A-Z])", "_", cls).lower()
     return "none" if name in ("", "no") else name
 

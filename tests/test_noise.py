@@ -5,6 +5,8 @@ from rdcae.noise import (
     GaussianNoise,
     JuliaNoise,
     JuliaParams,
+    LineNoise,
+    MixedNoise,
     NoNoise,
     PoissonNoise,
     SaltPepperNoise,
@@ -79,7 +81,8 @@ def test_the_three_shape_families_differ():
     assert point_area < horizontal_area  # point-like defects cover less
 
 
-@pytest.mark.parametrize("noise", [JuliaNoise(), GaussianNoise(), PoissonNoise(), SaltPepperNoise()], ids=repr)
+@pytest.mark.parametrize("noise", [JuliaNoise(), GaussianNoise(), PoissonNoise(), SaltPepperNoise(), LineNoise(),
+                                   MixedNoise({"julia": JuliaNoise(), "lines": LineNoise()})], ids=repr)
 def test_noise_models_change_patches_within_range(noise):
     x = torch.full((10, 3, 32, 32), 0.5)
     y, mask = noise(x, torch.Generator().manual_seed(0))
@@ -117,3 +120,64 @@ def test_julia_tone_is_relative_to_the_patch_contrast():
     change = (relative - x).abs()[mask.unsqueeze(1)]
     assert change.max() < 4 * 0.05 + 0.1  # tone within 4 × max(std, floor) of the mean; x within 0.1 of it
     assert (black_white - x).abs().max() > 0.4  # pure black or white reaches far outside
+
+
+def test_lines_are_bands_of_whole_rows_or_columns_of_the_requested_width():
+    x = torch.full((200, 1, 32, 32), 0.5)
+    _, mask = LineNoise(width=(2, 3), length=(1.0, 1.0))(x, torch.Generator().manual_seed(0))
+    rows, cols = mask.all(2).sum(1), mask.all(1).sum(1)  # full rows, full columns
+    horizontal = rows > 0
+    assert 40 < horizontal.sum() < 160  # both orientations drawn
+    assert ((rows[horizontal] >= 2) & (rows[horizontal] <= 3)).all() and (cols[horizontal] == 0).all()
+    assert ((cols[~horizontal] >= 2) & (cols[~horizontal] <= 3)).all()
+    assert torch.equal(mask.sum((1, 2)), 32 * torch.where(horizontal, rows, cols))  # nothing outside the band
+
+
+def test_lines_shift_the_weave_by_a_multiple_of_its_std_and_keep_its_texture():
+    g = torch.Generator().manual_seed(0)
+    x = 0.5 + 0.05 * torch.randn(64, 1, 32, 32, generator=g)
+    y, mask = LineNoise(contrast=(1.0, 2.0), length=(0.5, 0.5), orientations=("vertical",))(x, torch.Generator().manual_seed(1))
+    shift = (y - x)[mask.unsqueeze(1)]
+    std = x.std(dim=(2, 3)).flatten().repeat_interleave(mask.sum((1, 2)))
+    ratio = shift.abs() / std
+    assert ratio.min() > 0.95 and ratio.max() < 2.05  # clamping aside, within the contrast range
+    assert torch.equal(y[~mask.unsqueeze(1)], x[~mask.unsqueeze(1)])
+    assert (mask.any(2).sum(1) == 16).all()  # vertical, half the side long: 16 rows touched
+
+
+@pytest.mark.parametrize("kwargs, key", [({"width": (0, 2)}, "width"), ({"length": (0.5, 1.5)}, "length"),
+                                         ({"contrast": (0.0, 1.0)}, "contrast"), ({"orientations": ("diagonal",)}, "orientations")])
+def test_bad_line_settings_are_refused_with_the_setting_named(kwargs, key):
+    with pytest.raises(ValueError, match=f"noise.{key}"):
+        LineNoise(**kwargs)
+
+
+def test_a_mixture_draws_each_defect_from_one_model_by_weight():
+    x = torch.full((400, 1, 32, 32), 0.5)
+    y, mask = MixedNoise({"lines": LineNoise(length=(1.0, 1.0)), "salt": SaltPepperNoise(amount=0.05)}, {"lines": 3, "salt": 1})(x, torch.Generator().manual_seed(0))
+    is_line = (mask.all(2).any(1)) | (mask.all(1).any(1))
+    assert 250 < is_line.sum() < 350  # three quarters lines
+    salt = ~is_line
+    assert ((y[salt] == 0) | (y[salt] == 1) | (y[salt] == 0.5)).all()
+
+
+def test_mixture_weights_must_name_its_models():
+    with pytest.raises(ValueError, match="noise.weights"):
+        MixedNoise({"julia": JuliaNoise()}, {"lines": 1.0})
+    with pytest.raises(ValueError, match="noise.weights"):
+        MixedNoise({"julia": JuliaNoise()}, {"julia": 0.0})
+
+
+@pytest.mark.parametrize("name, kinds", [("lines", {"lines"}), ("julia_lines", {"julia", "lines"})])
+def test_line_noise_configs_compose_and_the_report_names_them(name, kinds):
+    from hydra.utils import instantiate
+
+    from conftest import compose_config
+    from rdcae.report import noise_name
+
+    cfg = compose_config([f"noise={name}", "noise_ratio=5"])
+    noise = instantiate(cfg.noise)
+    assert set(getattr(noise, "names", ["lines"])) == kinds
+    assert noise_name(cfg) == name
+    y, mask = noise(torch.full((20, 3, 32, 32), 0.5), torch.Generator().manual_seed(0))
+    assert mask.any(dim=(1, 2)).all()

@@ -5,12 +5,15 @@ float batch in [0, 1]; `mask` (N, P, P) marks the pixels it changed. Config grou
 """
 
 from rdcae.noise.julia import JuliaNoise, JuliaParams, julia_image, random_julia_params
-from rdcae.noise.random import GaussianNoise, NoNoise, PoissonNoise, SaltPepperNoise, decorate
+from rdcae.noise.lines import LineNoise
+from rdcae.noise.random import GaussianNoise, MixedNoise, NoNoise, PoissonNoise, SaltPepperNoise, decorate
 
 __all__ = [
     "GaussianNoise",
     "JuliaNoise",
     "JuliaParams",
+    "LineNoise",
+    "MixedNoise",
     "NoNoise",
     "PoissonNoise",
     "SaltPepperNoise",

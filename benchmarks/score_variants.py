@@ -9,6 +9,7 @@ afresh by the run's noise model, `DefectDataModule.validation_x`), and reports f
   syn   AUC of the held-out synthetic defects against the clean calibration patches (normal
         patches and synthetic defects only: a number a user can compute without one real
         defect; for the norm it is the run's validation_auc);
+  recall  the share of those synthetic defects above the run's threshold rule (below) for this score;
   syn:<name>  the same with the calibration patches decorated by conf/noise/<name>.yaml instead
         of the run's own noise model (--noise <name>, repeatable; same random stream);
   real  AUC of the real defect tiles against the held-out normal test patches;
@@ -93,10 +94,12 @@ def evaluate(folder: Path, extra_noise: dict) -> dict:
     out = {}
     for name, fn in SCORES.items():
         scores = fn(test)
-        flagged = scores > torch.quantile(fn(calibration), float(cfg.alternation.threshold_quantile))
+        threshold = torch.quantile(fn(calibration), float(cfg.alternation.threshold_quantile))
+        flagged = scores > threshold
         tp, fp = int((flagged & labels).sum()), int((flagged & ~labels).sum())
         f1 = 2 * tp / (2 * tp + fp + int((~flagged & labels).sum()))
-        out[name] = {"syn": auc(fn(calibration), fn(synthetic)), "real": auc(scores[~labels], scores[labels]), "f1": f1}
+        out[name] = {"syn": auc(fn(calibration), fn(synthetic)), "recall": float((fn(synthetic) > threshold).float().mean()),
+                     "real": auc(scores[~labels], scores[labels]), "f1": f1}
         out[name].update({f"syn:{other}": auc(fn(calibration), fn(r)) for other, r in others.items()})
     return out
 
@@ -109,7 +112,7 @@ def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit(__doc__)
     extra_noise = {name: noise_model(name) for name in extra}
-    kinds = ("syn", *(f"syn:{name}" for name in extra), "real", "f1")
+    kinds = ("syn", "recall", *(f"syn:{name}" for name in extra), "real", "f1")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for root in map(Path, argv):
@@ -124,7 +127,7 @@ def main(argv: list[str]) -> None:
         if root.is_dir():
             (root / "score_variants.json").write_text(json.dumps(results, indent=2))
     print()
-    headers = {"syn": "syn AUC", "real": "real AUC", "f1": "real F1", **{f"syn:{n}": f"syn AUC ({n})" for n in extra}}
+    headers = {"syn": "syn AUC", "recall": "syn recall", "real": "real AUC", "f1": "real F1", **{f"syn:{n}": f"syn AUC ({n})" for n in extra}}
     print("| setting | score | " + " | ".join(headers[k] for k in kinds) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in kinds) + " |")
     values = defaultdict(set)

@@ -26,10 +26,10 @@ def validate(cfg: DictConfig) -> None:
     require(int(cfg.model.batch_size) > 0, f"model.batch_size={cfg.model.batch_size} must be > 0")
     require(float(cfg.model.lr) > 0, f"model.lr={cfg.model.lr} must be > 0")
     require(isinstance(cfg.seed, int), f"seed={cfg.seed} must be an integer")
-    from rdcae.model.network import check_score
+    from rdcae.model.network import AUTO, SCORES, check_score
 
     try:
-        check_score(cfg.model.get("score", "norm"), cfg.model.get("score_width", 4), size)
+        check_score(cfg.model.get("score", "norm"), cfg.model.get("score_width", 4), size, (*SCORES, AUTO))
     except ValueError as error:
         raise ConfigError(str(error)) from None
     start = cfg.alternation.get("start_fraction")

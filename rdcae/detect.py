@@ -21,7 +21,7 @@ def export(module, cfg, path: str | Path) -> Path:
         "network": {"channels": hp.channels, "patch_size": hp.patch_size, "filters": list(hp.filters),
                     "latent_dim": hp.latent_dim, "negative_slope": hp.negative_slope, "normalize": hp.normalize,
                     "output": hp.output},
-        "score": {"kind": hp.get("score", "norm"), "width": hp.get("score_width", 4)},
+        "score": {"kind": module.score_kind, "width": hp.get("score_width", 4)},  # model.score=auto: the score chosen
         "state_dict": {k: v.detach().cpu() for k, v in module.net.state_dict().items()},
         "threshold": float(module.threshold),
         "config": OmegaConf.to_container(cfg, resolve=True),

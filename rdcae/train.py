@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -28,6 +29,7 @@ from rdcae.config import ConfigError, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.detect import export
 from rdcae.model.alternation import Alternation
+from rdcae.model.network import AUTO
 from rdcae.model.robust import RobustAutoencoder, as_probability
 
 
@@ -36,6 +38,9 @@ def build(cfg: DictConfig, output_dir: Path):
     noise = instantiate(cfg.noise)
     datamodule = DefectDataModule(cfg, noise, batch_size=int(cfg.model.batch_size))
     datamodule.setup("fit")
+    if cfg.model.get("score") == AUTO and not len(datamodule.validation_x):
+        warnings.warn("model.score=auto has no held-out synthetic defects to choose by (dataset.n_calibration=0 or noise=none): "
+                      "the run scores with norm, the paper's ‖x − x̂‖₂", stacklevel=2)
     module = RobustAutoencoder.from_config(cfg, datamodule.train_x)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     alternation = Alternation(**cfg.alternation)
@@ -81,6 +86,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         "stop_reason": alternation.stop_reason or "stopped early",
         "train_auc": alternation.history[-1].train_auc if alternation.history else math.nan,
         "validation_auc": alternation.history[-1].validation_auc if alternation.history else math.nan,
+        "score": module.score_kind,  # model.score, or the score model.score=auto chose
         "history": [vars(r) for r in alternation.history],
         "per_defect_image": per_defect_image(test_scores, datamodule, float(module.threshold)),
         "patches": datamodule.patches.stats,
@@ -174,7 +180,7 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
     fig_dir = output_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     writer = logger.experiment
-    kind, width = module.hparams.get("score", "norm"), module.hparams.get("score_width", 4)
+    kind, width = module.score_kind, module.hparams.get("score_width", 4)
     what = "error ‖x − x̂‖₂" if kind == "norm" else f"score ({kind}, width {width})"
 
     def save(fig, name: str) -> None:
@@ -225,6 +231,13 @@ def write_figures(module: RobustAutoencoder, dm: DefectDataModule, logger: Tenso
     figures.plt.close("all")
 
 
+def score_line(metrics: dict) -> str:
+    """The anomaly score used, with the validation AUC of each score kind when they were compared."""
+    aucs = metrics["history"][-1].get("validation_aucs", {}) if metrics.get("history") else {}
+    compared = ", ".join(f"{kind} {value:.4f}" for kind, value in aucs.items())
+    return f"{metrics.get('score', 'norm')}" + (f"  (validation AUC {compared})" if compared else "")
+
+
 def summary(metrics: dict, output_dir: Path) -> str:
     t = metrics["test"]
     return "\n".join([
@@ -233,6 +246,7 @@ def summary(metrics: dict, output_dir: Path) -> str:
         f"  blocks run      : {metrics['blocks']} ({metrics['epochs']} epochs, {metrics['fit_seconds']:.1f} s on {metrics['device']})",
         f"  stopped because : {metrics['stop_reason']}",
         f"  synthetic AUC   : {metrics['train_auc']:.4f} on the training set, {metrics.get('validation_auc', math.nan):.4f} on held-out patches with fresh defects",
+        f"  score           : {score_line(metrics)}",
         f"  threshold       : {metrics['threshold']:.4f}  (quantile of the scores of {metrics.get('threshold_from', 'normal training patches')})",
         f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  accuracy {t.get('accuracy', math.nan):.4f}"
         f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",

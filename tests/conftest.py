@@ -43,6 +43,15 @@ def compose_config(overrides: list[str], tmp_path: Path | None = None):
     return cfg
 
 
+def load_checkpoint(module, path: Path) -> None:
+    """A trained run's checkpoint into a freshly built module: weights, S, threshold and the score it used."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"])
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path):
     """Compose the real config with TINY overrides plus any given ones."""

@@ -20,7 +20,7 @@ from rdcae.config import ConfigError
 from rdcae.detect import load_detector
 from rdcae.train import build, run
 
-from conftest import TINY, TINY_TRAINING, compose_config
+from conftest import TINY, TINY_TRAINING, compose_config, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_test_pass_keeps_the_scores_of_every_test_patch_in_order(tiny_run):
 def test_validation_auc_scores_fresh_defects_on_the_calibration_patches_against_the_clean_ones(tiny_run):
     cfg, out, metrics = tiny_run
     datamodule, module, _, _ = build(cfg, out / "revalidate")
-    module.load_state_dict(torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"])
+    load_checkpoint(module, out / "checkpoints" / "last.ckpt")
     datamodule.setup()
     calibration, validation = datamodule.calibration_x, datamodule.validation_x
     assert 0 < len(validation) <= len(calibration)
@@ -123,7 +123,7 @@ def test_exported_model_loads_with_weights_only_and_reproduces_scores(tiny_run):
     assert math.isclose(float(detector.threshold), metrics["threshold"], rel_tol=1e-6)
     assert detector.config["lambda"] == cfg["lambda"]
     datamodule, module, _, _ = build(cfg, out / "rebuild2")
-    module.load_state_dict(torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"])
+    load_checkpoint(module, out / "checkpoints" / "last.ckpt")
     torch.testing.assert_close(detector.score(datamodule.test_x), module.score(datamodule.test_x))
 
 
@@ -131,7 +131,7 @@ def test_strip_score_sets_the_threshold_and_travels_with_the_exported_model(tmp_
     cfg = compose_config(TINY + ["model.score=strip", "model.score_width=2", "alternation.max_blocks=2", "figures=false"], tmp_path)
     metrics = run(cfg, tmp_path)
     datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
-    module.load_state_dict(torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"])
+    load_checkpoint(module, tmp_path / "checkpoints" / "last.ckpt")
     assert module.hparams.score == "strip" and module.hparams.score_width == 2
     errors, scores = module.error_and_score(datamodule.calibration_x)
     assert (scores < errors).all()  # a strip holds part of the residual only
@@ -140,6 +140,48 @@ def test_strip_score_sets_the_threshold_and_travels_with_the_exported_model(tmp_
     detector = load_detector(tmp_path / "model.pt")
     assert (detector.score_kind, detector.score_width) == ("strip", 2)
     torch.testing.assert_close(detector.score(datamodule.test_x), module.score(datamodule.test_x))
+
+
+def test_auto_score_takes_the_score_with_the_higher_validation_auc_everywhere(tmp_path):
+    cfg = compose_config(TINY + ["model.score=auto", "alternation.max_blocks=2", "figures=false"], tmp_path)
+    metrics = run(cfg, tmp_path)
+    last = metrics["history"][-1]
+    aucs = last["validation_aucs"]
+    assert set(aucs) == {"norm", "strip"}
+    best = "strip" if aucs["strip"] > aucs["norm"] else "norm"
+    assert metrics["score"] == last["score"] == best and metrics["validation_auc"] == aucs[best]
+    datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
+    load_checkpoint(module, tmp_path / "checkpoints" / "last.ckpt")
+    assert module.score_kind == best  # the choice survives in the checkpoint
+    assert math.isclose(metrics["threshold"], float(torch.quantile(module.score(datamodule.calibration_x), cfg.alternation.threshold_quantile)), rel_tol=1e-5)
+    detector = load_detector(tmp_path / "model.pt")
+    assert detector.score_kind == best
+    torch.testing.assert_close(detector.score(datamodule.test_x), module.score(datamodule.test_x))
+
+
+def test_auto_score_prefers_the_strip_for_line_defects_and_the_norm_on_ties():
+    from rdcae.model.robust import RobustAutoencoder
+    from rdcae.noise import LineNoise
+
+    module = RobustAutoencoder(n_train=1, channels=1, patch_size=32, score="auto")
+    module.reconstruct = lambda x: torch.full_like(x, 0.5)  # a network that answers the mean patch
+    g = torch.Generator().manual_seed(0)
+    normal = 0.5 + 0.05 * torch.randn(300, 1, 32, 32, generator=g)
+    lines, _ = LineNoise(width=(2, 4), length=(1.0, 1.0), contrast=(0.5, 1.0))(normal, g)
+    aucs = module.validation_aucs(normal, lines)
+    assert aucs["strip"] > aucs["norm"] + 0.03  # the line's residual is whole in one strip, with a quarter of the noise
+    assert module.choose_score(aucs) == "strip" and module.score_kind == "strip"
+    assert module.choose_score({"norm": 0.8, "strip": 0.8}) == "norm"
+    assert module.choose_score({"norm": math.nan, "strip": math.nan}) == "norm"
+    fixed = RobustAutoencoder(n_train=1, channels=1, patch_size=32, score="norm")
+    assert fixed.choose_score({"norm": 0.5, "strip": 0.9}) == "norm"  # only auto chooses
+
+
+@pytest.mark.parametrize("override", ["dataset.n_calibration=0", "noise=none"])
+def test_auto_score_without_held_out_synthetic_defects_says_so_and_keeps_the_norm(tmp_path, override):
+    with pytest.warns(UserWarning, match="model.score=auto has no held-out synthetic defects"):
+        metrics = run(compose_config(TINY + ["model.score=auto", "alternation.max_blocks=1", "figures=false", override], tmp_path), tmp_path)
+    assert metrics["score"] == "norm" and metrics["history"][-1]["validation_aucs"] == {}
 
 
 def test_tensorboard_has_block_scalars_images_and_hparams(tiny_run):
@@ -385,10 +427,10 @@ def test_bf16_detector_scores_stay_close_to_fp32(tiny_run):
 
 
 def test_auc_target_one_never_stops_even_when_float_rounding_puts_the_auc_above_one(tmp_path, monkeypatch):
-    import rdcae.model.alternation as alternation
+    import rdcae.model.robust as robust
 
     # a perfect separation summed in float32 can come out one rounding step above 1
-    monkeypatch.setattr(alternation, "binary_auroc", lambda *args, **kwargs: torch.tensor(1.0000001, dtype=torch.float32))
+    monkeypatch.setattr(robust, "binary_auroc", lambda *args, **kwargs: torch.tensor(1.0000001, dtype=torch.float32))
     cfg = compose_config(TINY + ["alternation.block_epochs=1", "alternation.max_blocks=2", "alternation.auc_target=1.0", "figures=false"], tmp_path)
     metrics = run(cfg, tmp_path)
     assert metrics["blocks"] == 2 and "max_blocks" in metrics["stop_reason"]

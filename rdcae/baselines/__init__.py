@@ -169,6 +169,8 @@ def train_dcae(cfg: DictConfig, datamodule, epochs: int) -> RobustAutoencoder:
     trainer = make_trainer(cfg, epochs)
     trainer.fit(module, datamodule=datamodule)
     module.to(trainer.strategy.root_device)  # Lightning hands the module back on the CPU
+    if len(datamodule.calibration_x) and len(datamodule.validation_x):  # model.score=auto chooses as RDCAE does
+        module.choose_score(module.validation_aucs(datamodule.calibration_x, datamodule.validation_x))
     module.threshold.fill_(detection_threshold(module.score, datamodule, float(cfg.alternation.threshold_quantile)))
     return module
 

@@ -1,6 +1,8 @@
 """The alternation of Algorithm 2 as one Lightning callback on public hooks.
 
 Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
+  0. with model.score=auto, takes the anomaly score (norm or strip) whose validation AUC (5.) is
+     highest; every number below uses it,
   1. updates S ← prox_{λ,ℓ2,1}(X − D(E(X − S)))                  (lines 7–9),
   2. scores the training set (model.score; by default ‖x − D(E(x))‖₂) and computes the AUC
      of synthetic defects vs normals                              (line 10),
@@ -27,22 +29,12 @@ Until the S-updates start, the run trains a plain autoencoder on X.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import lightning as L
 import torch
-from torchmetrics.functional.classification import binary_auroc
 
-from rdcae.model.robust import RobustAutoencoder, as_probability, detection_threshold
-
-
-def auc(normal: torch.Tensor, defect: torch.Tensor) -> float:
-    """AUC of defect scores against normal scores; NaN when either set is empty. Clamped at 1:
-    float32 summation can put a perfect AUC a rounding step above it, which would pass auc_target=1.0."""
-    if not len(normal) or not len(defect):
-        return math.nan
-    labels = torch.cat([torch.zeros(len(normal)), torch.ones(len(defect))]).long().to(normal.device)
-    return min(1.0, float(binary_auroc(as_probability(torch.cat([normal, defect])), labels)))
+from rdcae.model.robust import RobustAutoencoder, auc, detection_threshold
 
 
 @dataclass
@@ -60,6 +52,8 @@ class BlockRecord:
     above_lambda_fraction: float = math.nan  # training samples with error > λ, before the S-update
     calibration_error_mean: float = math.nan  # mean error of the calibration patches (nan: none)
     validation_auc: float = math.nan  # held-out synthetic defects against the clean calibration patches (nan: none)
+    score: str = "norm"  # the anomaly score of this block (model.score=auto: the one chosen by validation AUC)
+    validation_aucs: dict = field(default_factory=dict)  # the validation AUC of every score kind
 
 
 class Alternation(L.Callback):
@@ -127,6 +121,9 @@ class Alternation(L.Callback):
     def end_block(self, trainer: L.Trainer, module: RobustAutoencoder, block: int, epoch: int, loss: float) -> BlockRecord:
         dm = trainer.datamodule
         X, synthetic = dm.on_device("train_x", module.device), dm.on_device("train_synthetic", module.device)
+        calibration, validation = dm.on_device("calibration_x", module.device), dm.on_device("validation_x", module.device)
+        validation_aucs = module.validation_aucs(calibration, validation) if len(calibration) and len(validation) else {}
+        module.choose_score(validation_aucs)  # model.score=auto: the score every number below uses
         # (N,) ‖x − D(E(x))‖₂ and the anomaly score; the S-update changes S, not the network
         errors, scores = module.error_and_score(X)
         above_lambda = float((errors > module.hparams.lambda_).float().mean())
@@ -138,12 +135,9 @@ class Alternation(L.Callback):
             if not torch.isfinite(module.S).all():
                 self._fail(trainer, f"S has non-finite values after the S-update of block {block}")
         normal_errors = errors[~synthetic]
-        calibration = dm.on_device("calibration_x", module.device)
         calibration_errors, calibration_scores = module.error_and_score(calibration) if len(calibration) else (None, None)
         module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))
         train_auc = auc(scores[~synthetic], scores[synthetic])
-        validation = dm.on_device("validation_x", module.device)
-        validation_auc = auc(calibration_scores, module.score(validation)) if calibration_scores is not None and len(validation) else math.nan
         norms = module.S.flatten(1).norm(dim=1)
         record = BlockRecord(
             block=block,
@@ -158,11 +152,15 @@ class Alternation(L.Callback):
             s_updated=bool(s_update),
             above_lambda_fraction=above_lambda,
             calibration_error_mean=float(calibration_errors.mean()) if calibration_errors is not None else math.nan,
-            validation_auc=validation_auc,
+            validation_auc=validation_aucs.get(module.score_kind, math.nan),
+            score=module.score_kind,
+            validation_aucs=validation_aucs,
         )
         self.history.append(record)
         if trainer.logger is not None:
-            trainer.logger.log_metrics({f"block/{k}": v for k, v in asdict(record).items() if k != "block"}, step=block)
+            logged = {f"block/{k}": v for k, v in asdict(record).items() if isinstance(v, (int, float)) and k != "block"}
+            logged.update({f"block/validation_auc_{kind}": v for kind, v in validation_aucs.items()})
+            trainer.logger.log_metrics(logged, step=block)
         return record
 
     def _fail(self, trainer: L.Trainer, what: str) -> None:

@@ -111,12 +111,13 @@ def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 SCORES = ("norm", "strip")
+AUTO = "auto"  # model.score=auto: the score of SCORES that ranks held-out synthetic defects best (RobustAutoencoder.choose_score)
 
 
-def check_score(kind: str, width, patch_size: int) -> None:
+def check_score(kind: str, width, patch_size: int, choices: tuple[str, ...] = SCORES) -> None:
     """Raise ValueError naming model.score / model.score_width when they cannot score a P×P patch."""
-    if kind not in SCORES:
-        raise ValueError(f"model.score={kind!r}: choose one of {', '.join(SCORES)} (norm: ‖x − x̂‖₂ over the patch, the paper's score)")
+    if kind not in choices:
+        raise ValueError(f"model.score={kind!r}: choose one of {', '.join(choices)} (norm: ‖x − x̂‖₂ over the patch, the paper's score)")
     if not (isinstance(width, int) and not isinstance(width, bool) and 1 <= width <= patch_size):
         raise ValueError(f"model.score_width={width!r} must be an integer between 1 and patch_size={patch_size} (the rows or columns of a strip)")
 

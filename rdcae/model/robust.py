@@ -8,13 +8,16 @@ plain DCAE baseline.
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryStatScores
+from torchmetrics.functional.classification import binary_auroc
 
-from rdcae.model.network import ConvAutoencoder, anomaly_score, check_score, map_in_chunks, reconstruction_error
+from rdcae.model.network import AUTO, SCORES, ConvAutoencoder, anomaly_score, check_score, map_in_chunks, reconstruction_error
 from rdcae.model.prox import prox_l21
 
 
@@ -22,6 +25,15 @@ def as_probability(scores: torch.Tensor) -> torch.Tensor:
     """Map errors in [0, ∞) monotonically into [0, 1) so torchmetrics does not apply a sigmoid
     (which saturates at float precision for errors above ~17 and would create ties)."""
     return scores / (1 + scores)
+
+
+def auc(normal: torch.Tensor, defect: torch.Tensor) -> float:
+    """AUC of defect scores against normal scores; NaN when either set is empty. Clamped at 1:
+    float32 summation can put a perfect AUC a rounding step above it, which would pass auc_target=1.0."""
+    if not len(normal) or not len(defect):
+        return math.nan
+    labels = torch.cat([torch.zeros(len(normal)), torch.ones(len(defect))]).long().to(normal.device)
+    return min(1.0, float(binary_auroc(as_probability(torch.cat([normal, defect])), labels)))
 
 
 def normal_quantile(scores: torch.Tensor, synthetic: torch.Tensor, q: float) -> torch.Tensor:
@@ -68,8 +80,9 @@ class RobustAutoencoder(L.LightningModule):
         super().__init__()
         if lambda_ <= 0:
             raise ValueError(f"lambda={lambda_} must be > 0 (it is the ℓ2,1 penalty weight of Eq. 7)")
-        check_score(score, score_width, patch_size)
+        check_score(score, score_width, patch_size, (*SCORES, AUTO))
         self.save_hyperparameters()
+        self.score_kind = "norm" if score == AUTO else score  # auto: replaced by choose_score
         self.net = ConvAutoencoder(
             channels, patch_size, tuple(filters), latent_dim, negative_slope=negative_slope, normalize=normalize, output=output
         )
@@ -100,9 +113,11 @@ class RobustAutoencoder(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["config"] = self.run_config
+        checkpoint["score_kind"] = self.score_kind
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.run_config = checkpoint.get("config", {})
+        self.score_kind = checkpoint.get("score_kind", self.score_kind)
 
     @property
     def robust(self) -> bool:
@@ -139,9 +154,27 @@ class RobustAutoencoder(L.LightningModule):
         x = x.to(self.device)
         return self.score_residual(x, self.reconstruct(x))
 
-    def score_residual(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        """The anomaly score (model.score) of patches x against their reconstructions x_hat. (N,)"""
-        return anomaly_score(x, x_hat, self.hparams.get("score", "norm"), self.hparams.get("score_width", 4))
+    def score_residual(self, x: torch.Tensor, x_hat: torch.Tensor, kind: str | None = None) -> torch.Tensor:
+        """The anomaly score of patches x against their reconstructions x_hat (the run's score
+        unless `kind` names one of SCORES). (N,)"""
+        return anomaly_score(x, x_hat, kind or self.score_kind, self.hparams.get("score_width", 4))
+
+    @torch.no_grad()
+    def validation_aucs(self, normal_x: torch.Tensor, synthetic_x: torch.Tensor) -> dict[str, float]:
+        """For each score of SCORES, the AUC of synthetic defects `synthetic_x` against normal
+        patches `normal_x` (the datamodule's validation_x and calibration_x)."""
+        residuals = [(x.to(self.device), self.reconstruct(x.to(self.device))) for x in (normal_x, synthetic_x)]
+        return {kind: auc(*(self.score_residual(x, x_hat, kind) for x, x_hat in residuals)) for kind in SCORES}
+
+    def choose_score(self, aucs: dict[str, float]) -> str:
+        """model.score=auto: take the score with the highest validation AUC (ties and NaN keep
+        the paper's norm; no AUCs, e.g. without calibration patches: the norm); any other setting
+        keeps its score."""
+        if self.hparams.get("score", "norm") == AUTO:
+            value = lambda kind: aucs.get(kind, math.nan)  # noqa: E731
+            best = max(SCORES, key=lambda kind: (value(kind) if value(kind) == value(kind) else -1.0, kind == "norm"))
+            self.score_kind = best
+        return self.score_kind
 
     @torch.no_grad()
     def error_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +183,7 @@ class RobustAutoencoder(L.LightningModule):
         x = x.to(self.device)
         x_hat = self.reconstruct(x)
         error = reconstruction_error(x, x_hat)
-        return error, error if self.hparams.get("score", "norm") == "norm" else self.score_residual(x, x_hat)
+        return error, error if self.score_kind == "norm" else self.score_residual(x, x_hat)
 
     @torch.no_grad()
     def update_S(self, X: torch.Tensor) -> None:

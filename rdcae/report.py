@@ -16,6 +16,8 @@ say which it used, and ddof=0 stays defined for a single seed. With three seeds 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import argparse
 import csv
 import json
@@ -279,15 +281,19 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
                                        for row in rows]), ""]
     else:
         validation = any(row.get("validation_auc_n") for row in rows)
-        head += ([METRIC_LABELS[m] for m in METRICS] + ["validation AUC (synthetic)"] * validation
+        scores = any(not re.fullmatch(r"norm ×\d+", row.get("scores", "")) for row in rows)  # shown when not all norm
+        head += ([METRIC_LABELS[m] for m in METRICS] + ["validation AUC (synthetic)"] * validation + ["score"] * scores
                  + [f"paper {METRIC_LABELS[m]}" for m in METRICS] + ["paper table"])
         body = [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])]
-                + [_ours(row, m) for m in METRICS] + [_ours(row, "validation_auc")] * validation
+                + [_ours(row, m) for m in METRICS] + [_ours(row, "validation_auc")] * validation + [row.get("scores", "")] * scores
                 + [_theirs(row, f"paper_{m}") for m in METRICS] + [_cell(row.get("paper_table"))]
                 for row in rows]
         if validation:
             extra += ["Validation AUC: the run's calibration patches with fresh synthetic defects against the same patches clean "
                       "(no real defect involved; metrics.json → validation_auc).", ""]
+        if scores:
+            extra += ["Score: the anomaly score the runs used and how many runs used it (model.score=auto: the one chosen by "
+                      "validation AUC; metrics.json → score).", ""]
     head = [SETTING_LABELS.get(h, h) for h in head]
 
     per_image = _per_image_section(groups, rows, keys)
@@ -334,6 +340,8 @@ def _metric_columns(row: dict, members: list[Run], table: int | None) -> None:
         row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_n"] = summarize([(r.metrics.get("test") or {}).get(m) for r in members])
     # The label-free number: held-out synthetic defects against clean calibration patches.
     row["validation_auc_mean"], row["validation_auc_std"], row["validation_auc_n"] = summarize([r.metrics.get("validation_auc") for r in members])
+    used = Counter(r.metrics.get("score", "norm") for r in members)
+    row["scores"] = ", ".join(f"{kind} ×{n}" for kind, n in sorted(used.items()))
     paper = _paper(table, members[0], members[0].settings["model"])
     row["paper_table"] = paper.table if paper else ""
     for m in METRICS:

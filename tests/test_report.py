@@ -70,6 +70,16 @@ def test_the_label_free_validation_auc_is_a_column_averaged_over_seeds(sweep):
     assert "validation AUC (synthetic)" in report.markdown.splitlines()[4]
 
 
+def test_the_scores_the_runs_used_are_counted_per_row(sweep):
+    report = build_report([sweep])
+    for row in report.rows:
+        used = [json.loads((job / "metrics.json").read_text())["score"] for job in sorted(sweep.iterdir())
+                if job.is_dir() and float(OmegaConf.load(job / "config.yaml")["lambda"]) == row["lambda"]]
+        assert row["scores"] == ", ".join(f"{kind} ×{used.count(kind)}" for kind in sorted(set(used)))
+    header = report.markdown.splitlines()[4]
+    assert ("| score |" in header) == any(row["scores"] != "norm ×2" for row in report.rows)
+
+
 def test_where_data_and_cache_live_does_not_split_rows(sweep):
     report = build_report([sweep])
     assert "cache_dir" not in report.columns and len(report.rows) == 2

@@ -106,6 +106,16 @@ def test_validation_auc_scores_fresh_defects_on_the_calibration_patches_against_
     torch.testing.assert_close(rebuilt.validation_x, validation)  # the same defects on every rebuild
 
 
+def test_the_held_out_synthetic_defects_decorate_the_first_calibration_patches_only(tmp_path, monkeypatch):
+    import rdcae.data.datamodule as datamodule_module
+
+    monkeypatch.setattr(datamodule_module, "VALIDATION_SIZE", 20)
+    datamodule, _, _, _ = build(compose_config(TINY, tmp_path), tmp_path)
+    assert len(datamodule.calibration_x) == 60 and len(datamodule.validation_x) == 20
+    changed = (datamodule.validation_x != datamodule.calibration_x[:20]).flatten(1).any(1)
+    assert changed.all()  # each of the first 20, and only those, carries a defect
+
+
 def test_checkpoint_holds_S_threshold_and_resolved_config(tiny_run):
     cfg, out, metrics = tiny_run
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -298,9 +308,12 @@ def test_bad_settings_are_rejected_naming_the_setting(tmp_path, override, messag
 
 def test_recipe_paper_sets_the_papers_choices_back():
     ours, paper = compose_config(["dataset=aitex"]), compose_config(["dataset=aitex", "recipe=paper"])
-    assert ours.alternation.start_fraction == 0.5 and ours.dataset.n_calibration == 400 and ours.model.normalize
+    assert ours.alternation.start_fraction == 0.5 and ours.dataset.n_calibration == 4000 and ours.model.normalize
     assert paper.alternation.start_fraction is None and paper.alternation.warmup_blocks == 0
     assert paper.dataset.n_calibration == 0 and not paper.model.normalize and paper.model.output == "sigmoid"
+    assert ours.noise._target_.endswith("MixedNoise") and set(ours.noise.models) == {"julia", "lines"} and ours.model.score == "auto"
+    assert paper.noise._target_.endswith("JuliaNoise") and paper.model.score == "norm"
+    assert compose_config(["noise=gaussian"]).noise._target_.endswith("GaussianNoise")  # the recipe's noise yields to the command line
     # everything else is shared, and a command-line override still wins over the recipe
     assert ours.model.lr == paper.model.lr and ours.alternation.block_epochs == paper.alternation.block_epochs
     assert compose_config(["recipe=paper", "dataset.n_calibration=50"]).dataset.n_calibration == 50

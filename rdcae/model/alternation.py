@@ -122,8 +122,12 @@ class Alternation(L.Callback):
         dm = trainer.datamodule
         X, synthetic = dm.on_device("train_x", module.device), dm.on_device("train_synthetic", module.device)
         calibration, validation = dm.on_device("calibration_x", module.device), dm.on_device("validation_x", module.device)
-        validation_aucs = module.validation_aucs(calibration, validation) if len(calibration) and len(validation) else {}
+        # One reconstruction of each held-out set gives every score: its validation AUC, and the threshold.
+        calibration_errors, calibration_by_kind = module.scores_by_kind(calibration) if len(calibration) else (None, {})
+        validation_by_kind = module.scores_by_kind(validation)[1] if len(calibration) and len(validation) else {}
+        validation_aucs = {kind: auc(calibration_by_kind[kind], v) for kind, v in validation_by_kind.items()}
         module.choose_score(validation_aucs)  # model.score=auto: the score every number below uses
+        calibration_scores = calibration_by_kind.get(module.score_kind)
         # (N,) ‖x − D(E(x))‖₂ and the anomaly score; the S-update changes S, not the network
         errors, scores = module.error_and_score(X)
         above_lambda = float((errors > module.hparams.lambda_).float().mean())
@@ -135,7 +139,6 @@ class Alternation(L.Callback):
             if not torch.isfinite(module.S).all():
                 self._fail(trainer, f"S has non-finite values after the S-update of block {block}")
         normal_errors = errors[~synthetic]
-        calibration_errors, calibration_scores = module.error_and_score(calibration) if len(calibration) else (None, None)
         module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))
         train_auc = auc(scores[~synthetic], scores[synthetic])
         norms = module.S.flatten(1).norm(dim=1)

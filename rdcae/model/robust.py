@@ -160,11 +160,19 @@ class RobustAutoencoder(L.LightningModule):
         return anomaly_score(x, x_hat, kind or self.score_kind, self.hparams.get("score_width", 4))
 
     @torch.no_grad()
+    def scores_by_kind(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """‖x − D(E(x))‖₂ and every score of SCORES, from one reconstruction of x. (N,), {kind: (N,)}"""
+        x = x.to(self.device)
+        x_hat = self.reconstruct(x)
+        error = reconstruction_error(x, x_hat)
+        return error, {kind: error if kind == "norm" else self.score_residual(x, x_hat, kind) for kind in SCORES}
+
+    @torch.no_grad()
     def validation_aucs(self, normal_x: torch.Tensor, synthetic_x: torch.Tensor) -> dict[str, float]:
         """For each score of SCORES, the AUC of synthetic defects `synthetic_x` against normal
         patches `normal_x` (the datamodule's validation_x and calibration_x)."""
-        residuals = [(x.to(self.device), self.reconstruct(x.to(self.device))) for x in (normal_x, synthetic_x)]
-        return {kind: auc(*(self.score_residual(x, x_hat, kind) for x, x_hat in residuals)) for kind in SCORES}
+        normal, synthetic = self.scores_by_kind(normal_x)[1], self.scores_by_kind(synthetic_x)[1]
+        return {kind: auc(normal[kind], synthetic[kind]) for kind in SCORES}
 
     def choose_score(self, aucs: dict[str, float]) -> str:
         """model.score=auto: take the score with the highest validation AUC (ties and NaN keep

@@ -16,8 +16,6 @@ say which it used, and ddof=0 stays defined for a single seed. With three seeds 
 
 from __future__ import annotations
 
-from collections import Counter
-
 import argparse
 import csv
 import json
@@ -26,6 +24,7 @@ import os
 import re
 import sys
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -281,7 +280,7 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
                                        for row in rows]), ""]
     else:
         validation = any(row.get("validation_auc_n") for row in rows)
-        scores = any(not re.fullmatch(r"norm ×\d+", row.get("scores", "")) for row in rows)  # shown when not all norm
+        scores = any(r.metrics.get("score", "norm") != "norm" for r in runs)  # a column once any run used another score
         head += ([METRIC_LABELS[m] for m in METRICS] + ["validation AUC (synthetic)"] * validation + ["score"] * scores
                  + [f"paper {METRIC_LABELS[m]}" for m in METRICS] + ["paper table"])
         body = [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])]

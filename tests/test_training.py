@@ -116,6 +116,22 @@ def test_the_held_out_synthetic_defects_decorate_the_first_calibration_patches_o
     assert changed.all()  # each of the first 20, and only those, carries a defect
 
 
+def test_the_final_threshold_uses_every_calibration_patch_and_the_validation_auc_the_decorated_ones_clean(tmp_path, monkeypatch):
+    import rdcae.data.datamodule as datamodule_module
+    import rdcae.model.alternation as alternation_module
+    from rdcae.model.robust import auc
+
+    monkeypatch.setattr(datamodule_module, "VALIDATION_SIZE", 20)
+    monkeypatch.setattr(alternation_module, "VALIDATION_SIZE", 20)
+    cfg = compose_config(TINY + ["alternation.max_blocks=2", "figures=false"], tmp_path)
+    metrics = run(cfg, tmp_path)
+    datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
+    load_checkpoint(module, tmp_path / "checkpoints" / "last.ckpt")
+    calibration = module.score(datamodule.calibration_x)  # all 60
+    assert metrics["threshold"] == pytest.approx(float(torch.quantile(calibration, cfg.alternation.threshold_quantile)), rel=1e-5)
+    assert metrics["validation_auc"] == pytest.approx(auc(calibration[:20], module.score(datamodule.validation_x)), abs=1e-6)
+
+
 def test_checkpoint_holds_S_threshold_and_resolved_config(tiny_run):
     cfg, out, metrics = tiny_run
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -7,10 +7,11 @@ Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
   2. scores the training set (model.score; by default ‖x − D(E(x))‖₂) and computes the AUC
      of synthetic defects vs normals                              (line 10),
   3. records threshold = quantile_q(errors of normal patches: the calibration patches when the
-     dataset has them, else the normal training samples; rdcae.model.robust.detection_threshold),
+     dataset has them, else the normal training samples; rdcae.model.robust.detection_threshold;
+     before the block that ends training, from the first VALIDATION_SIZE calibration patches),
   4. stops training when the AUC exceeds `auc_target`             (lines 11–12),
-  5. records the validation AUC: the calibration patches with fresh synthetic defects against
-     the same patches clean, a measure of detection that uses no real defect and no patch the
+  5. records the validation AUC: calibration patches with fresh synthetic defects against the
+     same patches clean, a measure of detection that uses no real defect and no patch the
      network trained on (the train AUC scores synthetic defects the network and S have seen),
 and logs one TensorBoard point per block. The trainer's max_epochs is
 block_epochs × max_blocks, the upper limit of line 4.
@@ -34,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 import lightning as L
 import torch
 
+from rdcae.data.datamodule import VALIDATION_SIZE
 from rdcae.model.robust import RobustAutoencoder, auc, detection_threshold
 
 
@@ -122,12 +124,13 @@ class Alternation(L.Callback):
         dm = trainer.datamodule
         X, synthetic = dm.on_device("train_x", module.device), dm.on_device("train_synthetic", module.device)
         calibration, validation = dm.on_device("calibration_x", module.device), dm.on_device("validation_x", module.device)
-        # One reconstruction of each held-out set gives every score: its validation AUC, and the threshold.
-        calibration_errors, calibration_by_kind = module.scores_by_kind(calibration) if len(calibration) else (None, {})
-        validation_by_kind = module.scores_by_kind(validation)[1] if len(calibration) and len(validation) else {}
-        validation_aucs = {kind: auc(calibration_by_kind[kind], v) for kind, v in validation_by_kind.items()}
+        # The held-out synthetic defects against the same calibration patches clean (the first
+        # VALIDATION_SIZE); one reconstruction of each gives the validation AUC of every score.
+        head = calibration[:VALIDATION_SIZE]
+        head_errors, head_by_kind = module.scores_by_kind(head) if len(head) else (None, {})
+        validation_by_kind = module.scores_by_kind(validation)[1] if len(head) and len(validation) else {}
+        validation_aucs = {kind: auc(head_by_kind[kind], v) for kind, v in validation_by_kind.items()}
         module.choose_score(validation_aucs)  # model.score=auto: the score every number below uses
-        calibration_scores = calibration_by_kind.get(module.score_kind)
         # (N,) ‖x − D(E(x))‖₂ and the anomaly score; the S-update changes S, not the network
         errors, scores = module.error_and_score(X)
         above_lambda = float((errors > module.hparams.lambda_).float().mean())
@@ -139,8 +142,14 @@ class Alternation(L.Callback):
             if not torch.isfinite(module.S).all():
                 self._fail(trainer, f"S has non-finite values after the S-update of block {block}")
         normal_errors = errors[~synthetic]
-        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))
         train_auc = auc(scores[~synthetic], scores[synthetic])
+        # The threshold from every calibration patch at the block that ends training; before it, an
+        # estimate from the first VALIDATION_SIZE, so that a block end stays cheap on a CPU.
+        if len(calibration) > len(head) and (block >= self.max_blocks or train_auc > self.auc_target):
+            calibration_errors, calibration_scores = module.error_and_score(calibration)
+        else:
+            calibration_errors, calibration_scores = head_errors, head_by_kind.get(module.score_kind)
+        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))
         norms = module.S.flatten(1).norm(dim=1)
         record = BlockRecord(
             block=block,

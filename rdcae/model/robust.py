@@ -179,9 +179,8 @@ class RobustAutoencoder(L.LightningModule):
         the paper's norm; no AUCs, e.g. without calibration patches: the norm); any other setting
         keeps its score."""
         if self.hparams.get("score", "norm") == AUTO:
-            value = lambda kind: aucs.get(kind, math.nan)  # noqa: E731
-            best = max(SCORES, key=lambda kind: (value(kind) if value(kind) == value(kind) else -1.0, kind == "norm"))
-            self.score_kind = best
+            known = {kind: aucs[kind] for kind in SCORES if not math.isnan(aucs.get(kind, math.nan))}
+            self.score_kind = max(known, key=known.get) if known else "norm"  # max keeps the first of equals: norm
         return self.score_kind
 
     @torch.no_grad()

@@ -36,6 +36,7 @@ import lightning as L
 import torch
 
 from rdcae.data.datamodule import VALIDATION_SIZE
+from rdcae.model.network import chunk_size_for
 from rdcae.model.robust import RobustAutoencoder, auc, detection_threshold
 
 
@@ -146,7 +147,8 @@ class Alternation(L.Callback):
         # The threshold from every calibration patch at the block that ends training; before it, an
         # estimate from the first VALIDATION_SIZE, so that a block end stays cheap on a CPU.
         if len(calibration) > len(head) and (block >= self.max_blocks or train_auc > self.auc_target):
-            calibration_errors, calibration_scores = module.error_and_score(calibration)
+            # in the detector's chunks: 4,000 patches in one forward pass would need ~2 GiB on a CPU
+            calibration_errors, calibration_scores = module.error_and_score(calibration, chunk_size_for(module.device))
         else:
             calibration_errors, calibration_scores = head_errors, head_by_kind.get(module.score_kind)
         module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))

@@ -144,9 +144,9 @@ class RobustAutoencoder(L.LightningModule):
     # --- the S-update and scoring, over whole sets in chunks ---------------------------------
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """D(E(x)) for a whole set, in chunks, on the module's device."""
-        return map_in_chunks(self.net, x, self.device, self.hparams.chunk_size, self.hparams.channels_last)
+    def reconstruct(self, x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+        """D(E(x)) for a whole set, in chunks (model chunk_size unless given), on the module's device."""
+        return map_in_chunks(self.net, x, self.device, chunk_size or self.hparams.chunk_size, self.hparams.channels_last)
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,11 +184,11 @@ class RobustAutoencoder(L.LightningModule):
         return self.score_kind
 
     @torch.no_grad()
-    def error_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def error_and_score(self, x: torch.Tensor, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """‖x − D(E(x))‖₂ (what the prox weighs against λ) and the anomaly score, from one
         reconstruction of x. (N,), (N,); the same tensor twice with model.score=norm."""
         x = x.to(self.device)
-        x_hat = self.reconstruct(x)
+        x_hat = self.reconstruct(x, chunk_size)
         error = reconstruction_error(x, x_hat)
         return error, error if self.score_kind == "norm" else self.score_residual(x, x_hat)
 

@@ -50,7 +50,7 @@ from rdcae import figures
 from rdcae.baselines.deep_svdd import DeepSVDD, DeepSVDDSettings, train_deep_svdd
 from rdcae.config import ConfigError
 from rdcae.model.network import map_in_chunks
-from rdcae.model.robust import RobustAutoencoder, detection_threshold
+from rdcae.model.robust import RobustAutoencoder, aucs_by_kind, detection_threshold
 from rdcae.paper_results import METHOD_LABELS
 
 METHODS = ("dcae", "deep_svdd", "deep_svdd_soft", "ocsvm_lrep", "ocsvm_aere", "iforest_lrep", "iforest_aere")
@@ -169,9 +169,14 @@ def train_dcae(cfg: DictConfig, datamodule, epochs: int) -> RobustAutoencoder:
     trainer = make_trainer(cfg, epochs)
     trainer.fit(module, datamodule=datamodule)
     module.to(trainer.strategy.root_device)  # Lightning hands the module back on the CPU
-    if len(datamodule.calibration_x) and len(datamodule.validation_x):  # model.score=auto chooses as RDCAE does
-        module.choose_score(module.validation_aucs(datamodule.calibration_x, datamodule.validation_x))
-    module.threshold.fill_(detection_threshold(module.score, datamodule, float(cfg.alternation.threshold_quantile)))
+    calibration_scores = None
+    if len(datamodule.calibration_x):  # one pass over the calibration patches: the score's choice and the threshold
+        calibration = module.scores_by_kind(datamodule.calibration_x)[1]
+        if len(datamodule.validation_x):  # model.score=auto chooses by the held-out synthetic defects
+            module.choose_score(aucs_by_kind(calibration, module.scores_by_kind(datamodule.validation_x)[1]))
+        calibration_scores = calibration[module.score_kind]
+    module.threshold.fill_(detection_threshold(module.score, datamodule, float(cfg.alternation.threshold_quantile),
+                                               calibration_scores=calibration_scores))
     return module
 
 

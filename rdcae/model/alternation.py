@@ -37,7 +37,7 @@ import torch
 
 from rdcae.data.datamodule import VALIDATION_SIZE
 from rdcae.model.network import chunk_size_for
-from rdcae.model.robust import RobustAutoencoder, auc, detection_threshold
+from rdcae.model.robust import RobustAutoencoder, auc, aucs_by_kind, detection_threshold
 
 
 @dataclass
@@ -130,7 +130,7 @@ class Alternation(L.Callback):
         head = calibration[:VALIDATION_SIZE]
         head_errors, head_by_kind = module.scores_by_kind(head) if len(head) else (None, {})
         validation_by_kind = module.scores_by_kind(validation)[1] if len(head) and len(validation) else {}
-        validation_aucs = {kind: auc(head_by_kind[kind], v) for kind, v in validation_by_kind.items()}
+        validation_aucs = aucs_by_kind(head_by_kind, validation_by_kind)
         module.choose_score(validation_aucs)  # model.score=auto: the score every number below uses
         # (N,) ‖x − D(E(x))‖₂ and the anomaly score; the S-update changes S, not the network
         errors, scores = module.error_and_score(X)

@@ -36,6 +36,11 @@ def auc(normal: torch.Tensor, defect: torch.Tensor) -> float:
     return min(1.0, float(binary_auroc(as_probability(torch.cat([normal, defect])), labels)))
 
 
+def aucs_by_kind(normal: dict[str, torch.Tensor], synthetic: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The validation AUC of every score kind, from {kind: scores} of normal and synthetic patches."""
+    return {kind: auc(normal[kind], synthetic[kind]) for kind in synthetic}
+
+
 def normal_quantile(scores: torch.Tensor, synthetic: torch.Tensor, q: float) -> torch.Tensor:
     """The q-quantile of the scores of the normal (not synthetic) training samples."""
     return torch.quantile(scores[~synthetic.to(scores.device)], q)
@@ -171,8 +176,7 @@ class RobustAutoencoder(L.LightningModule):
     def validation_aucs(self, normal_x: torch.Tensor, synthetic_x: torch.Tensor) -> dict[str, float]:
         """For each score of SCORES, the AUC of synthetic defects `synthetic_x` against normal
         patches `normal_x` (the datamodule's validation_x and calibration_x)."""
-        normal, synthetic = self.scores_by_kind(normal_x)[1], self.scores_by_kind(synthetic_x)[1]
-        return {kind: auc(normal[kind], synthetic[kind]) for kind in SCORES}
+        return aucs_by_kind(self.scores_by_kind(normal_x)[1], self.scores_by_kind(synthetic_x)[1])
 
     def choose_score(self, aucs: dict[str, float]) -> str:
         """model.score=auto: take the score with the highest validation AUC (ties and NaN keep

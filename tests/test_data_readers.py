@@ -196,6 +196,11 @@ def test_aitex_edge_margin_leaves_out_patches_next_to_the_band(aitex_dir):
     plain, margin = build(0), build(96)
     assert plain.stats["patches"]["test_defect"] == 46 > margin.stats["patches"]["test_defect"] > 0
     assert margin.stats["normal_positions"] < plain.stats["normal_positions"]
+    # AITEX leaves its selvedge out by default; the paper's recipe and tables keep the paper's tiles
+    assert compose_config(["dataset=aitex"]).dataset.edge_margin == 96
+    for overrides in (["dataset=aitex", "recipe=paper"], ["experiment=table4"], ["experiment=table1"]):
+        assert compose_config(overrides).dataset.edge_margin == 0, overrides
+    assert compose_config(["dataset=synthetic", "recipe=paper"]).dataset.edge_margin == 0
     with pytest.raises(ValueError, match="dataset.edge_margin=-1"):
         build(-1)
 

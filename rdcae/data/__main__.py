@@ -55,15 +55,17 @@ def contact_sheet(patches: PatchSet, per_row: int = 16, rows: int = 3, zoom: int
 
 def describe(cfg, patches: PatchSet) -> str:
     s = patches.stats
-    counts = s["patches"]
+    counts, margin = s["patches"], int(cfg.dataset.get("edge_margin") or 0)
     lines = [
         f"dataset {cfg.dataset.name}" + (f" fabric {cfg.dataset.fabric}" if "fabric" in cfg.dataset else "")
         + f", patch {cfg.patch_size}x{cfg.patch_size}, seed {cfg.seed}",
         f"  images          : {s['images']['normal']} normal, {s['images']['defect']} defect",
         f"  normal patches  : {counts['train_normal']} train + {counts['test_normal']} test "
         f"(random positions among {s['normal_positions']:,} allowed; {s['normal_positions_excluded']:,} positions excluded as non-fabric)",
-        f"  defect patches  : {counts['test_defect']} (test only; {s['defect_tiles_excluded']} defect tiles excluded as not entirely fabric)"
-        + (f"; the paper reports {s['paper_test_defect']}" if "paper_test_defect" in s else ""),
+        f"  defect patches  : {counts['test_defect']} (test only; {s['defect_tiles_excluded']} defect tiles excluded as not entirely fabric"
+        + (f" or within dataset.edge_margin={margin} px of a band)" if margin else ")")
+        + (f"; the paper reports {s['paper_test_defect']}" if "paper_test_defect" in s else "")
+        + (" (dataset.edge_margin=0 or recipe=paper gives the paper's tiles)" if margin and "paper_test_defect" in s else ""),
     ]
     if s.get("defect_images_without_defect_pixels"):
         lines.append(f"  defect images whose mask marks no pixel: {len(s['defect_images_without_defect_pixels'])}")

@@ -35,6 +35,10 @@ def validate(cfg: DictConfig) -> None:
     start = cfg.alternation.get("start_fraction")
     require(start is None or 0 <= float(start) <= 1,
             f"alternation.start_fraction={start} must be in [0, 1] (the largest share of training errors above lambda at the first S-update), or null")
+    held = cfg.alternation.get("s_fraction")
+    require(held is None or 0 < float(held) < 1,
+            f"alternation.s_fraction={held} must be in (0, 1) (the share of training samples S holds after each S-update, "
+            "e.g. 0.03 for the 3 % synthetic defects), or null for the fixed lambda")
     require(int(cfg.dataset.get("n_calibration") or 0) >= 0,
             f"dataset.n_calibration={cfg.dataset.get('n_calibration')} must be >= 0 (0: the threshold comes from the normal training patches)")
     from rdcae.baselines import check_methods, deep_svdd_settings  # imports scikit-learn: only when validating

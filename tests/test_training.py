@@ -254,6 +254,17 @@ def test_s_updates_wait_until_few_training_errors_are_above_lambda(tmp_path):
     assert all(r["s_updated"] and r["above_lambda_fraction"] == 0 and r["s_nonzero_fraction"] == 0 for r in easy["history"])
 
 
+def test_s_fraction_keeps_that_share_of_the_samples_in_S_whatever_lambda(tmp_path):
+    # λ above every error: with the fixed λ S stays zero (previous test); with s_fraction each
+    # S-update takes the λ that leaves a quarter of the residuals above it
+    held = run(compose_config(TINY + ["lambda=1000", "alternation.start_fraction=0.0", "alternation.s_fraction=0.25"], tmp_path), tmp_path / "held")
+    for r in held["history"]:
+        assert r["s_updated"] and r["above_lambda_fraction"] == 0  # the start rule still weighs the fixed λ
+        assert 0.2 <= r["s_nonzero_fraction"] <= 0.3 and 0 < r["s_lambda"] < 1000
+    S = torch.load(tmp_path / "held" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]["S"]
+    assert 0.2 <= float((S.flatten(1).norm(dim=1) > 0).float().mean()) <= 0.3
+
+
 def test_on_real_fabric_the_s_updates_wait_while_the_network_answers_the_mean_patch(tmp_path, aitex_dir):
     common = ["dataset=aitex", "fabric=03", f"data_dir={aitex_dir}", "alternation.block_epochs=1", "alternation.max_blocks=2",
               "alternation.warmup_blocks=0", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
@@ -314,6 +325,8 @@ def test_nan_loss_stops_with_block_and_checkpoint_named(tmp_path):
         ("channels=2", "channels=2"),
         ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path"),
         ("alternation.start_fraction=1.5", "alternation.start_fraction=1.5"),
+        ("alternation.s_fraction=0", "alternation.s_fraction=0"),
+        ("alternation.s_fraction=1.0", "alternation.s_fraction=1.0"),
         ("dataset.n_calibration=-3", "dataset.n_calibration=-3"),
     ],
 )

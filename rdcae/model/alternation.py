@@ -25,6 +25,12 @@ alternation never leaves (docs/EXPERIMENTS.md, entries 2 and 9). Two settings sa
                   ‖x − D(E(x))‖₂ above λ, i.e. once the first prox leaves S = 0 for all but that
                   fraction. null: start right after the warm-up, however large the errors.
 Until the S-updates start, the run trains a plain autoencoder on X.
+
+  s_fraction      null: every S-update uses the fixed λ. A fraction f: once the S-updates have
+                  started, each uses the λ that leaves S non-zero for the f largest residuals
+                  (the 1 − f quantile of ‖x_i − D(E(x_i − s_i))‖₂), so S keeps holding about as
+                  many samples as the synthetic defects fill (noise_ratio) however small the
+                  errors become (docs/EXPERIMENTS.md, entry 15). The start rule above keeps λ.
 """
 
 from __future__ import annotations
@@ -57,12 +63,13 @@ class BlockRecord:
     validation_auc: float = math.nan  # held-out synthetic defects against the clean calibration patches (nan: none)
     score: str = "norm"  # the anomaly score of this block (model.score=auto: the one chosen by validation AUC)
     validation_aucs: dict = field(default_factory=dict)  # the validation AUC of every score kind
+    s_lambda: float = math.nan  # the λ of this block's S-update (alternation.s_fraction: from the residuals; nan: no update)
 
 
 class Alternation(L.Callback):
     def __init__(
         self, block_epochs: int = 20, max_blocks: int = 30, auc_target: float = 0.999, threshold_quantile: float = 0.999, warmup_blocks: int = 0,
-        start_fraction: float | None = None,
+        start_fraction: float | None = None, s_fraction: float | None = None,
     ) -> None:
         if block_epochs < 1 or max_blocks < 1:
             raise ValueError(f"alternation.block_epochs={block_epochs} and alternation.max_blocks={max_blocks} must be >= 1")
@@ -74,6 +81,9 @@ class Alternation(L.Callback):
             raise ValueError(f"alternation.threshold_quantile={threshold_quantile} must be in (0, 1)")
         if start_fraction is not None and not 0 <= start_fraction <= 1:
             raise ValueError(f"alternation.start_fraction={start_fraction} must be in [0, 1], or null to start after warmup_blocks")
+        if s_fraction is not None and not 0 < s_fraction < 1:
+            raise ValueError(f"alternation.s_fraction={s_fraction} must be in (0, 1), or null for the fixed lambda")
+        self.s_fraction = s_fraction
         self.block_epochs, self.max_blocks = block_epochs, max_blocks
         self.auc_target, self.threshold_quantile = auc_target, threshold_quantile
         self.warmup_blocks, self.start_fraction = warmup_blocks, start_fraction
@@ -138,8 +148,9 @@ class Alternation(L.Callback):
         s_update = module.robust and block > self.warmup_blocks and (
             self.s_started or self.start_fraction is None or above_lambda <= self.start_fraction
         )
+        s_lambda = math.nan
         if s_update:
-            module.update_S(X)
+            s_lambda = module.update_S(X, self.s_fraction)
             if not torch.isfinite(module.S).all():
                 self._fail(trainer, f"S has non-finite values after the S-update of block {block}")
         normal_errors = errors[~synthetic]
@@ -169,6 +180,7 @@ class Alternation(L.Callback):
             validation_auc=validation_aucs.get(module.score_kind, math.nan),
             score=module.score_kind,
             validation_aucs=validation_aucs,
+            s_lambda=s_lambda,
         )
         self.history.append(record)
         if trainer.logger is not None:

@@ -197,11 +197,18 @@ class RobustAutoencoder(L.LightningModule):
         return error, error if self.score_kind == "norm" else self.score_residual(x, x_hat)
 
     @torch.no_grad()
-    def update_S(self, X: torch.Tensor) -> None:
-        """S ← prox_{λ,ℓ2,1}(X − D(E(X − S))) (Algorithm 2, lines 7–9)."""
+    def update_S(self, X: torch.Tensor, fraction: float | None = None) -> float:
+        """S ← prox_{λ,ℓ2,1}(X − D(E(X − S))) (Algorithm 2, lines 7–9); returns the λ used.
+
+        fraction: instead of the fixed λ, the 1 − fraction quantile of the residual norms, so
+        that S is non-zero for that fraction of the samples (alternation.s_fraction)."""
         X = X.to(self.device)
-        L_ = self.reconstruct(X - self.S)
-        self.S.copy_(prox_l21(X - L_, self.hparams.lambda_))
+        residual = X - self.reconstruct(X - self.S)
+        lambda_ = self.hparams.lambda_
+        if fraction is not None:
+            lambda_ = float(torch.quantile(residual.flatten(1).norm(dim=1).float(), 1 - fraction))
+        self.S.copy_(prox_l21(residual, lambda_))
+        return lambda_
 
     def decide(self, scores: torch.Tensor) -> torch.Tensor:
         """A patch is a defect when its score is above the recorded threshold."""

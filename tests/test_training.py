@@ -341,6 +341,8 @@ def test_recipe_paper_sets_the_papers_choices_back():
     assert paper.alternation.start_fraction is None and paper.alternation.warmup_blocks == 0
     assert paper.dataset.n_calibration == 0 and not paper.model.normalize and paper.model.output == "sigmoid"
     assert ours.dataset.edge_margin == 96 and paper.dataset.edge_margin == 0  # the selvedge out / the paper's tiles
+    for table in ("table1", "table2", "table3", "table4"):  # the paper's tables keep the paper's tiles
+        assert compose_config([f"experiment={table}"]).dataset.edge_margin == 0, table
     assert ours.noise._target_.endswith("MixedNoise") and set(ours.noise.models) == {"julia", "lines"} and ours.model.score == "auto"
     assert paper.noise._target_.endswith("JuliaNoise") and paper.model.score == "norm"
     assert compose_config(["noise=gaussian"]).noise._target_.endswith("GaussianNoise")  # the recipe's noise yields to the command line

@@ -62,8 +62,8 @@ def describe(cfg, patches: PatchSet) -> str:
         f"  images          : {s['images']['normal']} normal, {s['images']['defect']} defect",
         f"  normal patches  : {counts['train_normal']} train + {counts['test_normal']} test "
         f"(random positions among {s['normal_positions']:,} allowed; {s['normal_positions_excluded']:,} positions excluded as non-fabric)",
-        f"  defect patches  : {counts['test_defect']} (test only; {s['defect_tiles_excluded']} defect tiles excluded as not entirely fabric"
-        + (f" or within dataset.edge_margin={margin} px of a band)" if margin else ")")
+        f"  defect patches  : {counts['test_defect']} (test only; {s['defect_tiles_excluded']} defect tiles excluded: no defect pixel on fabric"
+        + (f" beyond dataset.edge_margin={margin} px from a band)" if margin else ")")
         + (f"; the paper reports {s['paper_test_defect']}" if "paper_test_defect" in s else "")
         + (" (dataset.edge_margin=0 or recipe=paper gives the paper's tiles)" if margin and "paper_test_defect" in s else ""),
     ]

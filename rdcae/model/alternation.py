@@ -27,10 +27,11 @@ alternation never leaves (docs/EXPERIMENTS.md, entries 2 and 9). Two settings sa
 Until the S-updates start, the run trains a plain autoencoder on X.
 
   s_fraction      null: every S-update uses the fixed λ. A fraction f: once the S-updates have
-                  started, each uses the λ that leaves S non-zero for the f largest residuals
-                  (the 1 − f quantile of ‖x_i − D(E(x_i − s_i))‖₂), so S keeps holding about as
-                  many samples as the synthetic defects fill (noise_ratio) however small the
-                  errors become (docs/EXPERIMENTS.md, entry 15). The start rule above keeps λ.
+                  started, each uses the λ that leaves S non-zero for the fraction f of the
+                  samples with the largest residuals (the 1 − f quantile of
+                  ‖x_i − D(E(x_i − s_i))‖₂), however small the errors become; f = noise_ratio/100
+                  keeps as many samples in S as carry synthetic defects (docs/EXPERIMENTS.md,
+                  entry 15). The start rule above keeps the fixed λ.
 """
 
 from __future__ import annotations

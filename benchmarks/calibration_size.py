@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf, open_dict
+from torchmetrics.functional.classification import binary_f1_score
 
 from rdcae.detect import load_detector
 from rdcae.report import find_run_folders
@@ -41,9 +42,9 @@ def evaluate(folder: Path) -> list[str]:
         threshold = torch.quantile(calibration, float(cfg.alternation.threshold_quantile))
         test = detector.score(dm.test_x)
         flagged, defect = test > threshold, dm.test_y.bool()
-        tp, fp, fn = int((flagged & defect).sum()), int((flagged & ~defect).sum()), int((~flagged & defect).sum())
+        f1 = float(binary_f1_score(flagged.long(), dm.test_y))  # labels, not scores: torchmetrics would squash scores outside [0, 1]
         largest = " ".join(f"{v:.2f}" for v in calibration.topk(2).values.tolist())
-        cells.append(f"n={n}: threshold {float(threshold):.3f} (largest {largest}) F1 {2 * tp / (2 * tp + fp + fn):.3f} FP {fp}")
+        cells.append(f"n={n}: threshold {float(threshold):.3f} (largest {largest}) F1 {f1:.3f} FP {int((flagged & ~defect).sum())}")
     cells.append(f"largest held-out normal {float(test[~defect].max()):.2f}")
     return cells
 

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from torchmetrics.functional.classification import binary_auroc, binary_f1_score
+from torchmetrics.functional.classification import binary_f1_score
 
 from rdcae.detect import load_detector
+from rdcae.model.robust import auc
 from rdcae.report import find_run_folders, summarize
 from rdcae.train import build
 
@@ -59,9 +60,7 @@ def evaluate(folder: Path) -> dict:
         if not inside.any():
             continue
         chosen = defect_scores[inside]
-        both = torch.cat([normal_scores, chosen])
-        truth = torch.cat([torch.zeros(len(normal_scores)), torch.ones(len(chosen))]).long()
-        out[label(low, high)] = {"tiles": int(inside.sum()), "auc": float(binary_auroc(both, truth)),
+        out[label(low, high)] = {"tiles": int(inside.sum()), "auc": auc(normal_scores, chosen),
                                  "recall": float((chosen > threshold).float().mean())}
     names, source = dm.patches.stats.get("defect_images", []), dm.patches.test_defect_source
     missed = ((defect_scores <= threshold) & (coverage >= BINS[-1][0])).numpy()

@@ -38,12 +38,12 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from torchmetrics.functional.classification import binary_auroc
 
 from rdcae.data.datamodule import VALIDATION_STREAM
 from rdcae.detect import load_detector
 from rdcae.noise import decorate
 from rdcae.model.network import anomaly_score
+from rdcae.model.robust import auc
 from rdcae.report import find_run_folders, read_overrides, summarize
 from rdcae.train import build
 
@@ -59,12 +59,6 @@ def local(k: int):
 
 
 SCORES = {"norm": lambda r: anomaly_score(r, torch.zeros_like(r)), "strip2": strip(2), "strip4": strip(4), "strip8": strip(8), "local8": local(8)}
-
-
-def auc(normal: torch.Tensor, defect: torch.Tensor) -> float:
-    scores = torch.cat([normal, defect])
-    labels = torch.cat([torch.zeros(len(normal)), torch.ones(len(defect))]).long()
-    return float(binary_auroc(scores, labels))
 
 
 def noise_model(name: str):

@@ -172,12 +172,6 @@ class RobustAutoencoder(L.LightningModule):
         error = reconstruction_error(x, x_hat)
         return error, {kind: error if kind == "norm" else self.score_residual(x, x_hat, kind) for kind in SCORES}
 
-    @torch.no_grad()
-    def validation_aucs(self, normal_x: torch.Tensor, synthetic_x: torch.Tensor) -> dict[str, float]:
-        """For each score of SCORES, the AUC of synthetic defects `synthetic_x` against normal
-        patches `normal_x` (the datamodule's validation_x and calibration_x)."""
-        return aucs_by_kind(self.scores_by_kind(normal_x)[1], self.scores_by_kind(synthetic_x)[1])
-
     def choose_score(self, aucs: dict[str, float]) -> str:
         """model.score=auto: take the score with the highest validation AUC (ties and NaN keep
         the paper's norm; no AUCs, e.g. without calibration patches: the norm); any other setting

@@ -4,7 +4,7 @@
 
 For every run folder (config.yaml + model.pt) it draws the calibration set of the run's own
 data again with dataset.n_calibration = 400, 1000, 2000 and 4000 (the run's random stream for
-calibration windows), takes the run's threshold rule (the alternation.threshold_quantile of
+calibration windows), takes the run's threshold rule (the operating_point.quantile of
 the calibration scores, with the exported detector's score), and prints the threshold, the two
 largest calibration scores, F1 on the run's test set, the false alarms among its held-out
 normals, and the largest held-out normal score. The network is the trained
@@ -18,19 +18,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf, open_dict
 from torchmetrics.functional.classification import binary_f1_score
 
-from rdcae.detect import load_detector
-from rdcae.report import find_run_folders
+from rdcae.config import upgrade
+from rdcae.inference import load_detector
+from rdcae.metrics import QuantileThreshold
+from rdcae.paper.report import find_run_folders
 from rdcae.train import build
 
 SIZES = (400, 1000, 2000, 4000)
 
 
 def evaluate(folder: Path) -> list[str]:
-    cfg = OmegaConf.load(folder / "config.yaml")
+    cfg = upgrade(OmegaConf.load(folder / "config.yaml"))
     detector = load_detector(folder / "model.pt")
     cells = []
     for n in SIZES:
@@ -39,7 +40,9 @@ def evaluate(folder: Path) -> list[str]:
         with tempfile.TemporaryDirectory() as scratch:
             dm, _, _, _ = build(cfg, Path(scratch))
         calibration = detector.score(dm.calibration_x)
-        threshold = torch.quantile(calibration, float(cfg.alternation.threshold_quantile))
+        quantile = QuantileThreshold(float(cfg.operating_point.quantile))
+        quantile.update(calibration)
+        threshold = quantile.compute()
         test = detector.score(dm.test_x)
         flagged, defect = test > threshold, dm.test_y.bool()
         f1 = float(binary_f1_score(flagged.long(), dm.test_y))  # labels, not scores: torchmetrics would squash scores outside [0, 1]

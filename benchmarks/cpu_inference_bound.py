@@ -15,7 +15,8 @@ import torch
 import torch._inductor.config as inductor_config
 from torch.utils.flop_counter import FlopCounterMode
 
-from rdcae.model.network import ConvAutoencoder, reconstruction_error
+from rdcae.model.network import ConvAutoencoder, NetworkSpec
+from rdcae.model.score import reconstruction_error
 
 
 def per_second(fn, items: int, repeats: int = 5) -> float:
@@ -28,7 +29,7 @@ def per_second(fn, items: int, repeats: int = 5) -> float:
 
 def main() -> None:
     torch.manual_seed(0)
-    net = ConvAutoencoder(3, 32).eval().to(memory_format=torch.channels_last)
+    net = ConvAutoencoder(NetworkSpec(3, 32)).eval().to(memory_format=torch.channels_last)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.rand(1, 3, 32, 32))
     flops = counter.get_total_flops()

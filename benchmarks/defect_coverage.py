@@ -30,9 +30,10 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics.functional.classification import binary_f1_score
 
-from rdcae.detect import load_detector
-from rdcae.model.robust import auc
-from rdcae.report import find_run_folders, summarize
+from rdcae.config import upgrade
+from rdcae.inference import load_detector
+from rdcae.metrics import auc
+from rdcae.paper.report import find_run_folders, summarize
 from rdcae.train import build
 
 BINS = ((0.0, 0.01), (0.01, 0.05), (0.05, 0.25), (0.25, 1.01))
@@ -44,7 +45,7 @@ def label(low: float, high: float) -> str:
 
 
 def evaluate(folder: Path) -> dict:
-    cfg = OmegaConf.load(folder / "config.yaml")
+    cfg = upgrade(OmegaConf.load(folder / "config.yaml"))
     with tempfile.TemporaryDirectory() as scratch:
         dm, _, _, _ = build(cfg, Path(scratch))
         dm.setup()
@@ -82,7 +83,7 @@ def main(argv: list[str]) -> None:
         for folder in find_run_folders(root):
             if not (folder / "model.pt").is_file():
                 continue
-            cfg = OmegaConf.load(folder / "config.yaml")
+            cfg = upgrade(OmegaConf.load(folder / "config.yaml"))
             result = evaluate(folder)
             groups[f"{cfg.dataset.name} {cfg.dataset.get('fabric', '')} {root.name}"].append(result)
             print(folder, " | ".join(f"{k} {v}" for k, v in result.items()), flush=True)

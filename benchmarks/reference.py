@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import binary_auroc
 
-from rdcae.model.network import ConvAutoencoder, reconstruction_error
+from rdcae.model.network import ConvAutoencoder, NetworkSpec
 from rdcae.model.prox import prox_l21
+from rdcae.model.score import reconstruction_error
 
 
 class ReferenceLoop:
@@ -24,7 +25,7 @@ class ReferenceLoop:
         self.device = torch.device(device)
         self.X, self.synthetic = X.to(self.device), synthetic.to(self.device)  # (N, C, P, P), (N,) bool
         self.S = torch.zeros_like(self.X)
-        self.net = ConvAutoencoder(X.shape[1], X.shape[-1]).to(self.device)
+        self.net = ConvAutoencoder(NetworkSpec(X.shape[1], X.shape[-1])).to(self.device)
         self.net.fit_normalization(self.X)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
         self.lambda_, self.batch_size, self.chunk_size = lambda_, batch_size, chunk_size

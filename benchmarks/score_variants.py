@@ -14,7 +14,7 @@ afresh by the run's noise model, `DefectDataModule.validation_x`), and reports f
         of the run's own noise model (--noise <name>, repeatable; same random stream);
   real  AUC of the real defect tiles against the held-out normal test patches;
   F1    on the test set at the run's threshold rule applied to this score (the
-        alternation.threshold_quantile of the scores of all calibration patches).
+        operating_point.quantile of the scores of all calibration patches).
 
 Scores, all on the residual r = x − D(E(x)) of the exported network:
   norm      ‖r‖₂ over the patch (the paper's score, model.score=norm);
@@ -35,16 +35,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from rdcae.config import upgrade
 from rdcae.data.datamodule import VALIDATION_STREAM
-from rdcae.detect import load_detector
+from rdcae.inference import load_detector
+from rdcae.metrics import QuantileThreshold, auc
+from rdcae.model.score import anomaly_score
 from rdcae.noise import decorate
-from rdcae.model.network import anomaly_score
-from rdcae.model.robust import auc
-from rdcae.report import find_run_folders, read_overrides, summarize
+from rdcae.paper.report import find_run_folders, read_overrides, summarize
 from rdcae.train import build
 
 
@@ -67,7 +68,7 @@ def noise_model(name: str):
 
 
 def evaluate(folder: Path, extra_noise: dict) -> dict:
-    cfg = OmegaConf.load(folder / "config.yaml")
+    cfg = upgrade(OmegaConf.load(folder / "config.yaml"))
     with tempfile.TemporaryDirectory() as scratch:
         dm, _, _, _ = build(cfg, Path(scratch))
         dm.setup()
@@ -88,7 +89,9 @@ def evaluate(folder: Path, extra_noise: dict) -> dict:
     out = {}
     for name, fn in SCORES.items():
         scores = fn(test)
-        threshold = torch.quantile(fn(calibration), float(cfg.alternation.threshold_quantile))
+        quantile = QuantileThreshold(float(cfg.operating_point.quantile))
+        quantile.update(fn(calibration))
+        threshold = quantile.compute()
         flagged = scores > threshold
         tp, fp = int((flagged & labels).sum()), int((flagged & ~labels).sum())
         f1 = 2 * tp / (2 * tp + fp + int((~flagged & labels).sum()))

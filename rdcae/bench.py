@@ -23,13 +23,13 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torchmetrics.functional.classification import binary_auroc
 
 from rdcae.data.patches import build_patches
-from rdcae.detect import load_detector
-from rdcae.model.network import reconstruction_error
-from rdcae.model.robust import as_probability
-from rdcae.noise import decorate
+from rdcae.inference import load_detector
+from rdcae.metrics import auc
+from rdcae.model.alternation import Alternation
+from rdcae.model.score import reconstruction_error
+from rdcae.noise.decorate import decorate
 from rdcae.train import build, run
 
 REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference.py"
@@ -74,24 +74,35 @@ def peak_device_gib(device: torch.device) -> float | None:
 
 
 class EpochClock(L.Callback):
-    """Start time of every training epoch, and the duration of every block end."""
+    """Start time of every training epoch, and the duration of every block end: the clock and its
+    `stop` callback sit either side of the Alternation in the trainer's callbacks, whose epoch-end
+    hooks Lightning calls in that order."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.starts, self.block_ends = device, [], []
+    def __init__(self, device: torch.device, alternation: Alternation) -> None:
+        self.device, self.alternation, self.starts, self.block_ends = device, alternation, [], []
+        self._block_start = 0.0
+        clock = self
+
+        class Stop(L.Callback):
+            def on_train_epoch_end(self, trainer, module) -> None:
+                sync(clock.device)
+                if len(clock.alternation.history) > len(clock.block_ends):  # the Alternation ended a block
+                    clock.block_ends.append(time.perf_counter() - clock._block_start)
+
+        self.stop = Stop()
+
+    def around(self, callbacks: list) -> None:
+        """Put the clock just before the alternation and its stop just after."""
+        at = callbacks.index(self.alternation)
+        callbacks[at : at + 1] = [self, self.alternation, self.stop]
 
     def on_train_epoch_start(self, trainer, module) -> None:
         sync(self.device)
         self.starts.append(time.perf_counter())
 
-    def wrap(self, alternation) -> None:
-        end_block = alternation.end_block
-
-        def clocked(*args, **kwargs):
-            seconds, record = timed(lambda: end_block(*args, **kwargs), self.device)
-            self.block_ends.append(seconds)
-            return record
-
-        alternation.end_block = clocked
+    def on_train_epoch_end(self, trainer, module) -> None:
+        sync(self.device)
+        self._block_start = time.perf_counter()
 
 
 def with_overrides(cfg: DictConfig, **values) -> DictConfig:
@@ -113,9 +124,8 @@ def bench_epoch(cfg: DictConfig, device: torch.device, out: Path) -> dict:
     cfg = with_overrides(cfg, **{"alternation.block_epochs": epochs + 2, "alternation.max_blocks": 1, "alternation.warmup_blocks": 0,
                                  "alternation.start_fraction": None, "trainer.enable_progress_bar": False})
     datamodule, module, alternation, trainer = build(cfg, out)
-    clock = EpochClock(device)
-    clock.wrap(alternation)
-    trainer.callbacks.append(clock)
+    clock = EpochClock(device, alternation)
+    clock.around(trainer.callbacks)
     trainer.fit(module, datamodule=datamodule)
     gaps = [b - a for a, b in zip(clock.starts[1:-1], clock.starts[2:])]
     return {"epoch": median(gaps), "block_end": clock.block_ends[-1], "n_train": len(datamodule.train_x), "datamodule": datamodule}
@@ -151,7 +161,8 @@ def bench_reference_protocol(cfg: DictConfig, datamodule, device: torch.device) 
     seconds, result = timed(lambda: loop.fit(int(a.block_epochs), int(a.max_blocks), int(a.warmup_blocks), auc_target=1.0), device)
     x = datamodule.test_x.to(device)
     scores = reconstruction_error(x, loop.reconstruct(x))
-    result["test_auc"] = float(binary_auroc(as_probability(scores), datamodule.test_y.to(device)))
+    y = datamodule.test_y.to(device)
+    result["test_auc"] = auc(scores[y == 0], scores[y == 1])
     return {"fit": seconds, "net": loop.net, **result}
 
 
@@ -187,7 +198,8 @@ def bf16_auc_change(detector, datamodule) -> float:
     aucs = []
     for precision in ("fp32", "bf16"):
         detector.precision = precision
-        aucs.append(float(binary_auroc(as_probability(detector.score(datamodule.test_x)), y)))
+        scores = detector.score(datamodule.test_x)
+        aucs.append(auc(scores[y == 0], scores[y == 1]))
     detector.precision = "fp32"
     return abs(aucs[1] - aucs[0])
 

@@ -1,50 +1,119 @@
-"""Checks on the composed configuration, made before anything is built, naming the setting."""
+"""The run config, checked once before any work: `validate` builds the settings objects of every
+component (network spec, alternation, operating point, baselines) and refuses a bad value naming
+the setting; `check_resume` refuses a checkpoint made with other settings.
+
+λ has three spellings, each where it must: `lambda` in the config (the paper's name), `lambda_`
+in Python (a keyword there), and `s_lambda` in the block record (the λ an S-update used).
+"""
 
 from __future__ import annotations
 
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from rdcae.baselines import check_methods
+from rdcae.baselines.deep_svdd import DeepSVDDSettings
+from rdcae.data.patches import check_patch_settings
+from rdcae.errors import ConfigError
+from rdcae.model.alternation import AlternationSettings
+from rdcae.model.network import NetworkSpec
+from rdcae.model.score import AUTO, SCORES, check_score
+from rdcae.noise import noise_name
 
 
-class ConfigError(ValueError):
-    """A setting has a value the method cannot use."""
+@dataclass(frozen=True)
+class RunSettings:
+    network: NetworkSpec
+    alternation: AlternationSettings
+    threshold_quantile: float  # operating_point.quantile
+    baselines: tuple[str, ...]
+    deep_svdd: DeepSVDDSettings | None  # only when a Deep SVDD baseline runs
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig) -> RunSettings:
     def require(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
 
+    def build(factory, node: str, values: dict):
+        known = {f.name for f in fields(factory)}
+        unknown = sorted(set(values) - known)
+        missing = sorted(f.name for f in fields(factory) if f.name not in values and f.default is MISSING)
+        require(not unknown, f"{node}.{unknown[0] if unknown else ''}: unknown setting; {node} has {', '.join(sorted(known))}")
+        require(not missing, f"{node}: {', '.join(missing)} missing; {node} needs {', '.join(sorted(known))}")
+        try:
+            return factory(**values)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(str(error)) from None
+
     lambda_ = cfg["lambda"]
     require(isinstance(lambda_, (int, float)) and not isinstance(lambda_, bool), f"lambda={lambda_!r} must be a number")
     require(float(lambda_) > 0, f"lambda={cfg['lambda']} must be > 0: it weighs the ℓ2,1 norm of S (Eq. 7); the paper uses 1.6")
-    require(0 <= float(cfg.noise_ratio) < 100, f"noise_ratio={cfg.noise_ratio} must be a percentage in [0, 100): some training patches must stay normal (the paper uses 3 or 5)")
+    require(0 <= float(cfg.noise_ratio) < 100,
+            f"noise_ratio={cfg.noise_ratio} must be a percentage in [0, 100): some training patches must stay normal (the paper uses 3 or 5)")
     size = cfg.patch_size
-    require(isinstance(size, int) and size > 0 and size % 8 == 0, f"patch_size={size} must be a positive multiple of 8 (the network pools three times), e.g. 32 or 64")
+    require(isinstance(size, int) and size > 0 and size % 8 == 0,
+            f"patch_size={size} must be a positive multiple of 8 (the network pools three times), e.g. 32 or 64")
     require(cfg.channels in (1, 3), f"channels={cfg.channels} must be 1 (gray) or 3 (gray replicated / RGB)")
     require(int(cfg.model.batch_size) > 0, f"model.batch_size={cfg.model.batch_size} must be > 0")
     require(float(cfg.model.lr) > 0, f"model.lr={cfg.model.lr} must be > 0")
     require(isinstance(cfg.seed, int), f"seed={cfg.seed} must be an integer")
-    from rdcae.model.network import AUTO, SCORES, check_score
-
     try:
-        check_score(cfg.model.get("score", "norm"), cfg.model.get("score_width", 4), size, (*SCORES, AUTO))
+        check_score(cfg.model.score, cfg.model.score_width, size, (*SCORES, AUTO))
+        network = NetworkSpec.from_config(cfg)
+        check_patch_settings(cfg)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    start = cfg.alternation.get("start_fraction")
-    require(start is None or 0 <= float(start) <= 1,
-            f"alternation.start_fraction={start} must be in [0, 1] (the largest share of training errors above lambda at the first S-update), or null")
-    held = cfg.alternation.get("s_fraction")
-    require(held is None or 0 < float(held) < 1,
-            f"alternation.s_fraction={held} must be in (0, 1) (the share of training samples S holds after each S-update, "
-            "e.g. 0.03 for the 3 % synthetic defects), or null for the fixed lambda")
-    require(int(cfg.dataset.get("n_calibration") or 0) >= 0,
-            f"dataset.n_calibration={cfg.dataset.get('n_calibration')} must be >= 0 (0: the threshold comes from the normal training patches)")
-    from rdcae.baselines import check_methods, deep_svdd_settings  # imports scikit-learn: only when validating
-
-    # a typo fails now, not after an hours-long RDCAE run
-    if any(m.startswith("deep_svdd") for m in check_methods(cfg.get("baselines"))):
-        deep_svdd_settings(cfg)
+    quantile = cfg.operating_point.quantile
+    require(isinstance(quantile, (int, float)) and 0 < quantile < 1,
+            f"operating_point.quantile={quantile!r} must be in (0, 1): the share of normal patches scored below the threshold")
+    alternation = build(AlternationSettings, "alternation", OmegaConf.to_container(cfg.alternation, resolve=True))
+    baselines = tuple(check_methods(cfg.get("baselines")))
+    deep_svdd = None
+    if any(m.startswith("deep_svdd") for m in baselines):  # a typo fails now, not after an hours-long RDCAE run
+        deep_svdd = build(DeepSVDDSettings, "deep_svdd", OmegaConf.to_container(cfg.deep_svdd, resolve=True))
     if cfg.get("ckpt_path"):
         require(Path(cfg.ckpt_path).is_file(), f"ckpt_path={cfg.ckpt_path} does not exist; point it at a run's checkpoints/last.ckpt")
+    return RunSettings(network, alternation, float(quantile), baselines, deep_svdd)
+
+
+def upgrade(cfg: DictConfig) -> DictConfig:
+    """A run folder's config.yaml written by an earlier rdcae, in today's layout: the threshold's
+    quantile was alternation.threshold_quantile, noise nodes had no name, the embedded dataset was
+    called synthetic."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        if "operating_point" not in cfg:
+            cfg.operating_point = {"quantile": cfg.alternation.get("threshold_quantile", 0.999)}
+        cfg.alternation.pop("threshold_quantile", None)
+        if "name" not in cfg.noise:
+            cfg.noise.name = noise_name(cfg.noise)
+        if cfg.dataset.name == "synthetic":
+            cfg.dataset.name = "woven"
+    return cfg
+
+
+RESUME_KEYS = ("lambda", "seed", "patch_size", "channels", "noise_ratio", "noise", "dataset", "model")
+
+
+def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+    """A resumed run must continue the same run: S and the split only fit the settings that made them."""
+    def relevant(config: dict) -> dict:  # where the data lies may change, what it is may not
+        picked = {k: config.get(k) for k in RESUME_KEYS}
+        if isinstance(picked["dataset"], dict):
+            picked["dataset"] = {k: v for k, v in picked["dataset"].items() if k != "data_dir"}
+        return picked
+
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("config") or {}
+    if not saved:
+        return
+    before, now = relevant(saved), relevant(OmegaConf.to_container(cfg, resolve=True))
+    changed = [k for k in RESUME_KEYS if before[k] != now[k]]
+    if changed:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} was trained with other settings for {', '.join(changed)}; "
+            "resume with the overrides of the original run (its config.yaml lists them)"
+        )

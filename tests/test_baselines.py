@@ -8,17 +8,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, compose_config
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
 import rdcae.baselines as baselines
-from rdcae import figures
-from rdcae.baselines import METHODS, as_unit_interval, dcae_features, evaluate, run_baselines
+from rdcae.baselines import METHODS, dcae_features, run_baselines
 from rdcae.data.datamodule import DefectDataModule
-from rdcae.model.network import ConvAutoencoder, reconstruction_error
-
-from conftest import TINY, compose_config
+from rdcae.metrics import as_unit_interval, evaluate
+from rdcae.model.network import ConvAutoencoder, NetworkSpec
+from rdcae.model.score import reconstruction_error
+from rdcae.results import figures
 
 EPOCHS = 2
 SMALL_NET = ["model.filters=[8,16,16]", "model.latent_dim=32", "model.batch_size=128"]  # the same architecture, narrower: seconds on 2 cores
@@ -76,7 +77,7 @@ def test_dcae_threshold_is_the_quantile_of_its_normal_training_errors(tiny):
     dcae = scored["dcae"].model
     assert not dcae.robust and torch.all(dcae.S == 0)
     errors = dcae.score(dm.train_x)[~dm.train_synthetic.to(dcae.device)]
-    assert math.isclose(float(dcae.threshold), float(torch.quantile(errors, cfg.alternation.threshold_quantile)), rel_tol=1e-6)
+    assert math.isclose(float(dcae.threshold), float(torch.quantile(errors, cfg.operating_point.quantile)), rel_tol=1e-6)
     np.testing.assert_array_equal(scored["dcae"].decisions, scored["dcae"].scores > float(dcae.threshold))
 
 
@@ -85,7 +86,7 @@ def test_dcae_threshold_comes_from_the_calibration_patches_when_there_are_some(t
     dm = DefectDataModule(cfg, instantiate(cfg.noise), batch_size=int(cfg.model.batch_size))
     dm.setup("fit")
     dcae = baselines.train_dcae(cfg, dm, 1)
-    expected = torch.quantile(dcae.score(dm.calibration_x), cfg.alternation.threshold_quantile)
+    expected = torch.quantile(dcae.score(dm.calibration_x), cfg.operating_point.quantile)
     assert len(dm.calibration_x) == 60
     assert math.isclose(float(dcae.threshold), float(expected), rel_tol=1e-6)
 
@@ -108,7 +109,7 @@ def test_deep_svdd_network_has_no_bias_parameters(tiny, name):
 
 
 def test_bias_option_keeps_the_default_network_unchanged():
-    default, bias_free = ConvAutoencoder(channels=3, patch_size=32), ConvAutoencoder(channels=3, patch_size=32, bias=False)
+    default, bias_free = ConvAutoencoder(NetworkSpec(channels=3, patch_size=32)), ConvAutoencoder(NetworkSpec(channels=3, patch_size=32, bias=False))
     with_bias = set(default.state_dict())
     assert {k for k in with_bias if k.endswith(".bias")} == {f"encoder.{i}.bias" for i in (0, 3, 6, 10)} | {f"decoder.{i}.bias" for i in (0, 4, 7, 10)}
     assert set(bias_free.state_dict()) == {k for k in with_bias if not k.endswith(".bias")}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from conftest import CONF, TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from conftest import CONF, TINY
 from rdcae.bench import benchmark
 
 ROWS = {"prepare_patches", "synthetic_defects", "epoch", "block_end", "protocol", "inference_b1", "inference_b64"}

@@ -12,9 +12,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from rdcae.data import aitex, folder, ksdd2
-from rdcae.data.images import DataError, read_image, read_mask
+from rdcae.data.images import read_image, read_mask
 from rdcae.data.region import fabric_region
 from rdcae.data.sources import load_sources
+from rdcae.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 AITEX_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aitex"
@@ -187,8 +188,9 @@ def test_edge_margin_shrinks_the_fabric_only_next_to_bands():
 
 
 def test_aitex_edge_margin_leaves_out_patches_next_to_the_band(aitex_dir):
-    from rdcae.data.patches import build_patches
     from conftest import compose_config
+
+    from rdcae.data.patches import build_patches
 
     def build(margin):
         return build_patches(compose_config(["dataset=aitex", "fabric=00", f"data_dir={aitex_dir}", f"dataset.edge_margin={margin}", "cache_dir="]))
@@ -201,8 +203,10 @@ def test_aitex_edge_margin_leaves_out_patches_next_to_the_band(aitex_dir):
     summary = describe(compose_config(["dataset=aitex", "fabric=00"]), margin)
     assert "beyond dataset.edge_margin=96 px from a band" in summary and "the paper reports 46 (dataset.edge_margin=0" in summary
     assert "edge_margin" not in describe(compose_config(["dataset=aitex", "fabric=00", "dataset.edge_margin=0"]), plain)
-    with pytest.raises(ValueError, match="dataset.edge_margin=-1"):
-        build(-1)
+    from rdcae.data.patches import check_patch_settings
+
+    with pytest.raises(ConfigError, match="dataset.edge_margin=-1"):
+        check_patch_settings(compose_config(["dataset=aitex", "fabric=00", f"data_dir={aitex_dir}", "dataset.edge_margin=-1"]))
 
 
 def test_bright_spots_inside_fabric_stay_fabric():

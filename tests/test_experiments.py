@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONF, TINY, compose_config
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
-from conftest import CONF, TINY, compose_config
 from rdcae.baselines import METHODS
 from rdcae.train import run
 
@@ -135,7 +135,7 @@ def _one_job(experiment: str, pick: dict[str, str], tmp_path: Path):
     """The experiment's config for one of its jobs, shrunk and on the embedded synthetic fabric."""
     cfg = compose_with_hydra(f"experiment={experiment}")
     job = next(j for j in sweep_jobs(cfg) if all(j[k] == v for k, v in pick.items()))
-    cfg = compose_job(experiment, job, "dataset=synthetic", *SECONDS)
+    cfg = compose_job(experiment, job, "dataset=woven", *SECONDS)
     with open_dict(cfg):
         cfg.cache_dir = str(tmp_path / "cache")
     return cfg
@@ -168,7 +168,7 @@ def test_table4_job_runs_rdcae_and_every_baseline(tmp_path, one_thread):
 def test_joblib_multirun_of_an_experiment_writes_one_folder_per_job(tmp_path):
     sweep_dir = tmp_path / "sweep"
     out = subprocess.run(
-        [sys.executable, "-m", "rdcae.train", "-m", "experiment=table1", "dataset=synthetic", "fabric=03", "lambda=1.6", "seed=0,1",
+        [sys.executable, "-m", "rdcae.train", "-m", "experiment=table1", "dataset=woven", "fabric=03", "lambda=1.6", "seed=0,1",
          *SECONDS, f"hydra.sweep.dir={sweep_dir}", f"cache_dir={tmp_path / 'cache'}"],
         cwd=REPO, capture_output=True, text=True, timeout=300, env=ONE_THREAD_ENV,
     )

@@ -1,38 +1,39 @@
 import pytest
 import torch
 
-from rdcae.model.network import ConvAutoencoder, anomaly_score, reconstruction_error
+from rdcae.model.network import ConvAutoencoder, NetworkSpec
+from rdcae.model.score import anomaly_score, reconstruction_error
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("patch_size", [32, 64])
 def test_autoencoder_maps_patches_to_patches_through_a_256d_latent(channels, patch_size):
-    net = ConvAutoencoder(channels=channels, patch_size=patch_size)
+    net = ConvAutoencoder(NetworkSpec(channels=channels, patch_size=patch_size))
     x = torch.rand(5, channels, patch_size, patch_size)
     assert net.encode(x).shape == (5, 256)
     assert net(x).shape == x.shape
 
 
 def test_sigmoid_head_answers_in_the_pixel_range():
-    net = ConvAutoencoder(channels=1, patch_size=32, normalize=False, output="sigmoid")
+    net = ConvAutoencoder(NetworkSpec(channels=1, patch_size=32, normalize=False, output="sigmoid"))
     y = net(torch.rand(4, 1, 32, 32) * 10)
     assert y.min() >= 0 and y.max() <= 1
 
 
 def test_normalization_is_taken_from_the_training_set_and_kept_in_the_state_dict():
-    net = ConvAutoencoder(channels=3, patch_size=32)
+    net = ConvAutoencoder(NetworkSpec(channels=3, patch_size=32))
     x = 0.4 + 0.05 * torch.randn(64, 3, 32, 32)
     net.fit_normalization(x)
     state = net.state_dict()
     torch.testing.assert_close(state["pixel_mean"].flatten(), x.mean(dim=(0, 2, 3)))
     torch.testing.assert_close(state["pixel_std"].flatten(), x.std(dim=(0, 2, 3)))
-    other = ConvAutoencoder(channels=3, patch_size=32)
+    other = ConvAutoencoder(NetworkSpec(channels=3, patch_size=32))
     other.load_state_dict(state)
     torch.testing.assert_close(other(x[:4]), net(x[:4]))
 
 
 def test_encoder_has_the_three_lenet_style_modules_of_section_4_1():
-    net = ConvAutoencoder(channels=3, patch_size=32)
+    net = ConvAutoencoder(NetworkSpec(channels=3, patch_size=32))
     convs = [m for m in net.encoder if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [32, 64, 128]
     assert all(c.kernel_size == (5, 5) for c in convs)
@@ -42,7 +43,7 @@ def test_encoder_has_the_three_lenet_style_modules_of_section_4_1():
 
 def test_patch_size_not_divisible_by_8_is_rejected():
     with pytest.raises(ValueError, match="patch_size=36"):
-        ConvAutoencoder(channels=1, patch_size=36)
+        ConvAutoencoder(NetworkSpec(channels=1, patch_size=36))
 
 
 def test_reconstruction_error_is_the_l2_norm_per_patch():

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from rdcae.noise import (
     GaussianNoise,
@@ -170,14 +171,19 @@ def test_mixture_weights_must_name_its_models():
 
 @pytest.mark.parametrize("name, kinds", [("lines", {"lines"}), ("julia_lines", {"julia", "lines"})])
 def test_line_noise_configs_compose_and_the_report_names_them(name, kinds):
+    from conftest import compose_config
     from hydra.utils import instantiate
 
-    from conftest import compose_config
-    from rdcae.report import noise_name
+    from rdcae.noise import noise_name
 
     cfg = compose_config([f"noise={name}", "noise_ratio=5"])
     noise = instantiate(cfg.noise)
     assert (set(noise.names) if isinstance(noise, MixedNoise) else {"lines"} if isinstance(noise, LineNoise) else set()) == kinds
-    assert noise_name(cfg) == name
+    assert noise_name(cfg.noise) == name
+    unnamed = OmegaConf.to_container(cfg.noise)  # a config written before noise nodes had a name: named by its classes
+    unnamed.pop("name")
+    for model in unnamed.get("models", {}).values():
+        model.pop("name")
+    assert noise_name(unnamed) == name
     y, mask = noise(torch.full((20, 3, 32, 32), 0.5), torch.Generator().manual_seed(0))
     assert mask.any(dim=(1, 2)).all()

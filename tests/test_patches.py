@@ -7,12 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import compose_config
 
 import rdcae.data.patches as patches_module
 from rdcae.data.__main__ import main as data_main
-from rdcae.data.patches import build_patches, cache_key, prepare_patches, to_channels
-
-from conftest import compose_config
+from rdcae.data.patches import build_patches, cache_key, check_patch_settings, prepare_patches, to_channels
+from rdcae.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,8 @@ def test_every_defect_tile_knows_its_image(aitex_patches):
 
 
 def test_negative_calibration_count_is_rejected_naming_the_setting():
-    with pytest.raises(ValueError, match="dataset.n_calibration=-1"):
-        build_patches(compose_config(["dataset.n_calibration=-1", "cache_dir="]))
+    with pytest.raises(ConfigError, match="dataset.n_calibration=-1"):
+        check_patch_settings(compose_config(["dataset.n_calibration=-1", "cache_dir="]))
 
 
 def test_second_prepare_comes_from_the_cache(tmp_path, monkeypatch):

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CONF, TINY, compose_config
 from omegaconf import OmegaConf, open_dict
 
-from conftest import CONF, TINY, compose_config
-from rdcae import paper_results
-from rdcae.report import ReportError, build_report, detect_table, load_runs, main
+from rdcae.paper import tables as paper_results
+from rdcae.paper.report import ReportError, build_report, detect_table, load_runs, main
 
 REPO = CONF.parent
 PAPER = REPO.parent / "shared" / "paper" / "alpdemir2022-rdcae.txt"
@@ -98,7 +98,7 @@ def test_command_writes_markdown_and_csv_and_prints_the_table(sweep, tmp_path, c
 
 def test_per_defect_image_tables_average_each_image_over_seeds(sweep):
     report = build_report([sweep])
-    section = report.markdown.split("## Per defect image: dataset synthetic, λ 1.6,")[1].split("##")[0]
+    section = report.markdown.split("## Per defect image: dataset woven, λ 1.6,")[1].split("##")[0]
     assert "(2 seeds)" in section.splitlines()[0]
     by_lambda = {}
     for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
@@ -151,7 +151,7 @@ def test_paper_lookup_has_nothing_for_settings_the_paper_did_not_run():
     assert paper_results.lookup(1, "aitex", "03", "rdcae", {**fabric_03, "lambda": 2.0}) is None
     assert paper_results.lookup(1, "aitex", "03", "rdcae", {**fabric_03, "noise_ratio": 5}) is None
     assert paper_results.lookup(1, "aitex", "05", "rdcae", fabric_03) is None      # fabric 05 is in no table
-    assert paper_results.lookup(1, "synthetic", None, "rdcae", fabric_03) is None
+    assert paper_results.lookup(1, "woven", None, "rdcae", fabric_03) is None
     assert paper_results.lookup(2, "aitex", "03", "rdcae", {**fabric_03, "patch_size": 64}) is None   # 64 goes with λ 6.7
     assert paper_results.lookup(4, "aitex", "03", "deep_svdd_soft", fabric_03) is None
 

@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, TINY_TRAINING, compose_config, load_checkpoint
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rdcae.config import ConfigError
-from rdcae.detect import load_detector
+from rdcae.errors import ConfigError
+from rdcae.inference import load_detector
 from rdcae.train import build, run
-
-from conftest import TINY, TINY_TRAINING, compose_config, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,10 +62,10 @@ def test_without_calibration_patches_the_threshold_is_the_quantile_of_normal_tra
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
     errors = module.score(datamodule.train_x)[~datamodule.train_synthetic]
-    expected = torch.quantile(errors, cfg.alternation.threshold_quantile)
+    expected = torch.quantile(errors, cfg.operating_point.quantile)
     assert math.isclose(metrics["threshold"], float(expected), rel_tol=1e-5)
     above = int((errors > metrics["threshold"]).sum())
-    assert above <= max(1, math.ceil((1 - cfg.alternation.threshold_quantile) * len(errors)))
+    assert above <= max(1, math.ceil((1 - cfg.operating_point.quantile) * len(errors)))
 
 
 def test_per_defect_image_metrics_cover_every_defect_tile(tiny_run):
@@ -74,7 +73,7 @@ def test_per_defect_image_metrics_cover_every_defect_tile(tiny_run):
     rows = metrics["per_defect_image"]
     assert sum(r["tiles"] for r in rows) == metrics["patches"]["patches"]["test_defect"]
     assert sum(r["detected"] for r in rows) == metrics["test"]["tp"]
-    assert all(0 <= r["auc"] <= 1 and r["image"].startswith("synthetic://") for r in rows)
+    assert all(0 <= r["auc"] <= 1 and r["image"].startswith("woven://") for r in rows)
     assert (out / "figures" / "hardest_test_patches.png").stat().st_size > 1000
 
 
@@ -118,17 +117,15 @@ def test_the_held_out_synthetic_defects_decorate_the_first_calibration_patches_o
 
 def test_the_final_threshold_uses_every_calibration_patch_and_the_validation_auc_the_decorated_ones_clean(tmp_path, monkeypatch):
     import rdcae.data.datamodule as datamodule_module
-    import rdcae.model.alternation as alternation_module
-    from rdcae.model.robust import auc
+    from rdcae.metrics import auc
 
     monkeypatch.setattr(datamodule_module, "VALIDATION_SIZE", 20)
-    monkeypatch.setattr(alternation_module, "VALIDATION_SIZE", 20)
     cfg = compose_config(TINY + ["alternation.max_blocks=2", "figures=false"], tmp_path)
     metrics = run(cfg, tmp_path)
     datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
     load_checkpoint(module, tmp_path / "checkpoints" / "last.ckpt")
     calibration = module.score(datamodule.calibration_x)  # all 60
-    assert metrics["threshold"] == pytest.approx(float(torch.quantile(calibration, cfg.alternation.threshold_quantile)), rel=1e-5)
+    assert metrics["threshold"] == pytest.approx(float(torch.quantile(calibration, cfg.operating_point.quantile)), rel=1e-5)
     assert metrics["validation_auc"] == pytest.approx(auc(calibration[:20], module.score(datamodule.validation_x)), abs=1e-6)
 
 
@@ -161,7 +158,7 @@ def test_strip_score_sets_the_threshold_and_travels_with_the_exported_model(tmp_
     assert module.hparams.score == "strip" and module.hparams.score_width == 2
     errors, scores = module.error_and_score(datamodule.calibration_x)
     assert (scores < errors).all()  # a strip holds part of the residual only
-    assert math.isclose(metrics["threshold"], float(torch.quantile(scores, cfg.alternation.threshold_quantile)), rel_tol=1e-5)
+    assert math.isclose(metrics["threshold"], float(torch.quantile(scores, cfg.operating_point.quantile)), rel_tol=1e-5)
     assert metrics["history"][-1]["calibration_error_mean"] == pytest.approx(float(errors.mean()), rel=1e-5)  # still ‖x − x̂‖₂
     detector = load_detector(tmp_path / "model.pt")
     assert (detector.score_kind, detector.score_width) == ("strip", 2)
@@ -179,17 +176,18 @@ def test_auto_score_takes_the_score_with_the_higher_validation_auc_everywhere(tm
     datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
     load_checkpoint(module, tmp_path / "checkpoints" / "last.ckpt")
     assert module.score_kind == best  # the choice survives in the checkpoint
-    assert math.isclose(metrics["threshold"], float(torch.quantile(module.score(datamodule.calibration_x), cfg.alternation.threshold_quantile)), rel_tol=1e-5)
+    assert math.isclose(metrics["threshold"], float(torch.quantile(module.score(datamodule.calibration_x), cfg.operating_point.quantile)), rel_tol=1e-5)
     detector = load_detector(tmp_path / "model.pt")
     assert detector.score_kind == best
     torch.testing.assert_close(detector.score(datamodule.test_x), module.score(datamodule.test_x))
 
 
 def test_auto_score_prefers_the_strip_for_line_defects_and_the_norm_on_ties():
-    from rdcae.model.robust import RobustAutoencoder, aucs_by_kind
+    from rdcae.metrics import aucs_by_kind
+    from rdcae.model.robust import RobustAutoencoder
     from rdcae.noise import LineNoise
 
-    module = RobustAutoencoder(n_train=1, channels=1, patch_size=32, score="auto")
+    module = RobustAutoencoder(n_train=1, network={"channels": 1, "patch_size": 32}, score="auto")
     module.reconstruct = lambda x: torch.full_like(x, 0.5)  # a network that answers the mean patch
     g = torch.Generator().manual_seed(0)
     normal = 0.5 + 0.05 * torch.randn(300, 1, 32, 32, generator=g)
@@ -199,7 +197,7 @@ def test_auto_score_prefers_the_strip_for_line_defects_and_the_norm_on_ties():
     assert module.choose_score(aucs) == "strip" and module.score_kind == "strip"
     assert module.choose_score({"norm": 0.8, "strip": 0.8}) == "norm"
     assert module.choose_score({"norm": math.nan, "strip": math.nan}) == "norm"
-    fixed = RobustAutoencoder(n_train=1, channels=1, patch_size=32, score="norm")
+    fixed = RobustAutoencoder(n_train=1, network={"channels": 1, "patch_size": 32}, score="norm")
     assert fixed.choose_score({"norm": 0.5, "strip": 0.9}) == "norm"  # only auto chooses
 
 
@@ -288,9 +286,9 @@ def test_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_pa
     module.load_state_dict(state)
     datamodule.setup()
     assert datamodule.calibration_x.shape[0] == 80
-    expected = torch.quantile(module.score(datamodule.calibration_x), cfg.alternation.threshold_quantile)
+    expected = torch.quantile(module.score(datamodule.calibration_x), cfg.operating_point.quantile)
     assert math.isclose(metrics["threshold"], float(expected), rel_tol=1e-5)
-    training = torch.quantile(module.score(datamodule.train_x)[~datamodule.train_synthetic], cfg.alternation.threshold_quantile)
+    training = torch.quantile(module.score(datamodule.train_x)[~datamodule.train_synthetic], cfg.operating_point.quantile)
     assert not math.isclose(metrics["threshold"], float(training), rel_tol=1e-3)
     assert not math.isnan(metrics["history"][-1]["calibration_error_mean"])
 
@@ -388,7 +386,7 @@ def _write_layout(root: Path, kind: str) -> Path:
     """Synthetic fabric saved in the MVTec-style (`folder`) or KolektorSDD2 layout."""
     from PIL import Image
 
-    from rdcae.data.synthetic import generate
+    from rdcae.data.woven import generate
 
     sources = generate(seed=1, n_normal_images=2, n_defect_images=2, height=96, width=192)
     for i, src in enumerate(sources):
@@ -472,10 +470,10 @@ def test_bf16_detector_scores_stay_close_to_fp32(tiny_run):
 
 
 def test_auc_target_one_never_stops_even_when_float_rounding_puts_the_auc_above_one(tmp_path, monkeypatch):
-    import rdcae.model.robust as robust
+    import rdcae.metrics.classification as classification
 
     # a perfect separation summed in float32 can come out one rounding step above 1
-    monkeypatch.setattr(robust, "binary_auroc", lambda *args, **kwargs: torch.tensor(1.0000001, dtype=torch.float32))
+    monkeypatch.setattr(classification, "binary_auroc", lambda *args, **kwargs: torch.tensor(1.0000001, dtype=torch.float32))
     cfg = compose_config(TINY + ["alternation.block_epochs=1", "alternation.max_blocks=2", "alternation.auc_target=1.0", "figures=false"], tmp_path)
     metrics = run(cfg, tmp_path)
     assert metrics["blocks"] == 2 and "max_blocks" in metrics["stop_reason"]

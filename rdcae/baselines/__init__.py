@@ -2,7 +2,7 @@
 
     metrics = run_baselines(cfg, datamodule, epochs, methods, output_dir=None, writer=None, reference=None)
 
-cfg          the composed run config (model, trainer, seed, alternation.threshold_quantile; an optional
+cfg          the composed run config (model, trainer, seed, operating_point.quantile; an optional
              `deep_svdd:` block with the Deep SVDD settings)
 datamodule   the set-up DefectDataModule of the run: trained on train_x, scored on test_x against test_y
 epochs       training epochs of DCAE and of each Deep SVDD phase; the paper uses the epochs RDCAE needed
@@ -15,7 +15,7 @@ returns      {method: {"auc": float|None, "f1": float|None, "accuracy": float|No
              JSON-able; AUC is None when the test set has only one class; epochs is None for the
              scikit-learn methods (they read the DCAE's epochs).
 
-`score_methods` gives the raw test scores and decisions of each method, `evaluate` the metrics of a score vector.
+`score_methods` gives the raw test scores and decisions of each method; rdcae.metrics.evaluate the metrics of a score vector.
 
 The methods:
   dcae            the same autoencoder without S (model.robust=false), scored as RDCAE is (model.score;
@@ -27,13 +27,13 @@ The methods:
   iforest_lrep    scikit-learn IsolationForest (defaults, random_state=seed) on the latent
   iforest_aere    ... on the reconstruction error
 Decisions (for F1 and accuracy): DCAE and one-class Deep SVDD flag scores above the
-alternation.threshold_quantile of their normal calibration (or training) scores, as RDCAE does; soft-boundary Deep
+operating_point.quantile of their normal calibration (or training) scores, as RDCAE does; soft-boundary Deep
 SVDD flags patches outside the sphere; OC-SVM and Isolation Forest their own predict() == −1.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +44,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
-from torchmetrics.functional.classification import binary_accuracy, binary_auroc, binary_f1_score, binary_roc
+from torchmetrics.functional.classification import binary_roc
 
-from rdcae import figures
 from rdcae.baselines.deep_svdd import DeepSVDD, DeepSVDDSettings, train_deep_svdd
-from rdcae.config import ConfigError
-from rdcae.model.network import map_in_chunks
-from rdcae.model.robust import RobustAutoencoder, aucs_by_kind, detection_threshold
-from rdcae.paper_results import METHOD_LABELS
+from rdcae.errors import ConfigError
+from rdcae.metrics import as_unit_interval, aucs_by_kind, detection_threshold, evaluate
+from rdcae.model.network import NetworkSpec, map_in_chunks
+from rdcae.model.robust import RobustAutoencoder
+from rdcae.paper.tables import METHOD_LABELS
+from rdcae.results import figures
 
 METHODS = ("dcae", "deep_svdd", "deep_svdd_soft", "ocsvm_lrep", "ocsvm_aere", "iforest_lrep", "iforest_aere")
 
@@ -134,27 +135,6 @@ def score_methods(cfg: DictConfig, datamodule, epochs: int, methods) -> dict[str
     return results
 
 
-# --- the metrics of Table 4 --------------------------------------------------------------------
-
-
-def as_unit_interval(scores) -> torch.Tensor:
-    """Scores of any sign mapped monotonically into [0, 1) by their rank: equal scores stay equal and no
-    new ties appear (a sigmoid saturates), so torchmetrics gets probabilities with the same ROC."""
-    values, rank = np.unique(np.asarray(_numpy(scores), dtype=np.float64), return_inverse=True)
-    return torch.from_numpy(rank.reshape(-1).astype(np.float64) / len(values))
-
-
-def evaluate(scores, labels, decisions=None) -> dict[str, float | None]:
-    """AUC of the scores, F1 and accuracy of the decisions (1 = defect); None where undefined."""
-    labels = torch.as_tensor(_numpy(labels)).long()
-    both = bool((labels == 0).any()) and bool((labels == 1).any())
-    out: dict[str, float | None] = {"auc": float(binary_auroc(as_unit_interval(scores), labels)) if both else None}
-    if decisions is None:
-        return out | {"f1": None, "accuracy": None}
-    pred = torch.as_tensor(_numpy(decisions)).long()
-    return out | {"f1": float(binary_f1_score(pred, labels)), "accuracy": float(binary_accuracy(pred, labels))}
-
-
 # --- the methods ------------------------------------------------------------------------------
 
 
@@ -175,27 +155,17 @@ def train_dcae(cfg: DictConfig, datamodule, epochs: int) -> RobustAutoencoder:
         if len(datamodule.validation_x):  # model.score=auto chooses by the held-out synthetic defects
             module.choose_score(aucs_by_kind(calibration, module.scores_by_kind(datamodule.validation_x)[1]))
         calibration_scores = calibration[module.score_kind]
-    module.threshold.fill_(detection_threshold(module.score, datamodule, float(cfg.alternation.threshold_quantile),
+    module.threshold.fill_(detection_threshold(module.score, datamodule, float(cfg.operating_point.quantile),
                                                calibration_scores=calibration_scores))
     return module
-
-
-def deep_svdd_settings(cfg: DictConfig) -> DeepSVDDSettings:
-    """The run config's `deep_svdd:` block, checked (rdcae.config.validate calls this before training)."""
-    given = OmegaConf.to_container(cfg.deep_svdd, resolve=True)
-    known = {f.name for f in fields(DeepSVDDSettings)}
-    if set(given) != known:
-        raise ConfigError(f"deep_svdd: has {sorted(given)}; a Deep SVDD block needs exactly {sorted(known)}")
-    return DeepSVDDSettings(**given)
 
 
 def deep_svdd(cfg: DictConfig, datamodule, epochs: int, objective: str) -> Scored:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     m = cfg.model
     module = DeepSVDD(
-        channels=int(cfg.channels), patch_size=int(cfg.patch_size), filters=tuple(m.filters), latent_dim=int(m.latent_dim),
-        negative_slope=float(m.negative_slope), normalize=bool(m.normalize), output=str(m.output),
-        ae_lr=float(m.lr), ae_weight_decay=float(m.weight_decay), objective=objective, settings=deep_svdd_settings(cfg), epochs=epochs,
+        NetworkSpec.from_config(cfg, bias=False), ae_lr=float(m.lr), ae_weight_decay=float(m.weight_decay), objective=objective,
+        settings=DeepSVDDSettings(**OmegaConf.to_container(cfg.deep_svdd, resolve=True)), epochs=epochs,
         channels_last=bool(m.channels_last),
     )
     module.net.fit_normalization(datamodule.train_x)
@@ -204,7 +174,7 @@ def deep_svdd(cfg: DictConfig, datamodule, epochs: int, objective: str) -> Score
     if module.soft:
         decisions = scores > 0  # outside the sphere
     else:
-        threshold = detection_threshold(module.score, datamodule, float(cfg.alternation.threshold_quantile))
+        threshold = detection_threshold(module.score, datamodule, float(cfg.operating_point.quantile))
         decisions = scores > threshold
     return Scored(_numpy(scores), _numpy(decisions).astype(bool), epochs, module)
 
@@ -233,4 +203,4 @@ def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-__all__ = ["METHODS", "Scored", "as_unit_interval", "check_methods", "dcae_features", "evaluate", "run_baselines", "score_methods"]
+__all__ = ["METHODS", "Scored", "check_methods", "dcae_features", "run_baselines", "score_methods"]

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from rdcae.model.network import ConvAutoencoder, map_in_chunks
+from rdcae.model.network import ConvAutoencoder, NetworkSpec, map_in_chunks
 
 
 @dataclass
@@ -45,13 +45,7 @@ class DeepSVDD(L.LightningModule):
 
     def __init__(
         self,
-        channels: int,
-        patch_size: int,
-        filters: tuple[int, ...],
-        latent_dim: int,
-        negative_slope: float,
-        normalize: bool,
-        output: str,
+        spec: NetworkSpec,
         ae_lr: float,
         ae_weight_decay: float,
         settings: DeepSVDDSettings,
@@ -65,13 +59,11 @@ class DeepSVDD(L.LightningModule):
             raise ValueError(f"objective={objective!r}: choose 'one-class' or 'soft-boundary'")
         self.objective, self.settings = objective, settings
         self.ae_lr, self.ae_weight_decay, self.epochs, self.chunk_size = ae_lr, ae_weight_decay, epochs, chunk_size
-        self.net = ConvAutoencoder(
-            channels, patch_size, tuple(filters), latent_dim, negative_slope=negative_slope, bias=False, normalize=normalize, output=output
-        )
+        self.net = ConvAutoencoder(spec)  # bias-free: spec.bias=False
         self.channels_last = channels_last
         if channels_last:  # the layout of RobustAutoencoder (and of the DataModule's batches)
             self.net.to(memory_format=torch.channels_last)
-        self.register_buffer("c", torch.zeros(latent_dim))  # (latent_dim,)
+        self.register_buffer("c", torch.zeros(spec.latent_dim))  # (latent_dim,)
         self.register_buffer("R", torch.tensor(0.0))
         self.phase = "pretrain"
         self._dist: torch.Tensor | None = None

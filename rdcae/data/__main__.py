@@ -13,8 +13,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from rdcae.config import validate
-from rdcae.data.patches import PatchSet, prepare_patches
+from rdcae.data.patches import PatchSet, check_patch_settings, prepare_patches
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 USAGE = "usage: python -m rdcae.data summary [dataset=aitex fabric=03 data_dir=/path/to/AITEX patch_size=32 ...]"
@@ -80,7 +79,7 @@ def main(argv: list[str]) -> int:
         return 2
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=argv[1:])
-    validate(cfg)
+    check_patch_settings(cfg)
     patches = prepare_patches(cfg)
     print(describe(cfg, patches))
     out = Path("outputs") / "data_summary"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from rdcae.data.patches import PatchSet, prepare_patches, to_channels
-from rdcae.noise import decorate
+from rdcae.noise.decorate import decorate
 
 VALIDATION_STREAM = 1_000_003  # + seed: the generator of the held-out synthetic defects
 VALIDATION_SIZE = 1000  # calibration patches decorated for them: enough for an AUC, cheap to score every block
@@ -64,8 +64,9 @@ class DefectDataModule(L.LightningDataModule):
       test_x (M, C, P, P), test_y (M,) — 0 held-out normal, 1 real defect;
       calibration_x (Q, C, P, P) — normal patches for the threshold only (Q = 0 when the
         dataset has none: the threshold then comes from the normal training patches);
-      validation_x (V, C, P, P) — the first VALIDATION_SIZE calibration patches with fresh synthetic
-        defects, for the validation AUC (V = 0 without calibration patches or with noise=none).
+      validation_normal_x (min(Q, VALIDATION_SIZE), C, P, P) — the first calibration patches, clean;
+      validation_x (V, C, P, P) — the same patches with fresh synthetic defects, for the validation
+        AUC against validation_normal_x (V = 0 without calibration patches or with noise=none).
     These stay on the CPU; `on_device` keeps one copy of each set on the training device,
     where the batches are cut (channels_last, the layout the convolutions run fastest in).
     """
@@ -94,11 +95,14 @@ class DefectDataModule(L.LightningDataModule):
         # Held-out synthetic defects: calibration patches decorated afresh by the run's noise
         # model, on a random stream of their own. Against the clean calibration patches they give
         # an AUC that involves no real defect and no patch the network trained on.
-        decorated, changed = decorate(self.calibration_x[:VALIDATION_SIZE], 100.0, self.noise, torch.Generator().manual_seed(VALIDATION_STREAM + int(cfg.seed)))
+        self.validation_normal_x = self.calibration_x[:VALIDATION_SIZE]
+        generator = torch.Generator().manual_seed(VALIDATION_STREAM + int(cfg.seed))
+        decorated, changed = decorate(self.validation_normal_x, 100.0, self.noise, generator)
         self.validation_x = decorated[changed]
 
     def on_device(self, name: str, device: torch.device | str) -> torch.Tensor:
-        """`train_x`, `train_synthetic`, `test_x`, `test_y`, `calibration_x` or `validation_x` on `device`, copied there once."""
+        """`train_x`, `train_synthetic`, `test_x`, `test_y`, `calibration_x`, `validation_normal_x` or `validation_x`
+        on `device`, copied there once."""
         device = torch.device(device)
         key = (name, device)
         if key not in self._resident:

@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rdcae.errors import DataError
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-class DataError(ValueError):
-    """A dataset file exists but cannot be used as it is."""
 
 
 def _decode(path: str | Path) -> Image.Image:

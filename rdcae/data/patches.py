@@ -4,9 +4,10 @@
   images, then split `train_fraction` / rest into train and test;
 - calibration patches: `n_calibration` further windows of the defect-free images, drawn with
   their own random stream (the `n_normal` windows stay the paper's); never trained on, they
-  set the detection threshold (rdcae.model.robust.detection_threshold);
+  set the detection threshold (rdcae.metrics.threshold);
 - real defect patches (test only): the defect images tiled into non-overlapping windows from
-  the image origin; a tile is a defect when its mask has defect pixels (`defect_rule`);
+  the image origin (rdcae.data.tiling, which keeps each tile's position); a tile is a defect
+  when its mask has defect pixels (`defect_rule`);
 - normal windows must lie entirely on fabric (`rdcae.data.region`); defect tiles must have
   defect pixels on fabric. `edge_margin` (pixels, default 0) shrinks the fabric away from the
   bands, which leaves AITEX's selvedge strip out of every set.
@@ -27,10 +28,12 @@ from omegaconf import OmegaConf
 from rdcae.data.images import IMAGE_SUFFIXES
 from rdcae.data.region import fabric_region
 from rdcae.data.sources import SourceImage, load_sources
+from rdcae.data.tiling import crop, grid
+from rdcae.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: calibration patches
+CACHE_VERSION = 3  # 2: calibration patches; 3: defect tile positions
 
 # Real defect patches the paper reports per dataset (section 5.2), printed beside ours.
 PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34, "aitex/06": 10}
@@ -47,12 +50,15 @@ class PatchSet:
     stats: dict = field(default_factory=dict)
     calibration_normal: np.ndarray | None = None  # (Q, C, P, P); None: no calibration patches
     test_defect_source: np.ndarray | None = None  # (K,) index into stats["defect_images"]; None: unknown (-1)
+    test_defect_position: np.ndarray | None = None  # (K, 2) top-left (y, x) of each tile in its image; None: unknown (-1)
 
     def __post_init__(self) -> None:
         if self.calibration_normal is None:
             self.calibration_normal = np.zeros((0, *self.train_normal.shape[1:]), dtype=np.uint8)
         if self.test_defect_source is None:
             self.test_defect_source = np.full(len(self.test_defect), -1, dtype=np.int32)
+        if self.test_defect_position is None:
+            self.test_defect_position = np.full((len(self.test_defect), 2), -1, dtype=np.int64)
 
 
 def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
@@ -72,13 +78,6 @@ def _window_ok(allowed: np.ndarray, size: int) -> np.ndarray:
     bad = np.pad((~allowed).astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
     count = bad[size:, size:] - bad[:-size, size:] - bad[size:, :-size] + bad[:-size, :-size]
     return count == 0
-
-
-def _crop(image: np.ndarray, y: np.ndarray, x: np.ndarray, size: int) -> np.ndarray:
-    """(N, C, P, P) windows of an (H, W, C) image at top-left corners (y, x)."""
-    rows = y[:, None] + np.arange(size)  # (N, P)
-    cols = x[:, None] + np.arange(size)
-    return image[rows[:, :, None], cols[:, None, :]].transpose(0, 3, 1, 2)
 
 
 def normal_positions(
@@ -117,7 +116,7 @@ def draw_windows(sources: list[SourceImage], positions: list[np.ndarray], n: int
     for i in np.unique(image_of):
         pick = image_of == i
         yx = positions[i][flat[pick] - (counts[:i].sum())]
-        patches[pick] = _crop(sources[i].image, yx[:, 0], yx[:, 1], size)
+        patches[pick] = crop(sources[i].image, yx, size)
     return patches
 
 
@@ -126,10 +125,8 @@ def tile_defect_patches(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Non-overlapping P×P tiles from the origin of each defect image; keep the defective ones.
     Returns the tiles (K, C, P, P), their masks (K, P, P), the index of each tile's image in
-    `sources` (K,), and counts."""
-    if rule not in ("any", "fraction"):
-        raise ValueError(f"dataset.defect_rule={rule!r}: choose 'any' or 'fraction'")
-    patches, masks, origin, excluded, all_zero = [], [], [], 0, []
+    `sources` (K,), their top-left corners (K, 2), and counts."""
+    patches, masks, origin, corners, excluded, all_zero = [], [], [], [], 0, []
     for index, src in enumerate(sources):
         h, w = src.image.shape[:2]
         th, tw = h // size, w // size
@@ -147,15 +144,17 @@ def tile_defect_patches(
             on_fabric = (src.mask & fabric_region(src.image, edge_margin))[: th * size, : tw * size].reshape(th, size, tw, size).any(axis=(1, 3))
             excluded += int((defective & ~on_fabric).sum())
             defective &= on_fabric
-        ty, tx = np.nonzero(defective)
-        patches.append(_crop(src.image, ty * size, tx * size, size))
-        masks.append(mask[ty, :, tx, :])
-        origin.append(np.full(len(ty), index, dtype=np.int32))
+        yx = grid(h, w, size)[defective.ravel()]  # the grid runs row by row, as defective does
+        patches.append(crop(src.image, yx, size))
+        masks.append(crop(src.mask[..., None], yx, size)[:, 0])
+        origin.append(np.full(len(yx), index, dtype=np.int32))
+        corners.append(yx)
     channels = sources[0].image.shape[2] if sources else 1
     patches = np.concatenate(patches) if patches else np.zeros((0, channels, size, size), np.uint8)
     masks = np.concatenate(masks) if masks else np.zeros((0, size, size), bool)
     origin = np.concatenate(origin) if origin else np.zeros(0, np.int32)
-    return patches, masks, origin, {"defect_tiles_excluded": excluded, "defect_images_without_defect_pixels": all_zero}
+    corners = np.concatenate(corners) if corners else np.zeros((0, 2), np.int64)
+    return patches, masks, origin, corners, {"defect_tiles_excluded": excluded, "defect_images_without_defect_pixels": all_zero}
 
 
 def _display_name(path: str, data_dir: str | None) -> str:
@@ -178,23 +177,32 @@ def cache_key(cfg) -> str:
     """Everything that changes the patches: the dataset node, patch size, seed and the source files."""
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     payload = {"version": CACHE_VERSION, "dataset": dataset, "patch_size": cfg.patch_size, "seed": cfg.seed,
-               "files": _source_fingerprint(dataset.get("data_dir") if dataset.get("name") != "synthetic" else None)}
+               "files": _source_fingerprint(dataset.get("data_dir") if dataset.get("name") != "woven" else None)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def check_patch_settings(cfg) -> None:
+    """Refuse, naming the setting, what `build_patches` cannot cut (rdcae.config calls this before any work)."""
+    ds, size = cfg.dataset, cfg.patch_size
+    checks = [
+        (isinstance(size, int) and size > 0 and size % 8 == 0, f"patch_size={size} must be a positive multiple of 8"),
+        (0 < ds.train_fraction < 1, f"dataset.train_fraction={ds.train_fraction} must be in (0, 1)"),
+        (int(ds.get("n_calibration") or 0) >= 0,
+         f"dataset.n_calibration={ds.get('n_calibration')} must be >= 0 (0: the threshold comes from the normal training patches)"),
+        (int(ds.get("edge_margin") or 0) >= 0,
+         f"dataset.edge_margin={ds.get('edge_margin')} must be >= 0 pixels (0: all fabric next to the bands is used)"),
+        (ds.defect_rule in ("any", "fraction"), f"dataset.defect_rule={ds.defect_rule!r}: choose 'any' or 'fraction'"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
 def build_patches(cfg) -> PatchSet:
-    """Read the sources and cut the patches (no cache)."""
+    """Read the sources and cut the patches (no cache; the settings checked by `check_patch_settings`)."""
     ds, size = cfg.dataset, int(cfg.patch_size)
-    if size <= 0 or size % 8:
-        raise ValueError(f"patch_size={size} must be a positive multiple of 8")
-    if not 0 < ds.train_fraction < 1:
-        raise ValueError(f"dataset.train_fraction={ds.train_fraction} must be in (0, 1)")
     n_calibration = int(ds.get("n_calibration") or 0)
-    if n_calibration < 0:
-        raise ValueError(f"dataset.n_calibration={n_calibration} must be >= 0 (0: threshold on the training normals)")
     edge_margin = int(ds.get("edge_margin") or 0)
-    if edge_margin < 0:
-        raise ValueError(f"dataset.edge_margin={edge_margin} must be >= 0 pixels (0: all fabric next to the bands is used)")
     sources = load_sources(ds)
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
@@ -214,7 +222,7 @@ def build_patches(cfg) -> PatchSet:
     normal_patches = draw_windows(normal, positions, int(ds.n_normal), size, rng)
     n_train = int(round(ds.train_fraction * len(normal_patches)))
     order = rng.permutation(len(normal_patches))
-    defect_patches, defect_masks, defect_source, defect_stats = tile_defect_patches(
+    defect_patches, defect_masks, defect_source, defect_position, defect_stats = tile_defect_patches(
         defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background, edge_margin
     )
     stats.update(defect_stats)
@@ -239,6 +247,7 @@ def build_patches(cfg) -> PatchSet:
         stats=stats,
         calibration_normal=calibration,
         test_defect_source=defect_source,
+        test_defect_position=defect_position,
     )
 
 
@@ -251,7 +260,7 @@ def prepare_patches(cfg) -> PatchSet:
         try:
             with np.load(path) as f:
                 patchset = PatchSet(f["train_normal"], f["test_normal"], f["test_defect"], f["test_defect_mask"], json.loads(str(f["stats"])),
-                                    f["calibration_normal"], f["test_defect_source"])
+                                    f["calibration_normal"], f["test_defect_source"], f["test_defect_position"])
             log.info("patches loaded from cache %s", path)
             return patchset
         except (OSError, KeyError, ValueError) as err:
@@ -261,7 +270,7 @@ def prepare_patches(cfg) -> PatchSet:
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
     np.savez(tmp, train_normal=patchset.train_normal, test_normal=patchset.test_normal, test_defect=patchset.test_defect,
              test_defect_mask=patchset.test_defect_mask, stats=json.dumps(patchset.stats), calibration_normal=patchset.calibration_normal,
-             test_defect_source=patchset.test_defect_source)
+             test_defect_source=patchset.test_defect_source, test_defect_position=patchset.test_defect_position)
     os.replace(tmp, path)
     log.info("patches cached in %s", path)
     return patchset

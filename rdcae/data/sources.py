@@ -1,6 +1,6 @@
 """Source images: what every dataset adapter hands to the patch sampler.
 
-An adapter turns a dataset on disk (or the embedded synthetic generator) into a list of
+An adapter turns a dataset on disk (or the embedded woven-fabric generator) into a list of
 `SourceImage`s. Everything after that — patch sampling, background exclusion, the split,
 caching — is the same for every dataset and lives in `rdcae.data.patches`.
 """
@@ -50,7 +50,7 @@ class SourceImage:
 # dataset name -> "module:function"; each function takes the `dataset` config node and
 # returns list[SourceImage].
 ADAPTERS = {
-    "synthetic": "rdcae.data.synthetic:load",
+    "woven": "rdcae.data.woven:load",
     "aitex": "rdcae.data.aitex:load",
     "ksdd2": "rdcae.data.ksdd2:load",
     "folder": "rdcae.data.folder:load",

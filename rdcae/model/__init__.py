@@ -1,7 +1,4 @@
-"""The network, the ℓ2,1 prox, the robust LightningModule and its alternation."""
-
-from rdcae.model.network import ConvAutoencoder
-from rdcae.model.prox import prox_l21
-from rdcae.model.robust import RobustAutoencoder
-
-__all__ = ["ConvAutoencoder", "RobustAutoencoder", "prox_l21"]
+"""The method of section 4: the network and its spec (network.py), the anomaly score of a residual
+(score.py), the ℓ2,1 prox (prox.py), the robust LightningModule (robust.py) and the alternation of
+Algorithm 2 (alternation.py). Import from the file: this package imports nothing, so that the
+network and the score load without Lightning (rdcae.inference)."""

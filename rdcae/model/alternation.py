@@ -7,11 +7,11 @@ Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
   2. scores the training set (model.score; by default ‖x − D(E(x))‖₂) and computes the AUC
      of synthetic defects vs normals                              (line 10),
   3. records threshold = quantile_q(errors of normal patches: the calibration patches when the
-     dataset has them, else the normal training samples; rdcae.model.robust.detection_threshold;
-     before the block that ends training, from the first VALIDATION_SIZE calibration patches),
+     dataset has them, else the normal training samples; rdcae.metrics.threshold; before the
+     block that ends training, an estimate from the clean validation patches alone),
   4. stops training when the AUC exceeds `auc_target`             (lines 11–12),
   5. records the validation AUC: calibration patches with fresh synthetic defects against the
-     same patches clean, a measure of detection that uses no real defect and no patch the
+     same patches clean (the DataModule's validation_x and validation_normal_x), a measure of detection that uses no real defect and no patch the
      network trained on (the train AUC scores synthetic defects the network and S have seen),
 and logs one TensorBoard point per block. The trainer's max_epochs is
 block_epochs × max_blocks, the upper limit of line 4.
@@ -42,9 +42,45 @@ from dataclasses import asdict, dataclass, field
 import lightning as L
 import torch
 
-from rdcae.data.datamodule import VALIDATION_SIZE
+from rdcae.metrics import auc, aucs_by_kind, detection_threshold
+from rdcae.metrics.threshold import threshold_source
 from rdcae.model.network import chunk_size_for
-from rdcae.model.robust import RobustAutoencoder, auc, aucs_by_kind, detection_threshold
+from rdcae.model.robust import RobustAutoencoder
+
+
+@dataclass(frozen=True)
+class AlternationSettings:
+    """The `alternation:` config node (defaults and their meaning in conf/train.yaml), checked once
+    by rdcae.config before any work."""
+
+    block_epochs: int = 20
+    max_blocks: int = 30
+    auc_target: float = 0.999
+    warmup_blocks: int = 0
+    start_fraction: float | None = None
+    s_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("block_epochs", "max_blocks", "warmup_blocks"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"alternation.{name}={value!r} must be an integer")
+        if self.block_epochs < 1 or self.max_blocks < 1:
+            raise ValueError(f"alternation.block_epochs={self.block_epochs} and alternation.max_blocks={self.max_blocks} must be >= 1")
+        if not 0 <= self.warmup_blocks < self.max_blocks:
+            raise ValueError(f"alternation.warmup_blocks={self.warmup_blocks} must be in [0, max_blocks={self.max_blocks})")
+        if not 0 < self.auc_target <= 1:
+            raise ValueError(f"alternation.auc_target={self.auc_target} must be in (0, 1]")
+        if self.start_fraction is not None and not 0 <= self.start_fraction <= 1:
+            raise ValueError(f"alternation.start_fraction={self.start_fraction} must be in [0, 1] (the largest share of training "
+                             "errors above lambda at the first S-update), or null to start after warmup_blocks")
+        if self.s_fraction is not None and not 0 < self.s_fraction < 1:
+            raise ValueError(f"alternation.s_fraction={self.s_fraction} must be in (0, 1) (the share of training samples S holds after "
+                             "each S-update, e.g. 0.03 for the 3 % synthetic defects), or null for the fixed lambda")
+
+    @property
+    def max_epochs(self) -> int:
+        return self.block_epochs * self.max_blocks
 
 
 @dataclass
@@ -68,32 +104,24 @@ class BlockRecord:
 
 
 class Alternation(L.Callback):
-    def __init__(
-        self, block_epochs: int = 20, max_blocks: int = 30, auc_target: float = 0.999, threshold_quantile: float = 0.999, warmup_blocks: int = 0,
-        start_fraction: float | None = None, s_fraction: float | None = None,
-    ) -> None:
-        if block_epochs < 1 or max_blocks < 1:
-            raise ValueError(f"alternation.block_epochs={block_epochs} and alternation.max_blocks={max_blocks} must be >= 1")
-        if not 0 <= warmup_blocks < max_blocks:
-            raise ValueError(f"alternation.warmup_blocks={warmup_blocks} must be in [0, max_blocks={max_blocks})")
-        if not 0 < auc_target <= 1:
-            raise ValueError(f"alternation.auc_target={auc_target} must be in (0, 1]")
-        if not 0 < threshold_quantile < 1:
-            raise ValueError(f"alternation.threshold_quantile={threshold_quantile} must be in (0, 1)")
-        if start_fraction is not None and not 0 <= start_fraction <= 1:
-            raise ValueError(f"alternation.start_fraction={start_fraction} must be in [0, 1], or null to start after warmup_blocks")
-        if s_fraction is not None and not 0 < s_fraction < 1:
-            raise ValueError(f"alternation.s_fraction={s_fraction} must be in (0, 1), or null for the fixed lambda")
-        self.s_fraction = s_fraction
-        self.block_epochs, self.max_blocks = block_epochs, max_blocks
-        self.auc_target, self.threshold_quantile = auc_target, threshold_quantile
-        self.warmup_blocks, self.start_fraction = warmup_blocks, start_fraction
+    """settings: the checked `alternation:` node; threshold_quantile: operating_point.quantile."""
+
+    def __init__(self, settings: AlternationSettings, threshold_quantile: float = 0.999) -> None:
+        self.settings = settings
+        self.block_epochs, self.max_blocks = settings.block_epochs, settings.max_blocks
+        self.auc_target, self.threshold_quantile = settings.auc_target, threshold_quantile
+        self.warmup_blocks, self.start_fraction, self.s_fraction = settings.warmup_blocks, settings.start_fraction, settings.s_fraction
         self.history: list[BlockRecord] = []
         self.stop_reason = ""
+        self.threshold_from = ""
 
     @property
     def max_epochs(self) -> int:
-        return self.block_epochs * self.max_blocks
+        return self.settings.max_epochs
+
+    def ends_training(self, block: int, train_auc: float) -> bool:
+        """The stop rule (Algorithm 2, lines 4 and 11–12): the train AUC above its target, or the last block."""
+        return train_auc > self.auc_target or block >= self.max_blocks
 
     @property
     def blocks(self) -> int:
@@ -118,12 +146,14 @@ class Alternation(L.Callback):
         if epoch % self.block_epochs:
             return
         record = self.end_block(trainer, module, block, epoch, float(loss) if loss is not None else math.nan)
+        if not self.ends_training(block, record.train_auc):
+            return
         if record.train_auc > self.auc_target:
             self.stop_reason = f"train AUC {record.train_auc:.4f} > auc_target {self.auc_target} after block {block}"
             if module.robust and not self.s_started:
                 self.stop_reason += " (before the S-updates started)"
             trainer.should_stop = True
-        elif block >= self.max_blocks:
+        else:
             self.stop_reason = f"max_blocks={self.max_blocks} reached (train AUC {record.train_auc:.4f})"
             if module.robust and not self.s_started:
                 self.stop_reason += (
@@ -136,9 +166,9 @@ class Alternation(L.Callback):
         dm = trainer.datamodule
         X, synthetic = dm.on_device("train_x", module.device), dm.on_device("train_synthetic", module.device)
         calibration, validation = dm.on_device("calibration_x", module.device), dm.on_device("validation_x", module.device)
-        # The held-out synthetic defects against the same calibration patches clean (the first
-        # VALIDATION_SIZE); one reconstruction of each gives the validation AUC of every score.
-        head = calibration[:VALIDATION_SIZE]
+        # The held-out synthetic defects against the same calibration patches clean; one
+        # reconstruction of each gives the validation AUC of every score.
+        head = dm.on_device("validation_normal_x", module.device)
         head_errors, head_by_kind = module.scores_by_kind(head) if len(head) else (None, {})
         validation_by_kind = module.scores_by_kind(validation)[1] if len(head) and len(validation) else {}
         validation_aucs = aucs_by_kind(head_by_kind, validation_by_kind)
@@ -157,13 +187,14 @@ class Alternation(L.Callback):
         normal_errors = errors[~synthetic]
         train_auc = auc(scores[~synthetic], scores[synthetic])
         # The threshold from every calibration patch at the block that ends training; before it, an
-        # estimate from the first VALIDATION_SIZE, so that a block end stays cheap on a CPU.
-        if len(calibration) > len(head) and (block >= self.max_blocks or train_auc > self.auc_target):
+        # estimate from the clean validation patches, so that a block end stays cheap on a CPU.
+        if len(calibration) > len(head) and self.ends_training(block, train_auc):
             # in the detector's chunks: 4,000 patches in one forward pass would need ~2 GiB on a CPU
             calibration_errors, calibration_scores = module.error_and_score(calibration, chunk_size_for(module.device))
         else:
             calibration_errors, calibration_scores = head_errors, head_by_kind.get(module.score_kind)
         module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))
+        self.threshold_from = threshold_source(dm)
         norms = module.S.flatten(1).norm(dim=1)
         record = BlockRecord(
             block=block,
@@ -196,8 +227,9 @@ class Alternation(L.Callback):
         raise FloatingPointError(f"{what}; {resume}. Try a lower model.lr or a larger lambda.")
 
     def state_dict(self) -> dict:
-        return {"history": [asdict(r) for r in self.history], "stop_reason": self.stop_reason}
+        return {"history": [asdict(r) for r in self.history], "stop_reason": self.stop_reason, "threshold_from": self.threshold_from}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = [BlockRecord(**r) for r in state_dict["history"]]
         self.stop_reason = state_dict["stop_reason"]
+        self.threshold_from = state_dict.get("threshold_from", "")

@@ -1,10 +1,52 @@
-"""The convolutional autoencoder of section 4.1: a LeNet-style encoder and its mirror."""
+"""The convolutional autoencoder of section 4.1: a LeNet-style encoder and its mirror, and the
+spec that describes its shape, saved with the weights and rebuilt from them."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
+
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The shape of a ConvAutoencoder: what a checkpoint, a detector file and an ONNX graph need to
+    rebuild it. Built from the model config once (rdcae.config), then passed around."""
+
+    channels: int = 3
+    patch_size: int = 32
+    filters: tuple[int, ...] = (32, 64, 128)
+    latent_dim: int = 256
+    kernel_size: int = 5
+    negative_slope: float = 0.01
+    bias: bool = True
+    normalize: bool = True
+    output: str = "linear"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
+        if self.output not in ("linear", "sigmoid"):
+            raise ValueError(f"model.output={self.output!r}: choose 'linear' or 'sigmoid'")
+        if self.patch_size % 2 ** len(self.filters):
+            raise ValueError(f"patch_size={self.patch_size} must be divisible by {2 ** len(self.filters)} (one 2x pooling per filter)")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "NetworkSpec":
+        """A spec from its saved dict; keys added since the file was written keep their defaults."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def from_config(cls, cfg, **changes) -> "NetworkSpec":
+        """The spec a run config asks for: channels and patch_size at the top level, the rest under model."""
+        m = cfg.model
+        return cls(**{"channels": int(cfg.channels), "patch_size": int(cfg.patch_size), "filters": tuple(m.filters),
+                      "latent_dim": int(m.latent_dim), "negative_slope": float(m.negative_slope), "normalize": bool(m.normalize),
+                      "output": str(m.output), **changes})
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "filters": list(self.filters)}
 
 
 class ConvAutoencoder(nn.Module):
@@ -19,27 +61,15 @@ class ConvAutoencoder(nn.Module):
     of steps. output: "linear" (with normalize) or "sigmoid" (pixels in [0, 1]).
     """
 
-    def __init__(
-        self,
-        channels: int = 3,
-        patch_size: int = 32,
-        filters: tuple[int, ...] = (32, 64, 128),
-        latent_dim: int = 256,
-        kernel_size: int = 5,
-        negative_slope: float = 0.01,
-        bias: bool = True,
-        normalize: bool = True,
-        output: str = "linear",
-    ) -> None:
+    def __init__(self, spec: NetworkSpec = NetworkSpec()) -> None:
         super().__init__()
-        if output not in ("linear", "sigmoid"):
-            raise ValueError(f"model.output={output!r}: choose 'linear' or 'sigmoid'")
-        self.normalize, self.output = normalize, output
+        self.spec = spec
+        channels, patch_size, filters, latent_dim = spec.channels, spec.patch_size, spec.filters, spec.latent_dim
+        kernel_size, negative_slope, bias, output = spec.kernel_size, spec.negative_slope, spec.bias, spec.output
+        self.normalize, self.output = spec.normalize, output
         self.register_buffer("pixel_mean", torch.full((1, channels, 1, 1), 0.5))
         self.register_buffer("pixel_std", torch.full((1, channels, 1, 1), 0.25))
         depth = len(filters)
-        if patch_size % (2**depth):
-            raise ValueError(f"patch_size={patch_size} must be divisible by {2**depth}")
         self.channels, self.patch_size, self.latent_dim = channels, patch_size, latent_dim
         self._bottom = (filters[-1], patch_size // 2**depth, patch_size // 2**depth)
         pad = kernel_size // 2
@@ -103,38 +133,3 @@ def map_in_chunks(fn, x: torch.Tensor, device: torch.device, chunk_size: int, ch
     the network's memory layout; the results concatenated along the first axis."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
     return torch.cat([fn(chunk.to(device).contiguous(memory_format=layout)) for chunk in x.split(chunk_size)] or [fn(x.to(device))])
-
-
-def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """The score of a patch: ‖x − D(E(x))‖₂ over all its pixels and channels. (N,) from (N, C, P, P)."""
-    return (x - x_hat).flatten(1).norm(dim=1)
-
-
-SCORES = ("norm", "strip")
-AUTO = "auto"  # model.score=auto: the score of SCORES that ranks held-out synthetic defects best (RobustAutoencoder.choose_score)
-
-
-def check_score(kind: str, width, patch_size: int, choices: tuple[str, ...] = SCORES) -> None:
-    """Raise ValueError naming model.score / model.score_width when they cannot score a P×P patch."""
-    if kind not in choices:
-        raise ValueError(f"model.score={kind!r}: choose one of {', '.join(choices)} (norm: ‖x − x̂‖₂ over the patch, the paper's score)")
-    if not (isinstance(width, int) and not isinstance(width, bool) and 1 <= width <= patch_size):
-        raise ValueError(f"model.score_width={width!r} must be an integer between 1 and patch_size={patch_size} (the rows or columns of a strip)")
-
-
-def anomaly_score(x: torch.Tensor, x_hat: torch.Tensor, kind: str = "norm", width: int = 4) -> torch.Tensor:
-    """The anomaly score of each patch from its residual r = x − x̂. (N,) from (N, C, P, P).
-
-    norm   ‖r‖₂ over the whole patch (the paper's score, `reconstruction_error`).
-    strip  ‖r‖₂ over the patch's worst strip: `width` consecutive rows or `width` consecutive
-           columns, all channels. A thin defect along the weft or the warp (a broken pick, a
-           broken end) puts its whole residual in one strip, where the patch-wide norm adds the
-           texture residual of every other pixel to it. Always ≤ norm; equal when width = P.
-    """
-    check_score(kind, width, x.shape[-1])
-    if kind == "norm":
-        return reconstruction_error(x, x_hat)
-    energy = (x - x_hat).float().pow(2).sum(1)  # (N, P, P)
-    lines = torch.stack([energy.sum(2), energy.sum(1)], 1)  # (N, 2, P): energy per row, per column
-    strips = F.avg_pool1d(lines, width, stride=1) * width  # energy of every run of `width` rows / columns
-    return strips.flatten(1).amax(1).sqrt()

@@ -15,82 +15,35 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryStatScores
-from torchmetrics.functional.classification import binary_auroc
 
-from rdcae.model.network import AUTO, SCORES, ConvAutoencoder, anomaly_score, check_score, map_in_chunks, reconstruction_error
+from rdcae.metrics import as_probability
+from rdcae.model.network import ConvAutoencoder, NetworkSpec, map_in_chunks
 from rdcae.model.prox import prox_l21
-
-
-def as_probability(scores: torch.Tensor) -> torch.Tensor:
-    """Map errors in [0, ∞) monotonically into [0, 1) so torchmetrics does not apply a sigmoid
-    (which saturates at float precision for errors above ~17 and would create ties)."""
-    return scores / (1 + scores)
-
-
-def auc(normal: torch.Tensor, defect: torch.Tensor) -> float:
-    """AUC of defect scores against normal scores; NaN when either set is empty. Clamped at 1:
-    float32 summation can put a perfect AUC a rounding step above it, which would pass auc_target=1.0."""
-    if not len(normal) or not len(defect):
-        return math.nan
-    labels = torch.cat([torch.zeros(len(normal)), torch.ones(len(defect))]).long().to(normal.device)
-    return min(1.0, float(binary_auroc(as_probability(torch.cat([normal, defect])), labels)))
-
-
-def aucs_by_kind(normal: dict[str, torch.Tensor], synthetic: dict[str, torch.Tensor]) -> dict[str, float]:
-    """The validation AUC of every score kind, from {kind: scores} of normal and synthetic patches."""
-    return {kind: auc(normal[kind], synthetic[kind]) for kind in synthetic}
-
-
-def normal_quantile(scores: torch.Tensor, synthetic: torch.Tensor, q: float) -> torch.Tensor:
-    """The q-quantile of the scores of the normal (not synthetic) training samples."""
-    return torch.quantile(scores[~synthetic.to(scores.device)], q)
-
-
-def detection_threshold(
-    score, datamodule, q: float, train_scores: torch.Tensor | None = None, calibration_scores: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The q-quantile of the scores of normal patches the model was not trained on, the
-    datamodule's calibration patches; without them (dataset.n_calibration=0, the paper), of the
-    normal training patches. A network that has memorised its training patches scores them
-    lower than unseen normal patches, so the training quantile flags unseen normals.
-    `score` maps (N, C, P, P) to (N,); `train_scores` and `calibration_scores`, when given, save
-    scoring those sets again."""
-    if len(datamodule.calibration_x):
-        return torch.quantile(score(datamodule.calibration_x) if calibration_scores is None else calibration_scores, q)
-    if train_scores is None:
-        train_scores = score(datamodule.train_x)
-    return normal_quantile(train_scores, datamodule.train_synthetic, q)
+from rdcae.model.score import AUTO, SCORES, anomaly_score, reconstruction_error
 
 
 class RobustAutoencoder(L.LightningModule):
+    """network: the NetworkSpec as a dict (hyperparameters stay plain data in the checkpoint);
+    the other arguments are the model config's (rdcae.config checks them)."""
+
     def __init__(
         self,
         n_train: int,
-        channels: int = 3,
-        patch_size: int = 32,
+        network: dict | None = None,
         lambda_: float = 1.6,
         robust: bool = True,
         lr: float = 1e-3,
         weight_decay: float = 1e-6,
-        filters: tuple[int, ...] = (32, 64, 128),
-        latent_dim: int = 256,
-        negative_slope: float = 0.01,
-        normalize: bool = True,
-        output: str = "linear",
         chunk_size: int = 4096,
         channels_last: bool = True,
         score: str = "norm",
         score_width: int = 4,
     ) -> None:
         super().__init__()
-        if lambda_ <= 0:
-            raise ValueError(f"lambda={lambda_} must be > 0 (it is the ℓ2,1 penalty weight of Eq. 7)")
-        check_score(score, score_width, patch_size, (*SCORES, AUTO))
         self.save_hyperparameters()
         self.score_kind = "norm" if score == AUTO else score  # auto: replaced by choose_score
-        self.net = ConvAutoencoder(
-            channels, patch_size, tuple(filters), latent_dim, negative_slope=negative_slope, normalize=normalize, output=output
-        )
+        self.net = ConvAutoencoder(NetworkSpec.from_dict(network or {}))
+        channels, patch_size = self.net.spec.channels, self.net.spec.patch_size
         if channels_last:  # NHWC: the layout oneDNN and cuDNN run these 5×5 convolutions fastest in
             self.net.to(memory_format=torch.channels_last)
         self.register_buffer("S", torch.zeros(n_train, channels, patch_size, patch_size))  # (N, C, P, P)
@@ -107,11 +60,9 @@ class RobustAutoencoder(L.LightningModule):
         `robust` overrides model.robust (the DCAE baseline)."""
         m = cfg.model
         module = cls(
-            n_train=len(train_x), channels=int(cfg.channels), patch_size=int(cfg.patch_size), lambda_=float(cfg["lambda"]),
+            n_train=len(train_x), network=NetworkSpec.from_config(cfg).to_dict(), lambda_=float(cfg["lambda"]),
             robust=bool(m.robust) if robust is None else robust, lr=float(m.lr), weight_decay=float(m.weight_decay),
-            filters=tuple(m.filters), latent_dim=int(m.latent_dim), negative_slope=float(m.negative_slope),
-            normalize=bool(m.normalize), output=str(m.output), channels_last=bool(m.channels_last),
-            score=str(m.get("score", "norm")), score_width=int(m.get("score_width", 4)),
+            channels_last=bool(m.channels_last), score=str(m.score), score_width=int(m.score_width),
         )
         module.net.fit_normalization(train_x)
         return module

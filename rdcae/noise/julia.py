@@ -113,7 +113,9 @@ class JuliaNoise:
         max_iter: int = 255,
         mask_level: float = 0.1,
         contrast: tuple[float, float] | None = (2.0, 4.0),
+        name: str = "julia",
     ) -> None:
+        self.name = name
         unknown = set(shapes) - set(SHAPES)
         if unknown:
             raise ValueError(f"noise.shapes: unknown {sorted(unknown)}; choose from {SHAPES}")

@@ -23,7 +23,9 @@ class LineNoise:
         length: tuple[float, float] = (0.5, 1.0),
         contrast: tuple[float, float] = (1.0, 3.0),
         orientations: tuple[str, ...] = ORIENTATIONS,
+        name: str = "lines",
     ) -> None:
+        self.name = name
         unknown = set(orientations) - set(ORIENTATIONS)
         if unknown or not orientations:
             raise ValueError(f"noise.orientations: unknown or empty {sorted(unknown) or list(orientations)}; choose from {ORIENTATIONS}")

@@ -1,30 +1,30 @@
-"""The exported detector: network weights, threshold and config in a file that loads with weights_only=True."""
+"""The detector file (model.pt): the network spec and weights, the anomaly score, the threshold and
+the run's config, as plain tensors and dicts that load with weights_only=True; and the Detector
+rebuilt from it. Needs torch, not the training stack (no Lightning, no Hydra)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from rdcae.model.network import ConvAutoencoder, anomaly_score, chunk_size_for, map_in_chunks
+from rdcae.model.network import ConvAutoencoder, NetworkSpec, chunk_size_for, map_in_chunks
+from rdcae.model.score import anomaly_score
 
 FORMAT = "rdcae-detector/1"
 
 
-def export(module, cfg, path: str | Path) -> Path:
-    """Write the trained network, its threshold and the resolved config (plain tensors and dicts only)."""
-    hp = module.hparams
+def save_detector(path: str | Path, net: ConvAutoencoder, threshold: float, score: str, score_width: int, config: dict) -> Path:
+    """Write a trained network, its score (model.score=auto: the one chosen), its threshold and the
+    resolved run config."""
     payload = {
         "format": FORMAT,
-        "network": {"channels": hp.channels, "patch_size": hp.patch_size, "filters": list(hp.filters),
-                    "latent_dim": hp.latent_dim, "negative_slope": hp.negative_slope, "normalize": hp.normalize,
-                    "output": hp.output},
-        "score": {"kind": module.score_kind, "width": hp.get("score_width", 4)},  # model.score=auto: the score chosen
-        "state_dict": {k: v.detach().cpu() for k, v in module.net.state_dict().items()},
-        "threshold": float(module.threshold),
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "network": net.spec.to_dict(),
+        "score": {"kind": score, "width": score_width},
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "threshold": float(threshold),
+        "config": config,
     }
     path = Path(path)
     torch.save(payload, path)
@@ -68,9 +68,7 @@ def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32")
     payload = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an rdcae detector file (expected format {FORMAT!r})")
-    spec = payload["network"]
-    net = ConvAutoencoder(spec["channels"], spec["patch_size"], tuple(spec["filters"]), spec["latent_dim"],
-                         negative_slope=spec["negative_slope"], normalize=spec["normalize"], output=spec["output"])
+    net = ConvAutoencoder(NetworkSpec.from_dict(payload["network"]))
     net.load_state_dict(payload["state_dict"])
     score = payload.get("score", {"kind": "norm", "width": 4})  # files written before model.score existed: the norm
     return Detector(net.eval(), payload["threshold"], payload["config"], precision=precision,

@@ -1,4 +1,4 @@
-"""Embedded synthetic fabric: woven gray textures with real-looking defects and exact masks.
+"""The embedded woven fabric: woven gray textures with real-looking defects and exact masks.
 
 Lets every command run on a fresh machine with nothing downloaded. One call draws one fabric
 type (weave, yarn spacing, brightness, contrast, noise: what an AITEX fabric code fixes) and
@@ -618,7 +618,7 @@ def generate(
     # each image has its own stream, so image n is the same whatever the counts asked for
     for n in range(n_normal_images):
         image, _, _ = fabric_image(np.random.default_rng([seed, 0, n]), fabric, height, width)
-        images.append(SourceImage(f"synthetic://{weave}/normal_{n:03d}", image, "normal", None, weave))
+        images.append(SourceImage(f"woven://{weave}/normal_{n:03d}", image, "normal", None, weave))
     deck, shuffler = [], np.random.default_rng([seed, 2])
     for n in range(n_defect_images):
         rng = np.random.default_rng([seed, 1, n])
@@ -627,13 +627,13 @@ def generate(
             deck += [str(k) for k in shuffler.permutation(kinds)]
         chosen, deck = tuple(deck[:count]), deck[count:]
         image, _, mask = fabric_image(rng, fabric, height, width, chosen)
-        path = f"synthetic://{weave}/defect_{n:03d}_{'+'.join(chosen)}"
+        path = f"woven://{weave}/defect_{n:03d}_{'+'.join(chosen)}"
         images.append(SourceImage(path, image, "defect", mask, weave))
     return images
 
 
 def load(dataset_cfg) -> list[SourceImage]:
-    """The `synthetic` adapter: `generate` from the keys of the `dataset` config node
+    """The `woven` adapter: `generate` from the keys of the `dataset` config node
     (seed, weave, n_normal_images, n_defect_images, height, width; optional defect_kinds)."""
     kinds = dataset_cfg.get("defect_kinds", None) if hasattr(dataset_cfg, "get") else None
     return generate(

@@ -1,11 +1,11 @@
-"""The embedded synthetic fabric dataset: woven texture, real-looking defects, exact masks."""
+"""The embedded woven fabric dataset: woven texture, real-looking defects, exact masks."""
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from rdcae.data.sources import load_sources
-from rdcae.data.synthetic import (
+from rdcae.data.woven import (
     DEFECT_KINDS,
     MASK_LEVEL,
     WEAVES,
@@ -55,7 +55,7 @@ def test_images_are_gray_uint8_of_the_requested_size_with_roles_group_and_path(w
     for s in images:
         assert s.image.shape == (64, 256, 1) and s.image.dtype == np.uint8
         assert s.group == weave
-        assert s.path.startswith(f"synthetic://{weave}/{s.role}_")
+        assert s.path.startswith(f"woven://{weave}/{s.role}_")
 
 
 def test_every_defect_image_has_a_non_empty_mask_and_normal_images_have_none():
@@ -142,7 +142,7 @@ def test_no_saturated_or_empty_band_anywhere():
 
 def test_load_reads_the_dataset_config_node():
     cfg = OmegaConf.create(
-        {"name": "synthetic", "seed": 4, "weave": "plain", "n_normal_images": 1, "n_defect_images": 2,
+        {"name": "woven", "seed": 4, "weave": "plain", "n_normal_images": 1, "n_defect_images": 2,
          "height": 64, "width": 128}
     )
     loaded, direct = load_sources(cfg), generate(4, 1, 2, 64, 128, "plain")

@@ -3,6 +3,8 @@ reconstruction error against SSIM (Figure 5) and the ROC curves of all methods (
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,6 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
+from torchmetrics.functional.classification import binary_roc  # noqa: E402
+
+from rdcae.metrics import as_probability  # noqa: E402
 
 
 def _tile(x: torch.Tensor, gap: int = 2) -> np.ndarray:
@@ -176,3 +181,61 @@ def error_ssim_figure(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+@torch.no_grad()
+def write_run_figures(module, dm, writer, output_dir: Path, step: int, auc: float, k: int = 8) -> None:
+    """The figures of a trained run (a RobustAutoencoder on its DefectDataModule) as PNG in output_dir/figures
+    and in TensorBoard (`writer`, a SummaryWriter): Figure 4 (X / L / S for training and test patches), the
+    ROC curve, the score histogram, the hardest test patches and Figure 5."""
+    fig_dir = output_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    kind, width = module.score_kind, module.hparams.get("score_width", 4)
+    what = "error ‖x − x̂‖₂" if kind == "norm" else f"score ({kind}, width {width})"
+
+    def save(fig, name: str) -> None:
+        fig.savefig(fig_dir / f"{name}.png", dpi=110)
+        writer.add_figure(name, fig, global_step=step)
+
+    synthetic = dm.train_synthetic
+    train = {}
+    for group, idx in (("normal", (~synthetic).nonzero()[:k, 0]), ("synthetic defects", synthetic.nonzero()[:k, 0])):
+        if len(idx):
+            x, s = dm.train_x[idx], module.S[idx].cpu()
+            train[group] = {"X": x, "L = X − S": x - s, "S": s}
+    save(xls_figure(train, "training patches: X = L + S"), "fig4a_train_xls")
+
+    test_reconstruction = module.reconstruct(dm.test_x).cpu()  # one pass over each set serves every figure
+    test_scores = module.score_residual(dm.test_x, test_reconstruction)
+    test_pred = module.decide(test_scores.to(module.device)).cpu()
+    test = {}
+    for group, label in (("normal (held out)", 0), ("real defects", 1)):
+        idx = (dm.test_y == label).nonzero()[:k, 0]
+        if len(idx):
+            x, r = dm.test_x[idx], test_reconstruction[idx]
+            test[group] = {"X": x, "R = D(E(X))": r, "|X − R|": x - r}
+    save(xls_figure(test, "test patches: reconstruction and residual"), "fig4b_test_xr")
+
+    if (dm.test_y == 1).any() and (dm.test_y == 0).any():
+        fpr, tpr, _ = binary_roc(as_probability(test_scores), dm.test_y)
+        pred = test_pred.bool()
+        positive = dm.test_y == 1
+        point = (float(pred[~positive].float().mean()), float(pred[positive].float().mean()))
+        save(roc_figure(fpr, tpr, auc, point, "test ROC: held-out normals vs real defects"), "roc_test")
+
+    train_reconstruction = module.reconstruct(dm.train_x).cpu()
+    train_scores = module.score_residual(dm.train_x, train_reconstruction)
+    groups = {"train normal": train_scores[~synthetic], "train synthetic": train_scores[synthetic],
+              "test normal": test_scores[dm.test_y == 0], "test real defect": test_scores[dm.test_y == 1]}
+    save(score_histogram(groups, float(module.threshold), "reconstruction errors" if kind == "norm" else f"anomaly scores ({kind})"), "score_histogram")
+    normal, defect = dm.test_y == 0, dm.test_y == 1
+    save(hardest_figure(dm.test_x[normal], test_scores[normal], dm.test_x[defect], test_scores[defect], float(module.threshold),
+                                f"hardest test patches: {what}, defect masks outlined",
+                                defect_masks=torch.from_numpy(dm.patches.test_defect_mask)), "hardest_test_patches")
+
+    save(error_ssim_figure(
+        train_errors=train_scores, train_ssim=ssim_scores(dm.train_x, train_reconstruction), train_synthetic=synthetic,
+        test_errors=test_scores, test_ssim=ssim_scores(dm.test_x, test_reconstruction), test_y=dm.test_y,
+        test_pred=test_pred, threshold=float(module.threshold),
+        title="reconstruction error vs SSIM (the paper's Figure 5)" if kind == "norm" else f"{what} vs SSIM (the paper's Figure 5)"), "fig5_error_ssim")
+    plt.close("all")

@@ -1,0 +1,2 @@
+"""What a run leaves for a person: its figures (figures.py) and its metrics, summary and
+TensorBoard hyperparameters (summary.py)."""

@@ -1,0 +1,87 @@
+"""The metrics of a finished run (metrics.json), the lines it prints, and its TensorBoard hparams."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from rdcae.metrics import per_defect_image
+
+
+def run_metrics(module, datamodule, alternation, trainer, test: dict, fit_seconds: float, device: str) -> dict:
+    """Everything metrics.json holds about a tested RDCAE run (`test`: the trainer's test results)."""
+    history = alternation.history
+    return {
+        "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
+        "threshold": float(module.threshold),
+        "threshold_from": alternation.threshold_from,
+        "blocks": alternation.blocks,
+        "epochs": trainer.current_epoch,
+        "stop_reason": alternation.stop_reason or "stopped early",
+        "train_auc": history[-1].train_auc if history else math.nan,
+        "validation_auc": history[-1].validation_auc if history else math.nan,
+        "score": module.score_kind,  # model.score, or the score model.score=auto chose
+        "history": [vars(r) for r in history],
+        "per_defect_image": per_defect_image(module.test_scores, datamodule.test_y, datamodule.patches.test_defect_source,
+                                             datamodule.patches.stats.get("defect_images", []), float(module.threshold)),
+        "patches": datamodule.patches.stats,
+        "n_train": len(datamodule.train_x),
+        "n_synthetic": int(datamodule.train_synthetic.sum()),
+        "fit_seconds": fit_seconds,
+        "device": device,
+    }
+
+
+def write_metrics(metrics: dict, path: Path) -> None:
+    path.write_text(json.dumps(_json_safe(metrics), indent=2, default=str))
+
+
+def _json_safe(value):
+    """NaN (e.g. the train AUC of a run without synthetic defects) as null: strict JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def hparams(cfg: DictConfig) -> dict:
+    """The settings a sweep varies, flattened for TensorBoard's HPARAMS tab."""
+    flat = {"lambda": cfg["lambda"], "patch_size": cfg.patch_size, "noise": cfg.noise.name,
+            "noise_ratio": cfg.noise_ratio, "seed": cfg.seed, "dataset": cfg.dataset.name, "robust": cfg.model.robust,
+            "channels": cfg.channels, "block_epochs": cfg.alternation.block_epochs, "lr": cfg.model.lr,
+            "score": str(cfg.model.score)}
+    if cfg.dataset.name == "aitex":
+        flat["fabric"] = str(cfg.fabric)
+    return flat
+
+
+def score_line(metrics: dict) -> str:
+    """The anomaly score used, with the validation AUC of each score kind when they were compared."""
+    aucs = metrics["history"][-1].get("validation_aucs", {}) if metrics.get("history") else {}
+    compared = ", ".join(f"{kind} {value:.4f}" for kind, value in aucs.items())
+    return f"{metrics.get('score', 'norm')}" + (f"  (validation AUC {compared})" if compared else "")
+
+
+def summary(metrics: dict, output_dir: Path) -> str:
+    t = metrics["test"]
+    return "\n".join([
+        "",
+        "rdcae run finished",
+        f"  blocks run      : {metrics['blocks']} ({metrics['epochs']} epochs, {metrics['fit_seconds']:.1f} s on {metrics['device']})",
+        f"  stopped because : {metrics['stop_reason']}",
+        f"  synthetic AUC   : {metrics['train_auc']:.4f} on the training set, "
+        f"{metrics.get('validation_auc', math.nan):.4f} on held-out patches with fresh defects",
+        f"  score           : {score_line(metrics)}",
+        f"  threshold       : {metrics['threshold']:.4f}  (quantile of the scores of {metrics.get('threshold_from', 'normal training patches')})",
+        f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  accuracy {t.get('accuracy', math.nan):.4f}"
+        f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",
+        f"  outputs         : {output_dir}",
+        f"  TensorBoard     : tensorboard --logdir {output_dir / 'tensorboard'}",
+        "",
+    ])

@@ -2,7 +2,7 @@
 PYTHON ?= python
 TORCH ?= torch==2.13.0
 
-.PHONY: setup train test bench tensorboard clean
+.PHONY: setup train test lint bench tensorboard clean
 
 setup:
 	$(PYTHON) -m pip install $(TORCH) -e ".[dev]"
@@ -12,6 +12,9 @@ train:
 
 test:
 	$(PYTHON) -m pytest -q
+
+lint:
+	ruff check rdcae tests benchmarks
 
 bench:
 	$(PYTHON) -m rdcae.bench $(ARGS)

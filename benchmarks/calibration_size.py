@@ -45,9 +45,11 @@ def evaluate(folder: Path) -> list[str]:
         threshold = quantile.compute()
         test = detector.score(dm.test_x)
         flagged, defect = test > threshold, dm.test_y.bool()
-        f1 = float(binary_f1_score(flagged.long(), dm.test_y))  # labels, not scores: torchmetrics would squash scores outside [0, 1]
+        # labels, not scores: torchmetrics would squash scores outside [0, 1]
+        f1 = float(binary_f1_score(flagged.long(), dm.test_y))
         largest = " ".join(f"{v:.2f}" for v in calibration.topk(2).values.tolist())
-        cells.append(f"n={n}: threshold {float(threshold):.3f} (largest {largest}) F1 {f1:.3f} FP {int((flagged & ~defect).sum())}")
+        cells.append(f"n={n}: threshold {float(threshold):.3f} (largest {largest}) F1 {f1:.3f} "
+                     f"FP {int((flagged & ~defect).sum())}")
     cells.append(f"largest held-out normal {float(test[~defect].max()):.2f}")
     return cells
 

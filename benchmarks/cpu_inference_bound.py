@@ -55,7 +55,8 @@ def main() -> None:
             seconds = time.perf_counter() - start
             rate = per_second(lambda: reconstruction_error(x, compiled(x)), len(x))
             diff = float(((reconstruction_error(x, compiled(x)) - eager).abs() / eager).max())
-            print(f"torch.compile (freezing={freezing}), batch 1024: {rate:,.0f} patches/s after {seconds:.1f} s of compilation; "
+            print(f"torch.compile (freezing={freezing}), batch 1024: {rate:,.0f} patches/s "
+                  f"after {seconds:.1f} s of compilation; "
                   f"largest relative score difference {diff:.1e}")
     print(f"2,000 patches/s in fp32 needs {2000 * flops / 1e9:.0f} GFLOP/s")
 

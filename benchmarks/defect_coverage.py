@@ -96,11 +96,13 @@ def main(argv: list[str]) -> None:
             rows = [r[key] for r in runs if key in r]
             if not rows:
                 continue
-            cells = [f"{summarize([r[k] for r in rows])[0]:.3f} ± {summarize([r[k] for r in rows])[1]:.3f}" for k in ("auc", "recall")]
+            cells = [f"{summarize([r[k] for r in rows])[0]:.3f} ± {summarize([r[k] for r in rows])[1]:.3f}"
+                     for k in ("auc", "recall")]
             print(f"| {name} ({len(runs)}) | {key} | {rows[0]['tiles']} | " + " | ".join(cells) + " |")
     print()
     for name, runs in groups.items():
-        cells = [f"{k} {summarize([r[k] for r in runs])[0]:.3f} ± {summarize([r[k] for r in runs])[1]:.3f}" for k in runs[0] if k.startswith("f1")]
+        cells = [f"{k} {summarize([r[k] for r in runs])[0]:.3f} ± {summarize([r[k] for r in runs])[1]:.3f}"
+                 for k in runs[0] if k.startswith("f1")]
         print(f"{name} ({len(runs)} runs): " + ", ".join(cells))
 
 

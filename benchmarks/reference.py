@@ -53,7 +53,8 @@ class ReferenceLoop:
         auc = binary_auroc(errors / (1 + errors), self.synthetic.long())
         return float(auc), float(threshold)
 
-    def fit(self, block_epochs: int = 20, max_blocks: int = 30, warmup_blocks: int = 0, auc_target: float = 0.999) -> dict:
+    def fit(self, block_epochs: int = 20, max_blocks: int = 30, warmup_blocks: int = 0,
+            auc_target: float = 0.999) -> dict:
         """Algorithm 2 to the stop rule; returns blocks, epochs and the last train AUC and threshold."""
         auc = threshold = float("nan")
         for block in range(1, max_blocks + 1):

@@ -59,7 +59,8 @@ def local(k: int):
     return score
 
 
-SCORES = {"norm": lambda r: anomaly_score(r, torch.zeros_like(r)), "strip2": strip(2), "strip4": strip(4), "strip8": strip(8), "local8": local(8)}
+SCORES = {"norm": lambda r: anomaly_score(r, torch.zeros_like(r)), "strip2": strip(2), "strip4": strip(4),
+          "strip8": strip(8), "local8": local(8)}
 
 
 def noise_model(name: str):
@@ -73,7 +74,8 @@ def evaluate(folder: Path, extra_noise: dict) -> dict:
         dm, _, _, _ = build(cfg, Path(scratch))
         dm.setup()
     if len(dm.calibration_x) < 20:
-        raise SystemExit(f"{folder}: needs calibration patches (dataset.n_calibration ≥ 20) for the held-out synthetic set")
+        raise SystemExit(f"{folder}: needs calibration patches (dataset.n_calibration ≥ 20) "
+                         "for the held-out synthetic set")
     net = load_detector(folder / "model.pt").net.eval()
 
     @torch.no_grad()
@@ -83,7 +85,8 @@ def evaluate(folder: Path, extra_noise: dict) -> dict:
     calibration, synthetic, test = residual(dm.calibration_x), residual(dm.validation_x), residual(dm.test_x)
     others = {}
     for name, noise in extra_noise.items():
-        decorated, changed = decorate(dm.calibration_x, 100.0, noise, torch.Generator().manual_seed(VALIDATION_STREAM + int(cfg.seed)))
+        decorated, changed = decorate(dm.calibration_x, 100.0, noise,
+                                      torch.Generator().manual_seed(VALIDATION_STREAM + int(cfg.seed)))
         others[name] = residual(decorated[changed])
     labels = dm.test_y.bool()
     out = {}
@@ -95,7 +98,8 @@ def evaluate(folder: Path, extra_noise: dict) -> dict:
         flagged = scores > threshold
         tp, fp = int((flagged & labels).sum()), int((flagged & ~labels).sum())
         f1 = 2 * tp / (2 * tp + fp + int((~flagged & labels).sum()))
-        out[name] = {"syn": auc(fn(calibration), fn(synthetic)), "recall": float((fn(synthetic) > threshold).float().mean()),
+        out[name] = {"syn": auc(fn(calibration), fn(synthetic)),
+                     "recall": float((fn(synthetic) > threshold).float().mean()),
                      "real": auc(scores[~labels], scores[labels]), "f1": f1}
         out[name].update({f"syn:{other}": auc(fn(calibration), fn(r)) for other, r in others.items()})
     return out
@@ -120,11 +124,13 @@ def main(argv: list[str]) -> None:
             setting = tuple(sorted((k, v) for k, v in read_overrides(folder).items() if k != "seed"))
             results[str(folder)] = evaluate(folder, extra_noise)
             groups[setting].append(results[str(folder)])
-            print(folder, " ".join(f"{n} " + " ".join(f"{k} {v[k]:.3f}" for k in kinds) + " |" for n, v in results[str(folder)].items()), flush=True)
+            print(folder, " ".join(f"{n} " + " ".join(f"{k} {v[k]:.3f}" for k in kinds) + " |"
+                                   for n, v in results[str(folder)].items()), flush=True)
         if root.is_dir():
             (root / "score_variants.json").write_text(json.dumps(results, indent=2))
     print()
-    headers = {"syn": "syn AUC", "recall": "syn recall", "real": "real AUC", "f1": "real F1", **{f"syn:{n}": f"syn AUC ({n})" for n in extra}}
+    headers = {"syn": "syn AUC", "recall": "syn recall", "real": "real AUC", "f1": "real F1",
+               **{f"syn:{n}": f"syn AUC ({n})" for n in extra}}
     print("| setting | score | " + " | ".join(headers[k] for k in kinds) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in kinds) + " |")
     values = defaultdict(set)

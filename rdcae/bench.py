@@ -121,21 +121,23 @@ def bench_epoch(cfg: DictConfig, device: torch.device, out: Path) -> dict:
     """Our epoch and block end: a Lightning fit of epochs + 2 epochs with one block end at the last.
     The first epoch (warm-up) and the last (block end, checkpoint) are not in the epoch median."""
     epochs = int(cfg.bench.epochs)
-    cfg = with_overrides(cfg, **{"alternation.block_epochs": epochs + 2, "alternation.max_blocks": 1, "alternation.warmup_blocks": 0,
-                                 "alternation.start_fraction": None, "trainer.enable_progress_bar": False})
+    cfg = with_overrides(cfg, **{"alternation.block_epochs": epochs + 2, "alternation.max_blocks": 1,
+                                 "alternation.warmup_blocks": 0, "alternation.start_fraction": None,
+                                 "trainer.enable_progress_bar": False})
     datamodule, module, alternation, trainer = build(cfg, out)
     clock = EpochClock(device, alternation)
     clock.around(trainer.callbacks)
     trainer.fit(module, datamodule=datamodule)
     gaps = [b - a for a, b in zip(clock.starts[1:-1], clock.starts[2:])]
-    return {"epoch": median(gaps), "block_end": clock.block_ends[-1], "n_train": len(datamodule.train_x), "datamodule": datamodule}
+    return {"epoch": median(gaps), "block_end": clock.block_ends[-1], "n_train": len(datamodule.train_x),
+            "datamodule": datamodule}
 
 
 def new_reference(cfg: DictConfig, datamodule, device: torch.device):
     """A fresh reference loop on the run's training set, with the run's λ, batch size, optimiser and seed."""
     return reference_loop()(datamodule.train_x, datamodule.train_synthetic, lambda_=float(cfg["lambda"]),
-                            batch_size=int(cfg.model.batch_size), lr=float(cfg.model.lr), weight_decay=float(cfg.model.weight_decay),
-                            seed=int(cfg.seed), device=device)
+                            batch_size=int(cfg.model.batch_size), lr=float(cfg.model.lr),
+                            weight_decay=float(cfg.model.weight_decay), seed=int(cfg.seed), device=device)
 
 
 def bench_reference_epoch(cfg: DictConfig, datamodule, device: torch.device) -> dict:
@@ -149,16 +151,19 @@ def bench_reference_epoch(cfg: DictConfig, datamodule, device: torch.device) -> 
 def bench_protocol(cfg: DictConfig, device: torch.device, out: Path) -> dict:
     """A whole run (fit, test, export, figures) with a fixed number of blocks, so both sides run the same
     epochs, and S-updates from the end of the warm-up on, as the reference loop makes them."""
-    cfg = with_overrides(cfg, **{"alternation.auc_target": 1.0, "alternation.start_fraction": None, "trainer.enable_progress_bar": False})
+    cfg = with_overrides(cfg, **{"alternation.auc_target": 1.0, "alternation.start_fraction": None,
+                                 "trainer.enable_progress_bar": False})
     seconds, metrics = timed(lambda: run(cfg, out), device)
-    return {"total": seconds, "fit": metrics["fit_seconds"], "epochs": metrics["epochs"], "test_auc": metrics["test"].get("auc"),
+    return {"total": seconds, "fit": metrics["fit_seconds"], "epochs": metrics["epochs"],
+            "test_auc": metrics["test"].get("auc"),
             "peak_host_gib": peak_host_gib(), "peak_device_gib": peak_device_gib(device)}
 
 
 def bench_reference_protocol(cfg: DictConfig, datamodule, device: torch.device) -> dict:
     a = cfg.alternation
     loop = new_reference(cfg, datamodule, device)
-    seconds, result = timed(lambda: loop.fit(int(a.block_epochs), int(a.max_blocks), int(a.warmup_blocks), auc_target=1.0), device)
+    seconds, result = timed(lambda: loop.fit(int(a.block_epochs), int(a.max_blocks), int(a.warmup_blocks),
+                                             auc_target=1.0), device)
     x = datamodule.test_x.to(device)
     scores = reconstruction_error(x, loop.reconstruct(x))
     y = datamodule.test_y.to(device)
@@ -166,7 +171,8 @@ def bench_reference_protocol(cfg: DictConfig, datamodule, device: torch.device) 
     return {"fit": seconds, "net": loop.net, **result}
 
 
-def bench_inference(detector, reference_net, batch_sizes, device: torch.device, min_seconds: float, patch_shape) -> list[dict]:
+def bench_inference(detector, reference_net, batch_sizes, device: torch.device, min_seconds: float,
+                    patch_shape) -> list[dict]:
     """Patches per second of the exported detector (fp32 and bf16) and of the bare reference network."""
     rows = []
     reference_net = reference_net.to(device).eval()
@@ -210,7 +216,8 @@ def benchmark(cfg: DictConfig, out: str | Path) -> dict:
     device = device_of(cfg)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     L.seed_everything(int(cfg.seed), verbose=False)
-    results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+    results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
+                               else platform.processor() or platform.machine(),
                      "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": {}}
     rows = results["rows"]
 
@@ -222,7 +229,8 @@ def benchmark(cfg: DictConfig, out: str | Path) -> dict:
     datamodule = ours.pop("datamodule")
     normals = datamodule.train_x  # decorated again, as the DataModule does on the CPU
     generator = torch.Generator().manual_seed(int(cfg.seed))
-    seconds, (_, synthetic) = timed(lambda: decorate(normals, float(cfg.noise_ratio), instantiate(cfg.noise), generator), device)
+    seconds, (_, synthetic) = timed(lambda: decorate(normals, float(cfg.noise_ratio), instantiate(cfg.noise),
+                                                     generator), device)
     rows["synthetic_defects"] = {"ours": seconds, "count": int(synthetic.sum())}
     reference = bench_reference_epoch(cfg, datamodule, device)
     rows["epoch"] = {"ours": ours["epoch"], "reference": reference["epoch"], "n_train": ours["n_train"]}
@@ -232,14 +240,17 @@ def benchmark(cfg: DictConfig, out: str | Path) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     protocol = bench_protocol(cfg, device, out / "protocol")
     reference_protocol = bench_reference_protocol(cfg, datamodule, device)
-    rows["protocol"] = {"ours": protocol["fit"], "reference": reference_protocol["fit"], "ours_with_test_and_figures": protocol["total"],
-                        "epochs": protocol["epochs"], "test_auc": protocol["test_auc"], "reference_test_auc": reference_protocol["test_auc"]}
+    rows["protocol"] = {"ours": protocol["fit"], "reference": reference_protocol["fit"],
+                        "ours_with_test_and_figures": protocol["total"], "epochs": protocol["epochs"],
+                        "test_auc": protocol["test_auc"], "reference_test_auc": reference_protocol["test_auc"]}
     results["peak_host_gib"], results["peak_device_gib"] = protocol["peak_host_gib"], protocol["peak_device_gib"]
 
     detector = load_detector(out / "protocol" / "model.pt", map_location=device)
     shape = tuple(datamodule.train_x.shape[1:])
-    for row in bench_inference(detector, reference_protocol["net"], list(cfg.bench.batch_sizes), device, float(cfg.bench.min_seconds), shape):
-        rows[f"inference_b{row['batch']}"] = {"ours": row["fp32"], "ours_bf16": row["bf16"], "reference": row["reference_fp32"], "unit": "patches/s"}
+    for row in bench_inference(detector, reference_protocol["net"], list(cfg.bench.batch_sizes), device,
+                               float(cfg.bench.min_seconds), shape):
+        rows[f"inference_b{row['batch']}"] = {"ours": row["fp32"], "ours_bf16": row["bf16"],
+                                              "reference": row["reference_fp32"], "unit": "patches/s"}
     results["bf16_test_auc_change"] = bf16_auc_change(detector, datamodule)
     results["peak_host_gib_with_inference"] = peak_host_gib()
     (out / "bench.json").write_text(json.dumps(results, indent=2))
@@ -258,11 +269,13 @@ def table(results: dict) -> str:
         extra = f" (bf16 {row['ours_bf16']:,.0f})" if "ours_bf16" in row else ""
         lines.append(f"| {name} | {fmt(ours)}{extra} | {fmt(ref) if ref else ''} | {ratio} |")
     p = results["rows"]["protocol"]
-    lines += ["", f"protocol: {p['epochs']} epochs; with test, export and figures {p['ours_with_test_and_figures']:.1f} s; "
+    lines += ["", f"protocol: {p['epochs']} epochs; "
+              f"with test, export and figures {p['ours_with_test_and_figures']:.1f} s; "
               f"test AUC {p['test_auc']:.4f} (reference loop {p['reference_test_auc']:.4f})",
               f"peak host memory {results['peak_host_gib']:.2f} GiB through the protocol run, "
               f"{results['peak_host_gib_with_inference']:.2f} GiB with the inference rows"
-              + (f", peak device memory {results['peak_device_gib']:.2f} GiB" if results["peak_device_gib"] is not None else ""),
+              + (f", peak device memory {results['peak_device_gib']:.2f} GiB"
+                 if results["peak_device_gib"] is not None else ""),
               f"bf16 inference changes the test AUC by {results['bf16_test_auc_change']:.4f}"]
     return "\n".join(lines)
 

@@ -42,7 +42,8 @@ def validate(cfg: DictConfig) -> RunSettings:
         known = {f.name for f in fields(factory)}
         unknown = sorted(set(values) - known)
         missing = sorted(f.name for f in fields(factory) if f.name not in values and f.default is MISSING)
-        require(not unknown, f"{node}.{unknown[0] if unknown else ''}: unknown setting; {node} has {', '.join(sorted(known))}")
+        require(not unknown,
+                f"{node}.{unknown[0] if unknown else ''}: unknown setting; {node} has {', '.join(sorted(known))}")
         require(not missing, f"{node}: {', '.join(missing)} missing; {node} needs {', '.join(sorted(known))}")
         try:
             return factory(**values)
@@ -51,9 +52,11 @@ def validate(cfg: DictConfig) -> RunSettings:
 
     lambda_ = cfg["lambda"]
     require(isinstance(lambda_, (int, float)) and not isinstance(lambda_, bool), f"lambda={lambda_!r} must be a number")
-    require(float(lambda_) > 0, f"lambda={cfg['lambda']} must be > 0: it weighs the ℓ2,1 norm of S (Eq. 7); the paper uses 1.6")
+    require(float(lambda_) > 0,
+            f"lambda={cfg['lambda']} must be > 0: it weighs the ℓ2,1 norm of S (Eq. 7); the paper uses 1.6")
     require(0 <= float(cfg.noise_ratio) < 100,
-            f"noise_ratio={cfg.noise_ratio} must be a percentage in [0, 100): some training patches must stay normal (the paper uses 3 or 5)")
+            f"noise_ratio={cfg.noise_ratio} must be a percentage in [0, 100): "
+            "some training patches must stay normal (the paper uses 3 or 5)")
     size = cfg.patch_size
     require(isinstance(size, int) and size > 0 and size % 8 == 0,
             f"patch_size={size} must be a positive multiple of 8 (the network pools three times), e.g. 32 or 64")
@@ -69,14 +72,16 @@ def validate(cfg: DictConfig) -> RunSettings:
         raise ConfigError(str(error)) from None
     quantile = cfg.operating_point.quantile
     require(isinstance(quantile, (int, float)) and 0 < quantile < 1,
-            f"operating_point.quantile={quantile!r} must be in (0, 1): the share of normal patches scored below the threshold")
+            f"operating_point.quantile={quantile!r} must be in (0, 1): "
+            "the share of normal patches scored below the threshold")
     alternation = build(AlternationSettings, "alternation", OmegaConf.to_container(cfg.alternation, resolve=True))
     baselines = tuple(check_methods(cfg.get("baselines")))
     deep_svdd = None
     if any(m.startswith("deep_svdd") for m in baselines):  # a typo fails now, not after an hours-long RDCAE run
         deep_svdd = build(DeepSVDDSettings, "deep_svdd", OmegaConf.to_container(cfg.deep_svdd, resolve=True))
     if cfg.get("ckpt_path"):
-        require(Path(cfg.ckpt_path).is_file(), f"ckpt_path={cfg.ckpt_path} does not exist; point it at a run's checkpoints/last.ckpt")
+        require(Path(cfg.ckpt_path).is_file(),
+                f"ckpt_path={cfg.ckpt_path} does not exist; point it at a run's checkpoints/last.ckpt")
     return RunSettings(network, alternation, float(quantile), baselines, deep_svdd)
 
 

@@ -38,7 +38,8 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
     datamodule = DefectDataModule(cfg, instantiate(cfg.noise), batch_size=int(cfg.model.batch_size))
     datamodule.setup("fit")
     if cfg.model.score == AUTO and not len(datamodule.validation_x):
-        warnings.warn("model.score=auto has no held-out synthetic defects to choose by (dataset.n_calibration=0 or noise=none): "
+        warnings.warn("model.score=auto has no held-out synthetic defects to choose by "
+                      "(dataset.n_calibration=0 or noise=none): "
                       "the run scores with norm, the paper's ‖x − x̂‖₂", stacklevel=2)
     module = RobustAutoencoder.from_config(cfg, datamodule.train_x)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -78,12 +79,12 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     metrics = run_metrics(module, datamodule, alternation, trainer, test, fit_seconds, device)
     if settings.baselines:  # Table 4: the other methods on the same patches, trained for the epochs RDCAE used
         metrics["baselines"] = run_baselines(
-            cfg, datamodule, epochs=max(trainer.current_epoch, 1), methods=list(settings.baselines), output_dir=output_dir,
-            writer=trainer.logger.experiment, reference={"rdcae": module.test_scores},
+            cfg, datamodule, epochs=max(trainer.current_epoch, 1), methods=list(settings.baselines),
+            output_dir=output_dir, writer=trainer.logger.experiment, reference={"rdcae": module.test_scores},
         )
     write_metrics(metrics, output_dir / "metrics.json")
-    save_detector(output_dir / "model.pt", module.net, float(module.threshold), module.score_kind, int(module.hparams.score_width),
-                  OmegaConf.to_container(cfg, resolve=True))
+    save_detector(output_dir / "model.pt", module.net, float(module.threshold), module.score_kind,
+                  int(module.hparams.score_width), OmegaConf.to_container(cfg, resolve=True))
     final = {f"hparam/{k}": v for k, v in metrics["test"].items() if k in ("auc", "f1", "accuracy")}
     trainer.logger.log_hyperparams(hparams(cfg), metrics=final)
     if cfg.get("figures", True):

@@ -22,7 +22,8 @@ from rdcae.model.score import reconstruction_error
 from rdcae.results import figures
 
 EPOCHS = 2
-SMALL_NET = ["model.filters=[8,16,16]", "model.latent_dim=32", "model.batch_size=128"]  # the same architecture, narrower: seconds on 2 cores
+# the same architecture, narrower: seconds on 2 cores
+SMALL_NET = ["model.filters=[8,16,16]", "model.latent_dim=32", "model.batch_size=128"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,8 @@ def tiny(tmp_path_factory):
     reference = {"rdcae": torch.rand(len(datamodule.test_y), generator=torch.Generator().manual_seed(0))}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(baselines, "score_methods", recording)
-        metrics = run_baselines(cfg, datamodule, EPOCHS, list(METHODS), output_dir=out, writer=writer, reference=reference)
+        metrics = run_baselines(cfg, datamodule, EPOCHS, list(METHODS), output_dir=out, writer=writer,
+                                reference=reference)
     writer.close()
     return cfg, datamodule, metrics, scored, out
 
@@ -77,7 +79,8 @@ def test_dcae_threshold_is_the_quantile_of_its_normal_training_errors(tiny):
     dcae = scored["dcae"].model
     assert not dcae.robust and torch.all(dcae.S == 0)
     errors = dcae.score(dm.train_x)[~dm.train_synthetic.to(dcae.device)]
-    assert math.isclose(float(dcae.threshold), float(torch.quantile(errors, cfg.operating_point.quantile)), rel_tol=1e-6)
+    assert math.isclose(float(dcae.threshold), float(torch.quantile(errors, cfg.operating_point.quantile)),
+                        rel_tol=1e-6)
     np.testing.assert_array_equal(scored["dcae"].decisions, scored["dcae"].scores > float(dcae.threshold))
 
 
@@ -109,9 +112,11 @@ def test_deep_svdd_network_has_no_bias_parameters(tiny, name):
 
 
 def test_bias_option_keeps_the_default_network_unchanged():
-    default, bias_free = ConvAutoencoder(NetworkSpec(channels=3, patch_size=32)), ConvAutoencoder(NetworkSpec(channels=3, patch_size=32, bias=False))
+    default, bias_free = (ConvAutoencoder(NetworkSpec(channels=3, patch_size=32)),
+                          ConvAutoencoder(NetworkSpec(channels=3, patch_size=32, bias=False)))
     with_bias = set(default.state_dict())
-    assert {k for k in with_bias if k.endswith(".bias")} == {f"encoder.{i}.bias" for i in (0, 3, 6, 10)} | {f"decoder.{i}.bias" for i in (0, 4, 7, 10)}
+    assert {k for k in with_bias if k.endswith(".bias")} == ({f"encoder.{i}.bias" for i in (0, 3, 6, 10)}
+                                                             | {f"decoder.{i}.bias" for i in (0, 4, 7, 10)})
     assert set(bias_free.state_dict()) == {k for k in with_bias if not k.endswith(".bias")}
 
 
@@ -121,7 +126,8 @@ def test_soft_boundary_flags_patches_outside_the_sphere(tiny):
     module = s.model
     assert module.R > 0
     np.testing.assert_array_equal(s.decisions, s.scores > 0)
-    outside = float((module.score(dm.train_x) > 0).float().mean())  # R is the (1 − ν)-quantile of the training distances
+    # R is the (1 − ν)-quantile of the training distances
+    outside = float((module.score(dm.train_x) > 0).float().mean())
     assert outside <= module.settings.nu + 1 / len(dm.train_x)
 
 
@@ -178,7 +184,8 @@ def test_ssim_is_one_for_identical_patches_and_falls_with_noise(channels):
     x = torch.rand(4, channels, 32, 32, generator=g)
     noise = torch.randn(4, channels, 32, 32, generator=g)
     np.testing.assert_allclose(figures.ssim_scores(x, x), 1.0, atol=1e-12)
-    slight, strong = figures.ssim_scores(x, (x + 0.05 * noise).clamp(0, 1)), figures.ssim_scores(x, (x + 0.3 * noise).clamp(0, 1))
+    slight, strong = (figures.ssim_scores(x, (x + 0.05 * noise).clamp(0, 1)),
+                      figures.ssim_scores(x, (x + 0.3 * noise).clamp(0, 1)))
     assert slight.shape == (4,) and (strong < slight).all() and (slight < 1).all()
 
 
@@ -186,8 +193,8 @@ def test_error_ssim_figure_shows_each_group_with_its_count(tmp_path):
     rng = np.random.default_rng(0)
     synthetic = np.arange(20) < 3
     test_y, test_pred = np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0, 1, 1, 1, 0])
-    fig = figures.error_ssim_figure(rng.random(20), rng.random(20), synthetic, rng.random(6), rng.random(6), test_y, test_pred,
-                                    threshold=0.5, title="fabric 03")
+    fig = figures.error_ssim_figure(rng.random(20), rng.random(20), synthetic, rng.random(6), rng.random(6), test_y,
+                                    test_pred, threshold=0.5, title="fabric 03")
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     for label in ("train normal (17)", "train synthetic defect (3)", "TP (2)", "TN (2)", "FP (1)", "FN (1)"):
         assert label in labels
@@ -196,7 +203,8 @@ def test_error_ssim_figure_shows_each_group_with_its_count(tmp_path):
 
 
 def test_roc_methods_figure_labels_each_curve_with_its_auc(tmp_path):
-    curves = {"Robust DCAE": (torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.0, 1.0, 1.0]), 1.0), "DCAE": ([0, 1], [0, 1], None)}
+    curves = {"Robust DCAE": (torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.0, 1.0, 1.0]), 1.0),
+              "DCAE": ([0, 1], [0, 1], None)}
     fig = figures.roc_methods_figure(curves, "test ROC")
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["Robust DCAE (AUC = 1.000)", "DCAE (AUC n/a)", "chance"]

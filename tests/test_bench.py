@@ -15,7 +15,8 @@ ROWS = {"prepare_patches", "synthetic_defects", "epoch", "block_end", "protocol"
 
 def test_benchmark_writes_every_row_with_positive_numbers(tmp_path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="bench", overrides=TINY + ["bench.epochs=2", "bench.batch_sizes=[1,64]", "bench.min_seconds=0.01", "figures=false"])
+        cfg = compose(config_name="bench", overrides=TINY + ["bench.epochs=2", "bench.batch_sizes=[1,64]",
+                                                             "bench.min_seconds=0.01", "figures=false"])
     with open_dict(cfg):
         cfg.cache_dir = str(tmp_path / "cache")
     benchmark(cfg, tmp_path / "bench")

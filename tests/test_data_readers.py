@@ -193,7 +193,8 @@ def test_aitex_edge_margin_leaves_out_patches_next_to_the_band(aitex_dir):
     from rdcae.data.patches import build_patches
 
     def build(margin):
-        return build_patches(compose_config(["dataset=aitex", "fabric=00", f"data_dir={aitex_dir}", f"dataset.edge_margin={margin}", "cache_dir="]))
+        return build_patches(compose_config(["dataset=aitex", "fabric=00", f"data_dir={aitex_dir}",
+                                             f"dataset.edge_margin={margin}", "cache_dir="]))
 
     plain, margin = build(0), build(96)
     assert plain.stats["patches"]["test_defect"] == 46 > margin.stats["patches"]["test_defect"] > 0
@@ -201,12 +202,14 @@ def test_aitex_edge_margin_leaves_out_patches_next_to_the_band(aitex_dir):
     from rdcae.data.__main__ import describe
 
     summary = describe(compose_config(["dataset=aitex", "fabric=00"]), margin)
-    assert "beyond dataset.edge_margin=96 px from a band" in summary and "the paper reports 46 (dataset.edge_margin=0" in summary
+    assert ("beyond dataset.edge_margin=96 px from a band" in summary
+            and "the paper reports 46 (dataset.edge_margin=0" in summary)
     assert "edge_margin" not in describe(compose_config(["dataset=aitex", "fabric=00", "dataset.edge_margin=0"]), plain)
     from rdcae.data.patches import check_patch_settings
 
     with pytest.raises(ConfigError, match="dataset.edge_margin=-1"):
-        check_patch_settings(compose_config(["dataset=aitex", "fabric=00", f"data_dir={aitex_dir}", "dataset.edge_margin=-1"]))
+        check_patch_settings(compose_config(["dataset=aitex", "fabric=00", f"data_dir={aitex_dir}",
+                                             "dataset.edge_margin=-1"]))
 
 
 def test_bright_spots_inside_fabric_stay_fabric():

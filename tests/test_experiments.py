@@ -60,7 +60,8 @@ def test_experiment_selects_joblib_and_composes_with_submitit(experiment):
     local = compose_with_hydra(f"experiment={experiment}")
     assert local.hydra.launcher._target_.endswith("JoblibLauncher")
     assert local.hydra.launcher.n_jobs == -1  # one process per core; loky gives each one thread per core it owns
-    slurm = compose_with_hydra(f"experiment={experiment}", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90")
+    slurm = compose_with_hydra(f"experiment={experiment}", "hydra/launcher=submitit_slurm",
+                               "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90")
     assert slurm.hydra.launcher._target_.endswith("SlurmLauncher")
     assert (slurm.hydra.launcher.partition, slurm.hydra.launcher.timeout_min) == ("gpu", 90)
     assert OmegaConf.to_container(slurm.hydra.sweeper.params) == OmegaConf.to_container(local.hydra.sweeper.params)
@@ -82,9 +83,11 @@ def test_table2_pairs_each_patch_size_with_its_lambda_not_the_cross_product():
     jobs = sweep_jobs(cfg)
     assert len(jobs) == 2 * 6 * 3
     assert {j["fabric"] for j in jobs} == PAPER_FABRICS
-    pairs = {(c.patch_size, c["lambda"]) for c in (compose_job("table2", j) for j in jobs if j["seed"] == "0" and j["fabric"] == "03")}
+    pairs = {(c.patch_size, c["lambda"]) for c in (compose_job("table2", j)
+                                                   for j in jobs if j["seed"] == "0" and j["fabric"] == "03")}
     assert pairs == {(32, 1.6), (64, 6.7)}
-    ksdd2 = {(c.patch_size, c["lambda"]) for c in (compose_job("table2", j, "dataset=ksdd2") for j in jobs if j["seed"] == "0" and j["fabric"] == "03")}
+    ksdd2 = {(c.patch_size, c["lambda"]) for c in (compose_job("table2", j, "dataset=ksdd2")
+                                                   for j in jobs if j["seed"] == "0" and j["fabric"] == "03")}
     assert ksdd2 == {(32, 1.6), (64, 3.3)}
 
 
@@ -144,7 +147,8 @@ def _one_job(experiment: str, pick: dict[str, str], tmp_path: Path):
 @pytest.mark.parametrize(("experiment", "pick", "expect"), [
     ("table1", {"lambda": "2.5", "seed": "1"}, {"lambda": 2.5, "seed": 1}),
     ("table2", {"patch_size": "64", "seed": "0"}, {"lambda": 6.7, "patch_size": 64}),
-    ("table3", {"noise": "gaussian", "seed": "0"}, {"noise._target_": "rdcae.noise.GaussianNoise", "alternation.auc_target": 1.0}),
+    ("table3", {"noise": "gaussian", "seed": "0"},
+     {"noise._target_": "rdcae.noise.GaussianNoise", "alternation.auc_target": 1.0}),
 ])
 def test_each_experiment_runs_one_job_in_seconds(experiment, pick, expect, tmp_path, one_thread):
     cfg = _one_job(experiment, pick, tmp_path)
@@ -168,8 +172,8 @@ def test_table4_job_runs_rdcae_and_every_baseline(tmp_path, one_thread):
 def test_joblib_multirun_of_an_experiment_writes_one_folder_per_job(tmp_path):
     sweep_dir = tmp_path / "sweep"
     out = subprocess.run(
-        [sys.executable, "-m", "rdcae.train", "-m", "experiment=table1", "dataset=woven", "fabric=03", "lambda=1.6", "seed=0,1",
-         *SECONDS, f"hydra.sweep.dir={sweep_dir}", f"cache_dir={tmp_path / 'cache'}"],
+        [sys.executable, "-m", "rdcae.train", "-m", "experiment=table1", "dataset=woven", "fabric=03", "lambda=1.6",
+         "seed=0,1", *SECONDS, f"hydra.sweep.dir={sweep_dir}", f"cache_dir={tmp_path / 'cache'}"],
         cwd=REPO, capture_output=True, text=True, timeout=300, env=ONE_THREAD_ENV,
     )
     assert out.returncode == 0, out.stderr[-3000:]

@@ -29,7 +29,8 @@ def imports_of(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{alias.name}" if is_module(f"{node.module}.{alias.name}") else node.module for alias in node.names]
+            names = [f"{node.module}.{alias.name}" if is_module(f"{node.module}.{alias.name}") else node.module
+                     for alias in node.names]
         else:
             continue
         for name in names:
@@ -80,6 +81,7 @@ def test_no_rdcae_module_imports_itself_back_through_others():
 
 
 def test_inference_loads_without_lightning_or_hydra():
-    code = "import sys, rdcae.inference; print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'hydra')))"
+    code = ("import sys, rdcae.inference; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'hydra')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"

@@ -137,7 +137,8 @@ def test_lines_are_bands_of_whole_rows_or_columns_of_the_requested_width():
 def test_lines_shift_the_weave_by_a_multiple_of_its_std_and_keep_its_texture():
     g = torch.Generator().manual_seed(0)
     x = 0.5 + 0.05 * torch.randn(64, 1, 32, 32, generator=g)
-    y, mask = LineNoise(contrast=(1.0, 2.0), length=(0.5, 0.5), orientations=("vertical",))(x, torch.Generator().manual_seed(1))
+    y, mask = LineNoise(contrast=(1.0, 2.0), length=(0.5, 0.5),
+                        orientations=("vertical",))(x, torch.Generator().manual_seed(1))
     shift = (y - x)[mask.unsqueeze(1)]
     std = x.std(dim=(2, 3)).flatten().repeat_interleave(mask.sum((1, 2)))
     ratio = shift.abs() / std
@@ -147,7 +148,8 @@ def test_lines_shift_the_weave_by_a_multiple_of_its_std_and_keep_its_texture():
 
 
 @pytest.mark.parametrize("kwargs, key", [({"width": (0, 2)}, "width"), ({"length": (0.5, 1.5)}, "length"),
-                                         ({"contrast": (0.0, 1.0)}, "contrast"), ({"orientations": ("diagonal",)}, "orientations")])
+                                         ({"contrast": (0.0, 1.0)}, "contrast"),
+                                         ({"orientations": ("diagonal",)}, "orientations")])
 def test_bad_line_settings_are_refused_with_the_setting_named(kwargs, key):
     with pytest.raises(ValueError, match=f"noise.{key}"):
         LineNoise(**kwargs)
@@ -155,7 +157,8 @@ def test_bad_line_settings_are_refused_with_the_setting_named(kwargs, key):
 
 def test_a_mixture_draws_each_defect_from_one_model_by_weight():
     x = torch.full((400, 1, 32, 32), 0.5)
-    y, mask = MixedNoise({"lines": LineNoise(length=(1.0, 1.0)), "salt": SaltPepperNoise(amount=0.05)}, {"lines": 3, "salt": 1})(x, torch.Generator().manual_seed(0))
+    y, mask = MixedNoise({"lines": LineNoise(length=(1.0, 1.0)), "salt": SaltPepperNoise(amount=0.05)},
+                         {"lines": 3, "salt": 1})(x, torch.Generator().manual_seed(0))
     is_line = (mask.all(2).any(1)) | (mask.all(1).any(1))
     assert 250 < is_line.sum() < 350  # three quarters lines
     salt = ~is_line
@@ -178,7 +181,8 @@ def test_line_noise_configs_compose_and_the_report_names_them(name, kinds):
 
     cfg = compose_config([f"noise={name}", "noise_ratio=5"])
     noise = instantiate(cfg.noise)
-    assert (set(noise.names) if isinstance(noise, MixedNoise) else {"lines"} if isinstance(noise, LineNoise) else set()) == kinds
+    assert (set(noise.names) if isinstance(noise, MixedNoise) else {"lines"} if isinstance(noise, LineNoise)
+            else set()) == kinds
     assert noise_name(cfg.noise) == name
     unnamed = OmegaConf.to_container(cfg.noise)  # a config written before noise nodes had a name: named by its classes
     unnamed.pop("name")

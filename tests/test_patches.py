@@ -61,7 +61,8 @@ def test_no_normal_patch_comes_from_the_white_band(aitex_patches, fabric):
 
 def test_aitex_sampling_is_deterministic_per_seed(aitex_dir):
     def build(seed):
-        return build_patches(compose_config(["dataset=aitex", "fabric=00", f"data_dir={aitex_dir}", f"seed={seed}", "cache_dir="]))
+        return build_patches(compose_config(["dataset=aitex", "fabric=00", f"data_dir={aitex_dir}", f"seed={seed}",
+                                             "cache_dir="]))
 
     a, b, c = build(0), build(0), build(1)
     assert np.array_equal(a.train_normal, b.train_normal) and np.array_equal(a.test_defect, b.test_defect)
@@ -145,7 +146,8 @@ def test_gray_patches_are_replicated_to_three_channels():
 
 def test_data_summary_prints_counts_and_writes_a_contact_sheet(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code = data_main(["summary", "dataset.n_normal=100", "dataset.n_normal_images=1", "dataset.n_defect_images=2", f"cache_dir={tmp_path / 'c'}"])
+    code = data_main(["summary", "dataset.n_normal=100", "dataset.n_normal_images=1", "dataset.n_defect_images=2",
+                      f"cache_dir={tmp_path / 'c'}"])
     out = capsys.readouterr().out
     assert code == 0
     assert "normal patches  : 70 train + 30 test" in out

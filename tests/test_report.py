@@ -106,13 +106,14 @@ def test_per_defect_image_tables_average_each_image_over_seeds(sweep):
         by_lambda.setdefault(lam, []).append(json.loads((job / "metrics.json").read_text())["per_defect_image"])
     first_image = by_lambda[1.6][0][0]
     aucs = [next(r["auc"] for r in rows if r["image"] == first_image["image"]) for rows in by_lambda[1.6]]
-    line = next(l for l in section.splitlines() if l.startswith(f"| {first_image['image']} |"))
+    line = next(candidate for candidate in section.splitlines() if candidate.startswith(f"| {first_image['image']} |"))
     assert f"| {first_image['tiles']} | {np.mean(aucs):.3f} ± {np.std(aucs):.3f} |" in line
 
 
 def test_unfinished_jobs_are_skipped_with_a_warning_naming_them(sweep, tmp_path):
     copy = shutil.copytree(sweep, tmp_path / "sweep")
-    unfinished = next(job for job in sorted(copy.iterdir()) if job.is_dir() and OmegaConf.load(job / "config.yaml")["lambda"] == 1.6)
+    unfinished = next(job for job in sorted(copy.iterdir())
+                      if job.is_dir() and OmegaConf.load(job / "config.yaml")["lambda"] == 1.6)
     (unfinished / "metrics.json").unlink()
     with pytest.warns(UserWarning, match=re.escape(str(unfinished))):
         report = build_report([copy])
@@ -138,11 +139,15 @@ def test_a_folder_of_only_unfinished_jobs_is_an_error(tmp_path):
 
 def test_paper_lookup_finds_the_row_with_the_same_dataset_and_settings():
     fabric_03 = {"lambda": 1.6, "patch_size": 32, "noise": "julia", "noise_ratio": 3, "model": "rdcae"}
-    assert paper_results.lookup(1, "aitex", "03", "rdcae", fabric_03).metrics == {"auc": (1.0, 0.0), "f1": (1.0, 0.0), "accuracy": (1.0, 0.0)}
+    assert paper_results.lookup(1, "aitex", "03", "rdcae", fabric_03).metrics == {
+        "auc": (1.0, 0.0), "f1": (1.0, 0.0), "accuracy": (1.0, 0.0)}
     assert paper_results.lookup(1, "aitex", "00", "rdcae", {**fabric_03, "lambda": 1.0}).metrics["f1"] == (0.208, 0.006)
-    assert paper_results.lookup(2, "aitex", "00", "rdcae", {**fabric_03, "lambda": 6.7, "patch_size": 64}).metrics["auc"] == (0.132, 0.012)
-    assert paper_results.lookup(2, "ksdd2", None, "rdcae", {**fabric_03, "lambda": 3.3, "patch_size": 64}).metrics["auc"] == (0.814, 0.023)
-    assert paper_results.lookup(3, "aitex", "00", "rdcae", {**fabric_03, "noise": "gaussian", "noise_ratio": 5}).metrics["auc"] == (0.618, 0.137)
+    assert paper_results.lookup(2, "aitex", "00", "rdcae",
+                                {**fabric_03, "lambda": 6.7, "patch_size": 64}).metrics["auc"] == (0.132, 0.012)
+    assert paper_results.lookup(2, "ksdd2", None, "rdcae",
+                                {**fabric_03, "lambda": 3.3, "patch_size": 64}).metrics["auc"] == (0.814, 0.023)
+    assert paper_results.lookup(3, "aitex", "00", "rdcae",
+                                {**fabric_03, "noise": "gaussian", "noise_ratio": 5}).metrics["auc"] == (0.618, 0.137)
     assert paper_results.lookup(4, "aitex", "06", "iforest_aere", fabric_03).metrics == {"auc": (0.777, 0.074)}
 
 
@@ -152,7 +157,8 @@ def test_paper_lookup_has_nothing_for_settings_the_paper_did_not_run():
     assert paper_results.lookup(1, "aitex", "03", "rdcae", {**fabric_03, "noise_ratio": 5}) is None
     assert paper_results.lookup(1, "aitex", "05", "rdcae", fabric_03) is None      # fabric 05 is in no table
     assert paper_results.lookup(1, "woven", None, "rdcae", fabric_03) is None
-    assert paper_results.lookup(2, "aitex", "03", "rdcae", {**fabric_03, "patch_size": 64}) is None   # 64 goes with λ 6.7
+    # 64 goes with λ 6.7
+    assert paper_results.lookup(2, "aitex", "03", "rdcae", {**fabric_03, "patch_size": 64}) is None
     assert paper_results.lookup(4, "aitex", "03", "deep_svdd_soft", fabric_03) is None
 
 
@@ -212,7 +218,8 @@ def test_table4_metrics_give_one_column_per_method_beside_the_paper(tmp_path):
     assert fabric_00["iforest_aere_auc_mean"] == pytest.approx(0.65)
     assert (fabric_00["paper_rdcae_auc_mean"], fabric_00["paper_rdcae_auc_std"]) == (1.0, 0.0)
     assert (fabric_00["paper_dcae_auc_mean"], fabric_00["paper_dcae_auc_std"]) == (0.973, 0.026)
-    assert (report.rows[1]["paper_iforest_aere_auc_mean"], report.rows[1]["paper_iforest_aere_auc_std"]) == (0.873, 0.011)
+    assert ((report.rows[1]["paper_iforest_aere_auc_mean"], report.rows[1]["paper_iforest_aere_auc_std"])
+            == (0.873, 0.011))
     header = report.markdown.splitlines()[4]
     assert [c.strip() for c in header.strip("|").split("|")] == [
         "dataset", "fabric", "n", "Robust DCAE", "paper", "DCAE", "paper", "Deep SVDD", "paper", "ISOF-AERE", "paper"]
@@ -227,7 +234,8 @@ def test_an_aitex_row_of_a_lambda_sweep_shows_the_papers_table1_values(tmp_path)
         folder = tmp_path / str(i)
         write_run(folder, cfg, 0.9, {})
         (folder / ".hydra").mkdir()
-        (folder / ".hydra" / "overrides.yaml").write_text(f"- lambda={lam}\n- seed={seed}\n- fabric=03\n- data_dir=/nowhere\n")
+        (folder / ".hydra" / "overrides.yaml").write_text(f"- lambda={lam}\n- seed={seed}\n"
+                                                          "- fabric=03\n- data_dir=/nowhere\n")
     report = build_report([tmp_path])
     assert report.table == 1
     by_lambda = {row["lambda"]: row for row in report.rows}
@@ -237,7 +245,8 @@ def test_an_aitex_row_of_a_lambda_sweep_shows_the_papers_table1_values(tmp_path)
 
 
 @pytest.mark.parametrize(("overrides", "table"), [
-    ({"lambda": [1.0, 1.6]}, 1), ({"patch_size": [32, 64], "lambda": [1.6, 6.7]}, 2), ({"noise": ["julia", "gaussian"]}, 3),
+    ({"lambda": [1.0, 1.6]}, 1), ({"patch_size": [32, 64], "lambda": [1.6, 6.7]}, 2),
+    ({"noise": ["julia", "gaussian"]}, 3),
 ])
 def test_the_table_follows_from_what_the_sweep_varies(overrides, table, tmp_path):
     for i in range(len(next(iter(overrides.values())))):

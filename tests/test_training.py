@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_run(tmp_path_factory):
     """One tiny training run shared by the tests that only read its outputs."""
     out = tmp_path_factory.mktemp("run")
-    cfg = compose_config(TINY + ["alternation.max_blocks=3", "alternation.block_epochs=3", "alternation.warmup_blocks=1"], out)
+    cfg = compose_config(TINY + ["alternation.max_blocks=3", "alternation.block_epochs=3",
+                                 "alternation.warmup_blocks=1"], out)
     return cfg, out, run(cfg, out)
 
 
@@ -97,7 +98,8 @@ def test_validation_auc_scores_fresh_defects_on_the_calibration_patches_against_
     assert 0 < len(validation) <= len(calibration)
     assert not any(torch.equal(v, c) for v in validation for c in calibration)  # every one carries a defect
     clean, decorated = module.score(calibration).cpu(), module.score(validation).cpu()
-    expected = float((decorated[:, None] > clean[None]).float().mean() + 0.5 * (decorated[:, None] == clean[None]).float().mean())
+    expected = float((decorated[:, None] > clean[None]).float().mean()
+                     + 0.5 * (decorated[:, None] == clean[None]).float().mean())
     assert metrics["validation_auc"] == pytest.approx(expected, abs=1e-4)
     assert [r["validation_auc"] for r in metrics["history"]][-1] == metrics["validation_auc"]
     rebuilt, _, _, _ = build(cfg, out / "revalidate2")
@@ -115,7 +117,8 @@ def test_the_held_out_synthetic_defects_decorate_the_first_calibration_patches_o
     assert changed.all()  # each of the first 20, and only those, carries a defect
 
 
-def test_the_final_threshold_uses_every_calibration_patch_and_the_validation_auc_the_decorated_ones_clean(tmp_path, monkeypatch):
+def test_the_final_threshold_uses_every_calibration_patch_and_the_validation_auc_the_decorated_ones_clean(
+        tmp_path, monkeypatch):
     import rdcae.data.datamodule as datamodule_module
     from rdcae.metrics import auc
 
@@ -125,8 +128,10 @@ def test_the_final_threshold_uses_every_calibration_patch_and_the_validation_auc
     datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
     load_checkpoint(module, tmp_path / "checkpoints" / "last.ckpt")
     calibration = module.score(datamodule.calibration_x)  # all 60
-    assert metrics["threshold"] == pytest.approx(float(torch.quantile(calibration, cfg.operating_point.quantile)), rel=1e-5)
-    assert metrics["validation_auc"] == pytest.approx(auc(calibration[:20], module.score(datamodule.validation_x)), abs=1e-6)
+    assert metrics["threshold"] == pytest.approx(float(torch.quantile(calibration, cfg.operating_point.quantile)),
+                                                 rel=1e-5)
+    assert metrics["validation_auc"] == pytest.approx(auc(calibration[:20], module.score(datamodule.validation_x)),
+                                                      abs=1e-6)
 
 
 def test_checkpoint_holds_S_threshold_and_resolved_config(tiny_run):
@@ -151,7 +156,8 @@ def test_exported_model_loads_with_weights_only_and_reproduces_scores(tiny_run):
 
 
 def test_strip_score_sets_the_threshold_and_travels_with_the_exported_model(tmp_path):
-    cfg = compose_config(TINY + ["model.score=strip", "model.score_width=2", "alternation.max_blocks=2", "figures=false"], tmp_path)
+    cfg = compose_config(TINY + ["model.score=strip", "model.score_width=2", "alternation.max_blocks=2",
+                                 "figures=false"], tmp_path)
     metrics = run(cfg, tmp_path)
     datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
     load_checkpoint(module, tmp_path / "checkpoints" / "last.ckpt")
@@ -159,7 +165,8 @@ def test_strip_score_sets_the_threshold_and_travels_with_the_exported_model(tmp_
     errors, scores = module.error_and_score(datamodule.calibration_x)
     assert (scores < errors).all()  # a strip holds part of the residual only
     assert math.isclose(metrics["threshold"], float(torch.quantile(scores, cfg.operating_point.quantile)), rel_tol=1e-5)
-    assert metrics["history"][-1]["calibration_error_mean"] == pytest.approx(float(errors.mean()), rel=1e-5)  # still ‖x − x̂‖₂
+    # still ‖x − x̂‖₂
+    assert metrics["history"][-1]["calibration_error_mean"] == pytest.approx(float(errors.mean()), rel=1e-5)
     detector = load_detector(tmp_path / "model.pt")
     assert (detector.score_kind, detector.score_width) == ("strip", 2)
     torch.testing.assert_close(detector.score(datamodule.test_x), module.score(datamodule.test_x))
@@ -176,7 +183,9 @@ def test_auto_score_takes_the_score_with_the_higher_validation_auc_everywhere(tm
     datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
     load_checkpoint(module, tmp_path / "checkpoints" / "last.ckpt")
     assert module.score_kind == best  # the choice survives in the checkpoint
-    assert math.isclose(metrics["threshold"], float(torch.quantile(module.score(datamodule.calibration_x), cfg.operating_point.quantile)), rel_tol=1e-5)
+    assert math.isclose(metrics["threshold"],
+                        float(torch.quantile(module.score(datamodule.calibration_x), cfg.operating_point.quantile)),
+                        rel_tol=1e-5)
     detector = load_detector(tmp_path / "model.pt")
     assert detector.score_kind == best
     torch.testing.assert_close(detector.score(datamodule.test_x), module.score(datamodule.test_x))
@@ -204,7 +213,8 @@ def test_auto_score_prefers_the_strip_for_line_defects_and_the_norm_on_ties():
 @pytest.mark.parametrize("override", ["dataset.n_calibration=0", "noise=none"])
 def test_auto_score_without_held_out_synthetic_defects_says_so_and_keeps_the_norm(tmp_path, override):
     with pytest.warns(UserWarning, match="model.score=auto has no held-out synthetic defects"):
-        metrics = run(compose_config(TINY + ["model.score=auto", "alternation.max_blocks=1", "figures=false", override], tmp_path), tmp_path)
+        metrics = run(compose_config(TINY + ["model.score=auto", "alternation.max_blocks=1", "figures=false", override],
+                                     tmp_path), tmp_path)
     assert metrics["score"] == "norm" and metrics["history"][-1]["validation_aucs"] == {}
 
 
@@ -213,7 +223,8 @@ def test_tensorboard_has_block_scalars_images_and_hparams(tiny_run):
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ("block/train_auc", "block/loss", "block/s_nonzero_fraction", "block/s_l21", "block/threshold", "train/loss", "test/auc"):
+    for tag in ("block/train_auc", "block/loss", "block/s_nonzero_fraction", "block/s_l21", "block/threshold",
+                "train/loss", "test/auc"):
         assert tag in scalars, tag
     assert len(events.Scalars("block/train_auc")) == metrics["blocks"]
     images = set(events.Tags()["images"])
@@ -230,7 +241,8 @@ def test_resume_from_checkpoint_gives_the_same_result(tmp_path):
     first = run(compose_config(common + ["alternation.max_blocks=1"], tmp_path), tmp_path / "first")
     assert first["blocks"] == 1
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    resumed = run(compose_config(common + ["alternation.max_blocks=2", f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
+    resumed = run(compose_config(common + ["alternation.max_blocks=2", f"ckpt_path={last}"], tmp_path),
+                  tmp_path / "resumed")
     assert resumed["blocks"] == 2
     assert math.isclose(resumed["threshold"], full["threshold"], rel_tol=1e-5)
     for key in ("auc", "f1", "accuracy"):
@@ -239,8 +251,10 @@ def test_resume_from_checkpoint_gives_the_same_result(tmp_path):
 
 def test_s_updates_wait_until_few_training_errors_are_above_lambda(tmp_path):
     # λ far below every error: the first prox would put every sample into S, so it never starts
-    waiting = run(compose_config(TINY + ["lambda=0.001", "alternation.start_fraction=0.5"], tmp_path), tmp_path / "waiting")
-    assert all(not r["s_updated"] and r["above_lambda_fraction"] > 0.5 and r["s_nonzero_fraction"] == 0 for r in waiting["history"])
+    waiting = run(compose_config(TINY + ["lambda=0.001", "alternation.start_fraction=0.5"], tmp_path),
+                  tmp_path / "waiting")
+    assert all(not r["s_updated"] and r["above_lambda_fraction"] > 0.5 and r["s_nonzero_fraction"] == 0
+               for r in waiting["history"])
     assert "S was never updated" in waiting["stop_reason"] and "start_fraction=0.5" in waiting["stop_reason"]
     ckpt = torch.load(tmp_path / "waiting" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert torch.all(ckpt["state_dict"]["S"] == 0)
@@ -249,24 +263,28 @@ def test_s_updates_wait_until_few_training_errors_are_above_lambda(tmp_path):
     assert all(r["s_updated"] and r["s_nonzero_fraction"] > 0.5 for r in eager["history"])
     # a λ above every error lets the S-updates start at once, and S stays zero
     easy = run(compose_config(TINY + ["lambda=1000", "alternation.start_fraction=0.0"], tmp_path), tmp_path / "easy")
-    assert all(r["s_updated"] and r["above_lambda_fraction"] == 0 and r["s_nonzero_fraction"] == 0 for r in easy["history"])
+    assert all(r["s_updated"] and r["above_lambda_fraction"] == 0 and r["s_nonzero_fraction"] == 0
+               for r in easy["history"])
 
 
 def test_s_fraction_keeps_that_share_of_the_samples_in_S_whatever_lambda(tmp_path):
     # λ above every error: with the fixed λ S stays zero (previous test); with s_fraction each
     # S-update takes the λ that leaves a quarter of the residuals above it
-    held = run(compose_config(TINY + ["lambda=1000", "alternation.start_fraction=0.0", "alternation.s_fraction=0.25"], tmp_path), tmp_path / "held")
+    held = run(compose_config(TINY + ["lambda=1000", "alternation.start_fraction=0.0", "alternation.s_fraction=0.25"],
+                              tmp_path), tmp_path / "held")
     for r in held["history"]:
         assert r["s_updated"] and r["above_lambda_fraction"] == 0  # the start rule still weighs the fixed λ
         assert 0.2 <= r["s_nonzero_fraction"] <= 0.3 and 0 < r["s_lambda"] < 1000
-    S = torch.load(tmp_path / "held" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]["S"]
+    S = torch.load(tmp_path / "held" / "checkpoints" / "last.ckpt", map_location="cpu",
+                   weights_only=False)["state_dict"]["S"]
     assert 0.2 <= float((S.flatten(1).norm(dim=1) > 0).float().mean()) <= 0.3
 
 
 def test_on_real_fabric_the_s_updates_wait_while_the_network_answers_the_mean_patch(tmp_path, aitex_dir):
-    common = ["dataset=aitex", "fabric=03", f"data_dir={aitex_dir}", "alternation.block_epochs=1", "alternation.max_blocks=2",
-              "alternation.warmup_blocks=0", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-              "trainer.enable_model_summary=false", "figures=false", "dataset.n_calibration=0"]
+    common = ["dataset=aitex", "fabric=03", f"data_dir={aitex_dir}", "alternation.block_epochs=1",
+              "alternation.max_blocks=2", "alternation.warmup_blocks=0", "trainer.accelerator=cpu",
+              "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "figures=false",
+              "dataset.n_calibration=0"]
     ours = run(compose_config(common, tmp_path), tmp_path / "ours")
     eager = run(compose_config(common + ["alternation.start_fraction=null"], tmp_path), tmp_path / "eager")
     # two epochs in, fabric 03's errors are all far above λ = 1.6 (the network answers about the mean patch) ...
@@ -282,13 +300,15 @@ def test_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_pa
     metrics = run(cfg, tmp_path / "run")
     assert metrics["threshold_from"] == "80 calibration patches"
     datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu",
+                       weights_only=False)["state_dict"]
     module.load_state_dict(state)
     datamodule.setup()
     assert datamodule.calibration_x.shape[0] == 80
     expected = torch.quantile(module.score(datamodule.calibration_x), cfg.operating_point.quantile)
     assert math.isclose(metrics["threshold"], float(expected), rel_tol=1e-5)
-    training = torch.quantile(module.score(datamodule.train_x)[~datamodule.train_synthetic], cfg.operating_point.quantile)
+    training = torch.quantile(module.score(datamodule.train_x)[~datamodule.train_synthetic],
+                              cfg.operating_point.quantile)
     assert not math.isclose(metrics["threshold"], float(training), rel_tol=1e-3)
     assert not math.isnan(metrics["history"][-1]["calibration_error_mean"])
 
@@ -341,9 +361,11 @@ def test_recipe_paper_sets_the_papers_choices_back():
     assert ours.dataset.edge_margin == 96 and paper.dataset.edge_margin == 0  # the selvedge out / the paper's tiles
     for table in ("table1", "table2", "table3", "table4"):  # the paper's tables keep the paper's tiles
         assert compose_config([f"experiment={table}"]).dataset.edge_margin == 0, table
-    assert ours.noise._target_.endswith("MixedNoise") and set(ours.noise.models) == {"julia", "lines"} and ours.model.score == "auto"
+    assert (ours.noise._target_.endswith("MixedNoise") and set(ours.noise.models) == {"julia", "lines"}
+            and ours.model.score == "auto")
     assert paper.noise._target_.endswith("JuliaNoise") and paper.model.score == "norm"
-    assert compose_config(["noise=gaussian"]).noise._target_.endswith("GaussianNoise")  # the recipe's noise yields to the command line
+    # the recipe's noise yields to the command line
+    assert compose_config(["noise=gaussian"]).noise._target_.endswith("GaussianNoise")
     # everything else is shared, and a command-line override still wins over the recipe
     assert ours.model.lr == paper.model.lr and ours.alternation.block_epochs == paper.alternation.block_epochs
     assert compose_config(["recipe=paper", "dataset.n_calibration=50"]).dataset.n_calibration == 50
@@ -355,7 +377,8 @@ def test_unknown_noise_type_lists_the_available_ones():
 
 
 def test_paper_overrides_compose_at_the_top_level():
-    cfg = compose_config(["dataset=aitex", "fabric=03", "lambda=1.6", "patch_size=64", "noise=gaussian", "noise_ratio=5", "seed=2"])
+    cfg = compose_config(["dataset=aitex", "fabric=03", "lambda=1.6", "patch_size=64", "noise=gaussian",
+                          "noise_ratio=5", "seed=2"])
     assert cfg.dataset.name == "aitex" and cfg.dataset.fabric == "03"
     assert cfg["lambda"] == 1.6 and cfg.patch_size == 64 and cfg.noise_ratio == 5 and cfg.seed == 2
     assert cfg.noise._target_.endswith("GaussianNoise")
@@ -363,7 +386,8 @@ def test_paper_overrides_compose_at_the_top_level():
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "rdcae.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "rdcae.train", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
 
 
 def test_help_lists_the_config_groups(tmp_path):
@@ -410,7 +434,8 @@ def _write_layout(root: Path, kind: str) -> Path:
 @pytest.mark.parametrize("kind", ["folder", "ksdd2"])
 def test_training_runs_on_user_folders_and_ksdd2_layout(tmp_path, kind):
     data = _write_layout(tmp_path / kind, kind)
-    cfg = compose_config(TINY_TRAINING + [f"dataset={kind}", f"data_dir={data}", "dataset.n_normal=200", "figures=false"], tmp_path)
+    cfg = compose_config(TINY_TRAINING + [f"dataset={kind}", f"data_dir={data}", "dataset.n_normal=200",
+                                          "figures=false"], tmp_path)
     metrics = run(cfg, tmp_path / "run")
     assert metrics["patches"]["images"] == {"normal": 2, "defect": 2}
     assert metrics["patches"]["patches"]["test_defect"] > 0
@@ -429,7 +454,8 @@ def test_resuming_a_run_that_met_its_target_does_not_train_further(tmp_path):
 
 
 def test_a_test_set_without_defects_reports_no_auc_and_valid_json(tmp_path):
-    metrics = run(compose_config(TINY + ["dataset.n_defect_images=0", "noise=none", "figures=false"], tmp_path), tmp_path)
+    metrics = run(compose_config(TINY + ["dataset.n_defect_images=0", "noise=none", "figures=false"], tmp_path),
+                  tmp_path)
     assert math.isnan(metrics["test"]["auc"])
     saved = json.loads((tmp_path / "metrics.json").read_text())  # strict JSON: NaN written as null
     assert saved["test"]["auc"] is None and saved["train_auc"] is None
@@ -473,8 +499,10 @@ def test_auc_target_one_never_stops_even_when_float_rounding_puts_the_auc_above_
     import rdcae.metrics.classification as classification
 
     # a perfect separation summed in float32 can come out one rounding step above 1
-    monkeypatch.setattr(classification, "binary_auroc", lambda *args, **kwargs: torch.tensor(1.0000001, dtype=torch.float32))
-    cfg = compose_config(TINY + ["alternation.block_epochs=1", "alternation.max_blocks=2", "alternation.auc_target=1.0", "figures=false"], tmp_path)
+    monkeypatch.setattr(classification, "binary_auroc",
+                        lambda *args, **kwargs: torch.tensor(1.0000001, dtype=torch.float32))
+    cfg = compose_config(TINY + ["alternation.block_epochs=1", "alternation.max_blocks=2", "alternation.auc_target=1.0",
+                                 "figures=false"], tmp_path)
     metrics = run(cfg, tmp_path)
     assert metrics["blocks"] == 2 and "max_blocks" in metrics["stop_reason"]
     assert all(r["train_auc"] <= 1.0 for r in metrics["history"])

@@ -15,7 +15,8 @@ returns      {method: {"auc": float|None, "f1": float|None, "accuracy": float|No
              JSON-able; AUC is None when the test set has only one class; epochs is None for the
              scikit-learn methods (they read the DCAE's epochs).
 
-`score_methods` gives the raw test scores and decisions of each method; rdcae.metrics.evaluate the metrics of a score vector.
+`score_methods` gives the raw test scores and decisions of each method; rdcae.metrics.evaluate the
+metrics of a score vector.
 
 The methods:
   dcae            the same autoencoder without S (model.robust=false), scored as RDCAE is (model.score;
@@ -72,7 +73,8 @@ def check_methods(methods) -> list[str]:
     methods = list(dict.fromkeys(methods or []))
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ConfigError(f"baselines={methods}: unknown method(s) {', '.join(map(repr, unknown))}; choose from {', '.join(METHODS)}")
+        raise ConfigError(f"baselines={methods}: unknown method(s) {', '.join(map(repr, unknown))}; "
+                          f"choose from {', '.join(METHODS)}")
     return methods
 
 
@@ -114,7 +116,8 @@ def roc_methods_figure(scores: dict[str, np.ndarray], labels: torch.Tensor):
 
 
 def score_methods(cfg: DictConfig, datamodule, epochs: int, methods) -> dict[str, Scored]:
-    """Train each method on datamodule.train_x and score datamodule.test_x. The DCAE is trained once for all that need it."""
+    """Train each method on datamodule.train_x and score datamodule.test_x.
+    The DCAE is trained once for all that need it."""
     methods = check_methods(methods)
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"epochs={epochs} must be a positive integer (the paper uses the epochs RDCAE needed)")
@@ -129,7 +132,8 @@ def score_methods(cfg: DictConfig, datamodule, epochs: int, methods) -> dict[str
             scores = dcae.score(datamodule.test_x)
             results[name] = Scored(_numpy(scores), _numpy(dcae.decide(scores)).astype(bool), epochs, dcae)
         elif name.startswith("deep_svdd"):
-            results[name] = deep_svdd(cfg, datamodule, epochs, "soft-boundary" if name.endswith("_soft") else "one-class")
+            results[name] = deep_svdd(cfg, datamodule, epochs,
+                                      "soft-boundary" if name.endswith("_soft") else "one-class")
         else:
             results[name] = shallow(name, dcae, datamodule, int(cfg.seed), features)
     return results
@@ -164,9 +168,9 @@ def deep_svdd(cfg: DictConfig, datamodule, epochs: int, objective: str) -> Score
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     m = cfg.model
     module = DeepSVDD(
-        NetworkSpec.from_config(cfg, bias=False), ae_lr=float(m.lr), ae_weight_decay=float(m.weight_decay), objective=objective,
-        settings=DeepSVDDSettings(**OmegaConf.to_container(cfg.deep_svdd, resolve=True)), epochs=epochs,
-        channels_last=bool(m.channels_last),
+        NetworkSpec.from_config(cfg, bias=False), ae_lr=float(m.lr), ae_weight_decay=float(m.weight_decay),
+        objective=objective, settings=DeepSVDDSettings(**OmegaConf.to_container(cfg.deep_svdd, resolve=True)),
+        epochs=epochs, channels_last=bool(m.channels_last),
     )
     module.net.fit_normalization(datamodule.train_x)
     train_deep_svdd(module, datamodule, lambda: make_trainer(cfg, epochs))
@@ -192,7 +196,8 @@ def shallow(name: str, dcae: RobustAutoencoder, datamodule, seed: int, features:
     `features` caches each kind of DCAE feature across the methods that use it."""
     kind, feature = name.split("_")
     if feature not in features:
-        features[feature] = (dcae_features(dcae, datamodule.train_x, feature), dcae_features(dcae, datamodule.test_x, feature))
+        features[feature] = (dcae_features(dcae, datamodule.train_x, feature),
+                             dcae_features(dcae, datamodule.test_x, feature))
     train, test = features[feature]
     estimator = OneClassSVM() if kind == "ocsvm" else IsolationForest(random_state=seed)
     estimator.fit(train)

@@ -102,7 +102,8 @@ class DeepSVDD(L.LightningModule):
         s = self.settings
         optimizer = torch.optim.Adam(self.net.encoder.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         milestone = max(1, round(s.lr_milestone * self.epochs))
-        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.MultiStepLR(optimizer, [milestone], gamma=0.1)}
+        return {"optimizer": optimizer,
+                "lr_scheduler": torch.optim.lr_scheduler.MultiStepLR(optimizer, [milestone], gamma=0.1)}
 
     @torch.no_grad()
     def init_center(self, x: torch.Tensor) -> None:

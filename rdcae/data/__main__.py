@@ -60,11 +60,14 @@ def describe(cfg, patches: PatchSet) -> str:
         + f", patch {cfg.patch_size}x{cfg.patch_size}, seed {cfg.seed}",
         f"  images          : {s['images']['normal']} normal, {s['images']['defect']} defect",
         f"  normal patches  : {counts['train_normal']} train + {counts['test_normal']} test "
-        f"(random positions among {s['normal_positions']:,} allowed; {s['normal_positions_excluded']:,} positions excluded as non-fabric)",
-        f"  defect patches  : {counts['test_defect']} (test only; {s['defect_tiles_excluded']} defect tiles excluded: no defect pixel on fabric"
+        f"(random positions among {s['normal_positions']:,} allowed; "
+        f"{s['normal_positions_excluded']:,} positions excluded as non-fabric)",
+        f"  defect patches  : {counts['test_defect']} (test only; "
+        f"{s['defect_tiles_excluded']} defect tiles excluded: no defect pixel on fabric"
         + (f" beyond dataset.edge_margin={margin} px from a band)" if margin else ")")
         + (f"; the paper reports {s['paper_test_defect']}" if "paper_test_defect" in s else "")
-        + (" (dataset.edge_margin=0 or recipe=paper gives the paper's tiles)" if margin and "paper_test_defect" in s else ""),
+        + (" (dataset.edge_margin=0 or recipe=paper gives the paper's tiles)"
+           if margin and "paper_test_defect" in s else ""),
     ]
     if s.get("defect_images_without_defect_pixels"):
         lines.append(f"  defect images whose mask marks no pixel: {len(s['defect_images_without_defect_pixels'])}")
@@ -84,7 +87,8 @@ def main(argv: list[str]) -> int:
     print(describe(cfg, patches))
     out = Path("outputs") / "data_summary"
     out.mkdir(parents=True, exist_ok=True)
-    tag = cfg.dataset.name + (f"_{cfg.dataset.fabric}" if "fabric" in cfg.dataset else "") + f"_p{cfg.patch_size}_s{cfg.seed}"
+    tag = (cfg.dataset.name + (f"_{cfg.dataset.fabric}" if "fabric" in cfg.dataset else "")
+           + f"_p{cfg.patch_size}_s{cfg.seed}")
     path = out / f"{tag}.png"
     contact_sheet(patches, seed=int(cfg.seed)).save(path)
     print(f"  contact sheet   : {path} (top: normal patches; bottom: defect patches, mask tinted red)")

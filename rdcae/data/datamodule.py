@@ -32,7 +32,8 @@ class DeviceBatches:
     only on (seed, epoch), so a resumed run sees the same batches.
     """
 
-    def __init__(self, x: torch.Tensor, label: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True, epoch=None) -> None:
+    def __init__(self, x: torch.Tensor, label: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True,
+                 epoch=None) -> None:
         self.x, self.label = x, label  # (N, C, P, P), (N,) on the device
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
         self.epoch = epoch or (lambda: 0)  # the trainer's current epoch

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 3  # 2: calibration patches; 3: defect tile positions
 
 # Real defect patches the paper reports per dataset (section 5.2), printed beside ours.
-PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34, "aitex/06": 10}
+PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34,
+                        "aitex/06": 10}
 
 
 @dataclass
@@ -50,7 +51,8 @@ class PatchSet:
     stats: dict = field(default_factory=dict)
     calibration_normal: np.ndarray | None = None  # (Q, C, P, P); None: no calibration patches
     test_defect_source: np.ndarray | None = None  # (K,) index into stats["defect_images"]; None: unknown (-1)
-    test_defect_position: np.ndarray | None = None  # (K, 2) top-left (y, x) of each tile in its image; None: unknown (-1)
+    # (K, 2) top-left (y, x) of each tile in its image; None: unknown (-1)
+    test_defect_position: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.calibration_normal is None:
@@ -104,10 +106,12 @@ def normal_positions(
             f"no {size}x{size} window lies entirely on fabric in the {len(sources)} normal image(s); "
             "check data_dir, patch_size or dataset.exclude_background"
         )
-    return positions, {"normal_positions": total, "normal_positions_excluded": excluded, "normal_images_too_small": skipped}
+    return positions, {"normal_positions": total, "normal_positions_excluded": excluded,
+                       "normal_images_too_small": skipped}
 
 
-def draw_windows(sources: list[SourceImage], positions: list[np.ndarray], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def draw_windows(sources: list[SourceImage], positions: list[np.ndarray], n: int, size: int,
+                 rng: np.random.Generator) -> np.ndarray:
     """n windows (n, C, P, P) drawn uniformly over `positions` (from `normal_positions`)."""
     counts = np.array([len(p) for p in positions])
     flat = rng.choice(int(counts.sum()), size=n, replace=n > counts.sum())
@@ -121,7 +125,8 @@ def draw_windows(sources: list[SourceImage], positions: list[np.ndarray], n: int
 
 
 def tile_defect_patches(
-    sources: list[SourceImage], size: int, rule: str = "any", min_fraction: float = 0.0, exclude_background: bool = True, edge_margin: int = 0
+    sources: list[SourceImage], size: int, rule: str = "any", min_fraction: float = 0.0,
+    exclude_background: bool = True, edge_margin: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Non-overlapping P×P tiles from the origin of each defect image; keep the defective ones.
     Returns the tiles (K, C, P, P), their masks (K, P, P), the index of each tile's image in
@@ -141,7 +146,8 @@ def tile_defect_patches(
         if exclude_background:
             # A defect tile stays when its defect touches fabric, even if the tile straddles the
             # band edge (AITEX 0102_010_03 has two such tiles; the paper's 690 counts them).
-            on_fabric = (src.mask & fabric_region(src.image, edge_margin))[: th * size, : tw * size].reshape(th, size, tw, size).any(axis=(1, 3))
+            on_fabric = ((src.mask & fabric_region(src.image, edge_margin))[: th * size, : tw * size]
+                         .reshape(th, size, tw, size).any(axis=(1, 3)))
             excluded += int((defective & ~on_fabric).sum())
             defective &= on_fabric
         yx = grid(h, w, size)[defective.ravel()]  # the grid runs row by row, as defective does
@@ -154,7 +160,8 @@ def tile_defect_patches(
     masks = np.concatenate(masks) if masks else np.zeros((0, size, size), bool)
     origin = np.concatenate(origin) if origin else np.zeros(0, np.int32)
     corners = np.concatenate(corners) if corners else np.zeros((0, 2), np.int64)
-    return patches, masks, origin, corners, {"defect_tiles_excluded": excluded, "defect_images_without_defect_pixels": all_zero}
+    return patches, masks, origin, corners, {"defect_tiles_excluded": excluded,
+                                             "defect_images_without_defect_pixels": all_zero}
 
 
 def _display_name(path: str, data_dir: str | None) -> str:
@@ -188,7 +195,8 @@ def check_patch_settings(cfg) -> None:
         (isinstance(size, int) and size > 0 and size % 8 == 0, f"patch_size={size} must be a positive multiple of 8"),
         (0 < ds.train_fraction < 1, f"dataset.train_fraction={ds.train_fraction} must be in (0, 1)"),
         (int(ds.get("n_calibration") or 0) >= 0,
-         f"dataset.n_calibration={ds.get('n_calibration')} must be >= 0 (0: the threshold comes from the normal training patches)"),
+         f"dataset.n_calibration={ds.get('n_calibration')} must be >= 0 "
+         "(0: the threshold comes from the normal training patches)"),
         (int(ds.get("edge_margin") or 0) >= 0,
          f"dataset.edge_margin={ds.get('edge_margin')} must be >= 0 pixels (0: all fabric next to the bands is used)"),
         (ds.defect_rule in ("any", "fraction"), f"dataset.defect_rule={ds.defect_rule!r}: choose 'any' or 'fraction'"),
@@ -212,7 +220,8 @@ def build_patches(cfg) -> PatchSet:
         raise ValueError(f"dataset {ds.name}: no defect-free image found under data_dir={ds.get('data_dir')}")
     channel_counts = {s.image.shape[2] for s in sources}
     if len(channel_counts) > 1:
-        raise ValueError(f"dataset {ds.name}: images mix {sorted(channel_counts)} channels; the adapter must unify them")
+        raise ValueError(f"dataset {ds.name}: images mix {sorted(channel_counts)} channels; "
+                         "the adapter must unify them")
     largest = max(min(s.image.shape[:2]) for s in normal)
     if size > largest:
         raise ValueError(f"patch_size={size} is larger than every normal image (largest side pair min {largest})")
@@ -259,8 +268,9 @@ def prepare_patches(cfg) -> PatchSet:
     if path.exists():
         try:
             with np.load(path) as f:
-                patchset = PatchSet(f["train_normal"], f["test_normal"], f["test_defect"], f["test_defect_mask"], json.loads(str(f["stats"])),
-                                    f["calibration_normal"], f["test_defect_source"], f["test_defect_position"])
+                patchset = PatchSet(f["train_normal"], f["test_normal"], f["test_defect"], f["test_defect_mask"],
+                                    json.loads(str(f["stats"])), f["calibration_normal"], f["test_defect_source"],
+                                    f["test_defect_position"])
             log.info("patches loaded from cache %s", path)
             return patchset
         except (OSError, KeyError, ValueError) as err:
@@ -268,8 +278,9 @@ def prepare_patches(cfg) -> PatchSet:
     patchset = build_patches(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, train_normal=patchset.train_normal, test_normal=patchset.test_normal, test_defect=patchset.test_defect,
-             test_defect_mask=patchset.test_defect_mask, stats=json.dumps(patchset.stats), calibration_normal=patchset.calibration_normal,
+    np.savez(tmp, train_normal=patchset.train_normal, test_normal=patchset.test_normal,
+             test_defect=patchset.test_defect, test_defect_mask=patchset.test_defect_mask,
+             stats=json.dumps(patchset.stats), calibration_normal=patchset.calibration_normal,
              test_defect_source=patchset.test_defect_source, test_defect_position=patchset.test_defect_position)
     os.replace(tmp, path)
     log.info("patches cached in %s", path)

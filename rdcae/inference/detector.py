@@ -15,7 +15,8 @@ from rdcae.model.score import anomaly_score
 FORMAT = "rdcae-detector/1"
 
 
-def save_detector(path: str | Path, net: ConvAutoencoder, threshold: float, score: str, score_width: int, config: dict) -> Path:
+def save_detector(path: str | Path, net: ConvAutoencoder, threshold: float, score: str, score_width: int,
+                  config: dict) -> Path:
     """Write a trained network, its score (model.score=auto: the one chosen), its threshold and the
     resolved run config."""
     payload = {
@@ -39,13 +40,14 @@ class Detector(nn.Module):
     patches per second on CPUs with AVX-512 BF16 and on GPUs; the residual is taken in fp32).
     """
 
-    def __init__(self, net: ConvAutoencoder, threshold: float, config: dict, precision: str = "fp32", chunk_size: int | None = None,
-                 score: str = "norm", score_width: int = 4) -> None:
+    def __init__(self, net: ConvAutoencoder, threshold: float, config: dict, precision: str = "fp32",
+                 chunk_size: int | None = None, score: str = "norm", score_width: int = 4) -> None:
         super().__init__()
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision={precision!r}: choose 'fp32' or 'bf16'")
         self.score_kind, self.score_width = score, score_width
-        self.net, self.config, self.precision, self.chunk_size = net.to(memory_format=torch.channels_last), config, precision, chunk_size
+        self.net, self.config, self.precision, self.chunk_size = (net.to(memory_format=torch.channels_last), config,
+                                                                  precision, chunk_size)
         self.register_buffer("threshold", torch.tensor(threshold))
 
     @torch.no_grad()

@@ -47,7 +47,8 @@ def evaluate(scores, labels, decisions=None) -> dict[str, float | None]:
     return out | {"f1": float(binary_f1_score(pred, labels)), "accuracy": float(binary_accuracy(pred, labels))}
 
 
-def per_defect_image(scores: torch.Tensor, labels: torch.Tensor, source: np.ndarray, names: list[str], threshold: float) -> list[dict]:
+def per_defect_image(scores: torch.Tensor, labels: torch.Tensor, source: np.ndarray, names: list[str],
+                     threshold: float) -> list[dict]:
     """For each defect image: its defect tiles, how many score above the threshold, and the AUC of its
     tiles against all normal test patches (None without normals), which says which images a detector
     misses. scores, labels (M,) of the test set; source (K,) the image index of each defect tile."""

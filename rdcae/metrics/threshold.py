@@ -35,7 +35,8 @@ def threshold_source(datamodule) -> str:
 
 
 def detection_threshold(
-    score, datamodule, quantile: float, train_scores: torch.Tensor | None = None, calibration_scores: torch.Tensor | None = None
+    score, datamodule, quantile: float, train_scores: torch.Tensor | None = None,
+    calibration_scores: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The quantile of the scores of normal patches the model was not trained on, the datamodule's
     calibration patches; without them (dataset.n_calibration=0, the paper), of the normal training

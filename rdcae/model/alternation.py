@@ -11,8 +11,9 @@ Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
      block that ends training, an estimate from the clean validation patches alone),
   4. stops training when the AUC exceeds `auc_target`             (lines 11–12),
   5. records the validation AUC: calibration patches with fresh synthetic defects against the
-     same patches clean (the DataModule's validation_x and validation_normal_x), a measure of detection that uses no real defect and no patch the
-     network trained on (the train AUC scores synthetic defects the network and S have seen),
+     same patches clean (the DataModule's validation_x and validation_normal_x), a measure of
+     detection that uses no real defect and no patch the network trained on (the train AUC
+     scores synthetic defects the network and S have seen),
 and logs one TensorBoard point per block. The trainer's max_epochs is
 block_epochs × max_blocks, the upper limit of line 4.
 
@@ -66,17 +67,21 @@ class AlternationSettings:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"alternation.{name}={value!r} must be an integer")
         if self.block_epochs < 1 or self.max_blocks < 1:
-            raise ValueError(f"alternation.block_epochs={self.block_epochs} and alternation.max_blocks={self.max_blocks} must be >= 1")
+            raise ValueError(f"alternation.block_epochs={self.block_epochs} and "
+                             f"alternation.max_blocks={self.max_blocks} must be >= 1")
         if not 0 <= self.warmup_blocks < self.max_blocks:
-            raise ValueError(f"alternation.warmup_blocks={self.warmup_blocks} must be in [0, max_blocks={self.max_blocks})")
+            raise ValueError(f"alternation.warmup_blocks={self.warmup_blocks} "
+                             f"must be in [0, max_blocks={self.max_blocks})")
         if not 0 < self.auc_target <= 1:
             raise ValueError(f"alternation.auc_target={self.auc_target} must be in (0, 1]")
         if self.start_fraction is not None and not 0 <= self.start_fraction <= 1:
-            raise ValueError(f"alternation.start_fraction={self.start_fraction} must be in [0, 1] (the largest share of training "
-                             "errors above lambda at the first S-update), or null to start after warmup_blocks")
+            raise ValueError(f"alternation.start_fraction={self.start_fraction} must be in [0, 1] "
+                             "(the largest share of training errors above lambda at the first S-update), "
+                             "or null to start after warmup_blocks")
         if self.s_fraction is not None and not 0 < self.s_fraction < 1:
-            raise ValueError(f"alternation.s_fraction={self.s_fraction} must be in (0, 1) (the share of training samples S holds after "
-                             "each S-update, e.g. 0.03 for the 3 % synthetic defects), or null for the fixed lambda")
+            raise ValueError(f"alternation.s_fraction={self.s_fraction} must be in (0, 1) "
+                             "(the share of training samples S holds after each S-update, "
+                             "e.g. 0.03 for the 3 % synthetic defects), or null for the fixed lambda")
 
     @property
     def max_epochs(self) -> int:
@@ -100,7 +105,8 @@ class BlockRecord:
     validation_auc: float = math.nan  # held-out synthetic defects against the clean calibration patches (nan: none)
     score: str = "norm"  # the anomaly score of this block (model.score=auto: the one chosen by validation AUC)
     validation_aucs: dict = field(default_factory=dict)  # the validation AUC of every score kind
-    s_lambda: float = math.nan  # the λ of this block's S-update (alternation.s_fraction: from the residuals; nan: no update)
+    # the λ of this block's S-update (alternation.s_fraction: from the residuals; nan: no update)
+    s_lambda: float = math.nan
 
 
 class Alternation(L.Callback):
@@ -110,7 +116,8 @@ class Alternation(L.Callback):
         self.settings = settings
         self.block_epochs, self.max_blocks = settings.block_epochs, settings.max_blocks
         self.auc_target, self.threshold_quantile = settings.auc_target, threshold_quantile
-        self.warmup_blocks, self.start_fraction, self.s_fraction = settings.warmup_blocks, settings.start_fraction, settings.s_fraction
+        self.warmup_blocks, self.start_fraction, self.s_fraction = (settings.warmup_blocks, settings.start_fraction,
+                                                                    settings.s_fraction)
         self.history: list[BlockRecord] = []
         self.stop_reason = ""
         self.threshold_from = ""
@@ -162,10 +169,12 @@ class Alternation(L.Callback):
                 )
 
     @torch.no_grad()
-    def end_block(self, trainer: L.Trainer, module: RobustAutoencoder, block: int, epoch: int, loss: float) -> BlockRecord:
+    def end_block(self, trainer: L.Trainer, module: RobustAutoencoder, block: int, epoch: int,
+                  loss: float) -> BlockRecord:
         dm = trainer.datamodule
         X, synthetic = dm.on_device("train_x", module.device), dm.on_device("train_synthetic", module.device)
-        calibration, validation = dm.on_device("calibration_x", module.device), dm.on_device("validation_x", module.device)
+        calibration, validation = (dm.on_device("calibration_x", module.device),
+                                   dm.on_device("validation_x", module.device))
         # The held-out synthetic defects against the same calibration patches clean; one
         # reconstruction of each gives the validation AUC of every score.
         head = dm.on_device("validation_normal_x", module.device)
@@ -193,7 +202,8 @@ class Alternation(L.Callback):
             calibration_errors, calibration_scores = module.error_and_score(calibration, chunk_size_for(module.device))
         else:
             calibration_errors, calibration_scores = head_errors, head_by_kind.get(module.score_kind)
-        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores, calibration_scores))
+        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores,
+                                                   calibration_scores))
         self.threshold_from = threshold_source(dm)
         norms = module.S.flatten(1).norm(dim=1)
         record = BlockRecord(
@@ -216,18 +226,21 @@ class Alternation(L.Callback):
         )
         self.history.append(record)
         if trainer.logger is not None:
-            logged = {f"block/{k}": v for k, v in asdict(record).items() if isinstance(v, (int, float)) and k != "block"}
+            logged = {f"block/{k}": v for k, v in asdict(record).items()
+                      if isinstance(v, (int, float)) and k != "block"}
             logged.update({f"block/validation_auc_{kind}": v for kind, v in validation_aucs.items()})
             trainer.logger.log_metrics(logged, step=block)
         return record
 
     def _fail(self, trainer: L.Trainer, what: str) -> None:
         last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
-        resume = f"the last good checkpoint is {last} (resume with ckpt_path={last})" if last else "no checkpoint was saved yet"
+        resume = (f"the last good checkpoint is {last} (resume with ckpt_path={last})" if last
+                  else "no checkpoint was saved yet")
         raise FloatingPointError(f"{what}; {resume}. Try a lower model.lr or a larger lambda.")
 
     def state_dict(self) -> dict:
-        return {"history": [asdict(r) for r in self.history], "stop_reason": self.stop_reason, "threshold_from": self.threshold_from}
+        return {"history": [asdict(r) for r in self.history], "stop_reason": self.stop_reason,
+                "threshold_from": self.threshold_from}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = [BlockRecord(**r) for r in state_dict["history"]]

@@ -29,7 +29,8 @@ class NetworkSpec:
         if self.output not in ("linear", "sigmoid"):
             raise ValueError(f"model.output={self.output!r}: choose 'linear' or 'sigmoid'")
         if self.patch_size % 2 ** len(self.filters):
-            raise ValueError(f"patch_size={self.patch_size} must be divisible by {2 ** len(self.filters)} (one 2x pooling per filter)")
+            raise ValueError(f"patch_size={self.patch_size} must be divisible by {2 ** len(self.filters)} "
+                             "(one 2x pooling per filter)")
 
     @classmethod
     def from_dict(cls, values: dict) -> "NetworkSpec":
@@ -42,8 +43,8 @@ class NetworkSpec:
         """The spec a run config asks for: channels and patch_size at the top level, the rest under model."""
         m = cfg.model
         return cls(**{"channels": int(cfg.channels), "patch_size": int(cfg.patch_size), "filters": tuple(m.filters),
-                      "latent_dim": int(m.latent_dim), "negative_slope": float(m.negative_slope), "normalize": bool(m.normalize),
-                      "output": str(m.output), **changes})
+                      "latent_dim": int(m.latent_dim), "negative_slope": float(m.negative_slope),
+                      "normalize": bool(m.normalize), "output": str(m.output), **changes})
 
     def to_dict(self) -> dict:
         return {**asdict(self), "filters": list(self.filters)}
@@ -92,7 +93,8 @@ class ConvAutoencoder(nn.Module):
         ]
         pairs = list(zip((channels, *filters[:-1]), filters))  # encoder convs as (c_in, c_out)
         for k, (c_in, c_out) in enumerate(reversed(pairs)):
-            decoder += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_out, c_in, kernel_size, padding=pad, bias=bias)]
+            decoder += [nn.Upsample(scale_factor=2, mode="nearest"),
+                        nn.Conv2d(c_out, c_in, kernel_size, padding=pad, bias=bias)]
             if k < len(pairs) - 1:
                 decoder.append(nn.LeakyReLU(negative_slope))
         if output == "sigmoid":
@@ -128,8 +130,10 @@ def chunk_size_for(device: torch.device) -> int:
 
 
 @torch.no_grad()
-def map_in_chunks(fn, x: torch.Tensor, device: torch.device, chunk_size: int, channels_last: bool = True) -> torch.Tensor:
+def map_in_chunks(fn, x: torch.Tensor, device: torch.device, chunk_size: int,
+                  channels_last: bool = True) -> torch.Tensor:
     """fn over a whole set x (N, C, P, P), `chunk_size` patches at a time on `device`, each chunk in
     the network's memory layout; the results concatenated along the first axis."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.cat([fn(chunk.to(device).contiguous(memory_format=layout)) for chunk in x.split(chunk_size)] or [fn(x.to(device))])
+    return torch.cat([fn(chunk.to(device).contiguous(memory_format=layout)) for chunk in x.split(chunk_size)]
+                     or [fn(x.to(device))])

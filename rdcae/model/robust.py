@@ -102,7 +102,8 @@ class RobustAutoencoder(L.LightningModule):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """D(E(x)) for a whole set, in chunks (model chunk_size unless given), on the module's device."""
-        return map_in_chunks(self.net, x, self.device, chunk_size or self.hparams.chunk_size, self.hparams.channels_last)
+        return map_in_chunks(self.net, x, self.device, chunk_size or self.hparams.chunk_size,
+                             self.hparams.channels_last)
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:
@@ -181,4 +182,5 @@ class RobustAutoencoder(L.LightningModule):
         self.log_dict({"test/tp": float(tp), "test/fp": float(fp), "test/tn": float(tn), "test/fn": float(fn)})
         self.test_metrics.reset()
         self.test_auroc.reset()
-        self.test_scores = torch.cat(self._test_scores).cpu() if self._test_scores else torch.empty(0)  # in test-set order
+        # in test-set order
+        self.test_scores = torch.cat(self._test_scores).cpu() if self._test_scores else torch.empty(0)

@@ -11,15 +11,18 @@ import torch
 import torch.nn.functional as F
 
 SCORES = ("norm", "strip")
-AUTO = "auto"  # model.score=auto: the score of SCORES that ranks held-out synthetic defects best (RobustAutoencoder.choose_score)
+# model.score=auto: the score of SCORES that ranks held-out synthetic defects best (RobustAutoencoder.choose_score)
+AUTO = "auto"
 
 
 def check_score(kind: str, width, patch_size: int, choices: tuple[str, ...] = SCORES) -> None:
     """Raise ValueError naming model.score / model.score_width when they cannot score a P×P patch."""
     if kind not in choices:
-        raise ValueError(f"model.score={kind!r}: choose one of {', '.join(choices)} (norm: ‖x − x̂‖₂ over the patch, the paper's score)")
+        raise ValueError(f"model.score={kind!r}: choose one of {', '.join(choices)} "
+                         "(norm: ‖x − x̂‖₂ over the patch, the paper's score)")
     if not (isinstance(width, int) and not isinstance(width, bool) and 1 <= width <= patch_size):
-        raise ValueError(f"model.score_width={width!r} must be an integer between 1 and patch_size={patch_size} (the rows or columns of a strip)")
+        raise ValueError(f"model.score_width={width!r} must be an integer between 1 and patch_size={patch_size} "
+                         "(the rows or columns of a strip)")
 
 
 def residual_energy(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:

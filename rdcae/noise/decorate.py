@@ -8,7 +8,8 @@ import torch
 from rdcae.noise.random import NoNoise
 
 
-def decorate(x: torch.Tensor, noise_ratio: float, noise, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def decorate(x: torch.Tensor, noise_ratio: float, noise,
+             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Decorate round(noise_ratio % of N) randomly chosen samples of x (N, C, P, P).
 
     Returns the new batch and a (N,) bool tensor marking the synthetic defects.
@@ -36,7 +37,8 @@ class MixedNoise:
             raise ValueError("noise.models must name at least one noise model")
         weights = dict.fromkeys(models, 1.0) if weights is None else dict(weights)
         if set(weights) != set(models):
-            raise ValueError(f"noise.weights must name the same models as noise.models {sorted(models)}, got {sorted(weights)}")
+            raise ValueError(f"noise.weights must name the same models as noise.models {sorted(models)}, "
+                             f"got {sorted(weights)}")
         self.names = list(models)
         self.models = [models[name] for name in self.names]
         w = torch.tensor([float(weights[name]) for name in self.names])

@@ -82,17 +82,21 @@ def julia_image(params: JuliaParams, w: int, h: int, max_iter: int = 255) -> tor
     return i / max_iter
 
 
-def random_julia_params(n: int, generator: torch.Generator, shapes: tuple[str, ...] = SHAPES) -> tuple[JuliaParams, list[str]]:
+def random_julia_params(n: int, generator: torch.Generator,
+                        shapes: tuple[str, ...] = SHAPES) -> tuple[JuliaParams, list[str]]:
     """Draw n defect parameter sets, each horizontal, vertical or point-like (section 3.2)."""
     u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=generator)  # noqa: E731
     kind = torch.randint(len(shapes), (n,), generator=generator)
     names = [shapes[k] for k in kind.tolist()]
     long_axis, short_axis, point = u(0.12, 0.35), u(1.0, 1.6), u(1.1, 1.8)
-    alpha = torch.tensor([{"horizontal": a, "vertical": b, "point": p}[s] for s, a, b, p in zip(names, long_axis, short_axis, point)])
-    beta = torch.tensor([{"horizontal": b, "vertical": a, "point": p}[s] for s, a, b, p in zip(names, long_axis, short_axis, point)])
+    alpha = torch.tensor([{"horizontal": a, "vertical": b, "point": p}[s]
+                          for s, a, b, p in zip(names, long_axis, short_axis, point)])
+    beta = torch.tensor([{"horizontal": b, "vertical": a, "point": p}[s]
+                         for s, a, b, p in zip(names, long_axis, short_axis, point)])
     c = torch.tensor(JULIA_CONSTANTS)[torch.randint(len(JULIA_CONSTANTS), (n,), generator=generator)]
     c = c + 0.02 * (2 * torch.rand(n, 2, generator=generator) - 1)
-    params = JuliaParams(alpha=alpha, beta=beta, dx=u(-0.4, 0.4), dy=u(-0.4, 0.4), cx=c[:, 0], cy=c[:, 1], zf=u(0.8, 1.4))
+    params = JuliaParams(alpha=alpha, beta=beta, dx=u(-0.4, 0.4), dy=u(-0.4, 0.4), cx=c[:, 0], cy=c[:, 1],
+                         zf=u(0.8, 1.4))
     return params, names
 
 
@@ -139,7 +143,8 @@ class JuliaNoise:
         if self.contrast is None:  # pure black or white
             return (torch.rand(n, 1, 1, 1, generator=generator) < 0.5).float().to(x)
         sign = torch.where(torch.rand(n, 1, 1, 1, generator=generator) < 0.5, -1.0, 1.0).to(x)
-        k = (self.contrast[0] + (self.contrast[1] - self.contrast[0]) * torch.rand(n, 1, 1, 1, generator=generator)).to(x)
+        k = (self.contrast[0]
+             + (self.contrast[1] - self.contrast[0]) * torch.rand(n, 1, 1, 1, generator=generator)).to(x)
         # The std floor keeps defects visible on flat, textureless patches.
         mean, std = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True).clamp_min(0.05)
         return (mean + sign * k * std).clamp(0, 1)

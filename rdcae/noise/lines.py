@@ -28,11 +28,13 @@ class LineNoise:
         self.name = name
         unknown = set(orientations) - set(ORIENTATIONS)
         if unknown or not orientations:
-            raise ValueError(f"noise.orientations: unknown or empty {sorted(unknown) or list(orientations)}; choose from {ORIENTATIONS}")
+            raise ValueError(f"noise.orientations: unknown or empty {sorted(unknown) or list(orientations)}; "
+                             f"choose from {ORIENTATIONS}")
         if not 1 <= width[0] <= width[1]:
             raise ValueError(f"noise.width must satisfy 1 <= low <= high (pixels), got {tuple(width)}")
         if not 0 < length[0] <= length[1] <= 1:
-            raise ValueError(f"noise.length must satisfy 0 < low <= high <= 1 (fraction of the patch), got {tuple(length)}")
+            raise ValueError(f"noise.length must satisfy 0 < low <= high <= 1 (fraction of the patch), "
+                             f"got {tuple(length)}")
         if not 0 < contrast[0] <= contrast[1]:
             raise ValueError(f"noise.contrast must satisfy 0 < low <= high (patch stds), got {tuple(contrast)}")
         self.width, self.length, self.contrast = tuple(width), tuple(length), tuple(contrast)
@@ -41,7 +43,8 @@ class LineNoise:
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = x.shape
         u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=generator)  # noqa: E731
-        vertical = torch.tensor([self.orientations[k] == "vertical" for k in torch.randint(len(self.orientations), (n,), generator=generator).tolist()])
+        vertical = torch.tensor([self.orientations[k] == "vertical"
+                                 for k in torch.randint(len(self.orientations), (n,), generator=generator).tolist()])
         across_size = torch.where(vertical, w, h)  # (N,) the side the line's width is measured on
         along_size = torch.where(vertical, h, w)
         width = torch.randint(self.width[0], self.width[1] + 1, (n,), generator=generator).minimum(across_size)

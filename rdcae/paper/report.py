@@ -1,4 +1,5 @@
-"""Sweeps → the paper's tables (the command `python -m rdcae.report <multirun dir> [more dirs] [--table N] [--out DIR]`).
+"""Sweeps → the paper's tables (the command
+`python -m rdcae.report <multirun dir> [more dirs] [--table N] [--out DIR]`).
 
 Every finished job folder (config.yaml + metrics.json, as `rdcae.train.run` leaves them) is one
 run. Runs that differ only in their seed form one row: mean ± std over the seeds of test AUC,
@@ -39,10 +40,13 @@ from rdcae.paper.tables import METHOD_LABELS, SOURCE, TITLES
 METRICS = ("auc", "f1", "accuracy")
 METRIC_LABELS = {"auc": "AUC", "f1": "F1", "accuracy": "accuracy"}
 SETTINGS = ("lambda", "patch_size", "noise", "noise_ratio", "model")  # the paper's knobs, always read
-SETTING_LABELS = {"lambda": "λ", "patch_size": "patch size", "noise": "noise type", "noise_ratio": "noise ratio", "model": "model"}
-TABLE_SETTINGS = {1: ("lambda", "noise_ratio", "noise"), 2: ("lambda", "patch_size"), 3: ("noise", "noise_ratio"), 4: ()}
+SETTING_LABELS = {"lambda": "λ", "patch_size": "patch size", "noise": "noise type", "noise_ratio": "noise ratio",
+                  "model": "model"}
+TABLE_SETTINGS = {1: ("lambda", "noise_ratio", "noise"), 2: ("lambda", "patch_size"), 3: ("noise", "noise_ratio"),
+                  4: ()}
 # Overrides that say where things are or what else to run, not what a result is.
-NOT_SETTINGS = {"seed", "data_dir", "cache_dir", "ckpt_path", "figures", "baselines", "experiment", "dataset", "fabric", *SETTINGS}
+NOT_SETTINGS = {"seed", "data_dir", "cache_dir", "ckpt_path", "figures", "baselines", "experiment", "dataset", "fabric",
+                *SETTINGS}
 # Folders inside a run that never hold another run.
 _RUN_SUBFOLDERS = {"checkpoints", "figures", "tensorboard"}
 
@@ -136,15 +140,18 @@ def load_runs(folders: list[str | Path]) -> list[Run]:
     candidates = []
     for folder in map(Path, folders):
         if not folder.is_dir():
-            raise ReportError(f"{folder}: no such folder (give a Hydra multirun folder such as outputs/multirun/<time>)")
+            raise ReportError(f"{folder}: no such folder "
+                              "(give a Hydra multirun folder such as outputs/multirun/<time>)")
         found = find_run_folders(folder)
         if not found:
-            raise ReportError(f"{folder}: no run folders in it (a run folder holds config.yaml and metrics.json; a Hydra multirun has one per job)")
+            raise ReportError(f"{folder}: no run folders in it (a run folder holds config.yaml and metrics.json; "
+                              "a Hydra multirun has one per job)")
         candidates += found
 
     unfinished = [f for f in candidates if not ((f / "metrics.json").is_file() and (f / "config.yaml").is_file())]
     if unfinished:
-        warnings.warn(f"skipping {len(unfinished)} unfinished job(s) without metrics.json or config.yaml: {', '.join(map(str, unfinished))}", stacklevel=2)
+        warnings.warn(f"skipping {len(unfinished)} unfinished job(s) without metrics.json or config.yaml: "
+                      f"{', '.join(map(str, unfinished))}", stacklevel=2)
     finished = [f for f in candidates if f not in unfinished]
     overrides = {f: read_overrides(f) for f in finished}
     extra_keys = {k for o in overrides.values() for k in o if k not in NOT_SETTINGS and not k.startswith("hydra")}
@@ -156,9 +163,11 @@ def load_runs(folders: list[str | Path]) -> list[Run]:
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:  # a half-written or foreign file
             unreadable.append(f"{folder} ({type(err).__name__}: {err})")
     if unreadable:
-        warnings.warn(f"skipping {len(unreadable)} job(s) whose config.yaml or metrics.json cannot be read: {'; '.join(unreadable)}", stacklevel=2)
+        warnings.warn(f"skipping {len(unreadable)} job(s) whose config.yaml or metrics.json cannot be read: "
+                      f"{'; '.join(unreadable)}", stacklevel=2)
     if not runs:
-        raise ReportError(f"{', '.join(map(str, folders))}: no finished runs ({len(candidates)} job folder(s), none with a readable config.yaml and metrics.json)")
+        raise ReportError(f"{', '.join(map(str, folders))}: no finished runs ({len(candidates)} job folder(s), "
+                          "none with a readable config.yaml and metrics.json)")
     return runs
 
 
@@ -208,7 +217,8 @@ def group_runs(runs: list[Run]) -> list[list[Run]]:
     for key, members in groups.items():
         seeds = [r.seed for r in members]
         if len(set(seeds)) < len(seeds):
-            warnings.warn(f"the same settings and seed appear in more than one run, all counted: {', '.join(str(r.folder) for r in members)}", stacklevel=2)
+            warnings.warn("the same settings and seed appear in more than one run, all counted: "
+                          f"{', '.join(str(r.folder) for r in members)}", stacklevel=2)
     return [groups[k] for k in sorted(groups, key=lambda key: tuple(_sort_key(v) for v in key))]
 
 
@@ -260,12 +270,15 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
         methods = _method_order(runs)
         head += [h for m in methods for h in (METHOD_LABELS.get(m, m), "paper")]
         body = [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])]
-                + [c for m in methods for c in (_ours(row, f"{m}_auc"), _theirs(row, f"paper_{m}_auc"))] for row in rows]
+                + [c for m in methods for c in (_ours(row, f"{m}_auc"), _theirs(row, f"paper_{m}_auc"))]
+                for row in rows]
         # The paper's Table 4 has only AUCs; F1 and accuracy at each method's own threshold follow.
         for metric in ("f1", "accuracy"):
             extra += [f"{METRIC_LABELS[metric]} at each method's threshold:", "",
-                      _markdown_table([SETTING_LABELS.get(k, k) for k in keys] + ["n"] + [METHOD_LABELS.get(m, m) for m in methods],
-                                      [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])] + [_ours(row, f"{m}_{metric}") for m in methods]
+                      _markdown_table([SETTING_LABELS.get(k, k) for k in keys] + ["n"]
+                                      + [METHOD_LABELS.get(m, m) for m in methods],
+                                      [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])]
+                                       + [_ours(row, f"{m}_{metric}") for m in methods]
                                        for row in rows]), ""]
     else:
         validation = any(row.get("validation_auc_n") for row in rows)
@@ -273,23 +286,26 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
         head += ([METRIC_LABELS[m] for m in METRICS] + ["validation AUC (synthetic)"] * validation + ["score"] * scores
                  + [f"paper {METRIC_LABELS[m]}" for m in METRICS] + ["paper table"])
         body = [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])]
-                + [_ours(row, m) for m in METRICS] + [_ours(row, "validation_auc")] * validation + [row.get("scores", "")] * scores
+                + [_ours(row, m) for m in METRICS] + [_ours(row, "validation_auc")] * validation
+                + [row.get("scores", "")] * scores
                 + [_theirs(row, f"paper_{m}") for m in METRICS] + [_cell(row.get("paper_table"))]
                 for row in rows]
         if validation:
-            extra += ["Validation AUC: the run's calibration patches with fresh synthetic defects against the same patches clean "
-                      "(no real defect involved; metrics.json → validation_auc).", ""]
+            extra += ["Validation AUC: the run's calibration patches with fresh synthetic defects against the same "
+                      "patches clean (no real defect involved; metrics.json → validation_auc).", ""]
         if scores:
-            extra += ["Score: the anomaly score the runs used and how many runs used it (model.score=auto: the one chosen by "
-                      "validation AUC; metrics.json → score).", ""]
+            extra += ["Score: the anomaly score the runs used and how many runs used it "
+                      "(model.score=auto: the one chosen by validation AUC; metrics.json → score).", ""]
     head = [SETTING_LABELS.get(h, h) for h in head]
 
     per_image = _per_image_section(groups, rows, keys)
-    title = f"Table {table} of {SOURCE}: {TITLES[table]}" if table else f"Runs against {SOURCE} (each row: the first table with the same settings)"
+    title = (f"Table {table} of {SOURCE}: {TITLES[table]}" if table
+             else f"Runs against {SOURCE} (each row: the first table with the same settings)")
     markdown = "\n".join([
         f"# {title}",
         "",
-        f"{len(runs)} runs from {', '.join(str(f) for f in folders)}. Ours: mean ± std over seeds (population std, ddof=0); "
+        f"{len(runs)} runs from {', '.join(str(f) for f in folders)}. "
+        "Ours: mean ± std over seeds (population std, ddof=0); "
         "paper: the paper's mean ± std, where it has a row with the same dataset and settings.",
         "",
         _markdown_table(head, body),
@@ -317,17 +333,21 @@ def _per_image_section(groups: list[list[Run]], rows: list[dict], keys: list[str
             tiles = next(e["tiles"] for e in found if e)
             auc = summarize([e["auc"] if e else None for e in found])
             detected = summarize([e["detected"] if e else None for e in found])
-            body.append([image, str(tiles), f"{auc[0]:.3f} ± {auc[1]:.3f}" if auc[2] else "—", f"{detected[0]:.1f} ± {detected[1]:.1f}"])
+            body.append([image, str(tiles), f"{auc[0]:.3f} ± {auc[1]:.3f}" if auc[2] else "—",
+                         f"{detected[0]:.1f} ± {detected[1]:.1f}"])
         lines += [f"## Per defect image: {what} ({len(members)} seeds)", "",
-                  _markdown_table(["defect image", "tiles", "AUC against the held-out normals", "tiles above the threshold"], body), ""]
+                  _markdown_table(["defect image", "tiles", "AUC against the held-out normals",
+                                   "tiles above the threshold"], body), ""]
     return lines
 
 
 def _metric_columns(row: dict, members: list[Run], table: int | None) -> None:
     for m in METRICS:
-        row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_n"] = summarize([(r.metrics.get("test") or {}).get(m) for r in members])
+        row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_n"] = summarize([(r.metrics.get("test") or {}).get(m)
+                                                                      for r in members])
     # The label-free number: held-out synthetic defects against clean calibration patches.
-    row["validation_auc_mean"], row["validation_auc_std"], row["validation_auc_n"] = summarize([r.metrics.get("validation_auc") for r in members])
+    row["validation_auc_mean"], row["validation_auc_std"], row["validation_auc_n"] = summarize(
+        [r.metrics.get("validation_auc") for r in members])
     used = Counter(r.metrics.get("score", "norm") for r in members)
     row["scores"] = ", ".join(f"{kind} ×{n}" for kind, n in sorted(used.items()))
     paper = _paper(table, members[0], members[0].settings["model"])
@@ -392,14 +412,17 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
         writer = csv.DictWriter(f, fieldnames=report.columns, restval="")
         writer.writeheader()
         for row in report.rows:
-            writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()})
+            writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+                             for k, v in row.items()})
     return md, csv_path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rdcae.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", help="Hydra multirun folders (outputs/multirun/<time>) or single run folders")
-    parser.add_argument("--table", type=int, choices=sorted(paper_results.TABLES), help="the paper's table to compare with (default: from what the sweep varies)")
+    parser.add_argument("folders", nargs="+",
+                        help="Hydra multirun folders (outputs/multirun/<time>) or single run folders")
+    parser.add_argument("--table", type=int, choices=sorted(paper_results.TABLES),
+                        help="the paper's table to compare with (default: from what the sweep varies)")
     parser.add_argument("--out", help="where report.md and report.csv go (default: the first folder)")
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:

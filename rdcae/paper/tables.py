@@ -19,7 +19,8 @@ TITLES = {
     1: "AUC, F1 Score and Accuracy results for different lambda values.",
     2: "AUC, F1 Score and Accuracy results for different image patch sizes.",
     3: "Comparison of the Results When Using synthetic Defects (Structured Noise) vs. Random (Gaussian) Noise.",
-    4: "Comparison of Area Under ROC Curve (AUC) Metric Results of Robust Deep Convolutional Autoencoder (RDCAE) to That of Other Methods",
+    4: "Comparison of Area Under ROC Curve (AUC) Metric Results of Robust Deep Convolutional Autoencoder (RDCAE) "
+       "to That of Other Methods",
 }
 
 TABLES = {
@@ -188,10 +189,12 @@ def _load() -> dict[int, list[PaperResult]]:
         for cells in parse_cells(text)[1:]:
             dataset, fabric = _dataset(cells[0])
             values = {col: _value(col, cell) for col, cell in zip(COLUMNS[table], cells[1:], strict=True)}
-            settings = {**IMPLIED[table], **{k: v for k, v in values.items() if k in ("lambda", "patch_size", "noise", "noise_ratio")}}
+            settings = {**IMPLIED[table],
+                        **{k: v for k, v in values.items() if k in ("lambda", "patch_size", "noise", "noise_ratio")}}
             if table == 4:
                 for method in COLUMNS[4]:
-                    results[4].append(PaperResult(4, cells[0], dataset, fabric, method, settings, {"auc": values[method]}))
+                    results[4].append(PaperResult(4, cells[0], dataset, fabric, method, settings,
+                                                  {"auc": values[method]}))
             else:
                 metrics = {k: values[k] for k in ("auc", "f1", "accuracy")}
                 results[table].append(PaperResult(table, cells[0], dataset, fabric, "rdcae", settings, metrics))
@@ -215,6 +218,7 @@ def lookup(table: int, dataset: str, fabric: str | None, method: str, settings: 
     """
     fabric = fabric if dataset == "aitex" else None
     for r in RESULTS.get(table, []):
-        if (r.dataset, r.fabric, r.method) == (dataset, fabric, method) and all(_same(settings.get(k), v) for k, v in r.settings.items()):
+        if ((r.dataset, r.fabric, r.method) == (dataset, fabric, method)
+                and all(_same(settings.get(k), v) for k, v in r.settings.items())):
             return r
     return None

@@ -38,8 +38,11 @@ def xls_figure(columns: dict[str, dict[str, torch.Tensor]], title: str) -> plt.F
     groups = list(columns)
     rows = list(columns[groups[0]])
     residual = [r.startswith(("S", "|")) for r in rows]
-    scale = max((float(columns[g][r].abs().max()) for g in groups for r, res in zip(rows, residual) if res), default=1.0) or 1.0
-    fig, axes = plt.subplots(len(rows), len(groups), figsize=(2.2 * sum(len(columns[g][rows[0]]) for g in groups) / 2, 1.6 * len(rows) + 0.6), squeeze=False)
+    scale = max((float(columns[g][r].abs().max()) for g in groups for r, res in zip(rows, residual) if res),
+                default=1.0) or 1.0
+    fig, axes = plt.subplots(len(rows), len(groups),
+                             figsize=(2.2 * sum(len(columns[g][rows[0]]) for g in groups) / 2, 1.6 * len(rows) + 0.6),
+                             squeeze=False)
     for j, g in enumerate(groups):
         for i, (r, res) in enumerate(zip(rows, residual)):
             x = columns[g][r]
@@ -55,8 +58,9 @@ def xls_figure(columns: dict[str, dict[str, torch.Tensor]], title: str) -> plt.F
     return fig
 
 
-def hardest_figure(normal_x: torch.Tensor, normal_scores: torch.Tensor, defect_x: torch.Tensor, defect_scores: torch.Tensor,
-                   threshold: float, title: str, defect_masks: torch.Tensor | None = None, k: int = 12) -> plt.Figure:
+def hardest_figure(normal_x: torch.Tensor, normal_scores: torch.Tensor, defect_x: torch.Tensor,
+                   defect_scores: torch.Tensor, threshold: float, title: str,
+                   defect_masks: torch.Tensor | None = None, k: int = 12) -> plt.Figure:
     """The k held-out normal patches that score highest (false alarms first) above the k real
     defect tiles that score lowest (misses first), each with its score; red = on the wrong side
     of the threshold. defect_masks (K, P, P): outlined in red on the defect tiles."""
@@ -87,12 +91,14 @@ def hardest_figure(normal_x: torch.Tensor, normal_scores: torch.Tensor, defect_x
     return fig
 
 
-def roc_figure(fpr: torch.Tensor, tpr: torch.Tensor, auc: float, operating_point: tuple[float, float] | None, title: str) -> plt.Figure:
+def roc_figure(fpr: torch.Tensor, tpr: torch.Tensor, auc: float, operating_point: tuple[float, float] | None,
+               title: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(4.8, 4.6))
     ax.plot(fpr.cpu().numpy(), tpr.cpu().numpy(), lw=2, label=f"RDCAE (AUC = {auc:.3f})")
     ax.plot([0, 1], [0, 1], ls="--", c="gray", lw=1, label="chance")
     if operating_point is not None:
-        ax.plot(*operating_point, "o", c="crimson", label=f"threshold (FPR {operating_point[0]:.3f}, TPR {operating_point[1]:.3f})")
+        ax.plot(*operating_point, "o", c="crimson",
+                label=f"threshold (FPR {operating_point[0]:.3f}, TPR {operating_point[1]:.3f})")
     return _roc_axes(fig, ax, title)
 
 
@@ -132,7 +138,8 @@ def roc_methods_figure(curves: dict[str, tuple], title: str) -> plt.Figure:
     styles = ["-", "--", "-.", ":"]
     for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
         label = f"{name} (AUC = {auc:.3f})" if auc is not None else f"{name} (AUC n/a)"
-        ax.plot(np.asarray(fpr), np.asarray(tpr), ls=styles[i % len(styles)] if i else "-", lw=2.4 if i == 0 else 1.6, label=label)
+        ax.plot(np.asarray(fpr), np.asarray(tpr), ls=styles[i % len(styles)] if i else "-", lw=2.4 if i == 0 else 1.6,
+                label=label)
     ax.plot([0, 1], [0, 1], ls="--", c="gray", lw=1, label="chance")
     return _roc_axes(fig, ax, title)
 
@@ -146,7 +153,8 @@ def ssim_scores(x, r, data_range: float = 1.0) -> np.ndarray:
 
 
 def error_ssim_figure(
-    train_errors, train_ssim, train_synthetic, test_errors, test_ssim, test_y, test_pred, threshold: float | None = None,
+    train_errors, train_ssim, train_synthetic, test_errors, test_ssim, test_y, test_pred,
+    threshold: float | None = None,
     title: str = "reconstruction error vs SSIM",
 ) -> plt.Figure:
     """Figure 5: one point per patch, training normals and synthetic defects, test patches as TP / TN / FP / FN.
@@ -170,8 +178,8 @@ def error_ssim_figure(
     fig, ax = plt.subplots(figsize=(6.8, 5.0))
     for name, e, s, colour, marker in groups:
         if len(e):
-            ax.scatter(e, s, s=14 if marker in ".x" else 18, c=colour, marker=marker, alpha=0.6, linewidths=0.8 if marker == "x" else 0,
-                       label=f"{name} ({len(e)})")
+            ax.scatter(e, s, s=14 if marker in ".x" else 18, c=colour, marker=marker, alpha=0.6,
+                       linewidths=0.8 if marker == "x" else 0, label=f"{name} ({len(e)})")
     if threshold is not None:
         ax.axvline(threshold, c="crimson", ls="--", lw=1, label=f"threshold {threshold:.3f}")
     ax.set_xlabel("reconstruction error ‖x − D(E(x))‖₂")
@@ -227,15 +235,17 @@ def write_run_figures(module, dm, writer, output_dir: Path, step: int, auc: floa
     train_scores = module.score_residual(dm.train_x, train_reconstruction)
     groups = {"train normal": train_scores[~synthetic], "train synthetic": train_scores[synthetic],
               "test normal": test_scores[dm.test_y == 0], "test real defect": test_scores[dm.test_y == 1]}
-    save(score_histogram(groups, float(module.threshold), "reconstruction errors" if kind == "norm" else f"anomaly scores ({kind})"), "score_histogram")
+    save(score_histogram(groups, float(module.threshold),
+                         "reconstruction errors" if kind == "norm" else f"anomaly scores ({kind})"), "score_histogram")
     normal, defect = dm.test_y == 0, dm.test_y == 1
-    save(hardest_figure(dm.test_x[normal], test_scores[normal], dm.test_x[defect], test_scores[defect], float(module.threshold),
-                                f"hardest test patches: {what}, defect masks outlined",
+    save(hardest_figure(dm.test_x[normal], test_scores[normal], dm.test_x[defect], test_scores[defect],
+                                float(module.threshold), f"hardest test patches: {what}, defect masks outlined",
                                 defect_masks=torch.from_numpy(dm.patches.test_defect_mask)), "hardest_test_patches")
 
     save(error_ssim_figure(
         train_errors=train_scores, train_ssim=ssim_scores(dm.train_x, train_reconstruction), train_synthetic=synthetic,
         test_errors=test_scores, test_ssim=ssim_scores(dm.test_x, test_reconstruction), test_y=dm.test_y,
         test_pred=test_pred, threshold=float(module.threshold),
-        title="reconstruction error vs SSIM (the paper's Figure 5)" if kind == "norm" else f"{what} vs SSIM (the paper's Figure 5)"), "fig5_error_ssim")
+        title=("reconstruction error vs SSIM (the paper's Figure 5)" if kind == "norm"
+               else f"{what} vs SSIM (the paper's Figure 5)")), "fig5_error_ssim")
     plt.close("all")

@@ -25,8 +25,10 @@ def run_metrics(module, datamodule, alternation, trainer, test: dict, fit_second
         "validation_auc": history[-1].validation_auc if history else math.nan,
         "score": module.score_kind,  # model.score, or the score model.score=auto chose
         "history": [vars(r) for r in history],
-        "per_defect_image": per_defect_image(module.test_scores, datamodule.test_y, datamodule.patches.test_defect_source,
-                                             datamodule.patches.stats.get("defect_images", []), float(module.threshold)),
+        "per_defect_image": per_defect_image(module.test_scores, datamodule.test_y,
+                                             datamodule.patches.test_defect_source,
+                                             datamodule.patches.stats.get("defect_images", []),
+                                             float(module.threshold)),
         "patches": datamodule.patches.stats,
         "n_train": len(datamodule.train_x),
         "n_synthetic": int(datamodule.train_synthetic.sum()),
@@ -73,13 +75,16 @@ def summary(metrics: dict, output_dir: Path) -> str:
     return "\n".join([
         "",
         "rdcae run finished",
-        f"  blocks run      : {metrics['blocks']} ({metrics['epochs']} epochs, {metrics['fit_seconds']:.1f} s on {metrics['device']})",
+        f"  blocks run      : {metrics['blocks']} ({metrics['epochs']} epochs, "
+        f"{metrics['fit_seconds']:.1f} s on {metrics['device']})",
         f"  stopped because : {metrics['stop_reason']}",
         f"  synthetic AUC   : {metrics['train_auc']:.4f} on the training set, "
         f"{metrics.get('validation_auc', math.nan):.4f} on held-out patches with fresh defects",
         f"  score           : {score_line(metrics)}",
-        f"  threshold       : {metrics['threshold']:.4f}  (quantile of the scores of {metrics.get('threshold_from', 'normal training patches')})",
-        f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  accuracy {t.get('accuracy', math.nan):.4f}"
+        f"  threshold       : {metrics['threshold']:.4f}  "
+        f"(quantile of the scores of {metrics.get('threshold_from', 'normal training patches')})",
+        f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  "
+        f"accuracy {t.get('accuracy', math.nan):.4f}"
         f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",
         f"  outputs         : {output_dir}",
         f"  TensorBoard     : tensorboard --logdir {output_dir / 'tensorboard'}",

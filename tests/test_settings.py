@@ -1,0 +1,106 @@
+"""Settings are checked once, before any work, and each component is built from its settings object;
+the network's shape is one spec, saved with the weights and rebuilt from them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY, compose_config
+from omegaconf import OmegaConf, open_dict
+
+from rdcae.config import upgrade, validate
+from rdcae.errors import ConfigError
+from rdcae.inference import load_detector, save_detector
+from rdcae.metrics import QuantileThreshold
+from rdcae.model.alternation import AlternationSettings
+from rdcae.model.network import ConvAutoencoder, NetworkSpec
+from rdcae.model.robust import RobustAutoencoder
+
+
+def test_validate_builds_every_component_settings_from_the_config():
+    cfg = compose_config(TINY + ["patch_size=64", "channels=1", "model.latent_dim=64", "operating_point.quantile=0.99",
+                                 "baselines=[dcae,deep_svdd]"])
+    settings = validate(cfg)
+    assert settings.network == NetworkSpec(channels=1, patch_size=64, latent_dim=64)
+    assert settings.alternation == AlternationSettings(**OmegaConf.to_container(cfg.alternation))
+    assert settings.threshold_quantile == 0.99 and settings.baselines == ("dcae", "deep_svdd")
+    assert settings.deep_svdd is not None and settings.deep_svdd.nu == cfg.deep_svdd.nu
+
+
+@pytest.mark.parametrize("override, message", [
+    ("alternation.block_epochs=0", "alternation.block_epochs=0"),
+    ("alternation.warmup_blocks=9", r"alternation.warmup_blocks=9 must be in \[0, max_blocks=2\)"),
+    ("+alternation.blok_epochs=3", "alternation.blok_epochs: unknown setting"),
+    ("alternation.s_fraction=1.5", "alternation.s_fraction=1.5"),
+    ("operating_point.quantile=1.0", "operating_point.quantile=1.0"),
+    ("model.output=tanh", "model.output='tanh'"),
+    ("dataset.train_fraction=1.5", "dataset.train_fraction=1.5"),
+])
+def test_a_bad_setting_is_refused_before_any_patch_is_prepared(override, message, tmp_path, monkeypatch):
+    import rdcae.data.datamodule as datamodule
+    from rdcae.train import run
+
+    def never(cfg):
+        raise AssertionError("patches were prepared before the settings were checked")
+
+    monkeypatch.setattr(datamodule, "prepare_patches", never)
+    with pytest.raises(ConfigError, match=message):
+        run(compose_config(TINY + [override], tmp_path), tmp_path / "run")
+
+
+def test_a_deep_svdd_block_missing_a_setting_is_refused_naming_it():
+    cfg = compose_config(TINY + ["baselines=[deep_svdd]"])
+    with open_dict(cfg):
+        del cfg.deep_svdd.nu
+    with pytest.raises(ConfigError, match="deep_svdd: nu missing"):
+        validate(cfg)
+
+
+def test_the_network_spec_round_trips_through_a_checkpoint_and_the_detector_file(tmp_path):
+    spec = NetworkSpec(channels=1, patch_size=32, filters=(8, 16, 32), latent_dim=16, normalize=False, output="sigmoid")
+    module = RobustAutoencoder(n_train=4, network=spec.to_dict())
+    assert module.net.spec == spec and NetworkSpec.from_dict(dict(module.hparams.network)) == spec
+    path = save_detector(tmp_path / "model.pt", module.net, 0.5, "strip", 2, {"seed": 0})
+    detector = load_detector(path)
+    assert detector.net.spec == spec
+    assert (detector.score_kind, detector.score_width, float(detector.threshold)) == ("strip", 2, 0.5)
+    x = torch.rand(3, 1, 32, 32)
+    torch.testing.assert_close(detector.net(x), module.net.eval()(x))
+
+
+def test_a_detector_file_written_before_the_spec_had_kernel_size_and_bias_still_loads(tmp_path):
+    net = ConvAutoencoder(NetworkSpec(channels=3, patch_size=32)).eval()
+    path = save_detector(tmp_path / "model.pt", net, 1.0, "norm", 4, {})
+    payload = torch.load(path, weights_only=True)
+    payload["network"] = {k: v for k, v in payload["network"].items() if k not in ("kernel_size", "bias")}
+    del payload["score"]  # files written before model.score existed: the norm
+    torch.save(payload, path)
+    detector = load_detector(path)
+    x = torch.rand(2, 3, 32, 32)
+    assert detector.net.spec == net.spec and detector.score_kind == "norm"
+    torch.testing.assert_close(detector.score(x), (x - net(x)).flatten(1).norm(dim=1))
+
+
+def test_the_quantile_threshold_accumulates_like_one_quantile_over_all_scores():
+    scores = torch.rand(4000, generator=torch.Generator().manual_seed(0))
+    threshold = QuantileThreshold(0.999)
+    for chunk in scores.split(1024):
+        threshold.update(chunk)
+    assert float(threshold.compute()) == float(torch.quantile(scores, 0.999))
+    with pytest.raises(ValueError, match="operating_point.quantile=1"):
+        QuantileThreshold(1)
+
+
+def test_a_run_folder_config_written_before_the_layout_upgrades_and_validates():
+    cfg = compose_config(TINY)
+    old = OmegaConf.to_container(cfg)
+    old["alternation"]["threshold_quantile"] = old.pop("operating_point")["quantile"]
+    old["noise"].pop("name")
+    for model in old["noise"].get("models", {}).values():
+        model.pop("name")
+    old["dataset"]["name"] = "synthetic"
+    upgraded = upgrade(OmegaConf.create(old))
+    assert upgraded.operating_point.quantile == cfg.operating_point.quantile
+    assert "threshold_quantile" not in upgraded.alternation
+    assert upgraded.noise.name == cfg.noise.name == "julia_lines" and upgraded.dataset.name == "woven"
+    assert validate(upgraded).alternation == validate(cfg).alternation

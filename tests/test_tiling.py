@@ -1,0 +1,52 @@
+"""One tiling for every use: the window grid, cropping, stitching back, and the positions kept with the test tiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import compose_config
+
+from rdcae.data.patches import build_patches
+from rdcae.data.sources import load_sources
+from rdcae.data.tiling import crop, grid, stitch
+
+
+def test_grid_tiles_from_the_origin_row_by_row_and_drops_partial_windows():
+    yx = grid(70, 100, 32)
+    assert yx.tolist() == [[0, 0], [0, 32], [0, 64], [32, 0], [32, 32], [32, 64]]
+    assert len(grid(70, 100, 32, stride=16)) == 3 * 5  # y in 0, 16, 32; x in 0, 16, 32, 48, 64
+
+
+def test_crop_cuts_the_windows_at_their_corners():
+    image = np.arange(6 * 8 * 2).reshape(6, 8, 2)
+    windows = crop(image, np.array([[0, 0], [2, 4]]), 3)
+    assert windows.shape == (2, 2, 3, 3)
+    assert np.array_equal(windows[1, 0], image[2:5, 4:7, 0]) and np.array_equal(windows[1, 1], image[2:5, 4:7, 1])
+
+
+def test_stitch_puts_values_back_and_averages_where_windows_overlap():
+    yx = grid(4, 6, 4, stride=2)  # corners (0, 0) and (0, 2): columns 2-3 are covered twice
+    flat = stitch(np.array([1.0, 3.0]), yx, (5, 6), 4)
+    assert flat[0].tolist() == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
+    assert np.isnan(flat[4]).all()  # no window reaches the last row
+    per_pixel = np.stack([np.zeros((4, 4)), np.ones((4, 4))])
+    assert stitch(per_pixel, yx, (4, 6), 4)[2].tolist() == [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]
+
+
+def test_a_defect_tile_is_the_crop_of_its_image_at_its_kept_position():
+    cfg = compose_config(["dataset.n_normal_images=1", "dataset.n_defect_images=2", "dataset.width=256",
+                          "dataset.height=128", "dataset.n_normal=50", "cache_dir="])
+    patches = build_patches(cfg)
+    defects = [s for s in load_sources(cfg.dataset) if s.role == "defect"]
+    assert len(patches.test_defect) > 0 and (patches.test_defect_position % cfg.patch_size == 0).all()
+    for tile, mask, source, yx in zip(patches.test_defect, patches.test_defect_mask, patches.test_defect_source,
+                                      patches.test_defect_position):
+        image = defects[source]
+        assert np.array_equal(crop(image.image, yx[None], cfg.patch_size)[0], tile)
+        assert np.array_equal(crop(image.mask[..., None], yx[None], cfg.patch_size)[0, 0], mask) and mask.any()
+
+
+@pytest.mark.parametrize("stride", [None, 8])
+def test_stitching_a_grid_of_constant_windows_gives_back_a_constant_map(stride):
+    yx = grid(64, 96, 32, stride)
+    assert np.allclose(stitch(np.full(len(yx), 2.5), yx, (64, 96), 32), 2.5)

@@ -23,11 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 from rdcae.baselines import run_baselines
 from rdcae.config import RunSettings, check_resume, validate
 from rdcae.data.datamodule import DefectDataModule
-from rdcae.inference import save_detector
+from rdcae.data.sources import load_sources
+from rdcae.inference import load_detector, save_detector
 from rdcae.model.alternation import Alternation
 from rdcae.model.robust import RobustAutoencoder
 from rdcae.model.score import AUTO
-from rdcae.results.figures import write_run_figures
+from rdcae.results.figures import write_detection_figures, write_run_figures
 from rdcae.results.summary import hparams, run_metrics, summary, write_metrics
 
 
@@ -90,6 +91,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     if cfg.get("figures", True):
         write_run_figures(module, datamodule, trainer.logger.experiment, output_dir, step=alternation.blocks,
                           auc=metrics["test"].get("auc", math.nan))
+        write_detection_figures(load_detector(output_dir / "model.pt"), load_sources(cfg.dataset),
+                                trainer.logger.experiment, output_dir, step=alternation.blocks)
     print(summary(metrics, output_dir))
     return metrics
 

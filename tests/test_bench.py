@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import CONF, TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from rdcae.bench import benchmark
 
-ROWS = {"prepare_patches", "synthetic_defects", "epoch", "block_end", "protocol", "inference_b1", "inference_b64"}
+ROWS = {"prepare_patches", "synthetic_defects", "epoch", "block_end", "protocol", "inference_b1", "inference_b64",
+        "image_s32_torch_fp32", "image_s32_onnx"}
 
 
 def test_benchmark_writes_every_row_with_positive_numbers(tmp_path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="bench", overrides=TINY + ["bench.epochs=2", "bench.batch_sizes=[1,64]",
-                                                             "bench.min_seconds=0.01", "figures=false"])
+                                                             "bench.min_seconds=0.01", "figures=false",
+                                                             "bench.strides=[32]", "bench.backends=[torch_fp32,onnx]"])
     with open_dict(cfg):
         cfg.cache_dir = str(tmp_path / "cache")
     benchmark(cfg, tmp_path / "bench")
@@ -25,11 +28,15 @@ def test_benchmark_writes_every_row_with_positive_numbers(tmp_path):
     assert set(rows) == ROWS
     for name, row in rows.items():
         assert row["ours"] > 0, name
-        if name not in ("prepare_patches", "synthetic_defects"):
+        if name not in ("prepare_patches", "synthetic_defects") and not name.startswith("image"):
             assert row["reference"] > 0, name
         if name.startswith("inference"):
             assert row["ours_bf16"] > 0
     assert rows["protocol"]["epochs"] == 4  # 2 blocks of 2 epochs, the AUC stop off
     assert rows["synthetic_defects"]["count"] == round(0.10 * rows["epoch"]["n_train"])
     assert results["peak_host_gib"] > 0
+    image = rows["image_s32_onnx"]
+    assert image["windows"] == 8 * 128  # a 4096x256 image of fabric, in 32x32 windows
+    assert image["windows_per_s"] == pytest.approx(image["ours"] * image["windows"])
+    assert rows["image_s32_torch_fp32"]["decisions_agree"] == 1.0 and image["decisions_agree"] >= 0.999
     assert 0 <= results["bf16_test_auc_change"] <= 1

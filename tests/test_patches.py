@@ -11,7 +11,8 @@ from conftest import compose_config
 
 import rdcae.data.patches as patches_module
 from rdcae.data.__main__ import main as data_main
-from rdcae.data.patches import build_patches, cache_key, check_patch_settings, prepare_patches, to_channels
+from rdcae.data.images import to_channels
+from rdcae.data.patches import build_patches, cache_key, check_patch_settings, prepare_patches
 from rdcae.errors import ConfigError
 
 

@@ -15,6 +15,7 @@ import torch
 from conftest import TINY, TINY_TRAINING, compose_config, load_checkpoint
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rdcae.errors import ConfigError
@@ -46,6 +47,9 @@ def test_run_writes_metrics_checkpoints_model_and_figures(tiny_run):
     assert (out / "config.yaml").is_file()
     for name in ("fig4a_train_xls", "fig4b_test_xr", "roc_test", "score_histogram"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+    overlays = sorted((out / "figures").glob("detect_*.png"))  # whole-image detection on the run's own defect images
+    assert len(overlays) == min(3, saved["patches"]["images"]["defect"])
+    assert Image.open(overlays[0]).size == (cfg.dataset.width, cfg.dataset.height)
 
 
 def test_tiny_run_beats_chance_on_synthetic_data(tiny_run):
@@ -229,6 +233,7 @@ def test_tensorboard_has_block_scalars_images_and_hparams(tiny_run):
     assert len(events.Scalars("block/train_auc")) == metrics["blocks"]
     images = set(events.Tags()["images"])
     assert {"fig4a_train_xls", "fig4b_test_xr", "roc_test"} <= images
+    assert any(tag.startswith("detect/") for tag in images)
     plugin_files = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert any(b"hparams" in f.read_bytes() for f in plugin_files)
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")

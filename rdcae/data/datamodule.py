@@ -8,7 +8,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from rdcae.data.patches import PatchSet, prepare_patches, to_channels
+from rdcae.data.images import to_channels
+from rdcae.data.patches import PatchSet, prepare_patches
 from rdcae.noise.decorate import decorate
 
 VALIDATION_STREAM = 1_000_003  # + seed: the generator of the held-out synthetic defects

@@ -66,6 +66,18 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """(N, C, P, P) patches to the requested channel count: gray replicated, or RGB to luminance."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1 and channels == 3:
+        return np.repeat(x, 3, axis=1)
+    if x.shape[1] == 3 and channels == 1:
+        gray = np.tensordot(np.array([0.299, 0.587, 0.114]), x.astype(np.float32), axes=([0], [1]))
+        return np.round(gray)[:, None].astype(np.uint8)
+    raise ValueError(f"channels={channels}: only 1 and 3 are supported")
+
+
 def _mask_pixels(img: Image.Image) -> np.ndarray:
     # Binarise on the stored values: a 16-bit mask with value 1 is a defect pixel, and
     # scaling it to 8 bits first would erase it; anti-aliased edges (1..254) count too.

@@ -27,8 +27,8 @@ from omegaconf import OmegaConf
 
 from rdcae.data.images import IMAGE_SUFFIXES
 from rdcae.data.region import fabric_region
-from rdcae.data.sources import SourceImage, load_sources
-from rdcae.data.tiling import crop, grid
+from rdcae.data.sources import SourceImage, held_out, load_sources
+from rdcae.data.tiling import crop, grid, windows_inside
 from rdcae.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -63,25 +63,6 @@ class PatchSet:
             self.test_defect_position = np.full((len(self.test_defect), 2), -1, dtype=np.int64)
 
 
-def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
-    """(N, C, P, P) patches to the requested channel count: gray replicated, or RGB to luminance."""
-    if x.shape[1] == channels:
-        return x
-    if x.shape[1] == 1 and channels == 3:
-        return np.repeat(x, 3, axis=1)
-    if x.shape[1] == 3 and channels == 1:
-        gray = np.tensordot(np.array([0.299, 0.587, 0.114]), x.astype(np.float32), axes=([0], [1]))
-        return np.round(gray)[:, None].astype(np.uint8)
-    raise ValueError(f"channels={channels}: only 1 and 3 are supported")
-
-
-def _window_ok(allowed: np.ndarray, size: int) -> np.ndarray:
-    """(H-P+1, W-P+1) bool: True where the P×P window with that top-left corner is all allowed."""
-    bad = np.pad((~allowed).astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    count = bad[size:, size:] - bad[:-size, size:] - bad[size:, :-size] + bad[:-size, :-size]
-    return count == 0
-
-
 def normal_positions(
     sources: list[SourceImage], size: int, exclude_background: bool = True, edge_margin: int = 0
 ) -> tuple[list[np.ndarray], dict]:
@@ -97,7 +78,7 @@ def normal_positions(
         allowed = fabric_region(src.image, edge_margin) if exclude_background else np.ones((h, w), dtype=bool)
         if src.mask is not None:  # a defect image lent as a normal source: keep away from its defects
             allowed &= ~src.mask
-        ok = _window_ok(allowed, size)
+        ok = windows_inside(allowed, size)
         excluded += ok.size - int(ok.sum())
         positions.append(np.argwhere(ok))
     total = sum(len(p) for p in positions)
@@ -200,6 +181,9 @@ def check_patch_settings(cfg) -> None:
         (int(ds.get("edge_margin") or 0) >= 0,
          f"dataset.edge_margin={ds.get('edge_margin')} must be >= 0 pixels (0: all fabric next to the bands is used)"),
         (ds.defect_rule in ("any", "fraction"), f"dataset.defect_rule={ds.defect_rule!r}: choose 'any' or 'fraction'"),
+        (isinstance(ds.get("holdout_images", 0), int) and ds.get("holdout_images", 0) >= 0,
+         f"dataset.holdout_images={ds.get('holdout_images')} must be a whole number >= 0 "
+         "(defect-free images kept out of training for the image-level false alarms)"),
     ]
     for ok, message in checks:
         if not ok:
@@ -214,6 +198,11 @@ def build_patches(cfg) -> PatchSet:
     sources = load_sources(ds)
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
+    holdout = int(ds.get("holdout_images") or 0)
+    if holdout and holdout >= len(normal):
+        raise ConfigError(f"dataset.holdout_images={holdout} leaves none of the {len(normal)} defect-free images of "
+                          f"dataset {ds.name} to train on")
+    normal, kept_out = held_out(normal, holdout)
     if ds.get("normals_from_defect_images", False):
         normal = normal + defect
     if not normal:
@@ -236,6 +225,7 @@ def build_patches(cfg) -> PatchSet:
     )
     stats.update(defect_stats)
     stats["defect_images"] = [_display_name(src.path, ds.get("data_dir")) for src in defect]
+    stats["held_out_images"] = [_display_name(src.path, ds.get("data_dir")) for src in kept_out]
     calibration = None
     if n_calibration:
         # A stream of its own, so that n_calibration leaves the train/test patches unchanged.

@@ -57,6 +57,13 @@ ADAPTERS = {
 }
 
 
+def held_out(normal: list[SourceImage], n: int) -> tuple[list[SourceImage], list[SourceImage]]:
+    """The defect-free images a run trains and calibrates on, and the last `n` (in the adapter's
+    order, file names for every dataset on disk) that it never sees: whole images kept for the
+    image-level false alarms of `python -m rdcae.detect` (dataset.holdout_images)."""
+    return (normal[:-n], normal[-n:]) if n else (normal, [])
+
+
 def load_sources(dataset_cfg) -> list[SourceImage]:
     """Read the images of the dataset named by `dataset_cfg.name`."""
     name = dataset_cfg.name

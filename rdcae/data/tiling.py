@@ -7,14 +7,30 @@ from __future__ import annotations
 import numpy as np
 
 
-def grid(height: int, width: int, size: int, stride: int | None = None) -> np.ndarray:
+def grid(height: int, width: int, size: int, stride: int | None = None, cover: bool = False) -> np.ndarray:
     """Top-left corners (y, x) of the P×P windows from the image origin every `stride` pixels
-    (default: `size`, non-overlapping tiles), row by row; windows lie wholly inside the image. (K, 2)"""
+    (default: `size`, non-overlapping tiles), row by row; windows lie wholly inside the image.
+    cover: add a last row and column of windows flush with the bottom and right edges, so that
+    every pixel lies in a window (whole-image detection). (K, 2)"""
     stride = stride or size
-    ys = np.arange(0, height - size + 1, stride)
-    xs = np.arange(0, width - size + 1, stride)
+
+    def starts(length: int) -> np.ndarray:
+        first = np.arange(0, length - size + 1, stride)
+        if cover and len(first) and first[-1] != length - size:
+            first = np.append(first, length - size)
+        return first
+
+    ys, xs = starts(height), starts(width)
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
     return np.stack([yy.ravel(), xx.ravel()], 1).astype(np.int64)
+
+
+def windows_inside(allowed: np.ndarray, size: int) -> np.ndarray:
+    """(H − P + 1, W − P + 1) bool: True where the P×P window with that top-left corner lies wholly
+    on the True pixels of `allowed` (H, W)."""
+    bad = np.pad((~allowed).astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    count = bad[size:, size:] - bad[:-size, size:] - bad[size:, :-size] + bad[:-size, :-size]
+    return count == 0
 
 
 def crop(image: np.ndarray, yx: np.ndarray, size: int) -> np.ndarray:
@@ -24,16 +40,23 @@ def crop(image: np.ndarray, yx: np.ndarray, size: int) -> np.ndarray:
     return image[rows[:, :, None], cols[:, None, :]].transpose(0, 3, 1, 2)
 
 
-def stitch(values: np.ndarray, yx: np.ndarray, shape: tuple[int, int], size: int) -> np.ndarray:
+def stitch(values: np.ndarray, yx: np.ndarray, shape: tuple[int, int], size: int, reduce: str = "mean") -> np.ndarray:
     """An (H, W) float map from per-window values at corners yx (K, 2): `values` (K,) gives every
-    pixel of a window its window's value, (K, P, P) its own; where windows overlap, the mean; NaN
-    where no window lies."""
+    pixel of a window its window's value, (K, P, P) its own; where windows overlap, their mean
+    (reduce="mean") or their largest (reduce="max"); NaN where no window lies."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
         values = np.broadcast_to(values[:, None, None], (len(values), size, size))
-    total, count = np.zeros(shape), np.zeros(shape)
+    count = np.zeros(shape)
+    total = np.zeros(shape) if reduce == "mean" else np.full(shape, -np.inf)
     for (y, x), value in zip(yx, values):
-        total[y : y + size, x : x + size] += value
-        count[y : y + size, x : x + size] += 1
+        window = (slice(y, y + size), slice(x, x + size))
+        if reduce == "mean":
+            total[window] += value
+        else:
+            np.maximum(total[window], value, out=total[window])
+        count[window] += 1
+    if reduce == "max":
+        return np.where(count > 0, total, np.nan)
     with np.errstate(invalid="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)

@@ -4,15 +4,18 @@ rebuilt from it. Needs torch, not the training stack (no Lightning, no Hydra).""
 
 from __future__ import annotations
 
+import math
+import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from rdcae.model.network import ConvAutoencoder, NetworkSpec, chunk_size_for, map_in_chunks
-from rdcae.model.score import anomaly_score
+from rdcae.model.score import anomaly_score, reconstruction_error, residual_energy, strip_score
 
 FORMAT = "rdcae-detector/1"
+PRECISIONS = ("fp32", "bf16")
 
 
 def save_detector(path: str | Path, net: ConvAutoencoder, threshold: float, score: str, score_width: int,
@@ -32,26 +35,71 @@ def save_detector(path: str | Path, net: ConvAutoencoder, threshold: float, scor
     return path
 
 
-class Detector(nn.Module):
-    """score(x) = the run's anomaly score of x − D(E(x)) per patch (‖·‖₂ unless the run set
-    model.score); predict(x) = score > threshold. x: (N, C, P, P) in [0, 1].
+class PatchScorer(nn.Module):
+    """The graph a detector runs and exports: uint8 patches (N, C, P, P) as the image holds them →
+    (score (N,), energy (N, P, P)). Scaling to [0, 1], the network's standardisation and the anomaly
+    score are inside; energy is Σ_c (x − x̂)² per pixel, from which the anomaly map is made.
 
     precision: "fp32", or "bf16" to run the network under bfloat16 autocast (about twice the
-    patches per second on CPUs with AVX-512 BF16 and on GPUs; the residual is taken in fp32).
+    patches per second on CPUs with AVX-512 BF16 or AMX and on GPUs; the residual stays fp32)."""
+
+    def __init__(self, net: ConvAutoencoder, score: str = "norm", score_width: int = 4,
+                 precision: str = "fp32") -> None:
+        super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
+        self.net, self.score_kind, self.score_width, self.precision = net, score, score_width, precision
+
+    def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = patches.float() / 255
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            x_hat = self.net(x)
+        x_hat = x_hat.float()
+        energy = residual_energy(x, x_hat)
+        score = reconstruction_error(x, x_hat) if self.score_kind == "norm" else strip_score(energy, self.score_width)
+        return score, energy
+
+
+class Detector(nn.Module):
+    """A trained detector. On patches: score(x) = the run's anomaly score of x − D(E(x)) per patch
+    (‖·‖₂ unless the run set model.score), predict(x) = score > threshold, x float (N, C, P, P) in
+    [0, 1]. On images: detect(image) (rdcae.inference.image), with the run's preprocessing.
+
+    precision: "fp32" or "bf16" (PatchScorer).
     """
 
     def __init__(self, net: ConvAutoencoder, threshold: float, config: dict, precision: str = "fp32",
                  chunk_size: int | None = None, score: str = "norm", score_width: int = 4) -> None:
         super().__init__()
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision={precision!r}: choose 'fp32' or 'bf16'")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
         self.score_kind, self.score_width = score, score_width
         self.net, self.config, self.precision, self.chunk_size = (net.to(memory_format=torch.channels_last), config,
                                                                   precision, chunk_size)
         self.register_buffer("threshold", torch.tensor(threshold))
 
+    @property
+    def spec(self) -> NetworkSpec:
+        return self.net.spec
+
+    def check_patches(self, x) -> None:
+        """Refuse, saying what is expected, what score() cannot take."""
+        spec = self.spec
+        expected = f"float patches (N, {spec.channels}, {spec.patch_size}, {spec.patch_size}) in [0, 1]"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"Detector.score takes a torch.Tensor of {expected}, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"Detector.score takes {expected}, got dtype {x.dtype}: divide uint8 pixels by 255 "
+                            "(or use Detector.detect on the image)")
+        if x.dim() != 4 or tuple(x.shape[1:]) != (spec.channels, spec.patch_size, spec.patch_size):
+            raise ValueError(f"Detector.score takes {expected}, got shape {tuple(x.shape)}")
+        if len(x) and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise ValueError(f"Detector.score takes {expected}, got values in "
+                             f"[{float(x.min()):g}, {float(x.max()):g}]: divide 0-255 pixels by 255")
+
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_patches(x)
         device = self.threshold.device
 
         def error(chunk: torch.Tensor) -> torch.Tensor:
@@ -65,11 +113,36 @@ class Detector(nn.Module):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.score(x) > self.threshold
 
+    def scorer(self) -> PatchScorer:
+        """The uint8-patch graph of this detector (what detect() runs and rdcae.export writes)."""
+        return PatchScorer(self.net, self.score_kind, self.score_width, self.precision).eval()
+
+    def detect(self, image, stride: int | None = None, threshold: float | None = None):
+        """Score a whole image ((H, W) or (H, W, C) uint8 array, or a path): its score, anomaly map,
+        verdict and defect regions (rdcae.inference.image.Detection)."""
+        from rdcae.inference.image import ImageDetector
+
+        return ImageDetector.from_detector(self).detect(image, stride=stride, threshold=threshold)
+
 
 def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32") -> Detector:
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    """The detector in an rdcae model file; refuses, naming it, a file that is not one (nothing in it runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model={path}: no such file; point it at a run's model.pt")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"model={path}: not a safe rdcae detector file: it holds Python objects that loading "
+                         "would have to run, so it was refused and nothing in it ran") from None
+    except Exception:  # a zip that is not one, a truncated or zero-byte file
+        raise ValueError(f"model={path}: not an rdcae detector file (damaged, truncated or not written by "
+                         "PyTorch); use a run's model.pt") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an rdcae detector file (expected format {FORMAT!r})")
+        raise ValueError(f"model={path}: not an rdcae detector file (expected format {FORMAT!r})")
+    if not math.isfinite(float(payload["threshold"])):
+        raise ValueError(f"model={path}: its threshold is {payload['threshold']}; the file is damaged or comes "
+                         "from an unfinished run")
     net = ConvAutoencoder(NetworkSpec.from_dict(payload["network"]))
     net.load_state_dict(payload["state_dict"])
     score = payload.get("score", {"kind": "norm", "width": 4})  # files written before model.score existed: the norm

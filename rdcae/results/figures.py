@@ -249,3 +249,26 @@ def write_run_figures(module, dm, writer, output_dir: Path, step: int, auc: floa
         title=("reconstruction error vs SSIM (the paper's Figure 5)" if kind == "norm"
                else f"{what} vs SSIM (the paper's Figure 5)")), "fig5_error_ssim")
     plt.close("all")
+
+
+def write_detection_figures(detector, sources, writer, output_dir: Path, step: int, k: int = 3) -> list[Path]:
+    """Whole-image detection on the run's own images, as `python -m rdcae.detect` would show it: the k
+    defect images with the most defect pixels, their masks outlined in white, beside the detector's
+    map, regions and verdict; PNG in output_dir/figures and images in TensorBoard."""
+    from rdcae.inference.image import ImageDetector
+    from rdcae.inference.overlay import overlay
+
+    defects = [s for s in sources if s.role == "defect" and s.mask is not None]
+    defects.sort(key=lambda s: -int(s.mask.sum()))
+    image_detector = ImageDetector.from_detector(detector)
+    fig_dir = output_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    paths = []
+    for index, source in enumerate(defects[:k]):
+        picture = overlay(source.image, image_detector.detect(source.image), source.mask)
+        name = f"{index}_{Path(source.path).stem}"
+        path = fig_dir / f"detect_{name}.png"
+        picture.save(path)
+        writer.add_image(f"detect/{name}", np.asarray(picture), global_step=step, dataformats="HWC")
+        paths.append(path)
+    return paths

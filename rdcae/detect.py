@@ -1,0 +1,295 @@
+"""`python -m rdcae.detect model=<run>/model.pt input=<images> [output_dir=...]`: a trained model's
+decisions on new images; with `dataset=...` instead of `input=`, its image- and pixel-level metrics
+on a labelled dataset. `--help` shows the usage. Imports no Lightning.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from rdcae.data.images import IMAGE_SUFFIXES, read_image
+from rdcae.errors import ConfigError, DataError
+from rdcae.inference import load_detector
+from rdcae.inference.image import Detection, ImageDetector, Preprocessing
+from rdcae.inference.overlay import overlay
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+BACKENDS = ("torch", "onnx", "openvino")
+DATASET_KEYS = ("dataset", "fabric", "data_dir", "cache_dir")  # and dataset.*: composed as for training
+USAGE = """\
+python -m rdcae.detect: a trained model's decisions on new images.
+
+Detect defects in images (a file, a folder or a glob; gray or RGB, any size at least the patch):
+  python -m rdcae.detect model=outputs/runs/<run>/model.pt input=/path/to/images output_dir=out/
+  python -m rdcae.detect model=.../model.pt input='line3/*.png' stride=16 threshold=1.5
+  python -m rdcae.detect model=.../model.pt input=... backend=onnx        # onnxruntime, no Lightning
+  python -m rdcae.detect model=.../model.pt input=... backend=openvino precision=bf16
+writes detections.csv (a row per image: verdict, score, threshold, defect tiles and area, region
+boxes x0,y0,x1,y1, seconds), <stem>_overlay.png and <stem>_map.npy per image.
+
+Evaluate on a labelled dataset (image AUROC and F1, false alarms per clean image, pixel AUROC, AUPRO):
+  python -m rdcae.detect model=.../model.pt dataset=aitex fabric=03 data_dir=/path/to/AITEX
+The clean images are those the model never trained on (dataset.holdout_images=N at training), or
+all of them for a dataset or fabric it was not trained on.
+
+Settings (key=value; defaults from conf/detect.yaml):
+"""
+COLUMNS = ["image", "verdict", "score", "threshold", "defect_tiles", "tiles", "defect_area_px", "regions", "seconds",
+           "error"]
+
+
+@dataclass
+class Item:
+    """One image to detect on: where it comes from, its pixels when already read, its ground truth if known."""
+
+    name: str
+    path: str
+    image: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+
+def image_detector(cfg: DictConfig) -> ImageDetector:
+    """The model file's detector on the chosen backend."""
+    if cfg.backend not in BACKENDS:
+        raise ConfigError(f"backend={cfg.backend}: choose one of {', '.join(BACKENDS)}")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision={cfg.precision}: choose fp32 or bf16")
+    model = Path(str(cfg.model))
+    detector = load_detector(model, precision=str(cfg.precision))
+    if cfg.backend == "torch":
+        return ImageDetector.from_detector(detector)
+    from rdcae.inference.onnx import OnnxScorer, OpenVinoScorer, export_onnx
+
+    onnx_path = model.with_suffix(".onnx")
+    if not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime:
+        print(f"exporting {onnx_path} (python -m rdcae.export model={model} format=onnx)", file=sys.stderr)
+        export_onnx(detector, onnx_path)
+    scorer = OnnxScorer(onnx_path) if cfg.backend == "onnx" else OpenVinoScorer(onnx_path, precision=str(cfg.precision))
+    return ImageDetector(scorer, Preprocessing.from_config(detector.config, detector.spec), float(detector.threshold))
+
+
+def input_items(spec: str) -> list[Item]:
+    """The images `input=` names: a file, a folder (recursively; masks named *_mask* left out) or a glob."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        paths = [path]
+    elif path.is_dir():
+        paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in p.stem)
+        if not paths:
+            raise ConfigError(f"input={spec}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    else:
+        matches = glob.glob(str(path), recursive=True)
+        paths = sorted(Path(p) for p in matches if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ConfigError(f"input={spec}: no such file or folder, and no image matches it as a glob")
+    root = path if path.is_dir() else None
+    return [Item(str(p.relative_to(root)) if root else p.name, str(p)) for p in paths]
+
+
+def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]:
+    """Evaluation: the dataset's defect images with their masks, and the defect-free images the model
+    never trained on (its held-out images; every one for a dataset or fabric it was not trained on)."""
+    from rdcae.data.patches import _display_name
+    from rdcae.data.sources import held_out, load_sources
+
+    ds = cfg.dataset
+    sources = load_sources(ds)
+    trained = model_config.get("dataset", {}) or {}
+    same = trained.get("name") == ds.name and str(trained.get("fabric", "")) == str(ds.get("fabric", ""))
+    normal = [s for s in sources if s.role == "normal"]
+    if same:
+        normal = held_out(normal, int(trained.get("holdout_images") or 0))[1]
+        how = (f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)" if normal else
+               "no defect-free image: the model trained on all of them (train with dataset.holdout_images=N to "
+               "measure false alarms per image)")
+    else:
+        how = f"all {len(normal)} defect-free images (the model was trained on another dataset or fabric)"
+    chosen = normal + [s for s in sources if s.role == "defect"]
+    items = [Item(_display_name(s.path, ds.get("data_dir")), s.path, s.image,
+                  s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool)) for s in chosen]
+    return items, how
+
+
+def writable_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".rdcae-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"output_dir={folder}: cannot write there ({error.strerror}); "
+                          "choose another output_dir") from None
+    return folder
+
+
+def row(item: Item, detection: Detection | None, seconds: float, error: str = "") -> dict:
+    if detection is None:
+        return {"image": item.name, "verdict": "failed", "seconds": f"{seconds:.3f}", "error": error}
+    boxes = ";".join(f"{r.x0},{r.y0},{r.x1},{r.y1}" for r in detection.regions)
+    return {"image": item.name, "verdict": detection.verdict, "score": f"{detection.score:.6g}",
+            "threshold": f"{detection.threshold:.6g}", "defect_tiles": detection.defect_windows,
+            "tiles": detection.windows,
+            "defect_area_px": detection.defect_area, "regions": boxes, "seconds": f"{seconds:.3f}", "error": ""}
+
+
+def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictConfig) -> tuple[list[dict], list]:
+    """Detect on every item, writing the overlays and maps as it goes; a file that cannot be read is
+    named in its CSV row and the rest go on. Returns the CSV rows and the (item, detection) pairs."""
+    rows, done = [], []
+    stride = None if cfg.stride is None else int(cfg.stride)
+    threshold = None if cfg.threshold is None else float(cfg.threshold)
+    for item in tqdm(items, desc="detect", unit="image", disable=len(items) < 2, file=sys.stderr):
+        start = time.perf_counter()
+        try:
+            image = item.image if item.image is not None else read_image(item.path)
+            detection = detector.detect(image, stride=stride, threshold=threshold)
+        except (DataError, ValueError, OSError) as error:
+            message = str(error).splitlines()[0]
+            rows.append(row(item, None, time.perf_counter() - start, message))
+            tqdm.write(f"skipped {item.name}: {message}", file=sys.stderr)
+            continue
+        stem = str(Path(item.name).with_suffix("")).replace(os.sep, "__")
+        if cfg.overlays:
+            overlay(image, detection, item.mask).save(out / f"{stem}_overlay.png", compress_level=1)
+        if cfg.maps:
+            np.save(out / f"{stem}_map.npy", detection.anomaly_map)
+        rows.append(row(item, detection, time.perf_counter() - start))
+        done.append((item, detection))
+    return rows, done
+
+
+def evaluate(done: list) -> dict:
+    """Image-level AUROC and F1 (an image is a defect when its mask has a pixel), false alarms per clean
+    image, pixel-level AUROC and AUPRO over the fabric each detection inspected."""
+    import torch
+    from torchmetrics.functional.classification import binary_f1_score
+
+    from rdcae.metrics import auc, aupro, pixel_auroc
+
+    labels = torch.tensor([bool(item.mask.any()) for item, _ in done])
+    scores = torch.tensor([d.score if math.isfinite(d.score) else 0.0 for _, d in done], dtype=torch.float64)
+    flagged = torch.tensor([d.verdict == "defect" for _, d in done])
+    maps = [np.nan_to_num(d.anomaly_map, nan=0.0) for _, d in done]
+    masks = [item.mask for item, _ in done]
+    valid = [d.fabric for _, d in done]
+    n_normal = int((~labels).sum())
+    return {
+        "images": len(done), "defect_images": int(labels.sum()), "normal_images": n_normal,
+        "image_auroc": auc(scores[~labels], scores[labels]),
+        "image_f1": float(binary_f1_score(flagged.long(), labels.long())) if labels.any() else math.nan,
+        "defect_images_flagged": int((flagged & labels).sum()),
+        "false_alarms": int((flagged & ~labels).sum()),
+        "false_alarms_per_image": float((flagged & ~labels).sum()) / n_normal if n_normal else math.nan,
+        "pixel_auroc": pixel_auroc(maps, masks, valid),
+        "pixel_aupro": aupro(maps, masks, valid),
+    }
+
+
+def parse(argv: list[str]) -> DictConfig:
+    """conf/detect.yaml with the command line's key=value settings; dataset settings composed from the
+    training config's dataset group."""
+    cfg = OmegaConf.load(CONF / "detect.yaml")
+    own, dataset = [], []
+    for arg in argv:
+        key, sep, _ = arg.partition("=")
+        if not sep:
+            raise ConfigError(f"{arg}: settings are key=value (python -m rdcae.detect --help)")
+        if key in DATASET_KEYS or key.startswith("dataset."):
+            dataset.append(arg)
+        elif key in cfg:
+            own.append(arg)
+        else:
+            known = ", ".join([*cfg, *DATASET_KEYS])
+            raise ConfigError(f"{key}: unknown setting; python -m rdcae.detect takes {known}")
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(own))
+    cfg.dataset = None
+    if dataset:
+        if not any(a.startswith("dataset=") for a in dataset):
+            raise ConfigError(f"{dataset[0]}: a dataset setting without dataset=<aitex|ksdd2|folder|woven>")
+        from hydra import compose, initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            composed = compose(config_name="train", overrides=dataset)
+        # resolved here: its data_dir and fabric come from the composed config's top level
+        cfg.dataset = OmegaConf.to_container(composed.dataset, resolve=True)
+    return cfg
+
+
+def run(cfg: DictConfig, out: Path | None = None) -> dict:
+    """Detect (input=) or evaluate (dataset=) as the config says; writes into `out` (default:
+    output_dir, else outputs/detect/<time>) and returns the counts, and the metrics when evaluating."""
+    if cfg.get("model") is None:
+        raise ConfigError("give model=<run folder>/model.pt, the detector a training run wrote")
+    if cfg.get("input") is None and cfg.get("dataset") is None:
+        raise ConfigError("give input=<image, folder or glob> to detect, "
+                          "or dataset=<name> (with data_dir=) to evaluate")
+    detector = image_detector(cfg)
+    if cfg.get("dataset") is not None:
+        items, how = dataset_items(cfg, load_detector(Path(str(cfg.model))).config)
+    else:
+        items, how = input_items(str(cfg.input)), ""
+    out = writable_folder(Path(str(cfg.output_dir)) if cfg.output_dir else
+                          out or Path("outputs") / "detect" / time.strftime("%Y-%m-%d_%H-%M-%S"))
+    start = time.perf_counter()
+    rows, done = detect_all(detector, items, out, cfg)
+    seconds = time.perf_counter() - start
+    with open(out / "detections.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    result = {"images": len(items), "flagged": sum(r["verdict"] == "defect" for r in rows),
+              "failed": sum(r["verdict"] == "failed" for r in rows), "seconds": seconds, "output_dir": str(out)}
+    if cfg.get("dataset") is not None and done:
+        result["evaluation"] = evaluate(done) | {"normal_images_from": how}
+        (out / "evaluation.json").write_text(json.dumps(result["evaluation"], indent=2))
+    print(summary(result, detector.threshold if cfg.threshold is None else float(cfg.threshold)))
+    return result
+
+
+def summary(result: dict, threshold: float) -> str:
+    n = max(result["images"] - result["failed"], 1)
+    lines = ["", "rdcae detect finished",
+             f"  images          : {result['images']} read, {result['flagged']} flagged as defect, "
+             f"{result['failed']} failed",
+             f"  threshold       : {threshold:.4f} (window score)",
+             f"  time            : {result['seconds']:.1f} s, {result['seconds'] / n:.3f} s per image",
+             f"  outputs         : {result['output_dir']} (detections.csv, *_overlay.png, *_map.npy)"]
+    e = result.get("evaluation")
+    if e:
+        lines += [f"  evaluation      : image AUROC {e['image_auroc']:.4f}  F1 {e['image_f1']:.4f}  "
+                  f"({e['defect_images_flagged']} of {e['defect_images']} defect images flagged, "
+                  f"{e['false_alarms']} false alarms on {e['normal_images']} clean images)",
+                  f"                    pixel AUROC {e['pixel_auroc']:.4f}  AUPRO(30 % FPR) {e['pixel_aupro']:.4f}",
+                  f"  clean images    : {e['normal_images_from']}"]
+    return "\n".join(lines + [""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE + OmegaConf.to_yaml(OmegaConf.load(CONF / "detect.yaml")), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    try:
+        run(parse(argv))
+    except (ConfigError, DataError, FileNotFoundError, ValueError, ImportError) as error:
+        if os.environ.get("RDCAE_DEBUG") == "1":
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

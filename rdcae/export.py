@@ -1,0 +1,123 @@
+"""Export a detector: `python -m rdcae.export model=<run>/model.pt [format=onnx] [output=<path>]`.
+
+Writes the detector file as ONNX (rdcae.inference.onnx: model.onnx beside model.pt unless output=
+says where), then checks onnxruntime against PyTorch on the run's test patches, rebuilt from the
+config saved in the model file, or on random patches when the run's data cannot be rebuilt here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+FORMATS = ("onnx",)
+SETTINGS = ("model", "format", "output")
+RANDOM_PATCHES = 1024
+TOLERANCE = 1e-3  # largest relative score difference the parity check accepts
+USAGE = """usage: python -m rdcae.export model=PATH [format=onnx] [output=PATH]
+
+  model   a run's detector file (model.pt)
+  format  onnx (the only one for now)
+  output  where to write it (default: beside the model file, model.onnx for model.pt)
+
+Then prints a parity check of onnxruntime against PyTorch: the largest relative score difference and
+the share of patches whose decision (score > threshold) agrees, on the run's test patches when its
+data can be rebuilt from the config saved in the model file, else on random patches.
+
+example: python -m rdcae.export model=outputs/runs/2026-01-01_12-00-00_woven/model.pt"""
+
+
+def parse(argv: list[str]) -> dict:
+    """key=value arguments into settings; ValueError naming the argument for anything else."""
+    settings: dict[str, str] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{arg!r}: arguments are key=value ({', '.join(SETTINGS)}); see --help")
+        if key not in SETTINGS:
+            raise ValueError(f"{key}={value}: unknown setting; choose from {', '.join(SETTINGS)}")
+        if key in settings:
+            raise ValueError(f"{key}= given twice ({settings[key]!r} and {value!r})")
+        settings[key] = value
+    if not settings.get("model"):
+        raise ValueError("model= is required: the run's detector file, e.g. model=outputs/runs/<run>/model.pt")
+    settings.setdefault("format", "onnx")
+    if settings["format"] not in FORMATS:
+        raise ValueError(f"format={settings['format']}: choose one of {', '.join(FORMATS)}")
+    return settings
+
+
+def check_patches(detector):
+    """uint8 patches (K, C, P, P) to compare the runtimes on, and a phrase saying which they are."""
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from rdcae.data.images import to_channels
+    from rdcae.data.patches import prepare_patches
+
+    spec = detector.spec
+    try:
+        patchset = prepare_patches(OmegaConf.create(detector.config))
+        normal, defect = patchset.test_normal, patchset.test_defect
+        if not len(normal) + len(defect):
+            raise ValueError("the rebuilt test set is empty")
+        x = to_channels(np.concatenate([normal, defect]), spec.channels)
+        return x, f"the run's {len(normal)} normal + {len(defect)} defect test patches"
+    except Exception as err:  # missing data, a config from another version: the check still runs, on noise
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 256, (RANDOM_PATCHES, spec.channels, spec.patch_size, spec.patch_size), dtype=np.uint8)
+        return x, f"{RANDOM_PATCHES} random uint8 patches (the run's data could not be rebuilt: {reason})"
+
+
+def main(argv: list[str]) -> int:
+    if any(arg in ("-h", "--help", "help") for arg in argv):
+        print(USAGE)
+        return 0
+    try:
+        settings = parse(argv)
+    except ValueError as err:
+        print(f"rdcae.export: {err}", file=sys.stderr)
+        return 2
+
+    from rdcae.inference import load_detector
+    from rdcae.inference.onnx import OPSET, OnnxScorer, export_onnx, parity
+
+    model = Path(settings["model"])
+    output = Path(settings["output"]) if settings.get("output") else model.with_suffix(".onnx")
+    if output.is_dir() or settings.get("output", "").endswith(("/", "\\")):
+        output = output / model.with_suffix(".onnx").name
+    try:
+        if output.resolve() == model.resolve():
+            raise ValueError(f"output={output} is the model file itself; choose another path")
+        try:
+            detector = load_detector(model)
+        except (KeyError, TypeError, RuntimeError) as err:  # the right format tag, but pieces missing or mismatched
+            raise ValueError(f"model={model}: a damaged rdcae detector file ({type(err).__name__}: "
+                             f"{(str(err).splitlines() or [''])[0]})") from None
+        output.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(detector, output)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"rdcae.export: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"rdcae.export: output={output}: cannot write it ({err.strerror or err})", file=sys.stderr)
+        return 2
+    print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB; ONNX opset {OPSET}, dynamic batch axis; "
+          f"threshold {float(detector.threshold):.6g}, score {detector.score_kind}"
+          + (f" width {detector.score_width})" if detector.score_kind == "strip" else ")"))
+
+    patches, which = check_patches(detector)
+    check = parity(detector, OnnxScorer(output), patches)
+    print(f"parity onnxruntime vs PyTorch on {which}: max relative score difference "
+          f"{check['max_relative_difference']:.2e}, decisions agree on {100 * check['decisions_agree']:.2f} % "
+          f"({check['patches'] - check['disagreements']} of {check['patches']})")
+    if check["max_relative_difference"] > TOLERANCE:
+        print(f"rdcae.export: onnxruntime's scores differ from PyTorch's by more than {TOLERANCE:g} (relative); "
+              f"do not deploy {output}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,168 @@
+"""Whole-image detection: an image → the run's preprocessing (channels, the fabric region and its edge
+margin) → windows on the training grid → their scores → an anomaly map at the image's size → the
+defect regions and a verdict.
+
+The decision is the run's: a window is a defect when its score is above the threshold (the
+operating point of rdcae.metrics.threshold), and an image is a defect when any of its windows is.
+Only windows lying wholly on fabric are scored, as only such windows were trained and calibrated
+on: nothing outside the fabric is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from skimage.measure import label, regionprops
+
+from rdcae.data.images import read_image, to_channels
+from rdcae.data.region import fabric_region
+from rdcae.data.tiling import crop, grid, stitch, windows_inside
+from rdcae.model.network import NetworkSpec
+
+# uint8 windows (K, C, P, P) → (scores (K,), energy (K, P, P)), numpy float32
+PatchScoreFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How the run turned images into patches: what a detector must repeat on a new image."""
+
+    channels: int
+    patch_size: int
+    exclude_background: bool = True
+    edge_margin: int = 0
+
+    @classmethod
+    def from_config(cls, config: dict, spec: NetworkSpec) -> "Preprocessing":
+        dataset = config.get("dataset", {}) or {}
+        return cls(channels=spec.channels, patch_size=spec.patch_size,
+                   exclude_background=bool(dataset.get("exclude_background", True)),
+                   edge_margin=int(dataset.get("edge_margin") or 0))
+
+
+@dataclass(frozen=True)
+class Region:
+    """A connected defect region: its bounding box (x0, y0) inclusive to (x1, y1) exclusive, in
+    pixels of the image, its area in pixels and its highest score."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    area: int
+    peak: float
+
+
+@dataclass
+class Detection:
+    """What detect() says of one image.
+
+    score         the image's score: the highest score of its windows
+    threshold     the operating point the verdict used
+    verdict       "defect" when score > threshold, else "ok"
+    anomaly_map   (H, W) float32: each pixel the highest score of the windows covering it; NaN
+                  where no scored window lies (outside the fabric)
+    fabric        (H, W) bool: the fabric region the run's preprocessing keeps
+    regions       the connected regions of anomaly_map > threshold
+    windows       windows scored; defect_windows: those above the threshold
+    corners, window_scores  (K, 2) top-left (y, x) and (K,) score of every window scored
+    """
+
+    score: float
+    threshold: float
+    anomaly_map: np.ndarray
+    fabric: np.ndarray
+    regions: list[Region] = field(default_factory=list)
+    windows: int = 0
+    defect_windows: int = 0
+    corners: np.ndarray | None = None
+    window_scores: np.ndarray | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "defect" if self.score > self.threshold else "ok"
+
+    @property
+    def defect_area(self) -> int:
+        return sum(r.area for r in self.regions)
+
+
+class ImageDetector:
+    """Detection on whole images with any patch scorer (PyTorch, onnxruntime, OpenVINO)."""
+
+    def __init__(self, score_fn: PatchScoreFn, preprocessing: Preprocessing, threshold: float) -> None:
+        self.score_fn, self.preprocessing, self.threshold = score_fn, preprocessing, float(threshold)
+
+    @classmethod
+    def from_detector(cls, detector, chunk_size: int = 1024) -> "ImageDetector":
+        """The PyTorch backend: the detector's PatchScorer, `chunk_size` windows per forward pass."""
+        scorer = detector.scorer()
+        device = detector.threshold.device
+
+        @torch.no_grad()
+        def score_fn(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            x = torch.from_numpy(windows)
+            scores, energy = [], []
+            for chunk in x.split(chunk_size):
+                s, e = scorer(chunk.to(device).contiguous(memory_format=torch.channels_last))
+                scores.append(s.cpu())
+                energy.append(e.cpu())
+            return torch.cat(scores).numpy(), torch.cat(energy).numpy()
+
+        return cls(score_fn, Preprocessing.from_config(detector.config, detector.spec), float(detector.threshold))
+
+    def check_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
+        """(H, W, C) uint8 from an (H, W) or (H, W, C) uint8 array; refuses what the run cannot take."""
+        p = self.preprocessing
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            kind = getattr(image, "dtype", type(image).__name__)
+            raise ValueError(f"{name}: detect takes a uint8 image (H, W) or (H, W, C) as read from a file, got {kind}")
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3 or image.shape[2] not in (1, 3):
+            raise ValueError(f"{name}: an image of shape {image.shape} has no 1 (gray) or 3 (RGB) channels")
+        if min(image.shape[:2]) < p.patch_size:
+            raise ValueError(f"{name}: {image.shape[1]}x{image.shape[0]} pixels is smaller than the model's "
+                             f"{p.patch_size}x{p.patch_size} patch")
+        return image
+
+    def windows(self, image: np.ndarray, stride: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The windows the run would score: corners (K, 2), uint8 windows (K, C, P, P) with the run's
+        channels, and the fabric region (H, W) bool."""
+        p = self.preprocessing
+        height, width = image.shape[:2]
+        fabric = fabric_region(image, p.edge_margin) if p.exclude_background else np.ones((height, width), bool)
+        yx = grid(height, width, p.patch_size, stride or p.patch_size, cover=True)
+        yx = yx[windows_inside(fabric, p.patch_size)[yx[:, 0], yx[:, 1]]]
+        return yx, to_channels(crop(image, yx, p.patch_size), p.channels), fabric
+
+    def detect(self, image, stride: int | None = None, threshold: float | None = None) -> Detection:
+        """Detect defects in one image: an (H, W) or (H, W, C) uint8 array, or the path of an image file."""
+        name = "image"
+        if isinstance(image, (str, Path)):
+            name, image = str(image), read_image(image)
+        image = self.check_image(image, name)
+        if stride is not None and not 1 <= int(stride) <= self.preprocessing.patch_size:
+            raise ValueError(f"stride={stride} must be between 1 and the patch size {self.preprocessing.patch_size}")
+        threshold = self.threshold if threshold is None else float(threshold)
+        yx, windows, fabric = self.windows(image, stride)
+        size = self.preprocessing.patch_size
+        if not len(yx):
+            raise ValueError(f"{name}: no {size}x{size} window lies wholly on fabric (the run's region detection and "
+                             f"edge margin {self.preprocessing.edge_margin} px), so nothing could be inspected")
+        scores = self.score_fn(windows)[0]
+        anomaly_map = stitch(scores, yx, image.shape[:2], size, reduce="max").astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            defect = anomaly_map > threshold
+        regions = []
+        for region in regionprops(label(defect, connectivity=2)):
+            y0, x0, y1, x1 = region.bbox
+            peak = float(np.nanmax(anomaly_map[region.slice][region.image]))
+            regions.append(Region(int(x0), int(y0), int(x1), int(y1), int(region.area), peak))
+        return Detection(score=float(scores.max()), threshold=threshold,
+                         anomaly_map=anomaly_map, fabric=fabric, regions=regions, windows=len(yx),
+                         defect_windows=int((scores > threshold).sum()), corners=yx, window_scores=scores)

@@ -1,0 +1,195 @@
+"""The detector as an ONNX graph (model.onnx) and the runtimes that run it without PyTorch's network
+code: onnxruntime (OnnxScorer) and, optionally, OpenVINO (OpenVinoScorer).
+
+The graph is the detector's PatchScorer at fp32: uint8 patches (batch, C, P, P) named `patches` →
+`score` (batch,) and `energy` (batch, P, P), float32. What a deployment needs besides the graph (the
+threshold, the network spec, the score, the run config) travels in the file's metadata_props, so
+one .onnx file is a whole detector, as model.pt is."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from rdcae.inference.detector import Detector, PatchScorer
+from rdcae.model.network import NetworkSpec, chunk_size_for
+
+FORMAT = "rdcae-onnx/1"
+OPSET = 17  # what the lower bounds of onnxruntime and openvino in pyproject.toml were checked with
+CHUNK = chunk_size_for(torch.device("cpu"))  # patches per run, as the Detector takes them on a CPU
+OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # precision= → OpenVINO's INFERENCE_PRECISION_HINT
+
+
+def _fp32_scorer(detector: Detector) -> PatchScorer:
+    """A CPU fp32 copy of the detector's graph, leaving the detector where and as it is."""
+    scorer = copy.deepcopy(detector.scorer()).cpu().float()
+    scorer.precision = "fp32"
+    return scorer.eval()
+
+
+def export_onnx(detector: Detector, path: str | Path) -> Path:
+    """Write the detector's PatchScorer (fp32, dynamic batch axis) and its metadata as an ONNX file."""
+    path = Path(path)
+    spec = detector.spec
+    example = torch.zeros((2, spec.channels, spec.patch_size, spec.patch_size), dtype=torch.uint8)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        # The TorchScript exporter: torch's default (torch.export-based) one needs onnxscript and is
+        # ~20x slower here; this one needs only torch and onnx, and runs to the same numbers.
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                _fp32_scorer(detector), (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                input_names=["patches"], output_names=["score", "energy"],
+                dynamic_axes={"patches": {0: "batch"}, "score": {0: "batch"}, "energy": {0: "batch"}},
+            )
+        model = onnx.load(str(tmp))
+        onnx.helper.set_model_props(model, {
+            "format": FORMAT,
+            "threshold": repr(float(detector.threshold)),
+            "network": json.dumps(spec.to_dict()),
+            "score": json.dumps({"kind": detector.score_kind, "width": int(detector.score_width)}),
+            "config": json.dumps(detector.config, default=str),
+        })
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_onnx_metadata(path: str | Path) -> dict:
+    """The rdcae metadata of an exported detector: threshold (float), spec (NetworkSpec), score
+    ({"kind", "width"}) and config (dict); refuses, naming it, a file that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model={path}: no such file; write one with python -m rdcae.export model=.../model.pt")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and friends: not an ONNX file at all
+        raise ValueError(f"model={path}: not an ONNX file; export one with python -m rdcae.export") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if props.get("format") != FORMAT:
+        raise ValueError(f"model={path}: an ONNX file without rdcae detector metadata (expected format {FORMAT!r}); "
+                         "export one with python -m rdcae.export")
+    try:
+        score = json.loads(props["score"])
+        return {"format": FORMAT, "threshold": float(props["threshold"]),
+                "spec": NetworkSpec.from_dict(json.loads(props["network"])),
+                "score": {"kind": str(score["kind"]), "width": int(score["width"])},
+                "config": json.loads(props["config"])}
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"model={path}: its rdcae metadata is damaged ({type(err).__name__}: {err})") from None
+
+
+class _ExportedDetector:
+    """What OnnxScorer and OpenVinoScorer share: the metadata, the input check and the chunking."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        meta = load_onnx_metadata(self.path)
+        self.threshold: float = meta["threshold"]
+        self.spec: NetworkSpec = meta["spec"]
+        self.score_kind: str = meta["score"]["kind"]
+        self.score_width: int = meta["score"]["width"]
+        self.config: dict = meta["config"]
+
+    def _run(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def __call__(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (K,), energy (K, P, P)) float32 of uint8 patches (K, C, P, P)."""
+        c, p = self.spec.channels, self.spec.patch_size
+        expected = f"uint8 patches (K, {c}, {p}, {p})"
+        if not isinstance(patches, np.ndarray):
+            raise TypeError(f"{type(self).__name__} takes a numpy array of {expected}, got {type(patches).__name__}")
+        if patches.dtype != np.uint8:
+            raise TypeError(f"{type(self).__name__} takes {expected}, got dtype {patches.dtype}")
+        if patches.ndim != 4 or patches.shape[1:] != (c, p, p):
+            raise ValueError(f"{type(self).__name__} takes {expected}, got shape {patches.shape}")
+        if not len(patches):
+            return np.zeros(0, np.float32), np.zeros((0, p, p), np.float32)
+        runs = [self._run(np.ascontiguousarray(patches[i:i + CHUNK])) for i in range(0, len(patches), CHUNK)]
+        return (np.concatenate([s for s, _ in runs]).astype(np.float32, copy=False),
+                np.concatenate([e for _, e in runs]).astype(np.float32, copy=False))
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+        raise ValueError(f"threads={threads!r} must be a positive integer (None: the runtime's default)")
+
+
+class OnnxScorer(_ExportedDetector):
+    """An exported detector run by onnxruntime on the CPU: scorer(patches) → (scores, energy)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        super().__init__(path)
+        _check_threads(threads)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    def _run(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        score, energy = self.session.run(["score", "energy"], {"patches": chunk})
+        return score, energy
+
+
+class OpenVinoScorer(_ExportedDetector):
+    """An exported detector run by OpenVINO on the CPU: scorer(patches) → (scores, energy).
+
+    precision: "fp32", or "bf16" for OpenVINO's bf16 inference precision (CPUs with AVX-512 BF16 or
+    AMX). OpenVINO's own default on such CPUs is bf16, so fp32 is asked for explicitly."""
+
+    def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ImportError("backend=openvino needs OpenVINO: pip install 'rdcae[openvino]'") from None
+        if precision not in OPENVINO_PRECISIONS:
+            raise ValueError(f"precision={precision!r}: choose one of {', '.join(OPENVINO_PRECISIONS)}")
+        super().__init__(path)
+        _check_threads(threads)
+        core = ov.Core()
+        if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise ValueError("precision=bf16: this CPU has no bf16 arithmetic (AVX-512 BF16 or AMX); "
+                             "use precision=fp32")
+        config = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision]}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.precision = precision
+        self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+
+    def _run(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = self.compiled(chunk)
+        return result["score"], result["energy"]
+
+
+@torch.no_grad()
+def torch_scores(detector: Detector, patches: np.ndarray) -> np.ndarray:
+    """The detector's own fp32 scores (K,) of uint8 patches (K, C, P, P), on the CPU: the reference of parity()."""
+    scorer = _fp32_scorer(detector)
+    x = torch.from_numpy(np.ascontiguousarray(patches))
+    return torch.cat([scorer(chunk)[0] for chunk in x.split(CHUNK)] or [torch.zeros(0)]).numpy()
+
+
+def parity(detector: Detector, runtime: _ExportedDetector, patches: np.ndarray) -> dict:
+    """How far a runtime's scores are from PyTorch's on uint8 patches (K, C, P, P): the largest
+    relative score difference and the share of patches whose decision (score > threshold) agrees."""
+    reference = torch_scores(detector, patches)
+    scores, _ = runtime(patches)
+    threshold = float(detector.threshold)
+    relative = np.abs(scores - reference) / np.maximum(np.abs(reference), np.finfo(np.float32).tiny)
+    agree = (scores > threshold) == (reference > threshold)
+    return {"patches": len(patches), "max_relative_difference": float(relative.max(initial=0.0)),
+            "decisions_agree": float(agree.mean()) if len(agree) else 1.0, "disagreements": int((~agree).sum())}

@@ -1,0 +1,61 @@
+"""The picture of a detection: the image at its own size, the anomaly map tinted over it (from faint
+yellow at 85 % of the threshold to red at the threshold and above), the defect regions outlined,
+what was not inspected dimmed, and the verdict written in its corner."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from rdcae.inference.image import Detection
+
+YELLOW, RED, OUTLINE = np.array([255.0, 220.0, 0.0]), np.array([230.0, 20.0, 20.0]), (0, 255, 255)
+TINT_FROM = 0.85  # of the threshold: normal weave mostly scores below, so the tint marks what is close
+
+
+def overlay(image: np.ndarray, detection: Detection, mask: np.ndarray | None = None) -> Image.Image:
+    """An RGB picture of `detection` on `image` ((H, W) or (H, W, C) uint8); `mask` (H, W) bool, the
+    ground truth where known, is outlined in white."""
+    rgb = image if image.ndim == 3 else image[:, :, None]
+    rgb = np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb[:, :, :3]
+    out = rgb.astype(np.float32)
+    ratio = np.nan_to_num(detection.anomaly_map / detection.threshold, nan=0.0)  # 1 at the threshold
+    near = np.clip((ratio - TINT_FROM) / (1 - TINT_FROM), 0, 1)[..., None]  # 0 below TINT_FROM, 1 from the threshold up
+    alpha = 0.15 + 0.45 * near  # faint while below the threshold, strong above it
+    colour = YELLOW + (RED - YELLOW) * (ratio > 1)[..., None]
+    tinted = (ratio >= TINT_FROM)[..., None]
+    out = np.where(tinted, out * (1 - alpha) + colour * alpha, out)
+    inspected = ~np.isnan(detection.anomaly_map)
+    out[~inspected] *= 0.55  # not fabric, or no whole window fits: never scored, never reported
+    picture = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    if mask is not None and mask.any():
+        edge = mask & ~_eroded(mask)
+        pixels = np.asarray(picture).copy()
+        pixels[edge] = 255
+        picture = Image.fromarray(pixels)
+        draw = ImageDraw.Draw(picture)
+    for r in detection.regions:
+        draw.rectangle((r.x0 - 1, r.y0 - 1, r.x1, r.y1), outline=OUTLINE, width=2)
+    _caption(draw, picture.size, detection)
+    return picture
+
+
+def _eroded(mask: np.ndarray) -> np.ndarray:
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return inner
+
+
+def _caption(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection) -> None:
+    sign = ">" if d.verdict == "defect" else "≤"
+    text = f"{d.verdict}: score {d.score:.3f} {sign} threshold {d.threshold:.3f}"
+    if d.regions:
+        text += f", {len(d.regions)} region{'s' * (len(d.regions) > 1)}, {d.defect_area} px"
+    font = ImageFont.load_default(size=max(10, min(18, size[1] // 14)))
+    left, top, right, bottom = draw.textbbox((6, 4), text, font=font)
+    draw.rectangle((left - 4, top - 3, right + 4, bottom + 3), fill=(0, 0, 0))
+    draw.text((6, 4), text, fill=(255, 80, 80) if d.verdict == "defect" else (120, 255, 120), font=font)

@@ -1,0 +1,216 @@
+"""`python -m rdcae.detect` and Detector.detect: from a trained run to verdicts, maps and overlays on
+whole images, and image- and pixel-level metrics on a labelled dataset."""
+
+from __future__ import annotations
+
+import csv
+import math
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, compose_config
+from PIL import Image
+
+from rdcae.data.sources import load_sources
+from rdcae.detect import main
+from rdcae.inference import load_detector
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run on the woven fabric that keeps its last defect-free image out of training."""
+    from rdcae.train import run
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = compose_config(TINY + ["dataset.holdout_images=1", "figures=false"], out)
+    run(cfg, out)
+    return cfg, out / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def clean_image(trained):
+    cfg, _ = trained
+    return next(s for s in load_sources(cfg.dataset) if s.role == "normal").image[:, :, 0]  # (H, W) gray
+
+
+def bar(image: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
+    where = (slice(50, 56), slice(100, 180))
+    painted = image.copy()
+    painted[where] = 10
+    return painted, where
+
+
+def test_a_dark_bar_painted_on_clean_fabric_is_found_where_it_is(trained, clean_image):
+    detector = load_detector(trained[1])
+    painted, (rows, cols) = bar(clean_image)
+    detection = detector.detect(painted)
+    assert detection.verdict == "defect" and detection.score > detection.threshold
+    y, x = np.unravel_index(np.nanargmax(detection.anomaly_map), detection.anomaly_map.shape)
+    assert rows.start - 32 < y < rows.stop + 32 and cols.start - 32 < x < cols.stop + 32
+    assert any(r.x0 <= 140 < r.x1 and r.y0 <= 52 < r.y1 for r in detection.regions)
+    assert detection.anomaly_map.shape == painted.shape and detection.defect_area > 0
+    assert detector.detect(clean_image).score < detection.score
+
+
+def test_overlapping_windows_and_a_threshold_override_change_the_decision_as_asked(trained, clean_image):
+    detector = load_detector(trained[1])
+    painted, _ = bar(clean_image)
+    coarse, fine = detector.detect(painted), detector.detect(painted, stride=16)
+    assert fine.windows > 3 * coarse.windows and fine.verdict == "defect"
+    assert detector.detect(painted, threshold=coarse.score + 1).verdict == "ok"
+
+
+def test_the_command_writes_a_csv_row_an_overlay_and_a_map_per_image(trained, clean_image, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    painted, _ = bar(clean_image)
+    Image.fromarray(painted).save(images / "barred.png")
+    Image.fromarray(np.stack([clean_image] * 3, axis=2)).save(images / "clean_rgb.jpg", quality=98)
+    (images / "notes.png").write_text("not an image")
+    Image.fromarray(clean_image[:20, :20]).save(images / "tiny.png")
+    out = tmp_path / "out"
+    assert main([f"model={trained[1]}", f"input={images}", f"output_dir={out}"]) == 0
+    rows = {r["image"]: r for r in csv.DictReader(open(out / "detections.csv"))}
+    assert set(rows) == {"barred.png", "clean_rgb.jpg", "notes.png", "tiny.png"}
+    assert rows["barred.png"]["verdict"] == "defect" and int(rows["barred.png"]["defect_tiles"]) >= 1
+    assert rows["barred.png"]["regions"] and float(rows["barred.png"]["score"]) > float(rows["barred.png"]["threshold"])
+    assert rows["notes.png"]["verdict"] == "failed" and "notes.png" in rows["notes.png"]["error"]
+    assert rows["tiny.png"]["verdict"] == "failed" and "smaller than" in rows["tiny.png"]["error"]
+    for stem in ("barred", "clean_rgb"):
+        assert Image.open(out / f"{stem}_overlay.png").size == (clean_image.shape[1], clean_image.shape[0])
+        assert np.load(out / f"{stem}_map.npy").shape == clean_image.shape
+    printed = capsys.readouterr().out
+    assert "4 read, 1 flagged as defect, 2 failed" in printed or "4 read, 2 flagged as defect, 2 failed" in printed
+
+
+def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(trained, tmp_path, capsys):
+    cfg, model = trained
+    overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]
+    assert main([f"model={model}", "dataset=woven", *overrides, f"output_dir={tmp_path}"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 held-out defect-free images" in printed
+    import json
+
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == 3
+    for key in ("image_auroc", "image_f1", "pixel_auroc", "pixel_aupro"):
+        assert 0 <= evaluation[key] <= 1, key
+
+
+def test_evaluation_on_the_aitex_sample_gives_finite_image_and_pixel_metrics(trained, aitex_dir, tmp_path):
+    from rdcae.detect import parse, run
+
+    result = run(parse([f"model={trained[1]}", "dataset=aitex", "fabric=00", f"data_dir={aitex_dir}",
+                        f"output_dir={tmp_path}", "overlays=false", "maps=false"]))
+    e = result["evaluation"]
+    assert e["normal_images"] == 20 and e["defect_images"] == 7  # another dataset: every clean image is unseen
+    assert all(math.isfinite(e[k]) and 0 <= e[k] <= 1 for k in ("image_auroc", "pixel_auroc", "pixel_aupro"))
+
+
+def test_patches_the_detector_cannot_take_are_refused_saying_what_it_expects(trained):
+    detector = load_detector(trained[1])
+    with pytest.raises(TypeError, match=r"divide uint8 pixels by 255"):
+        detector.score(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"got values in \[0, 255\]"):
+        detector.score(torch.full((2, 3, 32, 32), 255.0).index_fill_(0, torch.tensor([0]), 0.0))
+    with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\).*got shape \(2, 3, 64, 64\)"):
+        detector.score(torch.rand(2, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"got shape \(3, 32, 32\)"):
+        detector.score(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match="uint8 image"):
+        detector.detect(np.zeros((64, 64), np.float32))
+    with pytest.raises(ValueError, match="no 1 \\(gray\\) or 3 \\(RGB\\) channels"):
+        detector.detect(np.zeros((64, 64, 2), np.uint8))
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("case", ["not_a_detector", "carries_code", "zero_bytes", "nan_threshold", "missing"])
+def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, trained, clean_image, tmp_path, capsys):
+    model, marker = tmp_path / "model.pt", tmp_path / "code_ran"
+    if case == "not_a_detector":
+        torch.save({"weights": torch.zeros(3)}, model)
+    elif case == "carries_code":
+        model.write_bytes(pickle.dumps(_RunsCode(marker)))
+    elif case == "zero_bytes":
+        model.write_bytes(b"")
+    elif case == "nan_threshold":
+        payload = torch.load(trained[1], weights_only=True)
+        payload["threshold"] = float("nan")
+        torch.save(payload, model)
+    Image.fromarray(clean_image).save(tmp_path / "a.png")
+    assert main([f"model={model}", f"input={tmp_path / 'a.png'}", f"output_dir={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: model=") and "Traceback" not in err
+    assert not marker.exists()
+    expected = {"not_a_detector": "not an rdcae detector file", "carries_code": "nothing in it ran",
+                "zero_bytes": "not an rdcae detector file", "nan_threshold": "threshold is nan",
+                "missing": "no such file"}
+    assert expected[case] in err and "weights_only=False" not in err
+
+
+def test_bad_command_lines_get_one_clear_line(trained, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    (tmp_path / "img").mkdir()
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(tmp_path / "img" / "x.png")
+    cases = {
+        (f"model={trained[1]}", f"input={empty}"): "holds no image",
+        (f"model={trained[1]}", f"input={tmp_path}/nothing*.png"): "no image matches",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", f"output_dir={blocker}/out"): "cannot write there",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "backend=cuda"): "backend=cuda",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "strid=16"): "strid: unknown setting",
+        (f"input={tmp_path / 'img'}",): "give model=",
+        (f"model={trained[1]}",): "give input=",
+    }
+    for argv, message in cases.items():
+        assert main(list(argv)) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, (argv, err)
+
+
+def test_help_shows_usage_with_model_and_input_examples():
+    out = subprocess.run([sys.executable, "-m", "rdcae.detect", "--help"], capture_output=True, text=True, cwd=REPO,
+                         timeout=120)
+    assert out.returncode == 0
+    assert "model=outputs/runs/<run>/model.pt input=" in out.stdout and "dataset=aitex" in out.stdout
+    assert "stride:" in out.stdout and "backend:" in out.stdout
+
+
+def test_the_onnx_backend_gives_the_torch_decisions_without_importing_lightning(trained, clean_image, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(bar(clean_image)[0]).save(images / "barred.png")
+    Image.fromarray(clean_image).save(images / "clean.png")
+    code = ("import sys; from rdcae.detect import main; code = main(sys.argv[1:]); "
+            "loaded = any(m.split('.')[0] == 'lightning' for m in sys.modules); "
+            "print('lightning loaded' if loaded else 'no lightning'); sys.exit(code)")
+    results = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        argv = [f"model={trained[1]}", f"input={images}", f"output_dir={out}", f"backend={backend}"]
+        done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "no lightning" in done.stdout
+        results[backend] = {r["image"]: r for r in csv.DictReader(open(out / "detections.csv"))}
+    assert (trained[1].parent / "model.onnx").is_file()  # exported on first use, beside the model file
+    for name, torch_row in results["torch"].items():
+        onnx_row = results["onnx"][name]
+        assert onnx_row["verdict"] == torch_row["verdict"] and onnx_row["defect_tiles"] == torch_row["defect_tiles"]
+        assert float(onnx_row["score"]) == pytest.approx(float(torch_row["score"]), rel=1e-3)

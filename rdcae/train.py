@@ -8,6 +8,8 @@ test on held-out normals and real defects → metrics.json, the detector file, f
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -24,6 +26,7 @@ from rdcae.baselines import run_baselines
 from rdcae.config import RunSettings, check_resume, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.data.sources import load_sources
+from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector, save_detector
 from rdcae.model.alternation import Alternation
 from rdcae.model.robust import RobustAutoencoder
@@ -99,7 +102,13 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    metrics = run(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        metrics = run(cfg, HydraConfig.get().runtime.output_dir)
+    except (ConfigError, DataError, FileNotFoundError) as error:  # bad settings or data: one line, no traceback
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     return metrics["test"].get("auc", math.nan)
 
 

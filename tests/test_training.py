@@ -358,6 +358,14 @@ def test_bad_settings_are_rejected_naming_the_setting(tmp_path, override, messag
         run(compose_config(TINY + [override], tmp_path), tmp_path)
 
 
+def test_the_command_line_says_a_bad_setting_in_one_line_without_a_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "rdcae.train", "lambda=-1", f"hydra.run.dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["error: lambda=-1 must be > 0: it weighs the ℓ2,1 norm of S (Eq. 7); "
+                                               "the paper uses 1.6"]
+
+
 def test_recipe_paper_sets_the_papers_choices_back():
     ours, paper = compose_config(["dataset=aitex"]), compose_config(["dataset=aitex", "recipe=paper"])
     assert ours.alternation.start_fraction == 0.5 and ours.dataset.n_calibration == 4000 and ours.model.normalize

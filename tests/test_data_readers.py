@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 AITEX_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aitex"
 SHARED_KEYS = {
     "name", "data_dir", "n_normal", "train_fraction", "defect_rule", "defect_min_fraction",
-    "exclude_background", "edge_margin", "normals_from_defect_images",
+    "exclude_background", "edge_margin", "normals_from_defect_images", "holdout_images",
 }
 
 

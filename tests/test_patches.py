@@ -169,3 +169,17 @@ def test_normal_image_smaller_than_the_patch_is_skipped_with_a_warning(caplog):
     assert "tiny.png" in caplog.text and "patch_size=32" in caplog.text
     assert stats["normal_images_too_small"] == ["tiny.png"]
     assert patches.shape == (20, 1, 32, 32)
+
+
+def test_held_out_clean_images_feed_no_patch_and_are_listed():
+    common = ["dataset.n_normal_images=3", "dataset.n_defect_images=1", "dataset.width=256", "dataset.height=128",
+              "dataset.n_normal=100", "dataset.n_calibration=20", "cache_dir="]
+    plain = build_patches(compose_config(common))
+    kept_out = build_patches(compose_config(common + ["dataset.holdout_images=1"]))
+    assert plain.stats["held_out_images"] == [] and kept_out.stats["held_out_images"] == ["woven://twill/normal_002"]
+    assert kept_out.stats["normal_positions"] == 2 * plain.stats["normal_positions"] // 3  # 2 of 3 equal images remain
+    assert kept_out.stats["images"]["normal"] == 2
+    with pytest.raises(ConfigError, match="dataset.holdout_images=3 leaves none of the 3 defect-free images"):
+        build_patches(compose_config(common + ["dataset.holdout_images=3"]))
+    with pytest.raises(ConfigError, match="dataset.holdout_images=-1"):
+        check_patch_settings(compose_config(common + ["dataset.holdout_images=-1"]))

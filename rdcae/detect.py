@@ -60,8 +60,8 @@ class Item:
     mask: np.ndarray | None = None
 
 
-def image_detector(cfg: DictConfig) -> ImageDetector:
-    """The model file's detector on the chosen backend."""
+def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict]:
+    """The model file's detector on the chosen backend, and the run config the file carries."""
     if cfg.backend not in BACKENDS:
         raise ConfigError(f"backend={cfg.backend}: choose one of {', '.join(BACKENDS)}")
     if cfg.precision not in ("fp32", "bf16"):
@@ -69,7 +69,7 @@ def image_detector(cfg: DictConfig) -> ImageDetector:
     model = Path(str(cfg.model))
     detector = load_detector(model, precision=str(cfg.precision))
     if cfg.backend == "torch":
-        return ImageDetector.from_detector(detector)
+        return ImageDetector.from_detector(detector), detector.config
     from rdcae.inference.onnx import OnnxScorer, OpenVinoScorer, export_onnx
 
     onnx_path = model.with_suffix(".onnx")
@@ -77,7 +77,8 @@ def image_detector(cfg: DictConfig) -> ImageDetector:
         print(f"exporting {onnx_path} (python -m rdcae.export model={model} format=onnx)", file=sys.stderr)
         export_onnx(detector, onnx_path)
     scorer = OnnxScorer(onnx_path) if cfg.backend == "onnx" else OpenVinoScorer(onnx_path, precision=str(cfg.precision))
-    return ImageDetector(scorer, Preprocessing.from_config(detector.config, detector.spec), float(detector.threshold))
+    preprocessing = Preprocessing.from_config(detector.config, detector.spec)
+    return ImageDetector(scorer, preprocessing, float(detector.threshold)), detector.config
 
 
 def input_items(spec: str) -> list[Item]:
@@ -101,7 +102,7 @@ def input_items(spec: str) -> list[Item]:
 def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]:
     """Evaluation: the dataset's defect images with their masks, and the defect-free images the model
     never trained on (its held-out images; every one for a dataset or fabric it was not trained on)."""
-    from rdcae.data.patches import _display_name
+    from rdcae.data.patches import display_name
     from rdcae.data.sources import held_out, load_sources
 
     ds = cfg.dataset
@@ -117,7 +118,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     else:
         how = f"all {len(normal)} defect-free images (the model was trained on another dataset or fabric)"
     chosen = normal + [s for s in sources if s.role == "defect"]
-    items = [Item(_display_name(s.path, ds.get("data_dir")), s.path, s.image,
+    items = [Item(display_name(s.path, ds.get("data_dir")), s.path, s.image,
                   s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool)) for s in chosen]
     return items, how
 
@@ -235,9 +236,9 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     if cfg.get("input") is None and cfg.get("dataset") is None:
         raise ConfigError("give input=<image, folder or glob> to detect, "
                           "or dataset=<name> (with data_dir=) to evaluate")
-    detector = image_detector(cfg)
+    detector, model_config = image_detector(cfg)
     if cfg.get("dataset") is not None:
-        items, how = dataset_items(cfg, load_detector(Path(str(cfg.model))).config)
+        items, how = dataset_items(cfg, model_config)
     else:
         items, how = input_items(str(cfg.input)), ""
     out = writable_folder(Path(str(cfg.output_dir)) if cfg.output_dir else

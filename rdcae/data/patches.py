@@ -145,7 +145,7 @@ def tile_defect_patches(
                                              "defect_images_without_defect_pixels": all_zero}
 
 
-def _display_name(path: str, data_dir: str | None) -> str:
+def display_name(path: str, data_dir: str | None) -> str:
     """`path` relative to data_dir when it lies there (MVTec names repeat across defect types)."""
     try:
         return str(Path(path).relative_to(Path(str(data_dir)).expanduser()))
@@ -224,8 +224,8 @@ def build_patches(cfg) -> PatchSet:
         defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background, edge_margin
     )
     stats.update(defect_stats)
-    stats["defect_images"] = [_display_name(src.path, ds.get("data_dir")) for src in defect]
-    stats["held_out_images"] = [_display_name(src.path, ds.get("data_dir")) for src in kept_out]
+    stats["defect_images"] = [display_name(src.path, ds.get("data_dir")) for src in defect]
+    stats["held_out_images"] = [display_name(src.path, ds.get("data_dir")) for src in kept_out]
     calibration = None
     if n_calibration:
         # A stream of its own, so that n_calibration leaves the train/test patches unchanged.

@@ -51,11 +51,18 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
 
 
 def _caption(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection) -> None:
+    """The verdict in the corner whose pixels score lowest, so that it hides no defect it can avoid."""
     sign = ">" if d.verdict == "defect" else "≤"
     text = f"{d.verdict}: score {d.score:.3f} {sign} threshold {d.threshold:.3f}"
     if d.regions:
         text += f", {len(d.regions)} region{'s' * (len(d.regions) > 1)}, {d.defect_area} px"
     font = ImageFont.load_default(size=max(10, min(18, size[1] // 14)))
-    left, top, right, bottom = draw.textbbox((6, 4), text, font=font)
-    draw.rectangle((left - 4, top - 3, right + 4, bottom + 3), fill=(0, 0, 0))
-    draw.text((6, 4), text, fill=(255, 80, 80) if d.verdict == "defect" else (120, 255, 120), font=font)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left + 12, bottom - top + 10
+    scores = np.nan_to_num(d.anomaly_map, nan=0.0)
+    corners = [(0, 0), (0, size[1] - h), (size[0] - w, 0), (size[0] - w, size[1] - h)]
+    x, y = min(corners, key=lambda c: float(scores[max(c[1], 0):c[1] + h, max(c[0], 0):c[0] + w].max(initial=0)))
+    x, y = max(x, 0), max(y, 0)
+    draw.rectangle((x, y, x + w, y + h), fill=(0, 0, 0))
+    colour = (255, 80, 80) if d.verdict == "defect" else (120, 255, 120)
+    draw.text((x + 6 - left, y + 5 - top), text, fill=colour, font=font)

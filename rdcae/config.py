@@ -8,6 +8,7 @@ in Python (a keyword there), and `s_lambda` in the block record (the λ an S-upd
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
@@ -104,6 +105,29 @@ def upgrade(cfg: DictConfig) -> DictConfig:
 RESUME_KEYS = ("lambda", "seed", "patch_size", "channels", "noise_ratio", "noise", "dataset", "model")
 
 
+def load_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint, read without running anything it holds (weights_only=True: tensors and
+    plain containers only); a crafted or damaged file is refused, naming it."""
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # objects to build by running code, or bytes that are no pickle at all
+        raise ConfigError(f"ckpt_path={path}: not a safe rdcae checkpoint: it holds more than tensors and plain "
+                          "containers (Python objects that loading would have to run, or damaged bytes), so it was "
+                          f"refused and nothing in it ran{_earlier(path)}") from None
+    except Exception as error:  # truncated, zero bytes, a zip that is not one
+        raise ConfigError(f"ckpt_path={path}: the checkpoint is damaged or not a checkpoint "
+                          f"({type(error).__name__}){_earlier(path)}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ConfigError(f"ckpt_path={path}: not an rdcae training checkpoint (no state_dict)")
+    return checkpoint
+
+
+def _earlier(path: Path) -> str:
+    earlier = sorted(p for p in path.parent.glob("epoch*.ckpt") if p != path)
+    return f"; resume from {earlier[-1]} beside it instead" if earlier else ""
+
+
 def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
     """A resumed run must continue the same run: S and the split only fit the settings that made them."""
     def relevant(config: dict) -> dict:  # where the data lies may change, what it is may not
@@ -112,7 +136,7 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
             picked["dataset"] = {k: v for k, v in picked["dataset"].items() if k != "data_dir"}
         return picked
 
-    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("config") or {}
+    saved = load_checkpoint(ckpt_path).get("config") or {}
     if not saved:
         return
     before, now = relevant(saved), relevant(OmegaConf.to_container(cfg, resolve=True))

@@ -47,7 +47,7 @@ def load_checkpoint(module, path: Path) -> None:
     """A trained run's checkpoint into a freshly built module: weights, S, threshold and the score it used."""
     import torch
 
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
 

@@ -64,7 +64,7 @@ def test_without_calibration_patches_the_threshold_is_the_quantile_of_normal_tra
     assert metrics["threshold_from"] == "normal training patches"
     assert math.isnan(metrics["validation_auc"])  # no calibration patches, no held-out synthetic defects
     datamodule, module, _, _ = build(cfg, out / "rebuild")
-    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     errors = module.score(datamodule.train_x)[~datamodule.train_synthetic]
     expected = torch.quantile(errors, cfg.operating_point.quantile)
@@ -85,7 +85,7 @@ def test_per_defect_image_metrics_cover_every_defect_tile(tiny_run):
 def test_test_pass_keeps_the_scores_of_every_test_patch_in_order(tiny_run):
     cfg, out, metrics = tiny_run
     datamodule, module, _, trainer = build(cfg, out / "rescore")
-    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     trainer.test(module, datamodule=datamodule, verbose=False)
     assert module.test_scores.shape == datamodule.test_y.shape
@@ -140,7 +140,7 @@ def test_the_final_threshold_uses_every_calibration_patch_and_the_validation_auc
 
 def test_checkpoint_holds_S_threshold_and_resolved_config(tiny_run):
     cfg, out, metrics = tiny_run
-    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     S = ckpt["state_dict"]["S"]
     assert S.shape == (metrics["n_train"], cfg.channels, cfg.patch_size, cfg.patch_size)
     assert S.abs().sum() > 0  # the prox left some residual in S
@@ -261,7 +261,7 @@ def test_s_updates_wait_until_few_training_errors_are_above_lambda(tmp_path):
     assert all(not r["s_updated"] and r["above_lambda_fraction"] > 0.5 and r["s_nonzero_fraction"] == 0
                for r in waiting["history"])
     assert "S was never updated" in waiting["stop_reason"] and "start_fraction=0.5" in waiting["stop_reason"]
-    ckpt = torch.load(tmp_path / "waiting" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "waiting" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert torch.all(ckpt["state_dict"]["S"] == 0)
     # with no wait (null, the paper's schedule) the same λ updates S from the first block on
     eager = run(compose_config(TINY + ["lambda=0.001"], tmp_path), tmp_path / "eager")
@@ -281,7 +281,7 @@ def test_s_fraction_keeps_that_share_of_the_samples_in_S_whatever_lambda(tmp_pat
         assert r["s_updated"] and r["above_lambda_fraction"] == 0  # the start rule still weighs the fixed λ
         assert 0.2 <= r["s_nonzero_fraction"] <= 0.3 and 0 < r["s_lambda"] < 1000
     S = torch.load(tmp_path / "held" / "checkpoints" / "last.ckpt", map_location="cpu",
-                   weights_only=False)["state_dict"]["S"]
+                   weights_only=True)["state_dict"]["S"]
     assert 0.2 <= float((S.flatten(1).norm(dim=1) > 0).float().mean()) <= 0.3
 
 
@@ -306,7 +306,7 @@ def test_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_pa
     assert metrics["threshold_from"] == "80 calibration patches"
     datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu",
-                       weights_only=False)["state_dict"]
+                       weights_only=True)["state_dict"]
     module.load_state_dict(state)
     datamodule.setup()
     assert datamodule.calibration_x.shape[0] == 80
@@ -321,7 +321,7 @@ def test_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_pa
 def test_dcae_baseline_keeps_S_zero(tmp_path):
     cfg = compose_config(TINY + ["model=dcae"], tmp_path)
     metrics = run(cfg, tmp_path)
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert torch.all(ckpt["state_dict"]["S"] == 0)
     assert all(r["s_nonzero_fraction"] == 0 for r in metrics["history"])
 

@@ -257,13 +257,15 @@ def prepare_patches(cfg) -> PatchSet:
     path = Path(cfg.cache_dir) / f"{cfg.dataset.name}-{cache_key(cfg)}.npz"
     if path.exists():
         try:
-            with np.load(path) as f:
+            with np.load(path, allow_pickle=False) as f:
                 patchset = PatchSet(f["train_normal"], f["test_normal"], f["test_defect"], f["test_defect_mask"],
                                     json.loads(str(f["stats"])), f["calibration_normal"], f["test_defect_source"],
                                     f["test_defect_position"])
             log.info("patches loaded from cache %s", path)
             return patchset
-        except (OSError, KeyError, ValueError) as err:
+        # allow_pickle=False: nothing in the file runs. A damaged file fails in many ways (BadZipFile, EOFError,
+        # a header numpy cannot parse: SyntaxError, tokenize.TokenError); each means the same: build it again.
+        except Exception as err:
             log.warning("cache file %s is unreadable (%s); rebuilding it", path, err)
     patchset = build_patches(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -132,9 +132,10 @@ def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32")
         raise FileNotFoundError(f"model={path}: no such file; point it at a run's model.pt")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(f"model={path}: not a safe rdcae detector file: it holds Python objects that loading "
-                         "would have to run, so it was refused and nothing in it ran") from None
+    except pickle.UnpicklingError:  # objects to build by running code, or bytes that are no pickle at all
+        raise ValueError(f"model={path}: not a safe rdcae detector file: it holds more than tensors and plain "
+                         "containers (Python objects that loading would have to run, or damaged bytes), so it was "
+                         "refused and nothing in it ran") from None
     except Exception:  # a zip that is not one, a truncated or zero-byte file
         raise ValueError(f"model={path}: not an rdcae detector file (damaged, truncated or not written by "
                          "PyTorch); use a run's model.pt") from None

@@ -1,0 +1,77 @@
+"""Nothing rdcae loads runs code: crafted checkpoints and patch caches are refused or rebuilt, naming the file."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, compose_config
+
+from rdcae.config import load_checkpoint
+from rdcae.data.patches import cache_key, prepare_patches
+from rdcae.errors import ConfigError
+
+
+class _RunsCode:
+    """Unpickling this creates `marker`: the proof that a loader ran code from the file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_before_lightning_sees_it(tmp_path):
+    from rdcae.train import run
+
+    marker = tmp_path / "code_ran"
+    for ckpt, write in ((tmp_path / "torch.ckpt", lambda p, obj: torch.save(obj, p)),
+                        (tmp_path / "pickle.ckpt", lambda p, obj: p.write_bytes(pickle.dumps(obj)))):
+        write(ckpt, {"state_dict": {}, "config": _RunsCode(marker)})
+        with pytest.raises(ConfigError, match=rf"{ckpt.name}: not a safe rdcae checkpoint.*nothing in it ran"):
+            run(compose_config(TINY + [f"ckpt_path={ckpt}"], tmp_path), tmp_path / "run")
+        assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", bytes(range(256)) * 16],
+                         ids=["zero_bytes", "truncated_zip", "random_bytes"])
+def test_a_damaged_checkpoint_is_named_and_the_earlier_one_beside_it_offered(tmp_path, content):
+    (tmp_path / "epoch009.ckpt").write_bytes(b"")
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(content)
+    refused = r"last.ckpt: (the checkpoint is damaged|not a safe).*resume from .*epoch009.ckpt"
+    with pytest.raises(ConfigError, match=refused):
+        load_checkpoint(ckpt)
+
+
+def test_a_patch_cache_that_would_run_code_is_rebuilt_without_running_it(tmp_path, caplog):
+    cfg = compose_config(TINY, tmp_path)
+    first = prepare_patches(cfg)
+    path = Path(cfg.cache_dir) / f"{cfg.dataset.name}-{cache_key(cfg)}.npz"
+    marker = tmp_path / "code_ran"
+    crafted = np.empty(1, dtype=object)
+    crafted[0] = _RunsCode(marker)
+    np.savez(path, train_normal=crafted)  # an object array: np.save pickles it
+    with caplog.at_level(logging.WARNING):
+        again = prepare_patches(cfg)
+    assert not marker.exists()
+    assert str(path) in caplog.text and "rebuilding" in caplog.text
+    assert np.array_equal(again.train_normal, first.train_normal)
+
+
+def test_a_corrupted_patch_cache_is_rebuilt_with_a_warning_naming_it(tmp_path, caplog):
+    cfg = compose_config(TINY, tmp_path)
+    first = prepare_patches(cfg)
+    path = Path(cfg.cache_dir) / f"{cfg.dataset.name}-{cache_key(cfg)}.npz"
+    data = bytearray(path.read_bytes())
+    data[100:4196] = bytes(4096)  # 4 KB zeroed inside the zip
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        again = prepare_patches(cfg)
+    assert str(path) in caplog.text
+    assert np.array_equal(again.test_defect, first.test_defect)

@@ -7,6 +7,7 @@ test on held-out normals and real defects → metrics.json, the detector file, f
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -33,6 +34,18 @@ from rdcae.model.robust import RobustAutoencoder
 from rdcae.model.score import AUTO
 from rdcae.results.figures import write_detection_figures, write_run_figures
 from rdcae.results.summary import hparams, run_metrics, summary, write_metrics
+
+
+class _WithoutTips(logging.Filter):
+    """Every Trainer advertises Lightning's cloud logger; a run's output should be its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_WithoutTips())
+# Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates, once per fit: nothing a user can act on
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None):

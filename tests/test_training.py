@@ -414,6 +414,8 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
     result = _cli("-m", "lambda=1.0,2.5", *TINY, "alternation.max_blocks=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
                   f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout + result.stderr
+    assert "litlogger" not in printed and "treespec" not in printed  # Lightning's tip and torch's deprecation: quiet
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and (p / "metrics.json").exists())
     assert len(jobs) == 2
     assert sorted(float(OmegaConf.load(j / "config.yaml")["lambda"]) for j in jobs) == [1.0, 2.5]

@@ -115,8 +115,17 @@ def _roc_axes(fig, ax, title: str) -> plt.Figure:
     return fig
 
 
-def score_histogram(scores: dict[str, torch.Tensor], threshold: float, title: str) -> plt.Figure:
-    """Distributions of ‖x − D(E(x))‖₂ per group with the recorded threshold."""
+ERROR_LABEL = "reconstruction error ‖x − D(E(x))‖₂"
+
+
+def score_label(kind: str, width: int) -> str:
+    """The axis label of a run's anomaly score (model.score; the one model.score=auto chose)."""
+    return ERROR_LABEL if kind == "norm" else f"strip score: ‖x − D(E(x))‖₂ over the worst {width} rows or columns"
+
+
+def score_histogram(scores: dict[str, torch.Tensor], threshold: float, title: str,
+                    xlabel: str = ERROR_LABEL) -> plt.Figure:
+    """Distributions of the anomaly score per group with the recorded threshold."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     values = [s.detach().cpu().numpy() for s in scores.values() if len(s)]
     bins = np.linspace(min(v.min() for v in values), max(max(v.max() for v in values), threshold) * 1.02, 60)
@@ -124,7 +133,7 @@ def score_histogram(scores: dict[str, torch.Tensor], threshold: float, title: st
         if len(s):
             ax.hist(s.detach().cpu().numpy(), bins=bins, alpha=0.55, label=f"{name} ({len(s)})", density=True)
     ax.axvline(threshold, c="crimson", ls="--", label=f"threshold {threshold:.3f}")
-    ax.set_xlabel("reconstruction error ‖x − D(E(x))‖₂")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -156,6 +165,7 @@ def error_ssim_figure(
     train_errors, train_ssim, train_synthetic, test_errors, test_ssim, test_y, test_pred,
     threshold: float | None = None,
     title: str = "reconstruction error vs SSIM",
+    xlabel: str = ERROR_LABEL,
 ) -> plt.Figure:
     """Figure 5: one point per patch, training normals and synthetic defects, test patches as TP / TN / FP / FN.
 
@@ -182,7 +192,7 @@ def error_ssim_figure(
                        linewidths=0.8 if marker == "x" else 0, label=f"{name} ({len(e)})")
     if threshold is not None:
         ax.axvline(threshold, c="crimson", ls="--", lw=1, label=f"threshold {threshold:.3f}")
-    ax.set_xlabel("reconstruction error ‖x − D(E(x))‖₂")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("SSIM(x, D(E(x)))")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best", markerscale=1.5)
@@ -236,7 +246,8 @@ def write_run_figures(module, dm, writer, output_dir: Path, step: int, auc: floa
     groups = {"train normal": train_scores[~synthetic], "train synthetic": train_scores[synthetic],
               "test normal": test_scores[dm.test_y == 0], "test real defect": test_scores[dm.test_y == 1]}
     save(score_histogram(groups, float(module.threshold),
-                         "reconstruction errors" if kind == "norm" else f"anomaly scores ({kind})"), "score_histogram")
+                         "reconstruction errors" if kind == "norm" else f"anomaly scores ({kind})",
+                         xlabel=score_label(kind, width)), "score_histogram")
     normal, defect = dm.test_y == 0, dm.test_y == 1
     save(hardest_figure(dm.test_x[normal], test_scores[normal], dm.test_x[defect], test_scores[defect],
                                 float(module.threshold), f"hardest test patches: {what}, defect masks outlined",
@@ -247,7 +258,7 @@ def write_run_figures(module, dm, writer, output_dir: Path, step: int, auc: floa
         test_errors=test_scores, test_ssim=ssim_scores(dm.test_x, test_reconstruction), test_y=dm.test_y,
         test_pred=test_pred, threshold=float(module.threshold),
         title=("reconstruction error vs SSIM (the paper's Figure 5)" if kind == "norm"
-               else f"{what} vs SSIM (the paper's Figure 5)")), "fig5_error_ssim")
+               else f"{what} vs SSIM (the paper's Figure 5)"), xlabel=score_label(kind, width)), "fig5_error_ssim")
     plt.close("all")
 
 

@@ -8,6 +8,7 @@ in Python (a keyword there), and `s_lambda` in the block record (the λ an S-upd
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -53,8 +54,9 @@ def validate(cfg: DictConfig) -> RunSettings:
 
     lambda_ = cfg["lambda"]
     require(isinstance(lambda_, (int, float)) and not isinstance(lambda_, bool), f"lambda={lambda_!r} must be a number")
-    require(float(lambda_) > 0,
-            f"lambda={cfg['lambda']} must be > 0: it weighs the ℓ2,1 norm of S (Eq. 7); the paper uses 1.6")
+    require(math.isfinite(float(lambda_)) and float(lambda_) > 0,
+            f"lambda={cfg['lambda']} must be a finite number > 0: it weighs the ℓ2,1 norm of S (Eq. 7); "
+            "the paper uses 1.6")
     require(0 <= float(cfg.noise_ratio) < 100,
             f"noise_ratio={cfg.noise_ratio} must be a percentage in [0, 100): "
             "some training patches must stay normal (the paper uses 3 or 5)")

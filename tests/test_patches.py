@@ -183,3 +183,8 @@ def test_held_out_clean_images_feed_no_patch_and_are_listed():
         build_patches(compose_config(common + ["dataset.holdout_images=3"]))
     with pytest.raises(ConfigError, match="dataset.holdout_images=-1"):
         check_patch_settings(compose_config(common + ["dataset.holdout_images=-1"]))
+
+
+def test_patches_of_an_unusable_channel_count_are_refused_naming_the_input_not_the_setting():
+    with pytest.raises(ValueError, match="patches with 2 channels cannot become 3: images must be gray"):
+        to_channels(np.zeros((1, 2, 8, 8), np.uint8), 3)

@@ -339,6 +339,8 @@ def test_nan_loss_stops_with_block_and_checkpoint_named(tmp_path):
     [
         ("lambda=0", "lambda=0"),
         ("lambda=-1.6", "lambda=-1.6"),
+        ("lambda=inf", "lambda=inf must be a finite number"),
+        ("dataset.n_normal=0", "dataset.n_normal=0 must be a whole number >= 2"),
         ("noise_ratio=150", "noise_ratio=150"),
         ("model.score=max", "model.score='max'"),
         ("model.score_width=0", "model.score_width=0"),
@@ -362,8 +364,8 @@ def test_the_command_line_says_a_bad_setting_in_one_line_without_a_traceback(tmp
     out = subprocess.run([sys.executable, "-m", "rdcae.train", "lambda=-1", f"hydra.run.dir={tmp_path}"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ["error: lambda=-1 must be > 0: it weighs the ℓ2,1 norm of S (Eq. 7); "
-                                               "the paper uses 1.6"]
+    assert out.stderr.strip().splitlines() == ["error: lambda=-1 must be a finite number > 0: it weighs the ℓ2,1 norm "
+                                               "of S (Eq. 7); the paper uses 1.6"]
 
 
 def test_recipe_paper_sets_the_papers_choices_back():

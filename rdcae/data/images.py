@@ -75,7 +75,8 @@ def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     if x.shape[1] == 3 and channels == 1:
         gray = np.tensordot(np.array([0.299, 0.587, 0.114]), x.astype(np.float32), axes=([0], [1]))
         return np.round(gray)[:, None].astype(np.uint8)
-    raise ValueError(f"channels={channels}: only 1 and 3 are supported")
+    raise ValueError(f"patches with {x.shape[1]} channels cannot become {channels}: images must be gray (1 channel) "
+                     "or RGB (3)")
 
 
 def _mask_pixels(img: Image.Image) -> np.ndarray:

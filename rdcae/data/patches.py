@@ -175,6 +175,9 @@ def check_patch_settings(cfg) -> None:
     checks = [
         (isinstance(size, int) and size > 0 and size % 8 == 0, f"patch_size={size} must be a positive multiple of 8"),
         (0 < ds.train_fraction < 1, f"dataset.train_fraction={ds.train_fraction} must be in (0, 1)"),
+        (isinstance(ds.n_normal, int) and ds.n_normal >= 2,
+         f"dataset.n_normal={ds.n_normal} must be a whole number >= 2: the defect-free patches, "
+         "split into train and test"),
         (int(ds.get("n_calibration") or 0) >= 0,
          f"dataset.n_calibration={ds.get('n_calibration')} must be >= 0 "
          "(0: the threshold comes from the normal training patches)"),

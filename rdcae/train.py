@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -113,11 +114,17 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     return metrics
 
 
+NOTHING_YET = {".hydra", "train.log", "config.yaml"}  # what a run folder holds before training starts
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        metrics = run(cfg, HydraConfig.get().runtime.output_dir)
+        metrics = run(cfg, output_dir)
     except (ConfigError, DataError, FileNotFoundError) as error:  # bad settings or data: one line, no traceback
+        if set(p.name for p in output_dir.iterdir()) <= NOTHING_YET:  # refused before any work: leave no folder
+            shutil.rmtree(output_dir)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {error}", file=sys.stderr)

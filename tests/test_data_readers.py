@@ -483,3 +483,15 @@ def test_dataset_configs_share_the_keys_the_patch_sampler_reads(name, own_keys):
     assert set(cfg) == {"dataset"}
     assert set(cfg.dataset) == SHARED_KEYS | own_keys
     assert cfg.dataset.name == name and cfg.dataset.n_normal == 1600 and cfg.dataset.train_fraction == 0.7
+
+
+def test_the_summary_writes_one_contact_sheet_per_folder_dataset(tmp_path, monkeypatch, capsys):
+    from rdcae.data.__main__ import main as data_main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("line_a", "line_b"):
+        mvtec_layout(tmp_path / name)
+        assert data_main(["summary", "dataset=folder", f"data_dir={tmp_path / name}", "patch_size=16",
+                          "dataset.n_normal=20", f"cache_dir={tmp_path / 'cache'}"]) == 0, capsys.readouterr().err
+    sheets = sorted(p.name for p in (tmp_path / "outputs" / "data_summary").glob("*.png"))
+    assert len(sheets) == 2 and "line_a" in sheets[0] and "line_b" in sheets[1]

@@ -188,3 +188,14 @@ def test_held_out_clean_images_feed_no_patch_and_are_listed():
 def test_patches_of_an_unusable_channel_count_are_refused_naming_the_input_not_the_setting():
     with pytest.raises(ValueError, match="patches with 2 channels cannot become 3: images must be gray"):
         to_channels(np.zeros((1, 2, 8, 8), np.uint8), 3)
+
+
+def test_the_summary_says_a_bad_setting_or_folder_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args, message in ((["dataset=folder", f"data_dir={tmp_path / 'absent'}"], "absent does not exist"),
+                          (["dataset.n_calibration=-1"], "dataset.n_calibration=-1"),
+                          (["notakey=1"], "Could not override 'notakey'")):
+        assert data_main(["summary", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "outputs").exists()

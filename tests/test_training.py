@@ -361,9 +361,10 @@ def test_bad_settings_are_rejected_naming_the_setting(tmp_path, override, messag
 
 
 def test_the_command_line_says_a_bad_setting_in_one_line_without_a_traceback(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "rdcae.train", "lambda=-1", f"hydra.run.dir={tmp_path}"],
+    out = subprocess.run([sys.executable, "-m", "rdcae.train", "lambda=-1", f"hydra.run.dir={tmp_path / 'run'}"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 2
+    assert not (tmp_path / "run").exists()  # refused before any work: no empty run folder left behind
     assert out.stderr.strip().splitlines() == ["error: lambda=-1 must be a finite number > 0: it weighs the ℓ2,1 norm "
                                                "of S (Eq. 7); the paper uses 1.6"]
 

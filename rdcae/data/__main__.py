@@ -6,14 +6,18 @@ ours, and writes a contact sheet of sampled normal and defect patches to look at
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from PIL import Image
 
 from rdcae.data.patches import PatchSet, check_patch_settings, prepare_patches
+from rdcae.errors import ConfigError, DataError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 USAGE = "usage: python -m rdcae.data summary [dataset=aitex fabric=03 data_dir=/path/to/AITEX patch_size=32 ...]"
@@ -80,8 +84,19 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] != "summary":
         print(USAGE, file=sys.stderr)
         return 2
+    try:
+        summarize(argv[1:])
+    except (ConfigError, DataError, FileNotFoundError, ValueError, HydraException, OSError) as error:
+        if os.environ.get("RDCAE_DEBUG") == "1":
+            raise
+        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def summarize(overrides: list[str]) -> None:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=argv[1:])
+        cfg = compose(config_name="train", overrides=overrides)
     check_patch_settings(cfg)
     patches = prepare_patches(cfg)
     print(describe(cfg, patches))
@@ -89,10 +104,12 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     tag = (cfg.dataset.name + (f"_{cfg.dataset.fabric}" if "fabric" in cfg.dataset else "")
            + f"_p{cfg.patch_size}_s{cfg.seed}")
+    if cfg.dataset.name in ("folder", "ksdd2"):  # one sheet per dataset folder, not one for every folder dataset
+        where = str(Path(str(cfg.dataset.data_dir)).expanduser().resolve())
+        tag += f"_{Path(where).name}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
     path = out / f"{tag}.png"
     contact_sheet(patches, seed=int(cfg.seed)).save(path)
     print(f"  contact sheet   : {path} (top: normal patches; bottom: defect patches, mask tinted red)")
-    return 0
 
 
 if __name__ == "__main__":

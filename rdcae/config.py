@@ -104,7 +104,12 @@ def upgrade(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-RESUME_KEYS = ("lambda", "seed", "patch_size", "channels", "noise_ratio", "noise", "dataset", "model")
+# What a resumed run may change: where things are and what is shown, which cannot change the result;
+# and alternation.max_blocks, which lets a run go on (a resumed run with a larger max_blocks ends as an
+# uninterrupted run with it does). Every other setting, present or added later, must stay as it was.
+RESUME_MAY_CHANGE = ("ckpt_path", "figures", "data_dir", "cache_dir", "dataset.data_dir", "alternation.max_blocks",
+                     "baselines", "deep_svdd.", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+                     "trainer.log_every_n_steps")
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -131,20 +136,31 @@ def _earlier(path: Path) -> str:
 
 
 def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
-    """A resumed run must continue the same run: S and the split only fit the settings that made them."""
-    def relevant(config: dict) -> dict:  # where the data lies may change, what it is may not
-        picked = {k: config.get(k) for k in RESUME_KEYS}
-        if isinstance(picked["dataset"], dict):
-            picked["dataset"] = {k: v for k, v in picked["dataset"].items() if k != "data_dir"}
-        return picked
-
+    """A resumed run must continue the same run: S, the split and the schedule only fit the settings
+    that made them, so every setting but RESUME_MAY_CHANGE must be as the checkpoint's config has it."""
     saved = load_checkpoint(ckpt_path).get("config") or {}
     if not saved:
         return
-    before, now = relevant(saved), relevant(OmegaConf.to_container(cfg, resolve=True))
-    changed = [k for k in RESUME_KEYS if before[k] != now[k]]
+    before, now = _flat(saved), _flat(OmegaConf.to_container(cfg, resolve=True))
+    changed = [k for k in sorted(set(before) | set(now))
+               if before.get(k, "<unset>") != now.get(k, "<unset>")
+               and not any(k == allowed or (allowed.endswith(".") and k.startswith(allowed))
+                           for allowed in RESUME_MAY_CHANGE)]
     if changed:
+        shown = ", ".join(f"{k}={now.get(k, '<unset>')} (trained with {before.get(k, '<unset>')})" for k in changed[:6])
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
         raise ConfigError(
-            f"ckpt_path={ckpt_path} was trained with other settings for {', '.join(changed)}; "
-            "resume with the overrides of the original run (its config.yaml lists them)"
+            f"ckpt_path={ckpt_path} was trained with other settings: {shown}{more}; resume with the overrides of the "
+            "original run (its config.yaml lists them)"
         )
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} → {"a.b": 1}; lists stay values."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -483,8 +483,17 @@ def test_resuming_with_other_settings_is_refused_naming_them(tmp_path):
     common = TINY + ["alternation.max_blocks=1"]
     run(compose_config(common, tmp_path), tmp_path / "first")
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    with pytest.raises(ConfigError, match="lambda"):
+    with pytest.raises(ConfigError, match=r"lambda=2.5 \(trained with 1.6\)"):
         run(compose_config(common + ["lambda=2.5", f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
+    # any setting that changes the result, not only those of a list: the schedule, the operating point, the precision
+    for override in ("alternation.block_epochs=3", "operating_point.quantile=0.99", "trainer.precision=bf16-mixed"):
+        key = override.split("=")[0]
+        with pytest.raises(ConfigError, match=rf"{key}=.*\(trained with"):
+            run(compose_config(common + [override, f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
+    # what only changes what is shown, and a larger max_blocks to go on, are allowed
+    shown_only = ["alternation.max_blocks=2", "figures=false", "trainer.enable_progress_bar=true"]
+    resumed = run(compose_config(common + shown_only + [f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
+    assert resumed["blocks"] == 2
 
 
 def test_batches_cover_every_sample_once_in_an_order_fixed_by_seed_and_epoch():

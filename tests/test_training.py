@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -411,6 +412,16 @@ def test_help_lists_the_config_groups(tmp_path):
     assert result.returncode == 0, result.stderr
     for group in ("dataset", "noise", "model", "trainer", "experiment"):
         assert f"{group}:" in result.stdout
+    # the header's examples and knobs are the config's: a renamed setting fails here
+    assert "python -m rdcae.train dataset=aitex fabric=03" in result.stdout
+    lines = {line.split(":")[0]: line.split(":", 1)[1]
+             for line in result.stdout.splitlines() if line.startswith("The ")}
+    cfg = compose_config([])
+    paper = re.sub(r"\([^)]*\)", "", lines["The paper's knobs"]).strip(" .").split(", ")
+    assert len(paper) == 7 and all(name.strip() in cfg for name in paper), paper
+    alternation = lines["The alternation"].strip(" .").replace("alternation.", "").split(", ")
+    assert len(alternation) == 6 and all(name in cfg.alternation for name in alternation), alternation
+    assert OmegaConf.select(cfg, lines["The operating point"].split(".")[0].strip() + ".quantile") is not None
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path):

@@ -85,11 +85,15 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     if cfg.get("ckpt_path"):
         check_resume(cfg, cfg.ckpt_path)
     datamodule, module, alternation, trainer = build(cfg, output_dir, settings)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SystemExit:  # Lightning exits on Ctrl-C after its graceful shutdown
+        if not trainer.interrupted:
+            raise
+        last = trainer.checkpoint_callback.last_model_path
+        raise SystemExit("training interrupted; " + (f"resume with the same settings and ckpt_path={last}" if last else
+                                                      "no checkpoint was saved yet (one is saved at every block end)"))
     device = str(trainer.strategy.root_device)  # Lightning moves the module back to the CPU after fit
-    if trainer.interrupted:
-        last = trainer.checkpoint_callback.last_model_path or "<no checkpoint yet>"
-        raise SystemExit(f"training interrupted; resume with ckpt_path={last}")
     fit_seconds = time.perf_counter() - start
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     module.to(trainer.strategy.root_device)

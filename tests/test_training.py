@@ -544,3 +544,23 @@ def test_auc_target_one_never_stops_even_when_float_rounding_puts_the_auc_above_
     metrics = run(cfg, tmp_path)
     assert metrics["blocks"] == 2 and "max_blocks" in metrics["stop_reason"]
     assert all(r["train_auc"] <= 1.0 for r in metrics["history"])
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    import signal
+    import time
+
+    args = [*TINY, "alternation.max_blocks=200", "alternation.block_epochs=1", f"hydra.run.dir={tmp_path / 'run'}",
+            f"cache_dir={tmp_path / 'cache'}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "rdcae.train", *args], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert f"training interrupted; resume with the same settings and ckpt_path={last}" in err

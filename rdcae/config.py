@@ -22,6 +22,7 @@ from rdcae.data.patches import check_patch_settings
 from rdcae.errors import ConfigError
 from rdcae.model.alternation import AlternationSettings
 from rdcae.model.network import NetworkSpec
+from rdcae.model.robust import state_digest
 from rdcae.model.score import AUTO, SCORES, check_score
 from rdcae.noise import noise_name
 
@@ -127,6 +128,9 @@ def load_checkpoint(path: str | Path) -> dict:
                           f"({type(error).__name__}){_earlier(path)}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"ckpt_path={path}: not an rdcae training checkpoint (no state_dict)")
+    if checkpoint.get("state_digest") not in (None, state_digest(checkpoint["state_dict"])):
+        raise ConfigError(f"ckpt_path={path}: the checkpoint is damaged: its weights or S differ from what was "
+                          f"saved{_earlier(path)}")
     return checkpoint
 
 

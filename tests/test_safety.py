@@ -75,3 +75,21 @@ def test_a_corrupted_patch_cache_is_rebuilt_with_a_warning_naming_it(tmp_path, c
         again = prepare_patches(cfg)
     assert str(path) in caplog.text
     assert np.array_equal(again.test_defect, first.test_defect)
+
+
+def test_a_checkpoint_with_4_kb_flipped_inside_is_found_damaged_on_resume(tmp_path):
+    from rdcae.train import run
+
+    common = TINY + ["alternation.max_blocks=1"]
+    run(compose_config(common, tmp_path), tmp_path / "first")
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["state_digest"]  # an intact checkpoint loads and carries its digest
+    checkpoint = torch.load(last, weights_only=True)
+    data = bytearray(last.read_bytes())
+    s = checkpoint["state_dict"]["S"].numpy().tobytes()  # flip 4 KB inside the stored S (all zeros here: any bytes)
+    start = data.find(s[:4096]) if any(s[:4096]) else data.find(bytes(4096))
+    assert start > 0
+    data[start:start + 4096] = bytes(b ^ 0xFF for b in data[start:start + 4096])
+    last.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=r"last.ckpt: the checkpoint is damaged: its weights or S differ"):
+        run(compose_config(common + ["alternation.max_blocks=2", f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")

@@ -8,6 +8,7 @@ plain DCAE baseline.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import lightning as L
@@ -20,6 +21,16 @@ from rdcae.metrics import as_probability
 from rdcae.model.network import ConvAutoencoder, NetworkSpec, map_in_chunks
 from rdcae.model.prox import prox_l21
 from rdcae.model.score import AUTO, SCORES, anomaly_score, reconstruction_error
+
+
+def state_digest(state_dict: dict) -> str:
+    """SHA-256 of every tensor of a state dict, in key order: a checkpoint whose weights or S were
+    damaged on disk no longer matches the digest saved with it."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        digest.update(key.encode())
+        digest.update(state_dict[key].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class RobustAutoencoder(L.LightningModule):
@@ -70,6 +81,7 @@ class RobustAutoencoder(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["config"] = self.run_config
         checkpoint["score_kind"] = self.score_kind
+        checkpoint["state_digest"] = state_digest(checkpoint["state_dict"])  # checked when a run resumes
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.run_config = checkpoint.get("config", {})

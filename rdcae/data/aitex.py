@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rdcae.data.images import read_image, read_mask, unify_channels
 from rdcae.data.sources import SourceImage
+from rdcae.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def fabric_code(fabric) -> str:
     """'03' from 3, '3' or '03'."""
     text = "" if fabric is None else str(fabric).strip()
     if not text.isdigit() or len(text) > 2:
-        raise ValueError(f"fabric={fabric!r} is not an AITEX fabric code; use two digits, 00..06.")
+        raise ConfigError(f"fabric={fabric!r} is not an AITEX fabric code; use two digits, 00..06.")
     return text.zfill(2)
 
 

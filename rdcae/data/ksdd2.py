@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rdcae.data.images import read_image, read_mask, unify_channels
 from rdcae.data.sources import SourceImage
+from rdcae.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def load(dataset_cfg) -> list[SourceImage]:
             elif not mask.any() and split in normal_splits:
                 sources.append(SourceImage(str(path), image, "normal", group=split))
     if not any(s.role == "normal" for s in sources):
-        raise ValueError(
+        raise DataError(
             f"no defect-free images in dataset.normal_splits={normal_splits} of data_dir={data_dir}; "
             "training needs some."
         )

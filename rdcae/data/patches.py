@@ -29,7 +29,7 @@ from rdcae.data.images import IMAGE_SUFFIXES
 from rdcae.data.region import fabric_region
 from rdcae.data.sources import SourceImage, held_out, load_sources
 from rdcae.data.tiling import crop, grid, windows_inside
-from rdcae.errors import ConfigError
+from rdcae.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def normal_positions(
         positions.append(np.argwhere(ok))
     total = sum(len(p) for p in positions)
     if total == 0:
-        raise ValueError(
+        raise DataError(
             f"no {size}x{size} window lies entirely on fabric in the {len(sources)} normal image(s); "
             "check data_dir, patch_size or dataset.exclude_background"
         )
@@ -209,14 +209,14 @@ def build_patches(cfg) -> PatchSet:
     if ds.get("normals_from_defect_images", False):
         normal = normal + defect
     if not normal:
-        raise ValueError(f"dataset {ds.name}: no defect-free image found under data_dir={ds.get('data_dir')}")
+        raise DataError(f"dataset {ds.name}: no defect-free image found under data_dir={ds.get('data_dir')}")
     channel_counts = {s.image.shape[2] for s in sources}
     if len(channel_counts) > 1:
-        raise ValueError(f"dataset {ds.name}: images mix {sorted(channel_counts)} channels; "
+        raise DataError(f"dataset {ds.name}: images mix {sorted(channel_counts)} channels; "
                          "the adapter must unify them")
     largest = max(min(s.image.shape[:2]) for s in normal)
     if size > largest:
-        raise ValueError(f"patch_size={size} is larger than every normal image (largest side pair min {largest})")
+        raise ConfigError(f"patch_size={size} is larger than every normal image (largest side pair min {largest})")
 
     rng = np.random.default_rng(int(cfg.seed))
     positions, stats = normal_positions(normal, size, ds.exclude_background, edge_margin)

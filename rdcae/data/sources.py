@@ -13,6 +13,8 @@ from typing import Literal
 
 import numpy as np
 
+from rdcae.errors import ConfigError, DataError
+
 Role = Literal["normal", "defect"]
 
 
@@ -37,11 +39,11 @@ class SourceImage:
         if self.image.ndim == 2:
             self.image = self.image[:, :, None]
         if self.image.ndim != 3 or self.image.shape[2] not in (1, 3) or self.image.dtype != np.uint8:
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: expected an (H, W, 1|3) uint8 image, got {self.image.shape} {self.image.dtype}"
             )
         if self.mask is not None and self.mask.shape != self.image.shape[:2]:
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: mask size {self.mask.shape[::-1]} differs from image size "
                 f"{self.image.shape[1::-1]} (width x height)"
             )
@@ -68,6 +70,6 @@ def load_sources(dataset_cfg) -> list[SourceImage]:
     """Read the images of the dataset named by `dataset_cfg.name`."""
     name = dataset_cfg.name
     if name not in ADAPTERS:
-        raise ValueError(f"dataset.name={name!r} is not known; choose one of {sorted(ADAPTERS)}")
+        raise ConfigError(f"dataset.name={name!r} is not known; choose one of {sorted(ADAPTERS)}")
     module_name, function = ADAPTERS[name].split(":")
     return getattr(importlib.import_module(module_name), function)(dataset_cfg)

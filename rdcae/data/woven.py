@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rdcae.data.sources import SourceImage
+from rdcae.errors import ConfigError
 
 WEAVES = ("plain", "twill")
 DEFECT_KINDS = ("broken_yarn", "missing_yarn", "thick_bar", "hole", "stain", "knot")
@@ -596,19 +597,19 @@ def generate(
     """
     kinds = tuple(defect_kinds)
     if seed < 0:
-        raise ValueError(f"dataset.seed={seed} must be >= 0")
+        raise ConfigError(f"dataset.seed={seed} must be >= 0")
     if weave not in WEAVES:
-        raise ValueError(f"dataset.weave={weave!r} is not known; choose one of {list(WEAVES)}")
+        raise ConfigError(f"dataset.weave={weave!r} is not known; choose one of {list(WEAVES)}")
     if not kinds or set(kinds) - set(DEFECT_KINDS):
-        raise ValueError(
+        raise ConfigError(
             f"dataset.defect_kinds={list(kinds)} must be a non-empty subset of {list(DEFECT_KINDS)}"
         )
     if min(height, width) < 32:
-        raise ValueError(
+        raise ConfigError(
             f"dataset.height x dataset.width must be at least 32 x 32, got {height} x {width}"
         )
     if n_normal_images < 0 or n_defect_images < 0:
-        raise ValueError(
+        raise ConfigError(
             f"dataset.n_normal_images={n_normal_images} and "
             f"dataset.n_defect_images={n_defect_images} must be >= 0"
         )

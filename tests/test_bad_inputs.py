@@ -1,0 +1,151 @@
+"""A corpus of broken AITEX-style folders: each gives one clear message naming the file or folder
+(what the commands print as one line, exit code 2), or works with a warning; none a bare traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_TRAINING, compose_config
+from PIL import Image
+
+from rdcae.errors import ConfigError, DataError
+
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError)  # what rdcae.train prints as one line, exit code 2
+
+
+def texture(height: int, width: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:height, :width]
+    weave = 128 + 40 * np.sin(x * 1.3) * np.cos(y * 0.9) + rng.normal(0, 8, (height, width))
+    return weave.clip(0, 255).astype(np.uint8)
+
+
+def layout(root: Path) -> Path:
+    """Fabric 03: two clean images in a roll, two defect images with masks, 64x256 pixels."""
+    for i in range(2):
+        Image.fromarray(texture(64, 256, i)).save(_mkdir(root / "NODefect_images" / "roll") / f"000{i}_000_03.png")
+    mask = np.zeros((64, 256), np.uint8)
+    mask[20:30, 40:120] = 255
+    for stem in ("0010_002_03", "0011_016_03"):
+        Image.fromarray(texture(64, 256, 9)).save(_mkdir(root / "Defect_images") / f"{stem}.png")
+        Image.fromarray(mask).save(_mkdir(root / "Mask_images") / f"{stem}_mask.png")
+    return root
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def truncate(root):
+    path = root / "Defect_images" / "0010_002_03.png"
+    path.write_bytes(path.read_bytes()[:200])
+    return "0010_002_03.png"
+
+
+def zero_bytes(root):
+    (root / "NODefect_images" / "roll" / "0000_000_03.png").write_bytes(b"")
+    return "0000_000_03.png"
+
+
+def text_as_png(root):
+    (root / "Defect_images" / "0011_016_03.png").write_text("not an image")
+    return "0011_016_03.png"
+
+
+def mask_wrong_size(root):
+    Image.fromarray(np.zeros((32, 64), np.uint8)).save(root / "Mask_images" / "0010_002_03_mask.png")
+    return "0010_002_03_mask.png"
+
+
+def no_clean_rolls(root):
+    for path in (root / "NODefect_images" / "roll").iterdir():
+        path.unlink()
+    return "NODefect_images"
+
+
+def missing_folder(root):
+    for path in (root / "Mask_images").iterdir():
+        path.unlink()
+    (root / "Mask_images").rmdir()
+    return "Mask_images"
+
+
+def empty_folder(root):
+    import shutil
+
+    for sub in ("NODefect_images", "Defect_images", "Mask_images"):
+        shutil.rmtree(root / sub)
+    return "data_dir"
+
+
+def all_smaller_than_the_patch(root):
+    for path in (root / "NODefect_images" / "roll").iterdir():
+        Image.fromarray(texture(16, 16, 0)).save(path)
+    return "patch_size=32"
+
+
+BROKEN = [truncate, zero_bytes, text_as_png, mask_wrong_size, no_clean_rolls, missing_folder, empty_folder,
+          all_smaller_than_the_patch]
+
+
+def missing_mask(root):
+    (root / "Mask_images" / "0011_016_03_mask.png").unlink()
+
+
+def rgba_image(root):
+    image = np.stack([texture(64, 256, 0)] * 3 + [np.full((64, 256), 255, np.uint8)], axis=2)
+    Image.fromarray(image, "RGBA").save(root / "NODefect_images" / "roll" / "0000_000_03.png")
+
+
+def sixteen_bit_image(root):
+    deep = texture(64, 256, 1).astype(np.uint16) * 257
+    Image.fromarray(deep).save(root / "NODefect_images" / "roll" / "0001_000_03.png")
+
+
+def one_image_smaller_than_the_patch(root):
+    Image.fromarray(texture(16, 16, 0)).save(root / "NODefect_images" / "roll" / "0000_000_03.png")
+
+
+WORKING = [missing_mask, rgba_image, sixteen_bit_image, one_image_smaller_than_the_patch]
+
+
+def config(root: Path, tmp_path: Path):
+    return compose_config(TINY_TRAINING + ["dataset=aitex", "fabric=03", f"data_dir={root}", "dataset.n_normal=60",
+                                           "dataset.n_calibration=20", "dataset.edge_margin=0"], tmp_path)
+
+
+@pytest.mark.parametrize("breakage", BROKEN, ids=lambda f: f.__name__)
+def test_a_broken_folder_is_one_message_that_names_what_is_wrong(breakage, tmp_path):
+    from rdcae.train import build
+
+    root = layout(tmp_path / "aitex")
+    named = breakage(root)
+    with pytest.raises(USER_ERRORS) as caught:
+        build(config(root, tmp_path), tmp_path / "run")
+    assert named in str(caught.value)
+
+
+@pytest.mark.parametrize("quirk", WORKING, ids=lambda f: f.__name__)
+def test_a_folder_with_a_quirk_still_trains(quirk, tmp_path):
+    from rdcae.train import build
+
+    root = layout(tmp_path / "aitex")
+    quirk(root)
+    datamodule, *_ = build(config(root, tmp_path), tmp_path / "run")
+    assert len(datamodule.train_x) > 0
+
+
+def test_the_command_prints_a_broken_folder_in_one_line(tmp_path):
+    root = layout(tmp_path / "aitex")
+    truncate(root)
+    out = subprocess.run([sys.executable, "-m", "rdcae.train", "dataset=aitex", "fabric=03", f"data_dir={root}",
+                          "dataset.edge_margin=0", f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'c'}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    lines = [line for line in out.stderr.strip().splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(lines) == 1 and "0010_002_03.png" in lines[0], out.stderr[-2000:]
+    assert "Traceback" not in out.stderr

@@ -250,6 +250,9 @@ def test_resume_from_checkpoint_gives_the_same_result(tmp_path):
     resumed = run(compose_config(common + ["alternation.max_blocks=2", f"ckpt_path={last}"], tmp_path),
                   tmp_path / "resumed")
     assert resumed["blocks"] == 2
+    events = EventAccumulator(str(tmp_path / "resumed" / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()  # the resumed run's TensorBoard holds the block before the checkpoint too
+    assert [e.step for e in events.Scalars("block/train_auc")] == [1, 2]
     assert math.isclose(resumed["threshold"], full["threshold"], rel_tol=1e-5)
     for key in ("auc", "f1", "accuracy"):
         assert math.isclose(resumed["test"][key], full["test"][key], abs_tol=1e-6)

@@ -139,6 +139,9 @@ class Alternation(L.Callback):
         return any(r.s_updated for r in self.history)
 
     def on_train_start(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
+        # A resumed run writes a new TensorBoard folder: give it the blocks before the checkpoint too.
+        for record in self.history:
+            self._log(trainer, record)
         # A run resumed after it met its target must not train further: should_stop is not
         # part of Lightning's checkpoint, our history is.
         if self.history and self.history[-1].train_auc > self.auc_target:
@@ -225,12 +228,17 @@ class Alternation(L.Callback):
             s_lambda=s_lambda,
         )
         self.history.append(record)
-        if trainer.logger is not None:
-            logged = {f"block/{k}": v for k, v in asdict(record).items()
-                      if isinstance(v, (int, float)) and k != "block"}
-            logged.update({f"block/validation_auc_{kind}": v for kind, v in validation_aucs.items()})
-            trainer.logger.log_metrics(logged, step=block)
+        self._log(trainer, record)
         return record
+
+    @staticmethod
+    def _log(trainer: L.Trainer, record: BlockRecord) -> None:
+        """One TensorBoard point per block: every number of its record, at step = block."""
+        if trainer.logger is None:
+            return
+        logged = {f"block/{k}": v for k, v in asdict(record).items() if isinstance(v, (int, float)) and k != "block"}
+        logged.update({f"block/validation_auc_{kind}": v for kind, v in record.validation_aucs.items()})
+        trainer.logger.log_metrics(logged, step=record.block)
 
     def _fail(self, trainer: L.Trainer, what: str) -> None:
         last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""

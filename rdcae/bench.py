@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import platform
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +26,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rdcae.config import validate
 from rdcae.data.patches import build_patches
+from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.metrics import auc
 from rdcae.model.alternation import Alternation
@@ -273,6 +277,7 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
 
 
 def benchmark(cfg: DictConfig, out: str | Path) -> dict:
+    validate(cfg)  # a bad setting fails now, not after the first rows
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = device_of(cfg)
@@ -353,6 +358,16 @@ def table(results: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
+    try:
+        measure(cfg)
+    except (ConfigError, DataError, FileNotFoundError) as error:  # bad settings or data: one line, no traceback
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def measure(cfg: DictConfig) -> None:
     out = Path(HydraConfig.get().runtime.output_dir)
     if cfg.bench.get("model"):  # the whole-image rows alone, for a trained model
         out.mkdir(parents=True, exist_ok=True)

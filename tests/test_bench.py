@@ -40,3 +40,13 @@ def test_benchmark_writes_every_row_with_positive_numbers(tmp_path):
     assert image["windows_per_s"] == pytest.approx(image["ours"] * image["windows"])
     assert rows["image_s32_torch_fp32"]["decisions_agree"] == 1.0 and image["decisions_agree"] >= 0.999
     assert 0 <= results["bf16_test_auc_change"] <= 1
+
+
+def test_a_bad_setting_stops_the_benchmark_in_one_line_before_any_row(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "rdcae.bench", "lambda=-1", f"hydra.run.dir={tmp_path / 'b'}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip().startswith("error: lambda=-1")
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "b" / "bench.json").exists()

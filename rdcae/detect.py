@@ -237,6 +237,9 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
         raise ConfigError("give input=<image, folder or glob> to detect, "
                           "or dataset=<name> (with data_dir=) to evaluate")
     detector, model_config = image_detector(cfg)
+    size = detector.preprocessing.patch_size
+    if cfg.stride is not None and not (isinstance(cfg.stride, int) and 1 <= cfg.stride <= size):
+        raise ConfigError(f"stride={cfg.stride} must be a whole number of pixels between 1 and the patch size {size}")
     if cfg.get("dataset") is not None:
         items, how = dataset_items(cfg, model_config)
     else:

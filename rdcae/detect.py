@@ -240,6 +240,9 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     size = detector.preprocessing.patch_size
     if cfg.stride is not None and not (isinstance(cfg.stride, int) and 1 <= cfg.stride <= size):
         raise ConfigError(f"stride={cfg.stride} must be a whole number of pixels between 1 and the patch size {size}")
+    if cfg.threshold is not None and (isinstance(cfg.threshold, bool) or not isinstance(cfg.threshold, (int, float))):
+        raise ConfigError(f"threshold={cfg.threshold} must be a number: a window score, like the model's "
+                          f"{detector.threshold:.4f}")
     if cfg.get("dataset") is not None:
         items, how = dataset_items(cfg, model_config)
     else:

@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from rdcae.baselines import run_baselines
@@ -49,6 +50,16 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_WithoutTip
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """A checkpoint is written beside its path and renamed into place: a run killed while saving
+    leaves the previous last.ckpt whole."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        tmp = Path(f"{path}.{os.getpid()}.tmp")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
 def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None):
     """The DataModule, the module, the alternation and the trainer of one run (`settings`: validate(cfg))."""
     settings = settings or validate(cfg)
@@ -68,7 +79,7 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
     logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
     trainer = instantiate(
         cfg.trainer, max_epochs=alternation.max_epochs, callbacks=[alternation, checkpoints], logger=logger,
-        default_root_dir=str(output_dir),
+        default_root_dir=str(output_dir), plugins=[AtomicCheckpointIO()],
     )
     return datamodule, module, alternation, trainer
 

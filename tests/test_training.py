@@ -45,6 +45,7 @@ def test_run_writes_metrics_checkpoints_model_and_figures(tiny_run):
     assert counts["tp"] + counts["fn"] == saved["patches"]["patches"]["test_defect"] > 0
     assert counts["tn"] + counts["fp"] == saved["patches"]["patches"]["test_normal"]
     assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert not list((out / "checkpoints").glob("*.tmp"))  # written beside, renamed into place
     assert (out / "config.yaml").is_file()
     for name in ("fig4a_train_xls", "fig4b_test_xr", "roc_test", "score_histogram"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
@@ -567,3 +568,30 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode != 0
     assert f"training interrupted; resume with the same settings and ckpt_path={last}" in err
+
+
+def test_a_run_killed_at_a_random_point_resumes_to_the_same_result(tmp_path):
+    import random
+    import signal
+    import time
+
+    common = TINY + ["alternation.block_epochs=1", "alternation.max_blocks=5", "alternation.auc_target=1.0",
+                     "figures=false", f"cache_dir={tmp_path / 'cache'}"]
+    full = run(compose_config(common, tmp_path), tmp_path / "full")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "rdcae.train", *common, f"hydra.run.dir={tmp_path / 'killed'}"],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    while not (checkpoints / "last.ckpt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    delay = random.Random().uniform(0.0, 2.0)  # anywhere from the first block end to the test pass
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    last = checkpoints / "last.ckpt"
+    resumed = run(compose_config(common + [f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
+    assert resumed["blocks"] == full["blocks"] == 5, delay
+    for key in ("auc", "f1", "accuracy"):
+        assert math.isclose(resumed["test"][key], full["test"][key], abs_tol=1e-6), (key, delay)
+    assert math.isclose(resumed["threshold"], full["threshold"], rel_tol=1e-5), delay

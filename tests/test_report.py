@@ -253,3 +253,11 @@ def test_the_table_follows_from_what_the_sweep_varies(overrides, table, tmp_path
         cfg = compose_config(["dataset=aitex", "data_dir=/nowhere", *(f"{k}={v[i]}" for k, v in overrides.items())])
         write_run(tmp_path / str(i), cfg, 0.9, {})
     assert detect_table(load_runs([tmp_path])) == table
+
+
+def test_an_output_folder_the_report_cannot_write_is_one_line(sweep, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main([str(sweep), "--out", str(blocker / "report")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: --out {blocker / 'report'}: cannot write the report there")

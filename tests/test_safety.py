@@ -93,3 +93,55 @@ def test_a_checkpoint_with_4_kb_flipped_inside_is_found_damaged_on_resume(tmp_pa
     last.write_bytes(bytes(data))
     with pytest.raises(ConfigError, match=r"last.ckpt: the checkpoint is damaged: its weights or S differ"):
         run(compose_config(common + ["alternation.max_blocks=2", f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
+
+
+def test_a_report_folder_whose_yaml_would_run_code_is_skipped_without_running_it(tmp_path):
+    from rdcae.paper.report import ReportError, load_runs
+
+    marker = tmp_path / "code_ran"
+    run_folder = tmp_path / "sweep" / "0"
+    (run_folder / ".hydra").mkdir(parents=True)
+    (run_folder / "metrics.json").write_text("{}")
+    crafted = f"!!python/object/apply:pathlib.Path.touch [!!python/object/apply:pathlib.Path ['{marker}']]\n"
+    (run_folder / "config.yaml").write_text(crafted)
+    (run_folder / ".hydra" / "overrides.yaml").write_text(crafted)
+    with pytest.warns(UserWarning, match="cannot be read"), pytest.raises(ReportError, match="no finished runs"):
+        load_runs([tmp_path / "sweep"])
+    assert not marker.exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = subprocess.run([sys.executable, "-m", "rdcae.train", f"hydra.run.dir={blocker / 'run'}"], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [f"error: hydra.run.dir={blocker / 'run'}: cannot make the output folder "
+                                               "there (Not a directory); give hydra.run.dir= a writable place"]
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_the_cache(tmp_path, caplog):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cfg = compose_config(TINY, tmp_path)
+    cfg.cache_dir = str(blocker / "cache")
+    with caplog.at_level(logging.WARNING):
+        patches = prepare_patches(cfg)
+    assert len(patches.train_normal) > 0
+    assert "cannot write the patch cache" in caplog.text and str(blocker) in caplog.text
+
+
+def test_a_symlink_loop_in_a_dataset_folder_is_not_followed(tmp_path):
+    from test_bad_inputs import config, layout
+
+    from rdcae.detect import input_items
+    from rdcae.train import build
+
+    root = layout(tmp_path / "aitex")
+    (root / "NODefect_images" / "roll" / "loop").symlink_to(root / "NODefect_images", target_is_directory=True)
+    datamodule, *_ = build(config(root, tmp_path), tmp_path / "run")
+    assert datamodule.patches.stats["images"]["normal"] == 2
+    assert len(input_items(str(root / "NODefect_images"))) == 2  # rdcae.detect's folder search does not loop either

@@ -271,12 +271,17 @@ def prepare_patches(cfg) -> PatchSet:
         except Exception as err:
             log.warning("cache file %s is unreadable (%s); rebuilding it", path, err)
     patchset = build_patches(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, train_normal=patchset.train_normal, test_normal=patchset.test_normal,
-             test_defect=patchset.test_defect, test_defect_mask=patchset.test_defect_mask,
-             stats=json.dumps(patchset.stats), calibration_normal=patchset.calibration_normal,
-             test_defect_source=patchset.test_defect_source, test_defect_position=patchset.test_defect_position)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, train_normal=patchset.train_normal, test_normal=patchset.test_normal,
+                 test_defect=patchset.test_defect, test_defect_mask=patchset.test_defect_mask,
+                 stats=json.dumps(patchset.stats), calibration_normal=patchset.calibration_normal,
+                 test_defect_source=patchset.test_defect_source, test_defect_position=patchset.test_defect_position)
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only or impossible cache_dir costs the next run's start, nothing else
+        log.warning("cannot write the patch cache %s (%s); going on without it (give cache_dir= a writable folder, "
+                    "or cache_dir= empty to switch the cache off)", path, err.strerror or err)
+        return patchset
     log.info("patches cached in %s", path)
     return patchset

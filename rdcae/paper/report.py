@@ -153,15 +153,22 @@ def load_runs(folders: list[str | Path]) -> list[Run]:
         warnings.warn(f"skipping {len(unfinished)} unfinished job(s) without metrics.json or config.yaml: "
                       f"{', '.join(map(str, unfinished))}", stacklevel=2)
     finished = [f for f in candidates if f not in unfinished]
-    overrides = {f: read_overrides(f) for f in finished}
-    extra_keys = {k for o in overrides.values() for k in o if k not in NOT_SETTINGS and not k.startswith("hydra")}
-
-    runs, unreadable = [], []
+    # a half-written or foreign file, or YAML that asks for Python objects (safe loading refuses to build them)
+    unreadable_errors = (OSError, ValueError, KeyError, AttributeError, TypeError, yaml.YAMLError)
+    overrides, unreadable = {}, []
     for folder in finished:
         try:
+            overrides[folder] = read_overrides(folder)
+        except unreadable_errors as err:
+            unreadable.append(f"{folder} ({type(err).__name__}: {str(err).splitlines()[0]})")
+    extra_keys = {k for o in overrides.values() for k in o if k not in NOT_SETTINGS and not k.startswith("hydra")}
+
+    runs = []
+    for folder in overrides:
+        try:
             runs.append(read_run(folder, extra_keys, overrides[folder]))
-        except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:  # a half-written or foreign file
-            unreadable.append(f"{folder} ({type(err).__name__}: {err})")
+        except unreadable_errors as err:
+            unreadable.append(f"{folder} ({type(err).__name__}: {str(err).splitlines()[0]})")
     if unreadable:
         warnings.warn(f"skipping {len(unreadable)} job(s) whose config.yaml or metrics.json cannot be read: "
                       f"{'; '.join(unreadable)}", stacklevel=2)
@@ -435,7 +442,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for w in caught:
                 print(f"warning: {w.message}", file=sys.stderr)
-    md, csv_path = write_report(report, args.out or args.folders[0])
+    try:
+        md, csv_path = write_report(report, args.out or args.folders[0])
+    except OSError as err:
+        print(f"error: --out {args.out or args.folders[0]}: cannot write the report there ({err.strerror or err})",
+              file=sys.stderr)
+        return 2
     print(report.markdown)
     print(f"written: {md}, {csv_path}")
     return 0

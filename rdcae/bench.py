@@ -223,7 +223,7 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
 
     from rdcae.data.images import read_image
     from rdcae.data.woven import generate
-    from rdcae.inference.image import ImageDetector, Preprocessing
+    from rdcae.inference.backends import on_backend
     from rdcae.inference.overlay import overlay
 
     b = cfg.bench
@@ -233,27 +233,14 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
         path = out / "bench_image.png"
         fabric = generate(seed=0, n_normal_images=1, n_defect_images=0, height=256, width=4096)[0].image
         Image.fromarray(fabric[:, :, 0]).save(path)
-    detector = load_detector(model)
     image = read_image(path)
     backends = {}
     for name in b.backends:
         kind, _, precision = name.partition("_")
-        precision = precision or "fp32"
-        if kind == "torch":
-            backends[name] = ImageDetector.from_detector(load_detector(model, precision=precision))
-            continue
         try:
-            from rdcae.inference.onnx import OnnxScorer, OpenVinoScorer, export_onnx
-
-            onnx_path = out / "model.onnx"
-            if not onnx_path.exists():
-                export_onnx(detector, onnx_path)
-            scorer = OnnxScorer(onnx_path) if kind == "onnx" else OpenVinoScorer(onnx_path, precision=precision)
+            backends[name] = on_backend(load_detector(model, precision=precision or "fp32"), kind, out / "model.onnx")
         except ImportError as error:
             print(f"bench: {name} skipped ({error})")
-            continue
-        preprocessing = Preprocessing.from_config(detector.config, detector.spec)
-        backends[name] = ImageDetector(scorer, preprocessing, float(detector.threshold))
     rows = {}
     for stride in b.strides:
         reference = None

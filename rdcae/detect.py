@@ -22,11 +22,11 @@ from tqdm import tqdm
 from rdcae.data.images import IMAGE_SUFFIXES, read_image
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
-from rdcae.inference.image import Detection, ImageDetector, Preprocessing
+from rdcae.inference.backends import BACKENDS, on_backend
+from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-BACKENDS = ("torch", "onnx", "openvino")
 DATASET_KEYS = ("dataset", "fabric", "data_dir", "cache_dir")  # and dataset.*: composed as for training
 USAGE = """\
 python -m rdcae.detect: a trained model's decisions on new images.
@@ -68,17 +68,13 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict]:
         raise ConfigError(f"precision={cfg.precision}: choose fp32 or bf16")
     model = Path(str(cfg.model))
     detector = load_detector(model, precision=str(cfg.precision))
-    if cfg.backend == "torch":
-        return ImageDetector.from_detector(detector), detector.config
-    from rdcae.inference.onnx import OnnxScorer, OpenVinoScorer, export_onnx
-
     onnx_path = model.with_suffix(".onnx")
-    if not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime:
+    if cfg.backend != "torch" and (not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime):
+        from rdcae.inference.onnx import export_onnx
+
         print(f"exporting {onnx_path} (python -m rdcae.export model={model} format=onnx)", file=sys.stderr)
         export_onnx(detector, onnx_path)
-    scorer = OnnxScorer(onnx_path) if cfg.backend == "onnx" else OpenVinoScorer(onnx_path, precision=str(cfg.precision))
-    preprocessing = Preprocessing.from_config(detector.config, detector.spec)
-    return ImageDetector(scorer, preprocessing, float(detector.threshold)), detector.config
+    return on_backend(detector, str(cfg.backend), onnx_path), detector.config
 
 
 def input_items(spec: str) -> list[Item]:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from rdcae.model.network import ConvAutoencoder, NetworkSpec, chunk_size_for, map_in_chunks
-from rdcae.model.score import anomaly_score, reconstruction_error, residual_energy, strip_score
+from rdcae.model.score import reconstruction_error, residual_energy, strip_score
 
 FORMAT = "rdcae-detector/1"
 PRECISIONS = ("fp32", "bf16")
@@ -51,7 +51,10 @@ class PatchScorer(nn.Module):
         self.net, self.score_kind, self.score_width, self.precision = net, score, score_width, precision
 
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = patches.float() / 255
+        return self.score_pixels(patches.float() / 255)
+
+    def score_pixels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score (N,), energy (N, P, P)) of float patches x (N, C, P, P) in [0, 1]."""
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             x_hat = self.net(x)
         x_hat = x_hat.float()
@@ -100,14 +103,9 @@ class Detector(nn.Module):
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:
         self.check_patches(x)
-        device = self.threshold.device
-
-        def error(chunk: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                r = self.net(chunk)
-            return anomaly_score(chunk, r.float(), self.score_kind, self.score_width)
-
-        return map_in_chunks(error, x, device, self.chunk_size or chunk_size_for(device))
+        device, scorer = self.threshold.device, self.scorer()
+        chunk_size = self.chunk_size or chunk_size_for(device)
+        return map_in_chunks(lambda chunk: scorer.score_pixels(chunk)[0], x, device, chunk_size)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

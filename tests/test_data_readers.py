@@ -13,15 +13,16 @@ from PIL import Image
 
 from rdcae.data import aitex, folder, ksdd2
 from rdcae.data.images import read_image, read_mask
+from rdcae.data.patches import normal_positions
 from rdcae.data.region import fabric_region
-from rdcae.data.sources import load_sources
+from rdcae.data.sources import SourceImage, load_sources
 from rdcae.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 AITEX_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aitex"
 SHARED_KEYS = {
     "name", "data_dir", "n_normal", "train_fraction", "defect_rule", "defect_min_fraction",
-    "exclude_background", "edge_margin", "normals_from_defect_images", "holdout_images",
+    "exclude_background", "edge_margin", "texture_borders", "normals_from_defect_images", "holdout_images",
 }
 
 
@@ -221,6 +222,95 @@ def test_bright_spots_inside_fabric_stay_fabric():
 
 def test_blank_image_has_no_fabric():
     assert not fabric_region(np.full((32, 64, 1), 255, np.uint8)).any()
+
+
+def brushed(rng: np.random.Generator, height: int, width: int, level: float, contrast: float = 20.0) -> np.ndarray:
+    """Another surface of about the fabric's gray: streaks along the rows, like the brushed metal
+    left of the fabric in AITEX 0062_022_00."""
+    streaks = rng.normal(0, 1, (height, width + 127))
+    streaks = np.stack([np.convolve(r, np.ones(128) / 128, "valid") for r in streaks])
+    streaks += 0.3 * rng.normal(0, 1, (height, width))
+    return level + contrast * (streaks - streaks.mean()) / streaks.std()
+
+
+def bordered(gray: np.ndarray, fabric_from: int, seed: int = 0) -> np.ndarray:
+    """gray (H, W) with its first `fabric_from` + 50 columns replaced by a border of the kind left of
+    some AITEX fabrics: another surface, a dark band, a bright edge line 2 px wide over the full
+    height, then 60 px of a looser selvedge weave; the fabric proper starts at fabric_from + 50."""
+    rng = np.random.default_rng(seed)
+    g = gray.astype(np.float32).copy()
+    h, b = g.shape[0], fabric_from
+    g[:, : b - 60] = brushed(rng, h, b - 60, level=float(g[:, b:].mean()))
+    g[:, b - 60 : b - 12] = 40 + rng.normal(0, 4, (h, 48))
+    g[:, b - 12 : b - 10] = 235
+    g[:, b - 10 : b + 50] = np.repeat(g[:, b + 50 : b + 80], 2, axis=1) + 15
+    return np.clip(g, 0, 255).astype(np.uint8)
+
+
+def inspected_columns(image: np.ndarray, margin: int = 0) -> np.ndarray:
+    """Left columns of the windows a detector with textured-border search would score."""
+    from rdcae.inference.image import ImageDetector, Preprocessing
+
+    preprocessing = Preprocessing(channels=1, patch_size=32, edge_margin=margin, texture_borders=True)
+    detector = ImageDetector(lambda w: (np.zeros(len(w)), np.zeros((len(w), 32, 32))), preprocessing, 1.0)
+    return detector.windows(image[:, :, None])[0][:, 1]
+
+
+@pytest.mark.parametrize("weave", ["twill", "plain"])
+def test_textured_border_with_an_edge_line_is_not_fabric(weave):
+    from rdcae.data.woven import generate
+
+    fabric = generate(0, 1, 0, 256, 1024, weave)[0].image[:, :, 0]
+    image = bordered(fabric, 300)
+    assert fabric_region(image[:, :, None]).all()  # the blank rule alone takes all of it for fabric
+    region = fabric_region(image[:, :, None], texture=True)
+    columns = np.flatnonzero(region.all(axis=0))
+    assert not region[:, :300].any()  # no other surface, dark band or edge line
+    assert columns[0] < 300 + 50 + 32 and columns[-1] == 1023  # and the fabric itself kept, full height
+    np.testing.assert_array_equal(region, np.broadcast_to(region.all(axis=0), region.shape))
+    assert inspected_columns(image).min() >= 300
+    assert inspected_columns(image, margin=96).min() >= 300 + 50  # the selvedge too, as next to a white band
+
+
+def test_defects_at_the_fabric_edge_stay_fabric():
+    from rdcae.data.woven import generate
+
+    near_left = generate(2, 0, 1, 256, 1024, "plain")[0]  # a missing yarn 80 px from the left edge
+    at_left = generate(1, 0, 2, 256, 1024, "plain")[1]  # a missing and a broken yarn from column 15
+    at_right = generate(1, 0, 3, 256, 1024, "plain")[2]  # holes and a thick bar up to the right edge
+    assert near_left.mask[:, :100].any() and at_left.mask[:, :20].any() and at_right.mask[:, -8:].any()
+    for source in (near_left, at_left, at_right):
+        assert fabric_region(source.image, texture=True).all(), source.path
+
+
+def test_aitex_band_replaced_by_another_surface_is_not_inspected(aitex_sources, aitex_regions):
+    """Fabric C of the field: the band replaced by another surface, a dark band and an edge line, the fabric
+    a low-contrast weave around gray 130 (std 20): no window there is used for training or inspected."""
+    for fabric in ("00", "03"):
+        for source in by_role(aitex_sources[fabric], "normal")[:3]:
+            start = band_width(aitex_regions[source.path])
+            gray = source.image[:, :, 0].astype(np.float32)
+            weave = gray[:, start:]
+            gray[:, start:] = 130 + (weave - weave.mean()) * 20 / weave.std()
+            image = bordered(gray, start)
+            assert inspected_columns(image, margin=96).min() >= start + 50, source.path
+            region = fabric_region(image[:, :, None], 96, texture=True)
+            assert np.flatnonzero(region.all(axis=0))[0] < start + 50 + 96 + 64, source.path
+            positions = normal_positions([SourceImage(source.path, image[:, :, None], "normal", None, fabric)], 32,
+                                         edge_margin=96, texture_borders=True)[0][0]
+            assert positions[:, 1].min() >= start + 50, source.path
+
+
+def test_aitex_textured_border_search_changes_only_the_image_with_another_surface(aitex_sources, aitex_regions):
+    changed = []
+    for sources in aitex_sources.values():
+        for source in sources:
+            if not np.array_equal(fabric_region(source.image, texture=True), aitex_regions[source.path]):
+                changed.append(Path(source.path).stem)
+    assert changed == ["0062_022_00"]  # brushed metal over its first ~1,180 columns, no white band
+    source = next(s for s in aitex_sources["00"] if Path(s.path).stem == "0062_022_00")
+    start = band_width(fabric_region(source.image, texture=True))
+    assert 1180 <= start <= 1250
 
 
 # ---------------------------------------------------------------------------------------------

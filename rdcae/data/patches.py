@@ -10,7 +10,8 @@
   when its mask has defect pixels (`defect_rule`);
 - normal windows must lie entirely on fabric (`rdcae.data.region`); defect tiles must have
   defect pixels on fabric. `edge_margin` (pixels, default 0) shrinks the fabric away from the
-  bands, which leaves AITEX's selvedge strip out of every set.
+  bands, which leaves AITEX's selvedge strip out of every set; `texture_borders` also finds
+  borders that are not blank (another surface, an edge line).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class PatchSet:
 
 
 def normal_positions(
-    sources: list[SourceImage], size: int, exclude_background: bool = True, edge_margin: int = 0
+    sources: list[SourceImage], size: int, exclude_background: bool = True, edge_margin: int = 0,
+    texture_borders: bool = False
 ) -> tuple[list[np.ndarray], dict]:
     """Every allowed top-left corner (K_i, 2) of a P×P window in each normal source, and counts."""
     positions, excluded, skipped = [], 0, []
@@ -75,7 +77,8 @@ def normal_positions(
             log.warning("%s: image %dx%d is smaller than patch_size=%d; not used", src.path, w, h, size)
             positions.append(np.zeros((0, 2), dtype=np.int64))
             continue
-        allowed = fabric_region(src.image, edge_margin) if exclude_background else np.ones((h, w), dtype=bool)
+        allowed = (fabric_region(src.image, edge_margin, texture_borders) if exclude_background
+                   else np.ones((h, w), dtype=bool))
         if src.mask is not None:  # a defect image lent as a normal source: keep away from its defects
             allowed &= ~src.mask
         ok = windows_inside(allowed, size)
@@ -107,7 +110,7 @@ def draw_windows(sources: list[SourceImage], positions: list[np.ndarray], n: int
 
 def tile_defect_patches(
     sources: list[SourceImage], size: int, rule: str = "any", min_fraction: float = 0.0,
-    exclude_background: bool = True, edge_margin: int = 0
+    exclude_background: bool = True, edge_margin: int = 0, texture_borders: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Non-overlapping P×P tiles from the origin of each defect image; keep the defective ones.
     Returns the tiles (K, C, P, P), their masks (K, P, P), the index of each tile's image in
@@ -127,7 +130,7 @@ def tile_defect_patches(
         if exclude_background:
             # A defect tile stays when its defect touches fabric, even if the tile straddles the
             # band edge (AITEX 0102_010_03 has two such tiles; the paper's 690 counts them).
-            on_fabric = ((src.mask & fabric_region(src.image, edge_margin))[: th * size, : tw * size]
+            on_fabric = ((src.mask & fabric_region(src.image, edge_margin, texture_borders))[: th * size, : tw * size]
                          .reshape(th, size, tw, size).any(axis=(1, 3)))
             excluded += int((defective & ~on_fabric).sum())
             defective &= on_fabric
@@ -198,6 +201,7 @@ def build_patches(cfg) -> PatchSet:
     ds, size = cfg.dataset, int(cfg.patch_size)
     n_calibration = int(ds.get("n_calibration") or 0)
     edge_margin = int(ds.get("edge_margin") or 0)
+    texture_borders = bool(ds.get("texture_borders", False))
     sources = load_sources(ds)
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
@@ -219,12 +223,12 @@ def build_patches(cfg) -> PatchSet:
         raise ConfigError(f"patch_size={size} is larger than every normal image (largest side pair min {largest})")
 
     rng = np.random.default_rng(int(cfg.seed))
-    positions, stats = normal_positions(normal, size, ds.exclude_background, edge_margin)
+    positions, stats = normal_positions(normal, size, ds.exclude_background, edge_margin, texture_borders)
     normal_patches = draw_windows(normal, positions, int(ds.n_normal), size, rng)
     n_train = int(round(ds.train_fraction * len(normal_patches)))
     order = rng.permutation(len(normal_patches))
     defect_patches, defect_masks, defect_source, defect_position, defect_stats = tile_defect_patches(
-        defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background, edge_margin
+        defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background, edge_margin, texture_borders
     )
     stats.update(defect_stats)
     stats["defect_images"] = [display_name(src.path, ds.get("data_dir")) for src in defect]

@@ -13,6 +13,19 @@ texture from losing lines to scattered highlights; the loose one follows the ban
 sometimes stepped edge to its end, so no fabric patch keeps a sliver of white. Fabric itself
 has almost no saturated pixels (at most 1 in 256 per column on the AITEX images). Only lines
 that touch an edge are peeled, so a bright defect inside the fabric stays fabric.
+
+Not every border is blank. Some AITEX images show, left of the fabric, another textured surface
+(0062_022_00: brushed metal over 1,180 columns), a dark band, a bright edge line over the full
+height, then a selvedge. With `texture=True`, a left or right side without a blank band is
+searched for such a border by the weave itself: every band of 32 columns (at steps of 8) gets the
+shape of its mean power spectrum over 32x32 tiles (normalised, so that brightness and contrast
+drift do not count), compared with the median shape over the central half of the image, where
+the fabric is. When the band at the image edge is EDGE_Z robust standard deviations unlike the
+fabric, the border runs inwards while bands stay FOREIGN_Z unlike it, through the dark band, the
+edge line and the selvedge. Only a border that starts at the image edge counts: a warp defect
+over the full height near the edge has fabric outside it and stays fabric. The fabric is taken
+to run top to bottom, as a line-scan camera sees the web: rows are not searched, so a weft
+defect across the whole width stays fabric.
 """
 
 from __future__ import annotations
@@ -23,6 +36,11 @@ SATURATED = 250  # gray value from which a pixel counts as clipped white
 BAND_START_FRACTION = 0.5  # a band begins with a line that is mostly saturated ...
 BAND_CONTINUE_FRACTION = 0.02  # ... and goes on while a line keeps a few saturated pixels
 FLAT_STD = 2.0  # gray levels; a line this uniform carries no texture
+
+TEXTURE_WINDOW = 32  # the weave's signature: the power spectrum of 32x32 tiles ...
+TEXTURE_STEP = 8  # ... in bands of TEXTURE_WINDOW columns every TEXTURE_STEP columns
+EDGE_Z = 5.0  # robust z from which the band at the image edge is another surface (AITEX fabric: < 2)
+FOREIGN_Z = 3.0  # a border goes on inwards while bands stay this unlike the fabric (a selvedge)
 
 
 def _edge_run(saturated: np.ndarray, std: np.ndarray) -> int:
@@ -45,12 +63,62 @@ def _band_widths(gray: np.ndarray, axis: int) -> tuple[int, int]:
     return start, _edge_run(saturated[::-1], std[::-1])
 
 
-def fabric_region(image: np.ndarray, margin: int = 0) -> np.ndarray:
+def _weave_z(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Left columns (B,) of the bands of TEXTURE_WINDOW columns, and how unlike the fabric's weave
+    each band is (B,): the median over its tiles of their robust z, the distance of a tile's
+    spectral shape to the fabric's (the median shape of the central tiles), in units of the
+    central tiles' spread. The median over a band's height keeps a local defect from making the
+    band foreign. None when the image is too small to tell the fabric from its border."""
+    size, step = TEXTURE_WINDOW, TEXTURE_STEP
+    height, width = gray.shape
+    rows = height // size
+    starts = np.arange(0, width - size + 1, step)
+    centre = (starts >= width / 4) & (starts + size <= 3 * width / 4)
+    if rows == 0 or centre.sum() < 8:
+        return None
+    tiles = gray[: rows * size].reshape(rows, size, width)
+    shapes = np.empty((len(starts), rows, size * (size // 2 + 1)), np.float32)  # (B, rows, F)
+    for i, x in enumerate(starts):
+        t = tiles[:, :, x : x + size]
+        power = np.abs(np.fft.rfft2(t - t.mean(axis=(1, 2), keepdims=True))) ** 2
+        power[:, 0, 0] = 0
+        power = power.reshape(rows, -1)
+        shapes[i] = np.log(power / np.maximum(power.sum(axis=1, keepdims=True), 1e-12) + 1e-6)
+    fabric = np.median(shapes[centre].reshape(-1, shapes.shape[-1]), axis=0)
+    distance = np.abs(shapes - fabric).mean(axis=2)  # (B, rows)
+    median = np.median(distance[centre])
+    spread = 1.4826 * np.median(np.abs(distance[centre] - median))
+    return starts, np.median((distance - median) / max(float(spread), 1e-6), axis=1)
+
+
+def _border_width(z: np.ndarray, offsets: np.ndarray) -> int:
+    """Columns of textured border from one side, given the bands' z ordered from that side and their
+    offsets (B,) from it."""
+    if z[0] < EDGE_Z:
+        return 0
+    inside = z > FOREIGN_Z
+    i = len(z) - 1 if inside.all() else int(np.argmin(inside)) - 1
+    return int(offsets[i]) + TEXTURE_WINDOW
+
+
+def texture_borders(gray: np.ndarray) -> tuple[int, int]:
+    """Columns of textured border at the left and at the right of `gray` (H, W) float: another
+    surface, a dark band, an edge line and the selvedge inside them (module docstring)."""
+    found = _weave_z(gray)
+    if found is None:
+        return 0, 0
+    starts, z = found
+    width = gray.shape[1]
+    return _border_width(z, starts), _border_width(z[::-1], (width - TEXTURE_WINDOW - starts)[::-1])
+
+
+def fabric_region(image: np.ndarray, margin: int = 0, texture: bool = False) -> np.ndarray:
     """(H, W) bool, True where `image` (H, W, C) uint8 shows fabric.
 
-    margin: also leave out this many pixels of fabric next to every band found (not at image
-    edges the fabric runs past): AITEX's fabric starts at its white band with a selvedge strip,
-    lighter and looser than the weave, about 60–100 pixels wide."""
+    margin: also leave out this many pixels of fabric next to every band or border found (not at
+    image edges the fabric runs past): AITEX's fabric starts at its white band with a selvedge
+    strip, lighter and looser than the weave, about 60–100 pixels wide.
+    texture: also look for textured borders at a left or right side without a blank band."""
     height, width = image.shape[:2]
     gray = image[:, :, 0] if image.shape[2] == 1 else image.mean(axis=2)
     gray = gray.astype(np.float32)
@@ -69,6 +137,12 @@ def fabric_region(image: np.ndarray, margin: int = 0) -> np.ndarray:
         # look at the columns again; each further round is shorter, and AITEX needs none.
         top, bottom = top + first, bottom - last
         if top >= bottom:
+            return region
+    if texture and (left == 0 or right == width):
+        cut_left, cut_right = texture_borders(gray[top:bottom, left:right])
+        left += cut_left if left == 0 else 0
+        right -= cut_right if right == width else 0
+        if left >= right:
             return region
     if margin:
         left, right = left + (margin if left > 0 else 0), right - (margin if right < width else 0)

@@ -35,13 +35,15 @@ class Preprocessing:
     patch_size: int
     exclude_background: bool = True
     edge_margin: int = 0
+    texture_borders: bool = False
 
     @classmethod
     def from_config(cls, config: dict, spec: NetworkSpec) -> "Preprocessing":
         dataset = config.get("dataset", {}) or {}
         return cls(channels=spec.channels, patch_size=spec.patch_size,
                    exclude_background=bool(dataset.get("exclude_background", True)),
-                   edge_margin=int(dataset.get("edge_margin") or 0))
+                   edge_margin=int(dataset.get("edge_margin") or 0),
+                   texture_borders=bool(dataset.get("texture_borders", False)))
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,8 @@ class ImageDetector:
         channels, and the fabric region (H, W) bool."""
         p = self.preprocessing
         height, width = image.shape[:2]
-        fabric = fabric_region(image, p.edge_margin) if p.exclude_background else np.ones((height, width), bool)
+        fabric = (fabric_region(image, p.edge_margin, p.texture_borders) if p.exclude_background
+                  else np.ones((height, width), bool))
         yx = grid(height, width, p.patch_size, stride or p.patch_size, cover=True)
         yx = yx[windows_inside(fabric, p.patch_size)[yx[:, 0], yx[:, 1]]]
         return yx, to_channels(crop(image, yx, p.patch_size), p.channels), fabric

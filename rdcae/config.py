@@ -20,6 +20,7 @@ from rdcae.baselines import check_methods
 from rdcae.baselines.deep_svdd import DeepSVDDSettings
 from rdcae.data.patches import check_patch_settings
 from rdcae.errors import ConfigError
+from rdcae.metrics.threshold import check_false_alarms
 from rdcae.model.alternation import AlternationSettings
 from rdcae.model.network import NetworkSpec
 from rdcae.model.robust import state_digest
@@ -34,6 +35,7 @@ class RunSettings:
     threshold_quantile: float  # operating_point.quantile
     baselines: tuple[str, ...]
     deep_svdd: DeepSVDDSettings | None  # only when a Deep SVDD baseline runs
+    false_alarms_per_image: float = 0.01  # operating_point.false_alarms_per_image
 
 
 def validate(cfg: DictConfig) -> RunSettings:
@@ -78,6 +80,10 @@ def validate(cfg: DictConfig) -> RunSettings:
     require(isinstance(quantile, (int, float)) and 0 < quantile < 1,
             f"operating_point.quantile={quantile!r} must be in (0, 1): "
             "the share of normal patches scored below the threshold")
+    try:
+        false_alarms = check_false_alarms(cfg.operating_point.get("false_alarms_per_image", 0.01))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     alternation = build(AlternationSettings, "alternation", OmegaConf.to_container(cfg.alternation, resolve=True))
     baselines = tuple(check_methods(cfg.get("baselines")))
     deep_svdd = None
@@ -86,7 +92,7 @@ def validate(cfg: DictConfig) -> RunSettings:
     if cfg.get("ckpt_path"):
         require(Path(cfg.ckpt_path).is_file(),
                 f"ckpt_path={cfg.ckpt_path} does not exist; point it at a run's checkpoints/last.ckpt")
-    return RunSettings(network, alternation, float(quantile), baselines, deep_svdd)
+    return RunSettings(network, alternation, float(quantile), baselines, deep_svdd, false_alarms)
 
 
 def upgrade(cfg: DictConfig) -> DictConfig:
@@ -109,6 +115,7 @@ def upgrade(cfg: DictConfig) -> DictConfig:
 # and alternation.max_blocks, which lets a run go on (a resumed run with a larger max_blocks ends as an
 # uninterrupted run with it does). Every other setting, present or added later, must stay as it was.
 RESUME_MAY_CHANGE = ("ckpt_path", "figures", "data_dir", "cache_dir", "dataset.data_dir", "alternation.max_blocks",
+                     "operating_point.false_alarms_per_image",
                      "baselines", "deep_svdd.", "trainer.enable_progress_bar", "trainer.enable_model_summary",
                      "trainer.log_every_n_steps")
 

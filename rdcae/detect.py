@@ -25,6 +25,7 @@ from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, on_backend
 from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
+from rdcae.metrics.threshold import check_false_alarms
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_KEYS = ("dataset", "fabric", "data_dir", "cache_dir")  # and dataset.*: composed as for training
@@ -33,6 +34,7 @@ python -m rdcae.detect: a trained model's decisions on new images.
 
 Detect defects in images (a file, a folder or a glob; gray or RGB, any size at least the patch):
   python -m rdcae.detect model=outputs/runs/<run>/model.pt input=/path/to/images output_dir=out/
+  python -m rdcae.detect model=.../model.pt input='line3/*.png' false_alarms_per_image=0.001
   python -m rdcae.detect model=.../model.pt input='line3/*.png' stride=16 threshold=1.5
   python -m rdcae.detect model=.../model.pt input=... backend=onnx        # onnxruntime, no Lightning
   python -m rdcae.detect model=.../model.pt input=... backend=openvino precision=bf16
@@ -60,21 +62,47 @@ class Item:
     mask: np.ndarray | None = None
 
 
-def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict]:
-    """The model file's detector on the chosen backend, and the run config the file carries."""
+def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
+    """The model file's detector on the chosen backend at the threshold asked for, the run config the file
+    carries, and what the threshold stands for."""
     if cfg.backend not in BACKENDS:
         raise ConfigError(f"backend={cfg.backend}: choose one of {', '.join(BACKENDS)}")
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision={cfg.precision}: choose fp32 or bf16")
+    alpha = cfg.get("false_alarms_per_image")
+    if alpha is not None:
+        try:
+            check_false_alarms(alpha, "false_alarms_per_image")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     model = Path(str(cfg.model))
     detector = load_detector(model, precision=str(cfg.precision))
+    size = detector.spec.patch_size
+    if cfg.stride is not None and not (isinstance(cfg.stride, int) and not isinstance(cfg.stride, bool)
+                                       and 1 <= cfg.stride <= size):
+        raise ConfigError(f"stride={cfg.stride} must be a whole number of pixels between 1 and the patch size {size}")
+    if cfg.threshold is not None and (isinstance(cfg.threshold, bool) or not isinstance(cfg.threshold, (int, float))):
+        raise ConfigError(f"threshold={cfg.threshold} must be a number: a window score, like the model's "
+                          f"{detector.image_threshold():.4f}")
+    if alpha is not None and detector.operating_point is None:
+        raise ConfigError(f"false_alarms_per_image={alpha}: model={model} was written before detectors carried an "
+                          "image operating point; give threshold= (a window score) or train it again")
+    threshold = (float(cfg.threshold) if cfg.threshold is not None
+                 else detector.image_threshold(alpha, None if cfg.stride is None else int(cfg.stride)))
     onnx_path = model.with_suffix(".onnx")
     if cfg.backend != "torch" and (not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime):
         from rdcae.inference.onnx import export_onnx
 
         print(f"exporting {onnx_path} (python -m rdcae.export model={model} format=onnx)", file=sys.stderr)
         export_onnx(detector, onnx_path)
-    return on_backend(detector, str(cfg.backend), onnx_path), detector.config
+    if cfg.threshold is not None:
+        what = "window score given"
+    elif detector.operating_point is None:
+        what = "the model's patch threshold: a model file without an image operating point"
+    else:
+        what = (f"{detector.operating_point.false_alarms_per_image if alpha is None else alpha:g} false alarms "
+                f"per clean image of {detector.operating_point.windows_per_image:.0f} windows")
+    return on_backend(detector, str(cfg.backend), onnx_path, threshold), detector.config, what
 
 
 def input_items(spec: str) -> list[Item]:
@@ -146,7 +174,7 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
     named in its CSV row and the rest go on. Returns the CSV rows and the (item, detection) pairs."""
     rows, done = [], []
     stride = None if cfg.stride is None else int(cfg.stride)
-    threshold = None if cfg.threshold is None else float(cfg.threshold)
+    threshold = detector.threshold
     for item in tqdm(items, desc="detect", unit="image", disable=len(items) < 2, file=sys.stderr):
         start = time.perf_counter()
         try:
@@ -232,13 +260,7 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     if cfg.get("input") is None and cfg.get("dataset") is None:
         raise ConfigError("give input=<image, folder or glob> to detect, "
                           "or dataset=<name> (with data_dir=) to evaluate")
-    detector, model_config = image_detector(cfg)
-    size = detector.preprocessing.patch_size
-    if cfg.stride is not None and not (isinstance(cfg.stride, int) and 1 <= cfg.stride <= size):
-        raise ConfigError(f"stride={cfg.stride} must be a whole number of pixels between 1 and the patch size {size}")
-    if cfg.threshold is not None and (isinstance(cfg.threshold, bool) or not isinstance(cfg.threshold, (int, float))):
-        raise ConfigError(f"threshold={cfg.threshold} must be a number: a window score, like the model's "
-                          f"{detector.threshold:.4f}")
+    detector, model_config, what = image_detector(cfg)
     if cfg.get("dataset") is not None:
         items, how = dataset_items(cfg, model_config)
     else:
@@ -257,16 +279,16 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     if cfg.get("dataset") is not None and done:
         result["evaluation"] = evaluate(done) | {"normal_images_from": how}
         (out / "evaluation.json").write_text(json.dumps(result["evaluation"], indent=2))
-    print(summary(result, detector.threshold if cfg.threshold is None else float(cfg.threshold)))
+    print(summary(result, detector.threshold, what))
     return result
 
 
-def summary(result: dict, threshold: float) -> str:
+def summary(result: dict, threshold: float, what: str = "window score") -> str:
     n = max(result["images"] - result["failed"], 1)
     lines = ["", "rdcae detect finished",
              f"  images          : {result['images']} read, {result['flagged']} flagged as defect, "
              f"{result['failed']} failed",
-             f"  threshold       : {threshold:.4f} (window score)",
+             f"  threshold       : {threshold:.4f} ({what})",
              f"  time            : {result['seconds']:.1f} s, {result['seconds'] / n:.3f} s per image",
              f"  outputs         : {result['output_dir']} (detections.csv, *_overlay.png, *_map.npy)"]
     e = result.get("evaluation")

@@ -31,11 +31,13 @@ from rdcae.data.datamodule import DefectDataModule
 from rdcae.data.sources import load_sources
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector, save_detector
+from rdcae.metrics.threshold import image_operating_point
 from rdcae.model.alternation import Alternation
+from rdcae.model.network import chunk_size_for
 from rdcae.model.robust import RobustAutoencoder
 from rdcae.model.score import AUTO
 from rdcae.results.figures import write_detection_figures, write_run_figures
-from rdcae.results.summary import hparams, run_metrics, summary, write_metrics
+from rdcae.results.summary import describe_operating_point, hparams, run_metrics, summary, write_metrics
 
 
 class _WithoutTips(logging.Filter):
@@ -115,9 +117,12 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
             cfg, datamodule, epochs=max(trainer.current_epoch, 1), methods=list(settings.baselines),
             output_dir=output_dir, writer=trainer.logger.experiment, reference={"rdcae": module.test_scores},
         )
+    point = image_operating_point(lambda x: module.error_and_score(x, chunk_size_for(module.device))[1], datamodule,
+                                  settings.false_alarms_per_image)
+    metrics["image_operating_point"] = describe_operating_point(point)
     write_metrics(metrics, output_dir / "metrics.json")
     save_detector(output_dir / "model.pt", module.net, float(module.threshold), module.score_kind,
-                  int(module.hparams.score_width), OmegaConf.to_container(cfg, resolve=True))
+                  int(module.hparams.score_width), OmegaConf.to_container(cfg, resolve=True), point)
     final = {f"hparam/{k}": v for k, v in metrics["test"].items() if k in ("auc", "f1", "accuracy")}
     trainer.logger.log_hyperparams(hparams(cfg), metrics=final)
     if cfg.get("figures", True):

@@ -425,7 +425,8 @@ def test_help_lists_the_config_groups(tmp_path):
     assert len(paper) == 7 and all(name.strip() in cfg for name in paper), paper
     alternation = lines["The alternation"].strip(" .").replace("alternation.", "").split(", ")
     assert len(alternation) == 6 and all(name in cfg.alternation for name in alternation), alternation
-    assert OmegaConf.select(cfg, lines["The operating point"].split(".")[0].strip() + ".quantile") is not None
+    points = re.findall(r"([\w.]+) \(", lines["The operating points"])
+    assert len(points) == 2 and all(OmegaConf.select(cfg, name) is not None for name in points), points
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path):

@@ -34,7 +34,7 @@ from rdcae.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # 2: calibration patches; 3: defect tile positions
+CACHE_VERSION = 4  # 2: calibration patches; 3: defect tile positions; 4: windows per image
 
 # Real defect patches the paper reports per dataset (section 5.2), printed beside ours.
 PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34,
@@ -69,7 +69,7 @@ def normal_positions(
     texture_borders: bool = False
 ) -> tuple[list[np.ndarray], dict]:
     """Every allowed top-left corner (K_i, 2) of a P×P window in each normal source, and counts."""
-    positions, excluded, skipped = [], 0, []
+    positions, excluded, skipped, inspected = [], 0, [], []
     for src in sources:
         h, w = src.image.shape[:2]
         if h < size or w < size:
@@ -84,6 +84,8 @@ def normal_positions(
         ok = windows_inside(allowed, size)
         excluded += ok.size - int(ok.sum())
         positions.append(np.argwhere(ok))
+        yx = grid(h, w, size, cover=True)  # the windows whole-image detection scores (rdcae.inference.image)
+        inspected.append(int(ok[yx[:, 0], yx[:, 1]].sum()))
     total = sum(len(p) for p in positions)
     if total == 0:
         raise DataError(
@@ -91,7 +93,9 @@ def normal_positions(
             "check data_dir, patch_size or dataset.exclude_background"
         )
     return positions, {"normal_positions": total, "normal_positions_excluded": excluded,
-                       "normal_images_too_small": skipped}
+                       "normal_images_too_small": skipped,
+                       # the image operating point's n: windows of a normal image on fabric, at stride P
+                       "windows_per_image": float(np.mean([n for n in inspected if n])) if any(inspected) else 0.0}
 
 
 def draw_windows(sources: list[SourceImage], positions: list[np.ndarray], n: int, size: int,

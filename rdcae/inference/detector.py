@@ -1,6 +1,8 @@
-"""The detector file (model.pt): the network spec and weights, the anomaly score, the threshold and
-the run's config, as plain tensors and dicts that load with weights_only=True; and the Detector
-rebuilt from it. Needs torch, not the training stack (no Lightning, no Hydra)."""
+"""The detector file (model.pt): the network spec and weights, the anomaly score, the patch
+threshold, the image operating point (calibration scores and windows per image,
+rdcae.metrics.threshold) and the run's config, as plain tensors and dicts that load with
+weights_only=True; and the Detector rebuilt from it. Needs torch, not the training stack (no
+Lightning, no Hydra)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rdcae.metrics.threshold import ImageOperatingPoint
 from rdcae.model.network import ConvAutoencoder, NetworkSpec, chunk_size_for, map_in_chunks
 from rdcae.model.score import reconstruction_error, residual_energy, strip_score
 
@@ -19,9 +22,9 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def save_detector(path: str | Path, net: ConvAutoencoder, threshold: float, score: str, score_width: int,
-                  config: dict) -> Path:
-    """Write a trained network, its score (model.score=auto: the one chosen), its threshold and the
-    resolved run config."""
+                  config: dict, operating_point: ImageOperatingPoint | None = None) -> Path:
+    """Write a trained network, its score (model.score=auto: the one chosen), its patch threshold, its
+    image operating point and the resolved run config."""
     payload = {
         "format": FORMAT,
         "network": net.spec.to_dict(),
@@ -30,6 +33,8 @@ def save_detector(path: str | Path, net: ConvAutoencoder, threshold: float, scor
         "threshold": float(threshold),
         "config": config,
     }
+    if operating_point is not None:
+        payload["operating_point"] = operating_point.to_dict()
     path = Path(path)
     torch.save(payload, path)
     return path
@@ -69,10 +74,13 @@ class Detector(nn.Module):
     [0, 1]. On images: detect(image) (rdcae.inference.image), with the run's preprocessing.
 
     precision: "fp32" or "bf16" (PatchScorer).
+    operating_point: the image operating point (None in files written before it existed: images are
+    then judged at the patch threshold).
     """
 
     def __init__(self, net: ConvAutoencoder, threshold: float, config: dict, precision: str = "fp32",
-                 chunk_size: int | None = None, score: str = "norm", score_width: int = 4) -> None:
+                 chunk_size: int | None = None, score: str = "norm", score_width: int = 4,
+                 operating_point: ImageOperatingPoint | None = None) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -80,6 +88,15 @@ class Detector(nn.Module):
         self.net, self.config, self.precision, self.chunk_size = (net.to(memory_format=torch.channels_last), config,
                                                                   precision, chunk_size)
         self.register_buffer("threshold", torch.tensor(threshold))
+        self.operating_point = operating_point
+
+    def image_threshold(self, false_alarms_per_image: float | None = None, stride: int | None = None) -> float:
+        """The window score above which an image is a defect, for `false_alarms_per_image` clean images
+        flagged (default: the run's operating_point.false_alarms_per_image) at detection `stride`."""
+        if self.operating_point is None:
+            return float(self.threshold)
+        ratio = (stride or self.spec.patch_size) / self.spec.patch_size
+        return self.operating_point.threshold(false_alarms_per_image, ratio)
 
     @property
     def spec(self) -> NetworkSpec:
@@ -145,5 +162,7 @@ def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32")
     net = ConvAutoencoder(NetworkSpec.from_dict(payload["network"]))
     net.load_state_dict(payload["state_dict"])
     score = payload.get("score", {"kind": "norm", "width": 4})  # files written before model.score existed: the norm
+    point = payload.get("operating_point")
     return Detector(net.eval(), payload["threshold"], payload["config"], precision=precision,
-                    score=score["kind"], score_width=score["width"]).to(map_location)
+                    score=score["kind"], score_width=score["width"],
+                    operating_point=ImageOperatingPoint.from_dict(point) if point else None).to(map_location)

@@ -2,8 +2,10 @@
 margin) → windows on the training grid → their scores → an anomaly map at the image's size → the
 defect regions and a verdict.
 
-The decision is the run's: a window is a defect when its score is above the threshold (the
-operating point of rdcae.metrics.threshold), and an image is a defect when any of its windows is.
+The decision is the run's: a window is a defect when its score is above the threshold, and an
+image is a defect when any of its windows is. The threshold is the image operating point of
+rdcae.metrics.threshold: the window score at which clean images are flagged at the run's rate
+(operating_point.false_alarms_per_image), not the patch threshold that lets 0.1 % of windows by.
 Only windows lying wholly on fabric are scored, as only such windows were trained and calibrated
 on: nothing outside the fabric is reported.
 """
@@ -100,8 +102,9 @@ class ImageDetector:
         self.score_fn, self.preprocessing, self.threshold = score_fn, preprocessing, float(threshold)
 
     @classmethod
-    def from_detector(cls, detector, chunk_size: int = 1024) -> "ImageDetector":
-        """The PyTorch backend: the detector's PatchScorer, `chunk_size` windows per forward pass."""
+    def from_detector(cls, detector, chunk_size: int = 1024, threshold: float | None = None) -> "ImageDetector":
+        """The PyTorch backend: the detector's PatchScorer, `chunk_size` windows per forward pass;
+        `threshold` (a window score) defaults to the detector's image operating point."""
         scorer = detector.scorer()
         device = detector.threshold.device
 
@@ -115,7 +118,8 @@ class ImageDetector:
                 energy.append(e.cpu())
             return torch.cat(scores).numpy(), torch.cat(energy).numpy()
 
-        return cls(score_fn, Preprocessing.from_config(detector.config, detector.spec), float(detector.threshold))
+        threshold = detector.image_threshold() if threshold is None else threshold
+        return cls(score_fn, Preprocessing.from_config(detector.config, detector.spec), threshold)
 
     def check_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """(H, W, C) uint8 from an (H, W) or (H, W, C) uint8 array; refuses what the run cannot take."""

@@ -19,6 +19,7 @@ import onnx
 import torch
 
 from rdcae.inference.detector import Detector, PatchScorer
+from rdcae.metrics.threshold import TAIL_FROM, TAIL_TO
 from rdcae.model.network import NetworkSpec, chunk_size_for
 
 FORMAT = "rdcae-onnx/1"
@@ -58,12 +59,25 @@ def export_onnx(detector: Detector, path: str | Path) -> Path:
             "score": json.dumps({"kind": detector.score_kind, "width": int(detector.score_width)}),
             "config": json.dumps(detector.config, default=str),
         })
+        if detector.operating_point is not None:
+            onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                                "image_operating_point": json.dumps(operating_point_card(detector))})
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def operating_point_card(detector: Detector) -> dict:
+    """The image operating point in a form a deployment can use without rdcae: the window threshold
+    at the run's false alarms per image, and the exponential tail it comes from, so that another rate
+    α gives t = q90 + sigma · ln(0.10 / p) with p = 1 − (1 − α)^(1 / windows_per_image)."""
+    point = detector.operating_point
+    q90, q95 = np.quantile(point.scores, [TAIL_FROM, TAIL_TO])
+    return {"false_alarms_per_image": point.false_alarms_per_image, "windows_per_image": point.windows_per_image,
+            "threshold": point.threshold(), "q90": float(q90), "sigma": float((q95 - q90) / np.log(2))}
 
 
 def load_onnx_metadata(path: str | Path) -> dict:
@@ -85,7 +99,9 @@ def load_onnx_metadata(path: str | Path) -> dict:
         return {"format": FORMAT, "threshold": float(props["threshold"]),
                 "spec": NetworkSpec.from_dict(json.loads(props["network"])),
                 "score": {"kind": str(score["kind"]), "width": int(score["width"])},
-                "config": json.loads(props["config"])}
+                "config": json.loads(props["config"]),
+                "image_operating_point": json.loads(props["image_operating_point"])
+                if "image_operating_point" in props else None}
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"model={path}: its rdcae metadata is damaged ({type(err).__name__}: {err})") from None
 

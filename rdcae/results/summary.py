@@ -37,6 +37,17 @@ def run_metrics(module, datamodule, alternation, trainer, test: dict, fit_second
     }
 
 
+def describe_operating_point(point) -> dict | None:
+    """metrics.json's view of an ImageOperatingPoint: its threshold with a bootstrap interval, and what
+    the patch threshold would do to clean images."""
+    if point is None:
+        return None
+    low, high = point.interval()
+    return {"false_alarms_per_image": point.false_alarms_per_image, "windows_per_image": point.windows_per_image,
+            "threshold": point.threshold(), "threshold_interval_90": [low, high],
+            "calibration_scores": len(point.scores)}
+
+
 def write_metrics(metrics: dict, path: Path) -> None:
     path.write_text(json.dumps(_json_safe(metrics), indent=2, default=str))
 
@@ -70,6 +81,16 @@ def score_line(metrics: dict) -> str:
     return f"{metrics.get('score', 'norm')}" + (f"  (validation AUC {compared})" if compared else "")
 
 
+def image_lines(metrics: dict) -> list[str]:
+    point = metrics.get("image_operating_point")
+    if not point:
+        return []
+    low, high = point["threshold_interval_90"]
+    return [f"  image threshold : {point['threshold']:.4f} for {point['false_alarms_per_image']:g} false alarms per "
+            f"clean image of {point['windows_per_image']:.0f} windows (90 % interval {low:.4f}-{high:.4f}; "
+            "rdcae.detect uses it)"]
+
+
 def summary(metrics: dict, output_dir: Path) -> str:
     t = metrics["test"]
     return "\n".join([
@@ -83,6 +104,7 @@ def summary(metrics: dict, output_dir: Path) -> str:
         f"  score           : {score_line(metrics)}",
         f"  threshold       : {metrics['threshold']:.4f}  "
         f"(quantile of the scores of {metrics.get('threshold_from', 'normal training patches')})",
+        *image_lines(metrics),
         f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  "
         f"accuracy {t.get('accuracy', math.nan):.4f}"
         f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",

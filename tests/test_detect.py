@@ -177,6 +177,8 @@ def test_bad_command_lines_get_one_clear_line(trained, tmp_path, capsys):
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "strid=16"): "strid: unknown setting",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "stride=64"): "stride=64 must be a whole number",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "threshold=high"): "threshold=high must be a number",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "false_alarms_per_image=1"):
+            "false_alarms_per_image=1 must be a share of clean images",
         (f"input={tmp_path / 'img'}",): "give model=",
         (f"model={trained[1]}",): "give input=",
     }
@@ -216,3 +218,43 @@ def test_the_onnx_backend_gives_the_torch_decisions_without_importing_lightning(
         onnx_row = results["onnx"][name]
         assert onnx_row["verdict"] == torch_row["verdict"] and onnx_row["defect_tiles"] == torch_row["defect_tiles"]
         assert float(onnx_row["score"]) == pytest.approx(float(torch_row["score"]), rel=1e-3)
+
+
+def test_the_image_threshold_is_the_operating_point_the_model_carries_and_can_be_moved(trained, clean_image, tmp_path,
+                                                                                      capsys):
+    cfg, model = trained
+    detector = load_detector(model)
+    point = detector.operating_point
+    assert point is not None and len(point.scores) == cfg.dataset.n_calibration
+    assert point.windows_per_image == (128 // 32) * (256 // 32)  # every window of a woven image lies on fabric
+    assert point.false_alarms_per_image == 0.01
+    detection = detector.detect(clean_image)
+    assert detection.threshold == pytest.approx(detector.image_threshold())
+    # the image threshold is above the patch threshold: 8 windows per image at 1 % of clean images flagged
+    # allow each window 1 − 0.99^(1/32) ≈ 0.03 %, less than the patch quantile's 0.1 %
+    assert detector.image_threshold() > float(detector.threshold)
+    looser, finer = detector.image_threshold(0.2), detector.image_threshold(stride=16)
+    assert looser < detector.image_threshold() < finer  # more false alarms allowed; 4x the windows at stride 16
+    assert main([f"model={model}", f"input={tmp_path / 'none'}.png", "false_alarms_per_image=0.2"]) == 2
+    capsys.readouterr()
+    Image.fromarray(clean_image).save(tmp_path / "clean.png")
+    assert main([f"model={model}", f"input={tmp_path / 'clean.png'}", f"output_dir={tmp_path / 'a'}",
+                 "false_alarms_per_image=0.2"]) == 0
+    row = next(csv.DictReader(open(tmp_path / "a" / "detections.csv")))
+    assert float(row["threshold"]) == pytest.approx(looser, rel=1e-5)
+    assert "0.2 false alarms per clean image" in capsys.readouterr().out
+
+
+def test_a_model_file_without_an_operating_point_judges_images_at_its_patch_threshold(trained, clean_image, tmp_path,
+                                                                                      capsys):
+    payload = torch.load(trained[1], weights_only=True)
+    del payload["operating_point"]
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    detector = load_detector(old)
+    assert detector.operating_point is None
+    assert detector.detect(clean_image).threshold == pytest.approx(float(detector.threshold))
+    Image.fromarray(clean_image).save(tmp_path / "clean.png")
+    assert main([f"model={old}", f"input={tmp_path / 'clean.png'}", "false_alarms_per_image=0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "written before detectors carried an image operating point" in err and len(err.splitlines()) == 1

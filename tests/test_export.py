@@ -94,6 +94,23 @@ def test_the_metadata_round_trips(tmp_path):
         meta["threshold"], SPEC, "strip", 6, config)
 
 
+def test_the_image_operating_point_travels_in_the_metadata_as_a_formula_without_rdcae(tmp_path):
+    from rdcae.metrics.threshold import ImageOperatingPoint, window_rate
+
+    torch.manual_seed(0)
+    point = ImageOperatingPoint(np.random.default_rng(0).gamma(4, 0.2, 500), 700, 0.01)
+    path = save_detector(tmp_path / "model.pt", ConvAutoencoder(SPEC).eval(), 1.0, "norm", 4, CONFIG, point)
+    detector = load_detector(path)
+    card = load_onnx_metadata(export_onnx(detector, tmp_path / "model.onnx"))["image_operating_point"]
+    assert card["threshold"] == pytest.approx(detector.image_threshold())
+    for alpha in (0.01, 0.001):  # another rate from the card alone
+        t = card["q90"] + card["sigma"] * np.log(0.10 / window_rate(alpha, card["windows_per_image"]))
+        assert t == pytest.approx(detector.image_threshold(alpha), rel=1e-6)
+    plain = save_detector(tmp_path / "plain.pt", ConvAutoencoder(SPEC).eval(), 1.0, "norm", 4, CONFIG)
+    plain_meta = load_onnx_metadata(export_onnx(load_detector(plain), tmp_path / "plain.onnx"))
+    assert plain_meta["image_operating_point"] is None
+
+
 def test_a_file_without_rdcae_metadata_is_refused_naming_it(tmp_path):
     path, _ = write_detector(tmp_path, patches=texture_patches(4))
     model = onnx.load(str(export_onnx(load_detector(path), tmp_path / "model.onnx")))

@@ -358,6 +358,9 @@ def test_nan_loss_stops_with_block_and_checkpoint_named(tmp_path):
         ("alternation.s_fraction=0", "alternation.s_fraction=0"),
         ("alternation.s_fraction=1.0", "alternation.s_fraction=1.0"),
         ("dataset.n_calibration=-3", "dataset.n_calibration=-3"),
+        ("alternation.patience=0", "alternation.patience=0 must be a whole number of blocks"),
+        ("alternation.min_delta=-1", "alternation.min_delta=-1 must be a number >= 0"),
+        ("operating_point.false_alarms_per_image=0", "operating_point.false_alarms_per_image=0 must be a share"),
     ],
 )
 def test_bad_settings_are_rejected_naming_the_setting(tmp_path, override, message):
@@ -388,7 +391,10 @@ def test_recipe_paper_sets_the_papers_choices_back():
     # the recipe's noise yields to the command line
     assert compose_config(["noise=gaussian"]).noise._target_.endswith("GaussianNoise")
     # everything else is shared, and a command-line override still wins over the recipe
-    assert ours.model.lr == paper.model.lr and ours.alternation.block_epochs == paper.alternation.block_epochs
+    assert ours.model.lr == paper.model.lr and ours.model.filters == paper.model.filters
+    # training stops on the validation AUC's plateau, in 5-epoch blocks; the paper's 30 blocks of 20 epochs
+    assert (ours.alternation.patience, ours.alternation.block_epochs) == (3, 5)
+    assert (paper.alternation.patience, paper.alternation.block_epochs, paper.alternation.max_blocks) == (None, 20, 30)
     assert compose_config(["recipe=paper", "dataset.n_calibration=50"]).dataset.n_calibration == 50
 
 
@@ -424,7 +430,7 @@ def test_help_lists_the_config_groups(tmp_path):
     paper = re.sub(r"\([^)]*\)", "", lines["The paper's knobs"]).strip(" .").split(", ")
     assert len(paper) == 7 and all(name.strip() in cfg for name in paper), paper
     alternation = lines["The alternation"].strip(" .").replace("alternation.", "").split(", ")
-    assert len(alternation) == 6 and all(name in cfg.alternation for name in alternation), alternation
+    assert len(alternation) == 8 and all(name in cfg.alternation for name in alternation), alternation
     points = re.findall(r"([\w.]+) \(", lines["The operating points"])
     assert len(points) == 2 and all(OmegaConf.select(cfg, name) is not None for name in points), points
 
@@ -485,6 +491,34 @@ def test_resuming_a_run_that_met_its_target_does_not_train_further(tmp_path):
     assert resumed["blocks"] == 1
     assert resumed["threshold"] == first["threshold"]
     assert resumed["test"]["auc"] == first["test"]["auc"]
+
+
+def test_the_plateau_rule_waits_for_patience_blocks_without_a_rise_above_min_delta():
+    from rdcae.model.alternation import Alternation, AlternationSettings
+
+    rule = Alternation(AlternationSettings(max_blocks=50, patience=3, min_delta=0.002)).on_plateau
+    assert not rule([0.7, 0.8, 0.85])  # fewer blocks than patience + 1
+    assert not rule([0.7, 0.8, 0.85, 0.851, 0.853, 0.84])  # block 5 rose by 0.003 over block 3
+    assert rule([0.7, 0.8, 0.85, 0.851, 0.852, 0.84])  # three blocks within 0.002 of the best before them
+    assert rule([0.9, 0.7, 0.8, 0.85])  # a dip and a recovery below the best count as no rise
+    assert not rule([0.7, 0.8, float("nan"), 0.8, 0.8, 0.8])  # without validation AUC there is no plateau
+    assert not Alternation(AlternationSettings(patience=None)).on_plateau([0.5] * 10)
+
+
+def test_training_stops_on_the_validation_plateau_and_a_resumed_run_does_not_train_further(tmp_path):
+    # min_delta=1: no rise counts, so the plateau comes after patience + 1 blocks
+    common = TINY + ["alternation.block_epochs=1", "alternation.max_blocks=6", "alternation.patience=2",
+                     "alternation.min_delta=1.0"]
+    first = run(compose_config(common, tmp_path), tmp_path / "first")
+    assert first["blocks"] == 3 and first["epochs"] == 3
+    assert first["stop_reason"].startswith("validation AUC on its plateau after block 3") and "min_delta=1" in \
+        first["stop_reason"]
+    assert first["threshold_from"] == "60 calibration patches"  # the block that ends training uses all of them
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = run(compose_config(common + [f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
+    assert resumed["blocks"] == 3 and resumed["test"]["auc"] == first["test"]["auc"]
+    # without patience the same run goes on to max_blocks
+    assert run(compose_config(common + ["alternation.patience=null"], tmp_path), tmp_path / "full")["blocks"] == 6
 
 
 def test_a_test_set_without_defects_reports_no_auc_and_valid_json(tmp_path):

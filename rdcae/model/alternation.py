@@ -10,6 +10,9 @@ Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
      dataset has them, else the normal training samples; rdcae.metrics.threshold; before the
      block that ends training, an estimate from the clean validation patches alone),
   4. stops training when the AUC exceeds `auc_target`             (lines 11–12),
+     or, with `patience`, once the validation AUC (5.) has not risen by more than `min_delta`
+     for `patience` blocks: the train AUC scores synthetic defects the network has seen and on
+     real fabric never reaches 0.999, so without it every run uses all max_blocks,
   5. records the validation AUC: calibration patches with fresh synthetic defects against the
      same patches clean (the DataModule's validation_x and validation_normal_x), a measure of
      detection that uses no real defect and no patch the network trained on (the train AUC
@@ -60,6 +63,8 @@ class AlternationSettings:
     warmup_blocks: int = 0
     start_fraction: float | None = None
     s_fraction: float | None = None
+    patience: int | None = None
+    min_delta: float = 0.002
 
     def __post_init__(self) -> None:
         for name in ("block_epochs", "max_blocks", "warmup_blocks"):
@@ -78,6 +83,14 @@ class AlternationSettings:
             raise ValueError(f"alternation.start_fraction={self.start_fraction} must be in [0, 1] "
                              "(the largest share of training errors above lambda at the first S-update), "
                              "or null to start after warmup_blocks")
+        if self.patience is not None and (not isinstance(self.patience, int) or isinstance(self.patience, bool)
+                                          or self.patience < 1):
+            raise ValueError(f"alternation.patience={self.patience!r} must be a whole number of blocks >= 1 "
+                             "(stop once the validation AUC has not risen for that many blocks), or null to run "
+                             "until auc_target or max_blocks")
+        if not isinstance(self.min_delta, (int, float)) or isinstance(self.min_delta, bool) or self.min_delta < 0:
+            raise ValueError(f"alternation.min_delta={self.min_delta!r} must be a number >= 0 (the rise of the "
+                             "validation AUC that counts as progress)")
         if self.s_fraction is not None and not 0 < self.s_fraction < 1:
             raise ValueError(f"alternation.s_fraction={self.s_fraction} must be in (0, 1) "
                              "(the share of training samples S holds after each S-update, "
@@ -126,9 +139,20 @@ class Alternation(L.Callback):
     def max_epochs(self) -> int:
         return self.settings.max_epochs
 
-    def ends_training(self, block: int, train_auc: float) -> bool:
-        """The stop rule (Algorithm 2, lines 4 and 11–12): the train AUC above its target, or the last block."""
-        return train_auc > self.auc_target or block >= self.max_blocks
+    def ends_training(self, block: int, train_auc: float, validation_auc: float = math.nan) -> bool:
+        """The stop rule (Algorithm 2, lines 4 and 11–12): the train AUC above its target, the last block,
+        or (with patience) the validation AUC on its plateau, `validation_auc` being this block's."""
+        return (train_auc > self.auc_target or block >= self.max_blocks
+                or self.on_plateau([r.validation_auc for r in self.history[: block - 1]] + [validation_auc]))
+
+    def on_plateau(self, validation_aucs: list[float]) -> bool:
+        """Whether the last `patience` of these per-block validation AUCs brought no rise above
+        min_delta over the best before them."""
+        patience = self.settings.patience
+        if patience is None or len(validation_aucs) <= patience or any(map(math.isnan, validation_aucs)):
+            return False
+        best_before = max(validation_aucs[:-patience])
+        return max(validation_aucs[-patience:]) <= best_before + self.settings.min_delta
 
     @property
     def blocks(self) -> int:
@@ -144,7 +168,8 @@ class Alternation(L.Callback):
             self._log(trainer, record)
         # A run resumed after it met its target must not train further: should_stop is not
         # part of Lightning's checkpoint, our history is.
-        if self.history and self.history[-1].train_auc > self.auc_target:
+        if self.history and (self.history[-1].train_auc > self.auc_target
+                             or self.on_plateau([r.validation_auc for r in self.history])):
             trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
@@ -156,10 +181,18 @@ class Alternation(L.Callback):
         if epoch % self.block_epochs:
             return
         record = self.end_block(trainer, module, block, epoch, float(loss) if loss is not None else math.nan)
-        if not self.ends_training(block, record.train_auc):
+        if not self.ends_training(block, record.train_auc, record.validation_auc):
             return
-        if record.train_auc > self.auc_target:
-            self.stop_reason = f"train AUC {record.train_auc:.4f} > auc_target {self.auc_target} after block {block}"
+        plateau = self.on_plateau([r.validation_auc for r in self.history])
+        if record.train_auc > self.auc_target or (plateau and block < self.max_blocks):
+            if record.train_auc > self.auc_target:
+                self.stop_reason = (f"train AUC {record.train_auc:.4f} > auc_target {self.auc_target} "
+                                    f"after block {block}")
+            else:
+                best = max(self.history, key=lambda r: r.validation_auc)
+                self.stop_reason = (f"validation AUC on its plateau after block {block}: no rise above "
+                                    f"min_delta={self.settings.min_delta:g} in {self.settings.patience} blocks "
+                                    f"(best {best.validation_auc:.4f} in block {best.block})")
             if module.robust and not self.s_started:
                 self.stop_reason += " (before the S-updates started)"
             trainer.should_stop = True
@@ -200,7 +233,8 @@ class Alternation(L.Callback):
         train_auc = auc(scores[~synthetic], scores[synthetic])
         # The threshold from every calibration patch at the block that ends training; before it, an
         # estimate from the clean validation patches, so that a block end stays cheap on a CPU.
-        if len(calibration) > len(head) and self.ends_training(block, train_auc):
+        if len(calibration) > len(head) and self.ends_training(block, train_auc, validation_aucs.get(module.score_kind,
+                                                                                                   math.nan)):
             # in the detector's chunks: 4,000 patches in one forward pass would need ~2 GiB on a CPU
             calibration_errors, calibration_scores = module.error_and_score(calibration, chunk_size_for(module.device))
         else:

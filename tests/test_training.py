@@ -331,6 +331,34 @@ def test_dcae_baseline_keeps_S_zero(tmp_path):
     assert all(r["s_nonzero_fraction"] == 0 for r in metrics["history"])
 
 
+@pytest.mark.parametrize("robust", [True, False])
+def test_clean_targets_fit_decorated_patches_to_their_clean_originals(tmp_path, robust):
+    from rdcae.data.datamodule import PatchBatch
+    from rdcae.train import build
+
+    cfg = compose_config(TINY + ["model.clean_targets=true", f"model.robust={robust}"], tmp_path)
+    datamodule, module, _, _ = build(cfg, tmp_path)
+    module.S.normal_(0, 0.1)  # some S, to see which samples have it taken off
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch.clean is not None and torch.equal(batch.clean, datamodule.train_clean[batch.index])
+    synthetic = batch.label.bool()
+    assert synthetic.any() and (~synthetic).any()
+    assert not torch.equal(batch.x[synthetic], batch.clean[synthetic])  # decorated
+    assert torch.equal(batch.x[~synthetic], batch.clean[~synthetic])
+
+    seen = {}
+    module.net.register_forward_hook(lambda _, inputs, output: seen.update(input=inputs[0], output=output))
+    loss = module.training_step(batch, 0)
+    L_ = batch.x - module.S[batch.index] if robust else batch.x
+    torch.testing.assert_close(seen["input"][synthetic], batch.x[synthetic])  # the defect goes in ...
+    torch.testing.assert_close(seen["input"][~synthetic], L_[~synthetic])  # ... the normals as L = X − S
+    target = torch.where(synthetic[:, None, None, None], batch.clean, L_)  # ... and comes out clean
+    scale = module.net.pixel_std
+    torch.testing.assert_close(loss, torch.nn.functional.mse_loss(seen["output"] / scale, target / scale))
+    off = compose_config(TINY, tmp_path)
+    assert next(iter(build(off, tmp_path / "off")[0].train_dataloader())).clean is None
+
+
 def test_nan_loss_stops_with_block_and_checkpoint_named(tmp_path):
     cfg = compose_config(TINY, tmp_path)
     datamodule, module, _, trainer = build(cfg, tmp_path)

@@ -18,11 +18,13 @@ VALIDATION_SIZE = 1000  # calibration patches decorated for them: enough for an 
 
 @dataclass
 class PatchBatch:
-    """x: (B, C, P, P) float in [0, 1]; index: (B,) position in its set; label: (B,) 1 = defect."""
+    """x: (B, C, P, P) float in [0, 1]; index: (B,) position in its set; label: (B,) 1 = defect;
+    clean: (B, C, P, P) x before its synthetic defects (training batches with model.clean_targets), or None."""
 
     x: torch.Tensor
     index: torch.Tensor
     label: torch.Tensor
+    clean: torch.Tensor | None = None
 
 
 class DeviceBatches:
@@ -34,8 +36,8 @@ class DeviceBatches:
     """
 
     def __init__(self, x: torch.Tensor, label: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True,
-                 epoch=None) -> None:
-        self.x, self.label = x, label  # (N, C, P, P), (N,) on the device
+                 epoch=None, clean: torch.Tensor | None = None) -> None:
+        self.x, self.label, self.clean = x, label, clean  # (N, C, P, P), (N,), (N, C, P, P) or None on the device
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
         self.epoch = epoch or (lambda: 0)  # the trainer's current epoch
 
@@ -50,7 +52,7 @@ class DeviceBatches:
         else:
             order = torch.arange(n, device=self.x.device)
         for index in order.split(self.batch_size):
-            yield PatchBatch(self.x[index], index, self.label[index])
+            yield PatchBatch(self.x[index], index, self.label[index], None if self.clean is None else self.clean[index])
 
 
 def to_float(x: np.ndarray, channels: int) -> torch.Tensor:
@@ -63,6 +65,7 @@ class DefectDataModule(L.LightningDataModule):
 
     After `setup()`:
       train_x (N, C, P, P), train_synthetic (N,) bool — which training samples carry synthetic defects;
+      train_clean (N, C, P, P) — train_x before the synthetic defects;
       test_x (M, C, P, P), test_y (M,) — 0 held-out normal, 1 real defect;
       calibration_x (Q, C, P, P) — normal patches for the threshold only (Q = 0 when the
         dataset has none: the threshold then comes from the normal training patches);
@@ -89,6 +92,7 @@ class DefectDataModule(L.LightningDataModule):
         normals = to_float(self.patches.train_normal, channels)
         generator = torch.Generator().manual_seed(int(cfg.seed))
         self.train_x, self.train_synthetic = decorate(normals, float(cfg.noise_ratio), self.noise, generator)
+        self.train_clean = normals  # (N, C, P, P): train_x before decoration (model.clean_targets)
         test_normal = to_float(self.patches.test_normal, channels)
         test_defect = to_float(self.patches.test_defect, channels)
         self.test_x = torch.cat([test_normal, test_defect])
@@ -103,8 +107,8 @@ class DefectDataModule(L.LightningDataModule):
         self.validation_x = decorated[changed]
 
     def on_device(self, name: str, device: torch.device | str) -> torch.Tensor:
-        """`train_x`, `train_synthetic`, `test_x`, `test_y`, `calibration_x`, `validation_normal_x` or `validation_x`
-        on `device`, copied there once."""
+        """`train_x`, `train_synthetic`, `train_clean`, `test_x`, `test_y`, `calibration_x`, `validation_normal_x`
+        or `validation_x` on `device`, copied there once."""
         device = torch.device(device)
         key = (name, device)
         if key not in self._resident:
@@ -129,7 +133,8 @@ class DefectDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DeviceBatches:
         device = self._device()
         x, label = self.on_device("train_x", device), self.on_device("train_synthetic", device).long()
-        return DeviceBatches(x, label, self.batch_size, int(self.cfg.seed), epoch=self._epoch)
+        clean = self.on_device("train_clean", device) if self.cfg.model.get("clean_targets", False) else None
+        return DeviceBatches(x, label, self.batch_size, int(self.cfg.seed), epoch=self._epoch, clean=clean)
 
     def test_dataloader(self) -> DeviceBatches:
         device = self._device()

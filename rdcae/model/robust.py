@@ -49,6 +49,7 @@ class RobustAutoencoder(L.LightningModule):
         channels_last: bool = True,
         score: str = "norm",
         score_width: int = 4,
+        clean_targets: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -74,6 +75,7 @@ class RobustAutoencoder(L.LightningModule):
             n_train=len(train_x), network=NetworkSpec.from_config(cfg).to_dict(), lambda_=float(cfg["lambda"]),
             robust=bool(m.robust) if robust is None else robust, lr=float(m.lr), weight_decay=float(m.weight_decay),
             channels_last=bool(m.channels_last), score=str(m.score), score_width=int(m.score_width),
+            clean_targets=bool(m.get("clean_targets", False)),
         )
         module.net.fit_normalization(train_x)
         return module
@@ -98,11 +100,18 @@ class RobustAutoencoder(L.LightningModule):
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        L_ = self._layout(batch.x - self.S[batch.index] if self.robust else batch.x)  # L = X − S (Eq. 6)
+        L_ = batch.x - self.S[batch.index] if self.robust else batch.x  # L = X − S (Eq. 6)
+        target = L_
+        if self.hparams.get("clean_targets", False) and batch.clean is not None:
+            # model.clean_targets: a decorated patch goes in with its synthetic defect and is fitted to
+            # its clean original, so that the network learns to remove defect-like structure
+            synthetic = batch.label.bool()[:, None, None, None]
+            L_, target = torch.where(synthetic, batch.x, L_), torch.where(synthetic, batch.clean, L_)
+        L_, target = self._layout(L_), self._layout(target)
         # Measured in units of the training-set std: pixel-unit gradients of a low-contrast fabric
         # are small enough for Adam's epsilon to shrink the steps and stall learning.
         scale = self.net.pixel_std if self.net.normalize else 1.0
-        loss = F.mse_loss(self.net(L_) / scale, L_ / scale)
+        loss = F.mse_loss(self.net(L_) / scale, target / scale)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

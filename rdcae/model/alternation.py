@@ -11,8 +11,9 @@ Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
      block that ends training, an estimate from the clean validation patches alone),
   4. stops training when the AUC exceeds `auc_target`             (lines 11–12),
      or, with `patience`, once the validation AUC (5.) has not risen by more than `min_delta`
-     for `patience` blocks: the train AUC scores synthetic defects the network has seen and on
-     real fabric never reaches 0.999, so without it every run uses all max_blocks,
+     for `patience` blocks since it last rose from its lowest value (on_plateau): the train AUC
+     scores synthetic defects the network has seen and on real fabric never reaches 0.999, so
+     without it every run uses all max_blocks,
   5. records the validation AUC: calibration patches with fresh synthetic defects against the
      same patches clean (the DataModule's validation_x and validation_normal_x), a measure of
      detection that uses no real defect and no patch the network trained on (the train AUC
@@ -146,13 +147,25 @@ class Alternation(L.Callback):
                 or self.on_plateau([r.validation_auc for r in self.history[: block - 1]] + [validation_auc]))
 
     def on_plateau(self, validation_aucs: list[float]) -> bool:
-        """Whether the last `patience` of these per-block validation AUCs brought no rise above
-        min_delta over the best before them."""
+        """Whether these per-block validation AUCs have stopped rising: the last rise above min_delta
+        over the best since their lowest point lies `patience` or more blocks back. Only rises after
+        the lowest point count: while the network still answers the mean patch (the first blocks of
+        real fabric) the validation AUC falls from its untrained value, and that fall is no plateau."""
         patience = self.settings.patience
-        if patience is None or len(validation_aucs) <= patience or any(map(math.isnan, validation_aucs)):
+        if patience is None or any(map(math.isnan, validation_aucs)):
             return False
-        best_before = max(validation_aucs[:-patience])
-        return max(validation_aucs[-patience:]) <= best_before + self.settings.min_delta
+        rise = self.last_rise(validation_aucs)
+        return rise is not None and len(validation_aucs) - 1 - rise >= patience
+
+    def last_rise(self, validation_aucs: list[float]) -> int | None:
+        """Index of the last block whose validation AUC rose above min_delta over the best since the
+        lowest one, or None while it has not risen since then."""
+        low = int(min(range(len(validation_aucs)), key=validation_aucs.__getitem__)) if validation_aucs else 0
+        best, rise = validation_aucs[low] if validation_aucs else math.nan, None
+        for i in range(low + 1, len(validation_aucs)):
+            if validation_aucs[i] > best + self.settings.min_delta:
+                best, rise = validation_aucs[i], i
+        return rise
 
     @property
     def blocks(self) -> int:
@@ -189,10 +202,11 @@ class Alternation(L.Callback):
                 self.stop_reason = (f"train AUC {record.train_auc:.4f} > auc_target {self.auc_target} "
                                     f"after block {block}")
             else:
-                best = max(self.history, key=lambda r: r.validation_auc)
+                best = self.history[self.last_rise([r.validation_auc for r in self.history])]
                 self.stop_reason = (f"validation AUC on its plateau after block {block}: no rise above "
-                                    f"min_delta={self.settings.min_delta:g} in {self.settings.patience} blocks "
-                                    f"(best {best.validation_auc:.4f} in block {best.block})")
+                                    f"min_delta={self.settings.min_delta:g} for {block - best.block} blocks "
+                                    f"(patience={self.settings.patience}; {best.validation_auc:.4f} in "
+                                    f"block {best.block})")
             if module.robust and not self.s_started:
                 self.stop_reason += " (before the S-updates started)"
             trainer.should_stop = True

@@ -570,7 +570,8 @@ def test_dataset_configs_share_the_keys_the_patch_sampler_reads(name, own_keys):
     path = REPO / "conf" / "dataset" / f"{name}.yaml"
     assert path.read_text().startswith("# @package _global_\n")
     cfg = OmegaConf.load(path)
-    assert set(cfg) == {"dataset"}
+    assert set(cfg) == {"dataset", "alternation"}  # a real dataset sizes its blocks for the plateau stop
+    assert dict(cfg.alternation) == {"block_epochs": 5, "max_blocks": 120}
     assert set(cfg.dataset) == SHARED_KEYS | own_keys
     assert cfg.dataset.name == name and cfg.dataset.n_normal == 1600 and cfg.dataset.train_fraction == 0.7
 

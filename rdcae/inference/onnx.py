@@ -19,7 +19,7 @@ import onnx
 import torch
 
 from rdcae.inference.detector import Detector, PatchScorer
-from rdcae.metrics.threshold import TAIL_FROM, TAIL_TO
+from rdcae.metrics.threshold import exponential_tail
 from rdcae.model.network import NetworkSpec, chunk_size_for
 
 FORMAT = "rdcae-onnx/1"
@@ -52,16 +52,16 @@ def export_onnx(detector: Detector, path: str | Path) -> Path:
                 dynamic_axes={"patches": {0: "batch"}, "score": {0: "batch"}, "energy": {0: "batch"}},
             )
         model = onnx.load(str(tmp))
-        onnx.helper.set_model_props(model, {
+        props = {
             "format": FORMAT,
             "threshold": repr(float(detector.threshold)),
             "network": json.dumps(spec.to_dict()),
             "score": json.dumps({"kind": detector.score_kind, "width": int(detector.score_width)}),
             "config": json.dumps(detector.config, default=str),
-        })
+        }
         if detector.operating_point is not None:
-            onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
-                                                "image_operating_point": json.dumps(operating_point_card(detector))})
+            props["image_operating_point"] = json.dumps(operating_point_card(detector))
+        onnx.helper.set_model_props(model, props)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
         os.replace(tmp, path)
@@ -75,9 +75,9 @@ def operating_point_card(detector: Detector) -> dict:
     at the run's false alarms per image, and the exponential tail it comes from, so that another rate
     α gives t = q90 + sigma · ln(0.10 / p) with p = 1 − (1 − α)^(1 / windows_per_image)."""
     point = detector.operating_point
-    q90, q95 = np.quantile(point.scores, [TAIL_FROM, TAIL_TO])
+    q90, sigma = exponential_tail(point.scores)
     return {"false_alarms_per_image": point.false_alarms_per_image, "windows_per_image": point.windows_per_image,
-            "threshold": point.threshold(), "q90": float(q90), "sigma": float((q95 - q90) / np.log(2))}
+            "threshold": point.threshold(), "q90": q90, "sigma": sigma}
 
 
 def load_onnx_metadata(path: str | Path) -> dict:

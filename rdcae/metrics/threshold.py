@@ -61,11 +61,7 @@ def detection_threshold(
     patches, so the training quantile flags unseen normals. `score` maps (N, C, P, P) to (N,);
     `train_scores` and `calibration_scores`, when given, save scoring those sets again."""
     threshold = QuantileThreshold(quantile)
-    if len(datamodule.calibration_x):
-        threshold.update(score(datamodule.calibration_x) if calibration_scores is None else calibration_scores)
-    else:
-        scores = score(datamodule.train_x) if train_scores is None else train_scores
-        threshold.update(scores[~datamodule.train_synthetic.to(scores.device)])
+    threshold.update(normal_scores(score, datamodule, train_scores, calibration_scores))
     return threshold.compute()
 
 
@@ -78,24 +74,27 @@ def window_rate(false_alarms_per_image: float, windows_per_image: float) -> floa
     return -math.expm1(math.log1p(-false_alarms_per_image) / max(windows_per_image, 1.0))
 
 
+def exponential_tail(scores: np.ndarray) -> tuple[float, float]:
+    """(q90, σ) of the exponential tail fitted to calibration scores (Q,): P(score > t) =
+    (1 − TAIL_FROM) · exp(−(t − q90) / σ) beyond the TAIL_FROM quantile (module docstring)."""
+    q_from, q_to = np.quantile(np.asarray(scores, dtype=np.float64), [TAIL_FROM, TAIL_TO])
+    return float(q_from), max(float(q_to - q_from), 1e-12) / math.log((1 - TAIL_FROM) / (1 - TAIL_TO))
+
+
 def tail_threshold(scores: np.ndarray, rate: float) -> float:
     """The score that a share `rate` of normal windows exceeds, from their calibration scores (Q,):
     the empirical quantile down to 1 − TAIL_FROM, the exponential tail beyond (module docstring)."""
-    scores = np.asarray(scores, dtype=np.float64)
     if rate >= 1 - TAIL_FROM:
-        return float(np.quantile(scores, 1 - rate))
-    q_from, q_to = np.quantile(scores, [TAIL_FROM, TAIL_TO])
-    sigma = max(float(q_to - q_from), 1e-12) / math.log((1 - TAIL_FROM) / (1 - TAIL_TO))
-    return float(q_from + sigma * math.log((1 - TAIL_FROM) / rate))
+        return float(np.quantile(np.asarray(scores, dtype=np.float64), 1 - rate))
+    q_from, sigma = exponential_tail(scores)
+    return q_from + sigma * math.log((1 - TAIL_FROM) / rate)
 
 
 def tail_rate(scores: np.ndarray, threshold: float) -> float:
     """The inverse of tail_threshold: the share of normal windows above `threshold`."""
-    scores = np.asarray(scores, dtype=np.float64)
-    q_from, q_to = np.quantile(scores, [TAIL_FROM, TAIL_TO])
+    q_from, sigma = exponential_tail(scores)
     if threshold <= q_from:
-        return float((scores > threshold).mean())
-    sigma = max(float(q_to - q_from), 1e-12) / math.log((1 - TAIL_FROM) / (1 - TAIL_TO))
+        return float((np.asarray(scores) > threshold).mean())
     return float((1 - TAIL_FROM) * math.exp(-(threshold - q_from) / sigma))
 
 
@@ -155,12 +154,14 @@ def check_false_alarms(value, key: str = "operating_point.false_alarms_per_image
     return float(value)
 
 
-def normal_scores(score, datamodule) -> torch.Tensor:
+def normal_scores(score, datamodule, train_scores: torch.Tensor | None = None,
+                  calibration_scores: torch.Tensor | None = None) -> torch.Tensor:
     """The scores the operating points come from: the calibration patches, else the normal training
-    patches (dataset.n_calibration=0, the paper)."""
+    patches (dataset.n_calibration=0, the paper). `train_scores` and `calibration_scores`, when
+    given, save scoring those sets again."""
     if len(datamodule.calibration_x):
-        return score(datamodule.calibration_x)
-    scores = score(datamodule.train_x)
+        return score(datamodule.calibration_x) if calibration_scores is None else calibration_scores
+    scores = score(datamodule.train_x) if train_scores is None else train_scores
     return scores[~datamodule.train_synthetic.to(scores.device)]
 
 

@@ -38,8 +38,8 @@ def run_metrics(module, datamodule, alternation, trainer, test: dict, fit_second
 
 
 def describe_operating_point(point) -> dict | None:
-    """metrics.json's view of an ImageOperatingPoint: its threshold with a bootstrap interval, and what
-    the patch threshold would do to clean images."""
+    """metrics.json's view of an ImageOperatingPoint: its threshold with a bootstrap interval, the
+    windows per image and the number of calibration scores it comes from."""
     if point is None:
         return None
     low, high = point.interval()

@@ -4,7 +4,8 @@
 
 For every run folder that holds detect/evaluation.json (written by `python -m rdcae.detect model=<run>/model.pt
 dataset=... output_dir=<run>/detect`) and metrics.json, prints one Markdown row per dataset and fabric: the
-patch-level test AUC and F1 of the run, and the image- and pixel-level metrics of its evaluation. std is the
+patch-level test AUC and F1 of the run, and the image- and pixel-level metrics of its evaluation; a row
+per variant where the sweep varied more than seed and fabric. std is the
 population std over the runs (ddof=0), as in rdcae.report.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from rdcae.paper.report import find_run_folders
+from rdcae.paper.report import find_run_folders, swept_settings
 
 COLUMNS = [("patch AUC", "test", "auc"), ("patch F1", "test", "f1"), ("image AUROC", "evaluation", "image_auroc"),
            ("image F1", "evaluation", "image_f1"), ("defect images flagged", "evaluation", "defect_images_flagged"),
@@ -28,18 +29,17 @@ COLUMNS = [("patch AUC", "test", "auc"), ("patch F1", "test", "f1"), ("image AUR
 
 def main(folders: list[str]) -> None:
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for folder in folders:
-        for run in find_run_folders(Path(folder)):
-            evaluation = run / "detect" / "evaluation.json"
-            if not evaluation.is_file():
-                continue
-            cfg = OmegaConf.load(run / "config.yaml")
-            key = (str(cfg.dataset.name), str(cfg.dataset.get("fabric", "")))
-            groups[key].append({"test": json.loads((run / "metrics.json").read_text())["test"],
-                                "evaluation": json.loads(evaluation.read_text())})
-    print("| dataset | fabric | runs | defect / clean images | " + " | ".join(c[0] for c in COLUMNS) + " |")
-    print("| --- " * (4 + len(COLUMNS)) + "|")
-    for (dataset, fabric), runs in sorted(groups.items()):
+    evaluated = [run for folder in folders for run in find_run_folders(Path(folder))
+                 if (run / "detect" / "evaluation.json").is_file()]
+    settings = swept_settings(evaluated)  # the sweep's variants other than seed and fabric, one row each
+    for run in evaluated:
+        cfg = OmegaConf.load(run / "config.yaml")
+        key = (str(cfg.dataset.name), str(cfg.dataset.get("fabric", "")), settings[run])
+        groups[key].append({"test": json.loads((run / "metrics.json").read_text())["test"],
+                            "evaluation": json.loads((run / "detect" / "evaluation.json").read_text())})
+    print("| dataset | fabric | settings | runs | defect / clean images | " + " | ".join(c[0] for c in COLUMNS) + " |")
+    print("| --- " * (5 + len(COLUMNS)) + "|")
+    for (dataset, fabric, setting), runs in sorted(groups.items()):
         e = runs[0]["evaluation"]
         cells = []
         for _, where, key in COLUMNS:
@@ -47,7 +47,7 @@ def main(folders: list[str]) -> None:
             cells.append(f"{values.mean():.3f} ± {values.std():.3f}" if key != "defect_images_flagged"
                          else f"{values.mean():.1f} ± {values.std():.1f}")
         images = f"{e['defect_images']} / {e['normal_images']}"
-        print(f"| {dataset} | {fabric} | {len(runs)} | {images} | " + " | ".join(cells) + " |")
+        print(f"| {dataset} | {fabric} | {setting or 'default'} | {len(runs)} | {images} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from rdcae.data.sources import held_out, load_sources
 from rdcae.inference import load_detector
 from rdcae.inference.image import ImageDetector
 from rdcae.metrics.threshold import tail_threshold
-from rdcae.paper.report import find_run_folders
+from rdcae.paper.report import find_run_folders, swept_settings
 
 LEVELS = (1e-2, 1e-3, 1e-4)
 
@@ -65,28 +65,32 @@ def main(folder: str, rates: list[float]) -> None:
         points = [load_detector(r / "model.pt").operating_point for r in runs]
         rates = sorted({p.false_alarms_per_image for p in points if p is not None})
     groups: dict[tuple, list[dict]] = defaultdict(list)
+    settings = swept_settings(runs)  # the sweep's variants other than seed and fabric, one group each
     for run in runs:
         row = measure(run, rates)
         if row is not None:
-            groups[(row["dataset"], row["fabric"])].append(row)
-    print("| dataset | fabric | runs | operating point | window threshold | clean images flagged | "
+            groups[(row["dataset"], row["fabric"], settings[run])].append(row)
+    print("| dataset | fabric | settings | runs | operating point | window threshold | clean images flagged | "
           "predicted | defect images flagged |")
-    print("| --- " * 8 + "|")
-    for (dataset, fabric), rows in sorted(groups.items()):
+    print("| --- " * 9 + "|")
+    for (dataset, fabric, setting), rows in sorted(groups.items()):
         for name in [f"{r:g}" for r in rates] + ["patch"]:
             label = (f"{name} false alarms per image" if name != "patch"
                      else "patch threshold (99.9 % quantile)")
-            print(f"| {dataset} | {fabric} | {len(rows)} | {label} | {cell([r[name]['threshold'] for r in rows])} | "
+            print(f"| {dataset} | {fabric} | {setting or 'default'} | {len(rows)} | {label} | "
+                  f"{cell([r[name]['threshold'] for r in rows])} | "
                   f"{cell([r[name]['clean_flagged'] for r in rows])} of {rows[0]['clean']} | "
                   f"{cell([r[name]['predicted'] for r in rows])} | "
                   f"{cell([r[name]['defect_flagged'] for r in rows])} of {rows[0]['defect']} |")
     print()
-    print("| dataset | fabric | tail level | held-out windows above (stride 8) | calibration windows above |")
-    print("| --- " * 5 + "|")
-    for (dataset, fabric), rows in sorted(groups.items()):
+    print("| dataset | fabric | settings | tail level | held-out windows above (stride 8) | "
+          "calibration windows above |")
+    print("| --- " * 6 + "|")
+    for (dataset, fabric, setting), rows in sorted(groups.items()):
         for level in LEVELS:
             key = f"tail {level:g}"
-            print(f"| {dataset} | {fabric} | {level:g} | {cell([r[key]['held_out'] for r in rows])} | "
+            print(f"| {dataset} | {fabric} | {setting or 'default'} | {level:g} | "
+                  f"{cell([r[key]['held_out'] for r in rows])} | "
                   f"{cell([r[key]['calibration'] for r in rows])} |")
 
 

@@ -261,3 +261,19 @@ def test_an_output_folder_the_report_cannot_write_is_one_line(sweep, tmp_path, c
     assert main([str(sweep), "--out", str(blocker / "report")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"error: --out {blocker / 'report'}: cannot write the report there")
+
+
+def test_a_sweeps_variants_are_told_apart_by_what_varies_other_than_seed_and_fabric(tmp_path):
+    from rdcae.paper.report import swept_settings
+
+    folders = []
+    for i, (clean, seed, fabric) in enumerate([("false", 0, "00"), ("true", 0, "00"), ("false", 1, "03")]):
+        folder = tmp_path / str(i)
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text(
+            f"- dataset=aitex\n- fabric={fabric}\n- seed={seed}\n- model.clean_targets={clean}\n")
+        folders.append(folder)
+    labels = swept_settings(folders)
+    assert [labels[f] for f in folders] == ["model.clean_targets=false", "model.clean_targets=true",
+                                            "model.clean_targets=false"]
+    assert set(swept_settings(folders[::2], ignore=("seed", "fabric", "model.clean_targets")).values()) == {""}

@@ -106,6 +106,15 @@ def read_overrides(folder: Path) -> dict[str, str]:
     return out
 
 
+def swept_settings(folders: list[Path], ignore: tuple[str, ...] = ("seed", "fabric")) -> dict[Path, str]:
+    """folder -> "key=value ..." of the overrides whose values differ between these runs, less `ignore`
+    ("" where none do): the label that tells a sweep's variants apart."""
+    overrides = {f: read_overrides(f) for f in folders}
+    keys = sorted({k for o in overrides.values() for k in o} - set(ignore))
+    varying = [k for k in keys if len({o.get(k) for o in overrides.values()}) > 1]
+    return {f: " ".join(f"{k}={o[k]}" for k in varying if k in o) for f, o in overrides.items()}
+
+
 def _setting_value(cfg: DictConfig, key: str, overrides: dict[str, str]):
     value = OmegaConf.select(cfg, key)
     if isinstance(value, (DictConfig, ListConfig)):  # a config group: the name given, else its content

@@ -1,6 +1,7 @@
 """The run config, checked once before any work: `validate` builds the settings objects of every
 component (network spec, alternation, operating point, baselines) and refuses a bad value naming
-the setting; `check_resume` refuses a checkpoint made with other settings.
+the setting, and settles `trainer.precision=auto` for the machine it runs on; `check_resume`
+refuses a checkpoint made with other settings.
 
 λ has three spellings, each where it must: `lambda` in the config (the paper's name), `lambda_`
 in Python (a keyword there), and `s_lambda` in the block record (the λ an S-update used).
@@ -38,6 +39,21 @@ class RunSettings:
     false_alarms_per_image: float = 0.01  # operating_point.false_alarms_per_image
 
 
+AUTO_PRECISION = "auto"
+
+
+def training_precision(accelerator: str) -> str:
+    """What `trainer.precision=auto` trains in: bfloat16 autocast where the device computes bfloat16
+    natively (a CUDA GPU that supports it; a CPU with AMX or AVX-512 BF16), where it halves an epoch
+    (docs/PERFORMANCE.md); fp32 elsewhere, where bfloat16 would be emulated and slower."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    if accelerator in ("auto", "cpu"):
+        checks = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+        return "bf16-mixed" if any(check() for check in checks if check is not None) else "32-true"
+    return "32-true"
+
+
 def validate(cfg: DictConfig) -> RunSettings:
     def require(ok: bool, message: str) -> None:
         if not ok:
@@ -55,6 +71,9 @@ def validate(cfg: DictConfig) -> RunSettings:
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
 
+    if str(cfg.trainer.get("precision")) == AUTO_PRECISION:  # settled here, so config.yaml records what ran
+        with open_dict(cfg):
+            cfg.trainer.precision = training_precision(str(cfg.trainer.get("accelerator", "auto")))
     lambda_ = cfg["lambda"]
     require(isinstance(lambda_, (int, float)) and not isinstance(lambda_, bool), f"lambda={lambda_!r} must be a number")
     require(math.isfinite(float(lambda_)) and float(lambda_) > 0,

@@ -8,7 +8,7 @@ import torch
 from conftest import TINY, compose_config
 from omegaconf import OmegaConf, open_dict
 
-from rdcae.config import upgrade, validate
+from rdcae.config import training_precision, upgrade, validate
 from rdcae.errors import ConfigError
 from rdcae.inference import load_detector, save_detector
 from rdcae.metrics import QuantileThreshold
@@ -46,6 +46,23 @@ def test_a_bad_setting_is_refused_before_any_patch_is_prepared(override, message
     monkeypatch.setattr(datamodule, "prepare_patches", never)
     with pytest.raises(ConfigError, match=message):
         run(compose_config(TINY + [override], tmp_path), tmp_path / "run")
+
+
+@pytest.mark.parametrize("amx, avx512_bf16, expected", [
+    (True, False, "bf16-mixed"), (False, True, "bf16-mixed"), (False, False, "32-true"),
+])
+def test_precision_auto_trains_in_bf16_only_where_the_cpu_computes_it_natively(amx, avx512_bf16, expected,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert training_precision("cpu") == training_precision("auto") == expected
+    cfg = compose_config(TINY + ["trainer.precision=auto"])
+    validate(cfg)
+    assert cfg.trainer.precision == expected  # settled before the run, so config.yaml records what ran
+    cfg = compose_config(TINY + ["trainer.precision=32-true"])
+    validate(cfg)
+    assert cfg.trainer.precision == "32-true"  # a precision given is kept
 
 
 def test_a_deep_svdd_block_missing_a_setting_is_refused_naming_it():

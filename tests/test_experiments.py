@@ -105,6 +105,7 @@ def test_table3_compares_julia_with_gaussian_at_a_fixed_630_iterations():
     a = cfg.alternation
     assert a.block_epochs * a.max_blocks + a.max_blocks == 630  # 600 Adam epochs and one S-update per block
     assert a.auc_target == 1.0 and a.patience is None  # no stop before the last block: every run has the same length
+    assert cfg.model.clean_targets is False  # the noise is left for S to find, not taken off the targets
     assert compose_job("table3", {"noise": "gaussian"}).noise._target_.endswith("GaussianNoise")
     assert compose_job("table3", {"noise": "julia"}).noise._target_.endswith("JuliaNoise")
 

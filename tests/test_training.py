@@ -354,7 +354,7 @@ def test_clean_targets_fit_decorated_patches_to_their_clean_originals(tmp_path, 
     target = torch.where(synthetic[:, None, None, None], batch.clean, L_)  # ... and comes out clean
     scale = module.net.pixel_std
     torch.testing.assert_close(loss, torch.nn.functional.mse_loss(seen["output"] / scale, target / scale))
-    off = compose_config(TINY, tmp_path)
+    off = compose_config(TINY + ["model.clean_targets=false"], tmp_path)
     assert next(iter(build(off, tmp_path / "off")[0].train_dataloader())).clean is None
 
 

@@ -27,6 +27,7 @@ from rdcae.model.network import NetworkSpec
 from rdcae.model.robust import state_digest
 from rdcae.model.score import AUTO, SCORES, check_score
 from rdcae.noise import noise_name
+from rdcae.precision import trainer_precision
 
 
 @dataclass(frozen=True)
@@ -37,21 +38,6 @@ class RunSettings:
     baselines: tuple[str, ...]
     deep_svdd: DeepSVDDSettings | None  # only when a Deep SVDD baseline runs
     false_alarms_per_image: float = 0.01  # operating_point.false_alarms_per_image
-
-
-AUTO_PRECISION = "auto"
-
-
-def training_precision(accelerator: str) -> str:
-    """What `trainer.precision=auto` trains in: bfloat16 autocast where the device computes bfloat16
-    natively (a CUDA GPU that supports it; a CPU with AMX or AVX-512 BF16), where it halves an epoch
-    (docs/PERFORMANCE.md); fp32 elsewhere, where bfloat16 would be emulated and slower."""
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
-    if accelerator in ("auto", "cpu"):
-        checks = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
-        return "bf16-mixed" if any(check() for check in checks if check is not None) else "32-true"
-    return "32-true"
 
 
 def validate(cfg: DictConfig) -> RunSettings:
@@ -71,9 +57,8 @@ def validate(cfg: DictConfig) -> RunSettings:
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
 
-    if str(cfg.trainer.get("precision")) == AUTO_PRECISION:  # settled here, so config.yaml records what ran
-        with open_dict(cfg):
-            cfg.trainer.precision = training_precision(str(cfg.trainer.get("accelerator", "auto")))
+    with open_dict(cfg):  # settled here, so config.yaml records what ran
+        cfg.trainer.precision = trainer_precision(cfg.trainer)
     lambda_ = cfg["lambda"]
     require(isinstance(lambda_, (int, float)) and not isinstance(lambda_, bool), f"lambda={lambda_!r} must be a number")
     require(math.isfinite(float(lambda_)) and float(lambda_) > 0,

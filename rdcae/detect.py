@@ -60,6 +60,7 @@ class Item:
     path: str
     image: np.ndarray | None = None
     mask: np.ndarray | None = None
+    unlabelled: bool = False  # filed among a dataset's defect images, but its mask marks nothing
 
 
 def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
@@ -143,7 +144,8 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
         how = f"all {len(normal)} defect-free images (the model was trained on another dataset or fabric)"
     chosen = normal + [s for s in sources if s.role == "defect"]
     items = [Item(display_name(s.path, ds.get("data_dir")), s.path, s.image,
-                  s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool)) for s in chosen]
+                  s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool),
+                  unlabelled=s.role == "defect" and (s.mask is None or not s.mask.any())) for s in chosen]
     return items, how
 
 
@@ -197,11 +199,16 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
 
 def evaluate(done: list) -> dict:
     """Image-level AUROC and F1 (an image is a defect when its mask has a pixel), false alarms per clean
-    image, pixel-level AUROC and AUPRO over the fabric each detection inspected."""
+    image, pixel-level AUROC and AUPRO over the fabric each detection inspected. An image filed among the
+    defect images whose mask marks nothing is neither clean nor a known defect: it is detected and
+    written, left out of the metrics and named under `unlabelled_images`."""
     import torch
     from torchmetrics.functional.classification import binary_f1_score
 
     from rdcae.metrics import auc, aupro, pixel_auroc
+
+    unlabelled = [item.name for item, _ in done if item.unlabelled]
+    done = [(item, d) for item, d in done if not item.unlabelled]
 
     labels = torch.tensor([bool(item.mask.any()) for item, _ in done])
     scores = torch.tensor([d.score if math.isfinite(d.score) else 0.0 for _, d in done], dtype=torch.float64)
@@ -219,6 +226,7 @@ def evaluate(done: list) -> dict:
         "false_alarms_per_image": float((flagged & ~labels).sum()) / n_normal if n_normal else math.nan,
         "pixel_auroc": pixel_auroc(maps, masks, valid),
         "pixel_aupro": aupro(maps, masks, valid),
+        "unlabelled_images": unlabelled,
     }
 
 
@@ -298,6 +306,9 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
                   f"{e['false_alarms']} false alarms on {e['normal_images']} clean images)",
                   f"                    pixel AUROC {e['pixel_auroc']:.4f}  AUPRO(30 % FPR) {e['pixel_aupro']:.4f}",
                   f"  clean images    : {e['normal_images_from']}"]
+        if e.get("unlabelled_images"):
+            lines += [f"  left out        : {', '.join(e['unlabelled_images'])} (filed as defect images, "
+                      "but the mask marks nothing)"]
     return "\n".join(lines + [""])
 
 

@@ -104,6 +104,32 @@ def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(t
         assert 0 <= evaluation[key] <= 1, key
 
 
+def test_a_defect_image_whose_mask_marks_nothing_is_left_out_of_the_metrics_and_named(trained, tmp_path,
+                                                                                     monkeypatch):
+    import dataclasses
+    import json
+
+    import rdcae.data.sources as sources
+
+    cfg, model = trained
+    real = sources.load_sources
+
+    def one_mask_lost(dataset_cfg):
+        loaded = real(dataset_cfg)
+        first = next(i for i, s in enumerate(loaded) if s.role == "defect")
+        loaded[first] = dataclasses.replace(loaded[first], mask=np.zeros_like(loaded[first].mask))
+        return loaded
+
+    monkeypatch.setattr(sources, "load_sources", one_mask_lost)
+    overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]
+    assert main([f"model={model}", "dataset=woven", *overrides, f"output_dir={tmp_path}", "maps=false"]) == 0
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == 2  # not counted as a clean image
+    assert len(evaluation["unlabelled_images"]) == 1
+    with open(tmp_path / "detections.csv") as f:  # ... but detected and written like every other image
+        assert evaluation["unlabelled_images"][0] in {r["image"] for r in csv.DictReader(f)}
+
+
 def test_evaluation_on_the_aitex_sample_gives_finite_image_and_pixel_metrics(trained, aitex_dir, tmp_path):
     from rdcae.detect import parse, run
 

@@ -8,13 +8,14 @@ import torch
 from conftest import TINY, compose_config
 from omegaconf import OmegaConf, open_dict
 
-from rdcae.config import training_precision, upgrade, validate
+from rdcae.config import upgrade, validate
 from rdcae.errors import ConfigError
 from rdcae.inference import load_detector, save_detector
 from rdcae.metrics import QuantileThreshold
 from rdcae.model.alternation import AlternationSettings
 from rdcae.model.network import ConvAutoencoder, NetworkSpec
 from rdcae.model.robust import RobustAutoencoder
+from rdcae.precision import training_precision
 
 
 def test_validate_builds_every_component_settings_from_the_config():

@@ -53,6 +53,7 @@ from rdcae.metrics import as_unit_interval, aucs_by_kind, detection_threshold, e
 from rdcae.model.network import NetworkSpec, map_in_chunks
 from rdcae.model.robust import RobustAutoencoder
 from rdcae.paper.tables import METHOD_LABELS
+from rdcae.precision import trainer_precision
 from rdcae.results import figures
 
 METHODS = ("dcae", "deep_svdd", "deep_svdd_soft", "ocsvm_lrep", "ocsvm_aere", "iforest_lrep", "iforest_aere")
@@ -143,7 +144,8 @@ def score_methods(cfg: DictConfig, datamodule, epochs: int, methods) -> dict[str
 
 
 def make_trainer(cfg: DictConfig, epochs: int) -> L.Trainer:
-    return instantiate(cfg.trainer, max_epochs=epochs, logger=False, enable_checkpointing=False, callbacks=[])
+    return instantiate(cfg.trainer, precision=trainer_precision(cfg.trainer), max_epochs=epochs, logger=False,
+                       enable_checkpointing=False, callbacks=[])
 
 
 def train_dcae(cfg: DictConfig, datamodule, epochs: int) -> RobustAutoencoder:

@@ -1,0 +1,27 @@
+"""`trainer.precision=auto`: what a run trains in on the machine it runs on."""
+
+from __future__ import annotations
+
+import torch
+
+AUTO = "auto"
+
+
+def training_precision(accelerator: str) -> str:
+    """bfloat16 autocast where the device computes bfloat16 natively (a CUDA GPU that supports it; a
+    CPU with AMX or AVX-512 BF16), where it shortens an epoch (docs/PERFORMANCE.md); fp32 elsewhere,
+    where bfloat16 would be emulated and slower."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    if accelerator in ("auto", "cpu"):
+        checks = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+        return "bf16-mixed" if any(check() for check in checks if check is not None) else "32-true"
+    return "32-true"
+
+
+def trainer_precision(trainer_cfg) -> str:
+    """The Lightning precision of a `trainer` config: its own, or the machine's for `auto`."""
+    precision = trainer_cfg.get("precision", "32-true")
+    if str(precision) != AUTO:
+        return precision
+    return training_precision(str(trainer_cfg.get("accelerator", "auto")))

@@ -87,8 +87,7 @@ def test_per_defect_image_metrics_cover_every_defect_tile(tiny_run):
 def test_test_pass_keeps_the_scores_of_every_test_patch_in_order(tiny_run):
     cfg, out, metrics = tiny_run
     datamodule, module, _, trainer = build(cfg, out / "rescore")
-    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    load_checkpoint(module, out / "checkpoints" / "last.ckpt")  # weights, S, threshold and the score it chose
     trainer.test(module, datamodule=datamodule, verbose=False)
     assert module.test_scores.shape == datamodule.test_y.shape
     torch.testing.assert_close(module.test_scores, module.score(datamodule.test_x).cpu())

@@ -189,7 +189,10 @@ class RobustAutoencoder(L.LightningModule):
         self._test_scores: list[torch.Tensor] = []
 
     def test_step(self, batch, batch_idx: int) -> None:
-        scores = self.score(batch.x)
+        # fp32 under trainer.precision=bf16-mixed too: the scores the threshold came from (scored outside
+        # the step) and the ones the exported detector gives
+        with torch.autocast(self.device.type, enabled=False):
+            scores = self.score(batch.x)
         self._test_scores.append(scores.float())
         self.test_metrics.update(self.decide(scores), batch.label)
         self.test_auroc.update(as_probability(scores), batch.label)

@@ -36,7 +36,6 @@ from rdcae.model.alternation import Alternation
 from rdcae.model.network import chunk_size_for
 from rdcae.model.robust import RobustAutoencoder
 from rdcae.model.score import AUTO
-from rdcae.precision import trainer_precision
 from rdcae.results.figures import write_detection_figures, write_run_figures
 from rdcae.results.summary import describe_operating_point, hparams, run_metrics, summary, write_metrics
 
@@ -81,8 +80,7 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
     )
     logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
     trainer = instantiate(
-        cfg.trainer, precision=trainer_precision(cfg.trainer), max_epochs=alternation.max_epochs,
-        callbacks=[alternation, checkpoints], logger=logger,
+        cfg.trainer, max_epochs=alternation.max_epochs, callbacks=[alternation, checkpoints], logger=logger,
         default_root_dir=str(output_dir), plugins=[AtomicCheckpointIO()],
     )
     return datamodule, module, alternation, trainer

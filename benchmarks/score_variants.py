@@ -20,6 +20,9 @@ Scores, all on the residual r = x − D(E(x)) of the exported network:
   norm      ‖r‖₂ over the patch (the paper's score, model.score=norm);
   strip<w>  ‖r‖₂ over the worst run of w rows or w columns (model.score=strip, model.score_width=w);
   local8    ‖r‖₂ over the worst 8×8 window.
+  profile<w>  the residual averaged along each row (and each column), ‖·‖₂ over the worst run of w
+            rows or w columns: a matched filter for faint lines that cross the whole patch, where
+            the texture's residual averages out and the line's shift does not.
 
 Prints one line per run and a Markdown table of mean ± std over the runs of each setting (the
 sweep's overrides except the seed); writes score_variants.json beside each sweep's runs.
@@ -59,8 +62,17 @@ def local(k: int):
     return score
 
 
+def profile(width: int):
+    def score(r: torch.Tensor) -> torch.Tensor:
+        p = r.shape[-1]
+        lines = torch.stack([r.mean(3).pow(2).sum(1), r.mean(2).pow(2).sum(1)], 1) * p  # (N, 2, P)
+        return (F.avg_pool1d(lines, width, stride=1) * width).flatten(1).amax(1).sqrt()
+    return score
+
+
 SCORES = {"norm": lambda r: anomaly_score(r, torch.zeros_like(r)), "strip2": strip(2), "strip4": strip(4),
-          "strip8": strip(8), "local8": local(8)}
+          "strip8": strip(8), "local8": local(8), "profile2": profile(2), "profile4": profile(4),
+          "profile8": profile(8)}
 
 
 def noise_model(name: str):

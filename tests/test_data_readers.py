@@ -21,7 +21,7 @@ from rdcae.errors import ConfigError, DataError
 REPO = Path(__file__).resolve().parents[1]
 AITEX_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aitex"
 SHARED_KEYS = {
-    "name", "data_dir", "n_normal", "train_fraction", "defect_rule", "defect_min_fraction",
+    "name", "data_dir", "n_normal", "train_fraction", "n_train", "defect_rule", "defect_min_fraction",
     "exclude_background", "edge_margin", "texture_borders", "normals_from_defect_images", "holdout_images",
 }
 
@@ -571,7 +571,10 @@ def test_dataset_configs_share_the_keys_the_patch_sampler_reads(name, own_keys):
     assert path.read_text().startswith("# @package _global_\n")
     cfg = OmegaConf.load(path)
     assert set(cfg) == {"dataset", "alternation"}  # a real dataset sizes its blocks for the plateau stop
-    assert dict(cfg.alternation) == {"block_epochs": 5, "max_blocks": 120}
+    # AITEX trains 8,000 windows, an S-update after each epoch of them; 84 epochs are the paper's 600 of 1,120
+    expected = {"block_epochs": 1, "max_blocks": 84} if name == "aitex" else {"block_epochs": 5, "max_blocks": 120}
+    assert dict(cfg.alternation) == expected
+    assert cfg.dataset.n_train == (8000 if name == "aitex" else None)
     assert set(cfg.dataset) == SHARED_KEYS | own_keys
     assert cfg.dataset.name == name and cfg.dataset.n_normal == 1600 and cfg.dataset.train_fraction == 0.7
 

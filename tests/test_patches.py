@@ -88,6 +88,31 @@ def test_calibration_patches_are_extra_and_leave_train_and_test_unchanged(tmp_pa
     assert np.array_equal(prepare_patches(cfg).calibration_normal, calibrated.calibration_normal)
 
 
+def test_more_training_windows_top_up_the_training_set_and_leave_the_split_unchanged():
+    small = ["dataset.n_normal=120", "dataset.n_normal_images=2", "dataset.n_defect_images=2",
+             "dataset.n_calibration=40", "cache_dir="]
+    plain = build_patches(compose_config(small))
+    more = build_patches(compose_config(small + ["dataset.n_train=300"]))
+    assert len(plain.train_normal) == 84 and len(more.train_normal) == 300
+    assert more.stats["patches"]["train_normal"] == 300
+    assert np.array_equal(more.train_normal[:84], plain.train_normal)  # the paper's windows first, as they were
+    for name in ("test_normal", "test_defect", "calibration_normal"):
+        assert np.array_equal(getattr(plain, name), getattr(more, name))
+    # the top-up comes from other positions than the split's windows, not copies of them
+    split = {p.tobytes() for p in plain.train_normal}
+    assert sum(p.tobytes() in split for p in more.train_normal[84:]) < 5
+    # the split's share alone: n_train equal to it adds nothing
+    assert np.array_equal(build_patches(compose_config(small + ["dataset.n_train=84"])).train_normal,
+                          plain.train_normal)
+
+
+@pytest.mark.parametrize("value", ["83", "-1", "true", "2.5"])
+def test_fewer_training_windows_than_the_split_gives_are_refused_naming_the_setting(value):
+    cfg = compose_config(["dataset.n_normal=120", f"dataset.n_train={value}", "cache_dir="])
+    with pytest.raises(ConfigError, match=f"(?i)dataset.n_train={value}.*at least the 84 that train_fraction leaves"):
+        check_patch_settings(cfg)
+
+
 def test_every_defect_tile_knows_its_image(aitex_patches):
     p = aitex_patches["00"]
     names = p.stats["defect_images"]

@@ -418,9 +418,13 @@ def test_recipe_paper_sets_the_papers_choices_back():
     assert compose_config(["noise=gaussian"]).noise._target_.endswith("GaussianNoise")
     # everything else is shared, and a command-line override still wins over the recipe
     assert ours.model.lr == paper.model.lr and ours.model.filters == paper.model.filters
-    # training stops on the validation AUC's plateau, in 5-epoch blocks; the paper's 30 blocks of 20 epochs
-    assert (ours.alternation.patience, ours.alternation.block_epochs) == (3, 5)
+    # training stops on the validation AUC's plateau, in 1-epoch blocks of 8,000 windows; the paper's 30 blocks
+    # of 20 epochs of the split's 1,120 patches
+    assert (ours.alternation.patience, ours.alternation.block_epochs, ours.dataset.n_train) == (3, 1, 8000)
     assert (paper.alternation.patience, paper.alternation.block_epochs, paper.alternation.max_blocks) == (None, 20, 30)
+    assert paper.dataset.n_train is None
+    for table in ("table1", "table2", "table3", "table4"):  # the paper's tables keep the paper's training patches
+        assert compose_config([f"experiment={table}"]).dataset.n_train is None, table
     assert compose_config(["recipe=paper", "dataset.n_calibration=50"]).dataset.n_calibration == 50
 
 

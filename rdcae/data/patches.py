@@ -2,6 +2,9 @@
 
 - normal patches: `n_normal` windows at random positions (fixed seed) of the defect-free
   images, then split `train_fraction` / rest into train and test;
+- more training windows: with `n_train` above the split's training share, further windows of
+  the defect-free images on a random stream of their own top the training set up to `n_train`
+  (the paper's windows and its test split stay as they are);
 - calibration patches: `n_calibration` further windows of the defect-free images, drawn with
   their own random stream (the `n_normal` windows stay the paper's); never trained on, they
   set the detection threshold (rdcae.metrics.threshold);
@@ -179,12 +182,18 @@ def cache_key(cfg) -> str:
 def check_patch_settings(cfg) -> None:
     """Refuse, naming the setting, what `build_patches` cannot cut (rdcae.config calls this before any work)."""
     ds, size = cfg.dataset, cfg.patch_size
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (ds.n_normal, ds.train_fraction))
+    split = round(ds.train_fraction * ds.n_normal) if numbers else 0  # the training windows of the paper's split
     checks = [
         (isinstance(size, int) and size > 0 and size % 8 == 0, f"patch_size={size} must be a positive multiple of 8"),
         (0 < ds.train_fraction < 1, f"dataset.train_fraction={ds.train_fraction} must be in (0, 1)"),
         (isinstance(ds.n_normal, int) and ds.n_normal >= 2,
          f"dataset.n_normal={ds.n_normal} must be a whole number >= 2: the defect-free patches, "
          "split into train and test"),
+        (ds.get("n_train") is None or (isinstance(ds.n_train, int) and not isinstance(ds.n_train, bool)
+                                        and ds.n_train >= split),
+         f"dataset.n_train={ds.get('n_train')} must be a whole number of training windows, at least the "
+         f"{split} that train_fraction leaves of n_normal, or null for those alone"),
         (int(ds.get("n_calibration") or 0) >= 0,
          f"dataset.n_calibration={ds.get('n_calibration')} must be >= 0 "
          "(0: the threshold comes from the normal training patches)"),
@@ -231,6 +240,12 @@ def build_patches(cfg) -> PatchSet:
     normal_patches = draw_windows(normal, positions, int(ds.n_normal), size, rng)
     n_train = int(round(ds.train_fraction * len(normal_patches)))
     order = rng.permutation(len(normal_patches))
+    train_normal = normal_patches[order[:n_train]]
+    n_more = int(ds.get("n_train") or 0) - n_train
+    if n_more > 0:
+        # A stream of its own, so that the paper's windows and their train/test split stay the same.
+        more = draw_windows(normal, positions, n_more, size, np.random.default_rng([int(cfg.seed), 2]))
+        train_normal = np.concatenate([train_normal, more])
     defect_patches, defect_masks, defect_source, defect_position, defect_stats = tile_defect_patches(
         defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background, edge_margin, texture_borders
     )
@@ -243,14 +258,14 @@ def build_patches(cfg) -> PatchSet:
         calibration = draw_windows(normal, positions, n_calibration, size, np.random.default_rng([int(cfg.seed), 1]))
     stats.update(
         images={"normal": len(normal), "defect": len(defect)},
-        patches={"train_normal": n_train, "test_normal": len(order) - n_train, "test_defect": len(defect_patches),
-                 "calibration_normal": n_calibration},
+        patches={"train_normal": len(train_normal), "test_normal": len(order) - n_train,
+                 "test_defect": len(defect_patches), "calibration_normal": n_calibration},
     )
     paper_key = f"{ds.name}/{ds.get('fabric', '')}"
     if size == 32 and paper_key in PAPER_DEFECT_PATCHES:
         stats["paper_test_defect"] = PAPER_DEFECT_PATCHES[paper_key]
     return PatchSet(
-        train_normal=normal_patches[order[:n_train]],
+        train_normal=train_normal,
         test_normal=normal_patches[order[n_train:]],
         test_defect=defect_patches,
         test_defect_mask=defect_masks,

@@ -232,15 +232,17 @@ class Alternation(L.Callback):
         validation_by_kind = module.scores_by_kind(validation)[1] if len(head) and len(validation) else {}
         validation_aucs = aucs_by_kind(head_by_kind, validation_by_kind)
         module.choose_score(validation_aucs)  # model.score=auto: the score every number below uses
-        # (N,) ‖x − D(E(x))‖₂ and the anomaly score; the S-update changes S, not the network
-        errors, scores = module.error_and_score(X)
+        # (N,) ‖x − D(E(x))‖₂ and the anomaly score; the S-update changes S, not the network, and reuses
+        # D(E(X)) for every sample S does not hold
+        X_hat = module.reconstruct(X)
+        errors, scores = module.error_and_score(X, x_hat=X_hat)
         above_lambda = float((errors > module.hparams.lambda_).float().mean())
         s_update = module.robust and block > self.warmup_blocks and (
             self.s_started or self.start_fraction is None or above_lambda <= self.start_fraction
         )
         s_lambda = math.nan
         if s_update:
-            s_lambda = module.update_S(X, self.s_fraction)
+            s_lambda = module.update_S(X, self.s_fraction, X_hat)
             if not torch.isfinite(module.S).all():
                 self._fail(trainer, f"S has non-finite values after the S-update of block {block}")
         normal_errors = errors[~synthetic]

@@ -155,22 +155,32 @@ class RobustAutoencoder(L.LightningModule):
         return self.score_kind
 
     @torch.no_grad()
-    def error_and_score(self, x: torch.Tensor, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def error_and_score(self, x: torch.Tensor, chunk_size: int | None = None,
+                        x_hat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """‖x − D(E(x))‖₂ (what the prox weighs against λ) and the anomaly score, from one
-        reconstruction of x. (N,), (N,); the same tensor twice with model.score=norm."""
+        reconstruction of x (x_hat when given). (N,), (N,); the same tensor twice with model.score=norm."""
         x = x.to(self.device)
-        x_hat = self.reconstruct(x, chunk_size)
+        x_hat = self.reconstruct(x, chunk_size) if x_hat is None else x_hat
         error = reconstruction_error(x, x_hat)
         return error, error if self.score_kind == "norm" else self.score_residual(x, x_hat)
 
     @torch.no_grad()
-    def update_S(self, X: torch.Tensor, fraction: float | None = None) -> float:
+    def update_S(self, X: torch.Tensor, fraction: float | None = None, X_hat: torch.Tensor | None = None) -> float:
         """S ← prox_{λ,ℓ2,1}(X − D(E(X − S))) (Algorithm 2, lines 7–9); returns the λ used.
 
         fraction: instead of the fixed λ, the 1 − fraction quantile of the residual norms, so
-        that S is non-zero for that fraction of the samples (alternation.s_fraction)."""
+        that S is non-zero for that fraction of the samples (alternation.s_fraction).
+        X_hat: D(E(X)) when the caller has it; then only the samples S holds are reconstructed
+        again (for the others X − S = X), which saves a pass over the training set."""
         X = X.to(self.device)
-        residual = X - self.reconstruct(X - self.S)
+        if X_hat is None:
+            L_hat = self.reconstruct(X - self.S)
+        else:
+            held = self.S.flatten(1).ne(0).any(1)  # (N,) samples with s_i ≠ 0
+            L_hat = X_hat.clone()
+            if held.any():
+                L_hat[held] = self.reconstruct(X[held] - self.S[held]).to(L_hat.dtype)
+        residual = X - L_hat
         lambda_ = self.hparams.lambda_
         if fraction is not None:
             lambda_ = float(torch.quantile(residual.flatten(1).norm(dim=1).float(), 1 - fraction))

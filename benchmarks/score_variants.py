@@ -46,7 +46,7 @@ from rdcae.config import upgrade
 from rdcae.data.datamodule import VALIDATION_STREAM
 from rdcae.inference import load_detector
 from rdcae.metrics import QuantileThreshold, auc
-from rdcae.model.score import anomaly_score
+from rdcae.model.score import anomaly_score, worst_run
 from rdcae.noise import decorate
 from rdcae.paper.report import find_run_folders, read_overrides, summarize
 from rdcae.train import build
@@ -64,9 +64,8 @@ def local(k: int):
 
 def profile(width: int):
     def score(r: torch.Tensor) -> torch.Tensor:
-        p = r.shape[-1]
-        lines = torch.stack([r.mean(3).pow(2).sum(1), r.mean(2).pow(2).sum(1)], 1) * p  # (N, 2, P)
-        return (F.avg_pool1d(lines, width, stride=1) * width).flatten(1).amax(1).sqrt()
+        # energy of the mean residual of each row and each column, in the units of the strip's energy
+        return worst_run(torch.stack([r.mean(3).pow(2).sum(1), r.mean(2).pow(2).sum(1)], 1) * r.shape[-1], width)
     return score
 
 

@@ -177,8 +177,9 @@ class RobustAutoencoder(L.LightningModule):
             L_hat = self.reconstruct(X - self.S)
         else:
             held = self.S.flatten(1).ne(0).any(1)  # (N,) samples with s_i ≠ 0
-            L_hat = X_hat.clone()
-            if held.any():
+            L_hat = X_hat
+            if held.any():  # a copy only when some rows change: X_hat stays the caller's
+                L_hat = X_hat.clone()
                 L_hat[held] = self.reconstruct(X[held] - self.S[held]).to(L_hat.dtype)
         residual = X - L_hat
         lambda_ = self.hparams.lambda_

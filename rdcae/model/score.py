@@ -36,11 +36,16 @@ def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return (x - x_hat).flatten(1).norm(dim=1)
 
 
-def strip_score(energy: torch.Tensor, width: int) -> torch.Tensor:
-    """‖r‖₂ over the worst run of `width` consecutive rows or columns, from the energy (N, P, P). (N,)"""
-    lines = torch.stack([energy.sum(2), energy.sum(1)], 1)  # (N, 2, P): energy per row, per column
+def worst_run(lines: torch.Tensor, width: int) -> torch.Tensor:
+    """The square root of the largest sum over `width` consecutive entries of energy per row and per
+    column (N, 2, P). (N,)"""
     strips = F.avg_pool1d(lines, width, stride=1) * width  # energy of every run of `width` rows / columns
     return strips.flatten(1).amax(1).sqrt()
+
+
+def strip_score(energy: torch.Tensor, width: int) -> torch.Tensor:
+    """‖r‖₂ over the worst run of `width` consecutive rows or columns, from the energy (N, P, P). (N,)"""
+    return worst_run(torch.stack([energy.sum(2), energy.sum(1)], 1), width)  # (N, 2, P): per row, per column
 
 
 def anomaly_score(x: torch.Tensor, x_hat: torch.Tensor, kind: str = "norm", width: int = 4) -> torch.Tensor:

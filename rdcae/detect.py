@@ -124,25 +124,40 @@ def input_items(spec: str) -> list[Item]:
     return [Item(str(p.relative_to(root)) if root else p.name, str(p)) for p in paths]
 
 
+def surface(dataset) -> str:
+    """The surface a dataset config describes, in words: `aitex fabric 03`, `woven fabric 0` (the embedded
+    data's dataset.seed draws the fabric), `folder`."""
+    name = str(dataset.get("name"))
+    fabric = dataset.get("seed") if name == "woven" else dataset.get("fabric")
+    return f"{name} fabric {fabric}" if fabric not in (None, "") else name
+
+
 def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]:
-    """Evaluation: the dataset's defect images with their masks, and the defect-free images the model
-    never trained on (its held-out images; every one for a dataset or fabric it was not trained on)."""
+    """Evaluation: the dataset's defect images with their masks (but the last dataset.unmarked_defect_images,
+    which such a run trains on), and the defect-free images the model never trained on (its held-out images;
+    every one for a dataset or fabric it was not trained on)."""
     from rdcae.data.patches import display_name
     from rdcae.data.sources import held_out, load_sources
 
     ds = cfg.dataset
     sources = load_sources(ds)
     trained = model_config.get("dataset", {}) or {}
-    same = trained.get("name") == ds.name and str(trained.get("fabric", "")) == str(ds.get("fabric", ""))
     normal = [s for s in sources if s.role == "normal"]
-    if same:
+    if surface(trained) == surface(ds):
         normal = held_out(normal, int(trained.get("holdout_images") or 0))[1]
         how = (f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)" if normal else
                "no defect-free image: the model trained on all of them (train with dataset.holdout_images=N to "
                "measure false alarms per image)")
     else:
-        how = f"all {len(normal)} defect-free images (the model was trained on another dataset or fabric)"
-    chosen = normal + [s for s in sources if s.role == "defect"]
+        how = f"all {len(normal)} defect-free images (the model was trained on {surface(trained)})"
+        # Its threshold is the trained surface's: on another one, clean images may well be flagged.
+        print(f"warning: the model was trained on {surface(trained)}, not on {surface(ds)}; its threshold and "
+              f"operating point are those of {surface(trained)}, so the decisions here say how that model "
+              f"does on a surface it has never seen (train on {surface(ds)} to evaluate a model of it)",
+              file=sys.stderr)
+    defect = [s for s in sources if s.role == "defect"]
+    unmarked = int(ds.get("unmarked_defect_images") or 0)  # training images of such a run, not test images
+    chosen = normal + (defect[:-unmarked] if unmarked else defect)
     items = [Item(display_name(s.path, ds.get("data_dir")), s.path, s.image,
                   s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool),
                   unlabelled=s.role == "defect" and (s.mask is None or not s.mask.any())) for s in chosen]

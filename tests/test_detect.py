@@ -94,14 +94,20 @@ def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(t
     cfg, model = trained
     overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]
     assert main([f"model={model}", "dataset=woven", *overrides, f"output_dir={tmp_path}"]) == 0
-    printed = capsys.readouterr().out
-    assert "1 held-out defect-free images" in printed
+    printed = capsys.readouterr()
+    assert "1 held-out defect-free images" in printed.out
+    assert "warning" not in printed.err  # the surface it was trained on
     import json
 
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
     assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == 3
     for key in ("image_auroc", "image_f1", "pixel_auroc", "pixel_aupro"):
         assert 0 <= evaluation[key] <= 1, key
+    # the last defect image is a training image of a run with dataset.unmarked_defect_images=1: not evaluated
+    assert main([f"model={model}", "dataset=woven", *overrides, "dataset.unmarked_defect_images=1",
+                 f"output_dir={tmp_path / 'unmarked'}", "overlays=false", "maps=false"]) == 0
+    evaluation = json.loads((tmp_path / "unmarked" / "evaluation.json").read_text())
+    assert evaluation["defect_images"] == 2
 
 
 def test_a_defect_image_whose_mask_marks_nothing_is_left_out_of_the_metrics_and_named(trained, tmp_path,
@@ -128,6 +134,19 @@ def test_a_defect_image_whose_mask_marks_nothing_is_left_out_of_the_metrics_and_
     assert len(evaluation["unlabelled_images"]) == 1
     with open(tmp_path / "detections.csv") as f:  # ... but detected and written like every other image
         assert evaluation["unlabelled_images"][0] in {r["image"] for r in csv.DictReader(f)}
+
+
+def test_evaluation_on_another_fabric_warns_naming_both_and_counts_every_clean_image(trained, tmp_path, capsys):
+    cfg, model = trained
+    overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir", "seed")]
+    other = cfg.dataset.seed + 1
+    assert main([f"model={model}", "dataset=woven", f"dataset.seed={other}", *overrides,
+                 f"output_dir={tmp_path}", "overlays=false", "maps=false"]) == 0
+    printed = capsys.readouterr()
+    warnings = [line for line in printed.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert f"trained on woven fabric {cfg.dataset.seed}, not on woven fabric {other}" in warnings[0]
+    assert f"all {cfg.dataset.n_normal_images} defect-free images" in printed.out  # none held out on another fabric
 
 
 def test_evaluation_on_the_aitex_sample_gives_finite_image_and_pixel_metrics(trained, aitex_dir, tmp_path):

@@ -13,6 +13,7 @@ import rdcae.data.patches as patches_module
 from rdcae.data.__main__ import main as data_main
 from rdcae.data.images import to_channels
 from rdcae.data.patches import build_patches, cache_key, check_patch_settings, prepare_patches
+from rdcae.data.sources import load_sources
 from rdcae.errors import ConfigError
 
 
@@ -104,6 +105,37 @@ def test_more_training_windows_top_up_the_training_set_and_leave_the_split_uncha
     # the split's share alone: n_train equal to it adds nothing
     assert np.array_equal(build_patches(compose_config(small + ["dataset.n_train=84"])).train_normal,
                           plain.train_normal)
+
+
+def test_unmarked_defect_images_add_training_windows_with_their_defects_and_leave_the_test_set():
+    small = ["dataset.n_normal=120", "dataset.n_normal_images=2", "dataset.n_calibration=40", "dataset.width=256",
+             "dataset.height=128", "cache_dir="]
+    plain = build_patches(compose_config(small + ["dataset.n_defect_images=2"]))
+    dirty = build_patches(compose_config(small + ["dataset.n_defect_images=4", "dataset.unmarked_defect_images=2"]))
+    # the test set is that of the first two defect images, the test normals and calibration the checked images'
+    for name in ("test_normal", "test_defect", "test_defect_mask", "calibration_normal"):
+        assert np.array_equal(getattr(plain, name), getattr(dirty, name)), name
+    assert dirty.stats["defect_images"] == plain.stats["defect_images"]
+    # the split's 84 windows first, then as many again from the two unmarked images (as many on fabric as the two
+    # checked ones), some of them on a defect
+    assert np.array_equal(dirty.train_normal[:84], plain.train_normal)
+    n = dirty.stats["unmarked_windows"]
+    assert len(dirty.train_normal) == 84 + n and 60 < n < 110
+    assert 0 < dirty.stats["unmarked_defect_windows"] < n
+    sources = [s for s in load_sources(compose_config(small + ["dataset.n_defect_images=4"]).dataset)
+               if s.role == "defect"][2:]
+    pixels = {s.image[y:y + 32, x:x + 32, 0].tobytes() for s in sources
+              for y in range(s.image.shape[0] - 31) for x in range(s.image.shape[1] - 31)}
+    assert all(w[0].tobytes() in pixels for w in dirty.train_normal[84:])  # cut from the unmarked images
+
+
+@pytest.mark.parametrize("value", ["4", "-1", "true"])
+def test_unmarked_defect_images_that_leave_nothing_to_test_are_refused_naming_the_setting(value):
+    cfg = compose_config(["dataset.n_normal=120", "dataset.n_defect_images=4",
+                          f"dataset.unmarked_defect_images={value}", "cache_dir="])
+    with pytest.raises(ConfigError, match=f"(?i)dataset.unmarked_defect_images={value}"):
+        check_patch_settings(cfg)
+        build_patches(cfg)
 
 
 @pytest.mark.parametrize("value", ["83", "-1", "true", "2.5"])

@@ -11,6 +11,10 @@
 - real defect patches (test only): the defect images tiled into non-overlapping windows from
   the image origin (rdcae.data.tiling, which keeps each tile's position); a tile is a defect
   when its mask has defect pixels (`defect_rule`);
+- unmarked defects (`unmarked_defect_images`, default 0): the last k defect images join the
+  defect-free ones for the training windows alone, their defects unmarked, as when a line's
+  "good" images were not all checked; they leave the test set, and the test normals and the
+  calibration patches stay on the checked images (what S is meant to absorb: docs/EXPERIMENTS.md);
 - normal windows must lie entirely on fabric (`rdcae.data.region`); defect tiles must have
   defect pixels on fabric. `edge_margin` (pixels, default 0) shrinks the fabric away from the
   bands, which leaves AITEX's selvedge strip out of every set; `texture_borders` also finds
@@ -155,6 +159,23 @@ def tile_defect_patches(
                                              "defect_images_without_defect_pixels": all_zero}
 
 
+def add_unmarked_windows(train_normal: np.ndarray, unmarked: list[SourceImage], positions: list[np.ndarray],
+                         size: int, ds, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """The training windows with those of the `unmarked` defect images added, as many per window on
+    fabric as the checked images give, their defects unmarked; and how many of them hold defect pixels."""
+    images = [SourceImage(s.path, s.image, "normal", None, s.group) for s in unmarked]
+    where, _ = normal_positions(images, size, ds.exclude_background, int(ds.get("edge_margin") or 0),
+                                bool(ds.get("texture_borders", False)))
+    n = int(round(len(train_normal) * sum(map(len, where)) / sum(map(len, positions))))
+    seed = rng.integers(2**63)  # the same draw twice: the windows, and their masks to count the defective ones
+    windows = draw_windows(images, where, n, size, np.random.default_rng(seed))
+    masks = [SourceImage(s.path, (s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool))
+                         .astype(np.uint8)[:, :, None], "normal") for s in unmarked]
+    defective = draw_windows(masks, where, n, size, np.random.default_rng(seed)).any(axis=(1, 2, 3))
+    return np.concatenate([train_normal, windows]), {"unmarked_windows": n,
+                                                     "unmarked_defect_windows": int(defective.sum())}
+
+
 def display_name(path: str, data_dir: str | None) -> str:
     """`path` relative to data_dir when it lies there (MVTec names repeat across defect types)."""
     try:
@@ -200,6 +221,9 @@ def check_patch_settings(cfg) -> None:
         (int(ds.get("edge_margin") or 0) >= 0,
          f"dataset.edge_margin={ds.get('edge_margin')} must be >= 0 pixels (0: all fabric next to the bands is used)"),
         (ds.defect_rule in ("any", "fraction"), f"dataset.defect_rule={ds.defect_rule!r}: choose 'any' or 'fraction'"),
+        (type(ds.get("unmarked_defect_images", 0)) is int and ds.get("unmarked_defect_images", 0) >= 0,
+         f"dataset.unmarked_defect_images={ds.get('unmarked_defect_images')} must be a whole number >= 0 "
+         "(defect images whose windows join the training set unmarked)"),
         (isinstance(ds.get("holdout_images", 0), int) and ds.get("holdout_images", 0) >= 0,
          f"dataset.holdout_images={ds.get('holdout_images')} must be a whole number >= 0 "
          "(defect-free images kept out of training for the image-level false alarms)"),
@@ -219,6 +243,11 @@ def build_patches(cfg) -> PatchSet:
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
     holdout = int(ds.get("holdout_images") or 0)
+    unmarked_n = int(ds.get("unmarked_defect_images") or 0)
+    if unmarked_n and unmarked_n >= len(defect):
+        raise ConfigError(f"dataset.unmarked_defect_images={unmarked_n} leaves none of the {len(defect)} defect "
+                          f"images of dataset {ds.name} to test on")
+    defect, unmarked = (defect[:-unmarked_n], defect[-unmarked_n:]) if unmarked_n else (defect, [])
     if holdout and holdout >= len(normal):
         raise ConfigError(f"dataset.holdout_images={holdout} leaves none of the {len(normal)} defect-free images of "
                           f"dataset {ds.name} to train on")
@@ -246,6 +275,10 @@ def build_patches(cfg) -> PatchSet:
         # A stream of its own, so that the paper's windows and their train/test split stay the same.
         more = draw_windows(normal, positions, n_more, size, np.random.default_rng([int(cfg.seed), 2]))
         train_normal = np.concatenate([train_normal, more])
+    if unmarked:
+        train_normal, unmarked_stats = add_unmarked_windows(train_normal, unmarked, positions, size, ds,
+                                                            np.random.default_rng([int(cfg.seed), 3]))
+        stats.update(unmarked_stats)
     defect_patches, defect_masks, defect_source, defect_position, defect_stats = tile_defect_patches(
         defect, size, ds.defect_rule, float(ds.defect_min_fraction), ds.exclude_background, edge_margin, texture_borders
     )

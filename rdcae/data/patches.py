@@ -105,18 +105,32 @@ def normal_positions(
                        "windows_per_image": float(np.mean([n for n in inspected if n])) if any(inspected) else 0.0}
 
 
-def draw_windows(sources: list[SourceImage], positions: list[np.ndarray], n: int, size: int,
-                 rng: np.random.Generator) -> np.ndarray:
-    """n windows (n, C, P, P) drawn uniformly over `positions` (from `normal_positions`)."""
+def draw_positions(positions: list[np.ndarray], n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n window corners drawn uniformly over `positions` (from `normal_positions`): the index of each
+    one's image (n,) and its top-left corner (n, 2)."""
     counts = np.array([len(p) for p in positions])
     flat = rng.choice(int(counts.sum()), size=n, replace=n > counts.sum())
     image_of = np.searchsorted(np.cumsum(counts), flat, side="right")
-    patches = np.empty((n, sources[0].image.shape[2], size, size), dtype=np.uint8)
+    yx = np.zeros((n, 2), dtype=np.int64)
     for i in np.unique(image_of):
         pick = image_of == i
-        yx = positions[i][flat[pick] - (counts[:i].sum())]
-        patches[pick] = crop(sources[i].image, yx, size)
+        yx[pick] = positions[i][flat[pick] - (counts[:i].sum())]
+    return image_of, yx
+
+
+def crop_drawn(images: list[np.ndarray], image_of: np.ndarray, yx: np.ndarray, size: int) -> np.ndarray:
+    """The windows (n, C, P, P) at the corners `draw_positions` drew, from (H, W, C) images."""
+    patches = np.empty((len(yx), images[0].shape[2], size, size), dtype=images[0].dtype)
+    for i in np.unique(image_of):
+        pick = image_of == i
+        patches[pick] = crop(images[i], yx[pick], size)
     return patches
+
+
+def draw_windows(sources: list[SourceImage], positions: list[np.ndarray], n: int, size: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """n windows (n, C, P, P) drawn uniformly over `positions` (from `normal_positions`)."""
+    return crop_drawn([s.image for s in sources], *draw_positions(positions, n, rng), size)
 
 
 def tile_defect_patches(
@@ -167,11 +181,10 @@ def add_unmarked_windows(train_normal: np.ndarray, unmarked: list[SourceImage], 
     where, _ = normal_positions(images, size, ds.exclude_background, int(ds.get("edge_margin") or 0),
                                 bool(ds.get("texture_borders", False)))
     n = int(round(len(train_normal) * sum(map(len, where)) / sum(map(len, positions))))
-    seed = rng.integers(2**63)  # the same draw twice: the windows, and their masks to count the defective ones
-    windows = draw_windows(images, where, n, size, np.random.default_rng(seed))
-    masks = [SourceImage(s.path, (s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool))
-                         .astype(np.uint8)[:, :, None], "normal") for s in unmarked]
-    defective = draw_windows(masks, where, n, size, np.random.default_rng(seed)).any(axis=(1, 2, 3))
+    drawn = draw_positions(where, n, np.random.default_rng(rng.integers(2**63)))
+    windows = crop_drawn([s.image for s in unmarked], *drawn, size)
+    masks = [(s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool))[:, :, None] for s in unmarked]
+    defective = crop_drawn(masks, *drawn, size).any(axis=(1, 2, 3))
     return np.concatenate([train_normal, windows]), {"unmarked_windows": n,
                                                      "unmarked_defect_windows": int(defective.sum())}
 

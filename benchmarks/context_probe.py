@@ -16,7 +16,8 @@ the run's own, never trained on) and the run's defect images.
                 above the normals; so does an uneven weft.
 
 Prints, per probe and setting, the clean images' largest values and, per defect image, how many of
-its defect tiles (at least 5 % defect pixels, the woven test rule) lie above the largest clean value.
+its defect tiles (by the run's dataset.defect_min_fraction, 5 % on the woven data) lie above the largest
+clean value.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ def row_deviation(image: np.ndarray, texture_borders: bool, k: int, trend: int =
 def tile_scores(detector: ImageDetector, threshold: float, image: np.ndarray) -> np.ndarray:
     """(H/P, W/P) window scores on the stride-P grid over the threshold; NaN off fabric."""
     size = detector.preprocessing.patch_size
-    corners, windows, _ = detector.windows(image)
+    detection = detector.detect(image)
     grid = np.full((image.shape[0] // size, image.shape[1] // size), np.nan)
-    grid[corners[:, 0] // size, corners[:, 1] // size] = detector.score_fn(windows)[0] / threshold
+    grid[detection.corners[:, 0] // size, detection.corners[:, 1] // size] = detection.window_scores / threshold
     return grid
 
 
@@ -61,9 +62,11 @@ def tile_context(grid: np.ndarray, m: int) -> np.ndarray:
     return out
 
 
-def defect_tiles(mask: np.ndarray, shape: tuple[int, int], size: int) -> np.ndarray:
+def defect_tiles(mask: np.ndarray, shape: tuple[int, int], size: int, min_fraction: float) -> np.ndarray:
+    """(H/P, W/P) the tiles the run's test set counts as defects (dataset.defect_min_fraction of their pixels)."""
     h, w = shape
-    return mask[: h * size, : w * size].reshape(h, size, w, size).mean((1, 3)) >= 0.05
+    fraction = mask[: h * size, : w * size].reshape(h, size, w, size).mean((1, 3))
+    return (fraction > 0) & (fraction >= min_fraction)
 
 
 def main() -> None:
@@ -101,7 +104,7 @@ def main() -> None:
         worst = max(np.nanmax(tile_context(g, m)) for g in clean_grids)
         found = []
         for s, grid in zip(defect, defect_grids):
-            tiles = defect_tiles(s.mask, grid.shape, size) & ~np.isnan(grid)
+            tiles = defect_tiles(s.mask, grid.shape, size, float(ds.defect_min_fraction)) & ~np.isnan(grid)
             context = tile_context(grid, m)
             found.append(f"{s.path.rsplit('/', 1)[-1]} {int((context[tiles] > worst).sum())}/{int(tiles.sum())}")
         print(f"  m={m:2d}: clean images up to {worst:.2f}; " + ", ".join(found))

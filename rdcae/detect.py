@@ -137,27 +137,28 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     which such a run trains on), and the defect-free images the model never trained on (its held-out images;
     every one for a dataset or fabric it was not trained on)."""
     from rdcae.data.patches import display_name
-    from rdcae.data.sources import held_out, load_sources
+    from rdcae.data.sources import held_out, load_sources, unmarked
 
     ds = cfg.dataset
     sources = load_sources(ds)
     trained = model_config.get("dataset", {}) or {}
     normal = [s for s in sources if s.role == "normal"]
-    if surface(trained) == surface(ds):
+    trained_on, evaluated = surface(trained), surface(ds)
+    if trained_on == evaluated:
         normal = held_out(normal, int(trained.get("holdout_images") or 0))[1]
         how = (f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)" if normal else
                "no defect-free image: the model trained on all of them (train with dataset.holdout_images=N to "
                "measure false alarms per image)")
     else:
-        how = f"all {len(normal)} defect-free images (the model was trained on {surface(trained)})"
+        how = f"all {len(normal)} defect-free images (the model was trained on {trained_on})"
         # Its threshold is the trained surface's: on another one, clean images may well be flagged.
-        print(f"warning: the model was trained on {surface(trained)}, not on {surface(ds)}; its threshold and "
-              f"operating point are those of {surface(trained)}, so the decisions here say how that model "
-              f"does on a surface it has never seen (train on {surface(ds)} to evaluate a model of it)",
+        print(f"warning: the model was trained on {trained_on}, not on {evaluated}; its threshold and "
+              f"operating point are those of {trained_on}, so the decisions here say how that model "
+              f"does on a surface it has never seen (train on {evaluated} to evaluate a model of it)",
               file=sys.stderr)
-    defect = [s for s in sources if s.role == "defect"]
-    unmarked = int(ds.get("unmarked_defect_images") or 0)  # training images of such a run, not test images
-    chosen = normal + (defect[:-unmarked] if unmarked else defect)
+    # the last dataset.unmarked_defect_images are training images of such a run, not test images
+    tested = unmarked([s for s in sources if s.role == "defect"], int(ds.get("unmarked_defect_images") or 0))[0]
+    chosen = normal + tested
     items = [Item(display_name(s.path, ds.get("data_dir")), s.path, s.image,
                   s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool),
                   unlabelled=s.role == "defect" and (s.mask is None or not s.mask.any())) for s in chosen]

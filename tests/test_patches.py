@@ -122,6 +122,8 @@ def test_unmarked_defect_images_add_training_windows_with_their_defects_and_leav
     n = dirty.stats["unmarked_windows"]
     assert len(dirty.train_normal) == 84 + n and 60 < n < 110
     assert 0 < dirty.stats["unmarked_defect_windows"] < n
+    indices = dirty.stats["unmarked_defect_indices"]  # where S should act: among the unmarked windows alone
+    assert len(indices) == dirty.stats["unmarked_defect_windows"] and min(indices) >= 84 and max(indices) < 84 + n
     sources = [s for s in load_sources(compose_config(small + ["dataset.n_defect_images=4"]).dataset)
                if s.role == "defect"][2:]
     pixels = {s.image[y:y + 32, x:x + 32, 0].tobytes() for s in sources

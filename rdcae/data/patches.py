@@ -35,7 +35,7 @@ from omegaconf import OmegaConf
 
 from rdcae.data.images import IMAGE_SUFFIXES
 from rdcae.data.region import fabric_region
-from rdcae.data.sources import SourceImage, held_out, load_sources
+from rdcae.data.sources import SourceImage, held_out, load_sources, unmarked
 from rdcae.data.tiling import crop, grid, windows_inside
 from rdcae.errors import ConfigError, DataError
 
@@ -176,7 +176,8 @@ def tile_defect_patches(
 def add_unmarked_windows(train_normal: np.ndarray, unmarked: list[SourceImage], positions: list[np.ndarray],
                          size: int, ds, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """The training windows with those of the `unmarked` defect images added, as many per window on
-    fabric as the checked images give, their defects unmarked; and how many of them hold defect pixels."""
+    fabric as the checked images give, their defects unmarked; and how many of them hold defect pixels,
+    with their indices in the training set (what S should take: benchmarks/unmarked_s.py)."""
     images = [SourceImage(s.path, s.image, "normal", None, s.group) for s in unmarked]
     where, _ = normal_positions(images, size, ds.exclude_background, int(ds.get("edge_margin") or 0),
                                 bool(ds.get("texture_borders", False)))
@@ -185,8 +186,9 @@ def add_unmarked_windows(train_normal: np.ndarray, unmarked: list[SourceImage], 
     windows = crop_drawn([s.image for s in unmarked], *drawn, size)
     masks = [(s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool))[:, :, None] for s in unmarked]
     defective = crop_drawn(masks, *drawn, size).any(axis=(1, 2, 3))
-    return np.concatenate([train_normal, windows]), {"unmarked_windows": n,
-                                                     "unmarked_defect_windows": int(defective.sum())}
+    return np.concatenate([train_normal, windows]), {
+        "unmarked_windows": n, "unmarked_defect_windows": int(defective.sum()),
+        "unmarked_defect_indices": (len(train_normal) + np.flatnonzero(defective)).tolist()}
 
 
 def display_name(path: str, data_dir: str | None) -> str:
@@ -260,7 +262,7 @@ def build_patches(cfg) -> PatchSet:
     if unmarked_n and unmarked_n >= len(defect):
         raise ConfigError(f"dataset.unmarked_defect_images={unmarked_n} leaves none of the {len(defect)} defect "
                           f"images of dataset {ds.name} to test on")
-    defect, unmarked = (defect[:-unmarked_n], defect[-unmarked_n:]) if unmarked_n else (defect, [])
+    defect, unmarked_images = unmarked(defect, unmarked_n)
     if holdout and holdout >= len(normal):
         raise ConfigError(f"dataset.holdout_images={holdout} leaves none of the {len(normal)} defect-free images of "
                           f"dataset {ds.name} to train on")
@@ -288,8 +290,8 @@ def build_patches(cfg) -> PatchSet:
         # A stream of its own, so that the paper's windows and their train/test split stay the same.
         more = draw_windows(normal, positions, n_more, size, np.random.default_rng([int(cfg.seed), 2]))
         train_normal = np.concatenate([train_normal, more])
-    if unmarked:
-        train_normal, unmarked_stats = add_unmarked_windows(train_normal, unmarked, positions, size, ds,
+    if unmarked_images:
+        train_normal, unmarked_stats = add_unmarked_windows(train_normal, unmarked_images, positions, size, ds,
                                                             np.random.default_rng([int(cfg.seed), 3]))
         stats.update(unmarked_stats)
     defect_patches, defect_masks, defect_source, defect_position, defect_stats = tile_defect_patches(

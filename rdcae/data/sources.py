@@ -66,6 +66,12 @@ def held_out(normal: list[SourceImage], n: int) -> tuple[list[SourceImage], list
     return (normal[:-n], normal[-n:]) if n else (normal, [])
 
 
+def unmarked(defect: list[SourceImage], n: int) -> tuple[list[SourceImage], list[SourceImage]]:
+    """The defect images a run tests on, and the last `n` that it trains on as if they were defect-free,
+    their defects unmarked (dataset.unmarked_defect_images)."""
+    return (defect[:-n], defect[-n:]) if n else (defect, [])
+
+
 def load_sources(dataset_cfg) -> list[SourceImage]:
     """Read the images of the dataset named by `dataset_cfg.name`."""
     name = dataset_cfg.name

@@ -28,7 +28,7 @@ SMALL_NET = ["model.filters=[8,16,16]", "model.latent_dim=32", "model.batch_size
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """All seven methods run once on a tiny DataModule: (cfg, datamodule, metrics, scored, output dir)."""
+    """All eight methods run once on a tiny DataModule: (cfg, datamodule, metrics, scored, output dir)."""
     out = tmp_path_factory.mktemp("baselines")
     cfg = compose_config(TINY + SMALL_NET + ["dataset.n_calibration=0"], out)  # thresholds on the training normals
     datamodule = DefectDataModule(cfg, instantiate(cfg.noise), batch_size=int(cfg.model.batch_size))
@@ -50,7 +50,7 @@ def tiny(tmp_path_factory):
     return cfg, datamodule, metrics, scored, out
 
 
-def test_all_seven_methods_report_json_metrics_on_the_same_test_set(tiny):
+def test_every_method_reports_json_metrics_on_the_same_test_set(tiny):
     _, _, metrics, _, _ = tiny
     assert list(metrics) == list(METHODS)
     for name, m in metrics.items():
@@ -92,6 +92,22 @@ def test_dcae_threshold_comes_from_the_calibration_patches_when_there_are_some(t
     expected = torch.quantile(dcae.score(dm.calibration_x), cfg.operating_point.quantile)
     assert len(dm.calibration_x) == 60
     assert math.isclose(float(dcae.threshold), float(expected), rel_tol=1e-6)
+
+
+def test_nearest_neighbour_scores_the_distance_to_the_closest_clean_training_patch(tiny):
+    cfg, dm, _, scored, _ = tiny
+    train = dm.train_clean.flatten(1).double()
+    test = dm.test_x.flatten(1).double()
+    expected = torch.cdist(test, train).min(1).values  # brute force, independently of scikit-learn
+    np.testing.assert_allclose(scored["knn_pixel"].scores, expected.numpy(), rtol=1e-4, atol=1e-5)
+    # no calibration patches: each training patch's distance to its nearest other one sets the threshold
+    own = torch.cdist(train, train)
+    own.fill_diagonal_(float("inf"))
+    normal = own.min(1).values[~dm.train_synthetic]
+    threshold = float(torch.quantile(normal, cfg.operating_point.quantile))
+    s, flagged = scored["knn_pixel"].scores, scored["knn_pixel"].decisions
+    assert flagged[s > threshold * (1 + 1e-4)].all() and not flagged[s < threshold * (1 - 1e-4)].any()
+    assert 0 < flagged.sum() < len(flagged)
 
 
 @pytest.mark.parametrize("name", ["deep_svdd", "deep_svdd_soft"])

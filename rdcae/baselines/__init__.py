@@ -27,8 +27,10 @@ The methods:
   ocsvm_aere      ... on the DCAE's reconstruction error (one feature: its score, as for dcae)
   iforest_lrep    scikit-learn IsolationForest (defaults, random_state=seed) on the latent
   iforest_aere    ... on the reconstruction error
-Decisions (for F1 and accuracy): DCAE and one-class Deep SVDD flag scores above the
-operating_point.quantile of their normal calibration (or training) scores, as RDCAE does; soft-boundary Deep
+  knn_pixel       not in the paper: the pixel distance of a patch to its nearest clean training patch
+                  (scikit-learn NearestNeighbors), the floor any learned detector should clear
+Decisions (for F1 and accuracy): DCAE, one-class Deep SVDD and the nearest neighbour flag scores above
+the operating_point.quantile of their normal calibration (or training) scores, as RDCAE does; soft-boundary Deep
 SVDD flags patches outside the sphere; OC-SVM and Isolation Forest their own predict() == −1.
 """
 
@@ -44,6 +46,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sklearn.ensemble import IsolationForest
+from sklearn.neighbors import NearestNeighbors
 from sklearn.svm import OneClassSVM
 from torchmetrics.functional.classification import binary_roc
 
@@ -56,7 +59,8 @@ from rdcae.paper.tables import METHOD_LABELS
 from rdcae.precision import trainer_precision
 from rdcae.results import figures
 
-METHODS = ("dcae", "deep_svdd", "deep_svdd_soft", "ocsvm_lrep", "ocsvm_aere", "iforest_lrep", "iforest_aere")
+PAPER_METHODS = ("dcae", "deep_svdd", "deep_svdd_soft", "ocsvm_lrep", "ocsvm_aere", "iforest_lrep", "iforest_aere")
+METHODS = (*PAPER_METHODS, "knn_pixel")
 
 
 @dataclass
@@ -132,6 +136,8 @@ def score_methods(cfg: DictConfig, datamodule, epochs: int, methods) -> dict[str
         if name == "dcae":
             scores = dcae.score(datamodule.test_x)
             results[name] = Scored(_numpy(scores), _numpy(dcae.decide(scores)).astype(bool), epochs, dcae)
+        elif name == "knn_pixel":
+            results[name] = nearest_neighbour(cfg, datamodule)
         elif name.startswith("deep_svdd"):
             results[name] = deep_svdd(cfg, datamodule, epochs,
                                       "soft-boundary" if name.endswith("_soft") else "one-class")
@@ -206,8 +212,26 @@ def shallow(name: str, dcae: RobustAutoencoder, datamodule, seed: int, features:
     return Scored(-estimator.decision_function(test), estimator.predict(test) == -1, None, estimator)
 
 
+def nearest_neighbour(cfg: DictConfig, datamodule) -> Scored:
+    """The Euclidean pixel distance of each test patch to its nearest clean training patch. Without
+    calibration patches the threshold comes from the training patches' distances to their nearest
+    other training patch (their own is 0)."""
+    train = _numpy(datamodule.train_clean).reshape(len(datamodule.train_clean), -1)
+    index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(train)
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(index.kneighbors(_numpy(x).reshape(len(x), -1))[0][:, 0])
+
+    train_scores = None
+    if not len(datamodule.calibration_x):
+        train_scores = torch.from_numpy(index.kneighbors(train, n_neighbors=2)[0][:, 1])
+    scores = score(datamodule.test_x)
+    threshold = detection_threshold(score, datamodule, float(cfg.operating_point.quantile), train_scores=train_scores)
+    return Scored(_numpy(scores), _numpy(scores > threshold).astype(bool), None, index)
+
+
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-__all__ = ["METHODS", "Scored", "check_methods", "dcae_features", "run_baselines", "score_methods"]
+__all__ = ["METHODS", "PAPER_METHODS", "Scored", "check_methods", "dcae_features", "run_baselines", "score_methods"]

@@ -138,6 +138,7 @@ METHOD_LABELS = {
     "ocsvm_aere": "OC-SVM-AERE",
     "iforest_lrep": "ISOF-LREP",
     "iforest_aere": "ISOF-AERE",
+    "knn_pixel": "NN pixel distance",
 }
 
 _NOISE = {"struct.": "julia", "random": "gaussian"}  # Table 3: "Random (Gaussian) Noise"

@@ -34,6 +34,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from rdcae.data.images import IMAGE_SUFFIXES
+from rdcae.data.lighting import MODES as LIGHTING_MODES
+from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
 from rdcae.data.sources import SourceImage, held_out, load_sources, unmarked
 from rdcae.data.tiling import crop, grid, windows_inside
@@ -236,6 +238,9 @@ def check_patch_settings(cfg) -> None:
         (int(ds.get("edge_margin") or 0) >= 0,
          f"dataset.edge_margin={ds.get('edge_margin')} must be >= 0 pixels (0: all fabric next to the bands is used)"),
         (ds.defect_rule in ("any", "fraction"), f"dataset.defect_rule={ds.defect_rule!r}: choose 'any' or 'fraction'"),
+        (str(ds.get("lighting", "none")) in LIGHTING_MODES,
+         f"dataset.lighting={ds.get('lighting')!r}: choose one of {', '.join(LIGHTING_MODES)} "
+         "(image: each image's gain and offset evened out; local: its shading too)"),
         (type(ds.get("unmarked_defect_images", 0)) is int and ds.get("unmarked_defect_images", 0) >= 0,
          f"dataset.unmarked_defect_images={ds.get('unmarked_defect_images')} must be a whole number >= 0 "
          "(defect images whose windows join the training set unmarked)"),
@@ -255,6 +260,9 @@ def build_patches(cfg) -> PatchSet:
     edge_margin = int(ds.get("edge_margin") or 0)
     texture_borders = bool(ds.get("texture_borders", False))
     sources = load_sources(ds)
+    lighting = str(ds.get("lighting", "none"))
+    for src in sources:  # as rdcae.inference.image does to every image it inspects
+        src.image = even_lighting(src.image, lighting)
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
     holdout = int(ds.get("holdout_images") or 0)

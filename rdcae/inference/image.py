@@ -1,6 +1,6 @@
-"""Whole-image detection: an image → the run's preprocessing (channels, the fabric region and its edge
-margin) → windows on the training grid → their scores → an anomaly map at the image's size → the
-defect regions and a verdict.
+"""Whole-image detection: an image → the run's preprocessing (its lighting evened out as in training,
+channels, the fabric region and its edge margin) → windows on the training grid → their scores → an
+anomaly map at the image's size → the defect regions and a verdict.
 
 The decision is the run's: a window is a defect when its score is above the threshold, and an
 image is a defect when any of its windows is. The threshold is the image operating point of
@@ -21,6 +21,7 @@ import torch
 from skimage.measure import label, regionprops
 
 from rdcae.data.images import read_image, to_channels
+from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
 from rdcae.data.tiling import crop, grid, stitch, windows_inside
 from rdcae.model.network import NetworkSpec
@@ -38,6 +39,7 @@ class Preprocessing:
     exclude_background: bool = True
     edge_margin: int = 0
     texture_borders: bool = False
+    lighting: str = "none"
 
     @classmethod
     def from_config(cls, config: dict, spec: NetworkSpec) -> "Preprocessing":
@@ -45,7 +47,8 @@ class Preprocessing:
         return cls(channels=spec.channels, patch_size=spec.patch_size,
                    exclude_background=bool(dataset.get("exclude_background", True)),
                    edge_margin=int(dataset.get("edge_margin") or 0),
-                   texture_borders=bool(dataset.get("texture_borders", False)))
+                   texture_borders=bool(dataset.get("texture_borders", False)),
+                   lighting=str(dataset.get("lighting", "none")))
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ class ImageDetector:
         name = "image"
         if isinstance(image, (str, Path)):
             name, image = str(image), read_image(image)
-        image = self.check_image(image, name)
+        image = even_lighting(self.check_image(image, name), self.preprocessing.lighting)
         if stride is not None and not 1 <= int(stride) <= self.preprocessing.patch_size:
             raise ValueError(f"stride={stride} must be between 1 and the patch size {self.preprocessing.patch_size}")
         threshold = self.threshold if threshold is None else float(threshold)

@@ -1,0 +1,61 @@
+"""Even out the lighting of an image before anything is cut from it (dataset.lighting).
+
+A camera over a production line rarely sees every part under the same light: the gain changes
+from image to image, and a curved or tilted part is brighter on one side. The reconstruction
+error of a window grows with its contrast, so a brighter image scores higher everywhere: its
+clean windows rise above the threshold and the defects of a darker one fall below it.
+
+    even_lighting(image, mode) -> image
+
+mode
+  none   the image as it is (AITEX and the embedded fabric are lit evenly)
+  image  one gray-level map per image: its median goes to 128 and its spread (the interquartile
+         range, in standard deviations of a normal distribution) to SPREAD gray levels; undoes a
+         gain and an offset, keeps a shading across the image
+  local  the same at every pixel, with the mean and spread of its neighbourhood (a smooth window
+         of about SCALE pixels, 4 patches): undoes shading across the image too; a defect much larger
+         than the window is evened out with the light, one smaller keeps its contrast
+
+The result is uint8 again (values beyond ±4 spreads are clipped), so the patches, their cache and
+the exported graph stay as they are. Training and rdcae.detect apply the run's mode to every image,
+before the fabric region is found.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+MODES = ("none", "image", "local")
+CENTRE = 128.0
+SPREAD = 32.0  # gray levels per standard deviation of the surface: ±4 fit in 0-255
+SCALE = 128  # pixels: the neighbourhood of mode "local"
+FLOOR = 2.0  # gray levels: a flat area (a blank band) is not blown up into noise
+
+
+def _spread_image(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    q1, median, q3 = np.percentile(x, [25, 50, 75], axis=(0, 1))
+    return median, (q3 - q1) / 1.349
+
+
+def _spread_local(x: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    size = (min(scale, x.shape[0]), min(scale, x.shape[1]), 1)
+
+    def smooth(a: np.ndarray) -> np.ndarray:  # two box filters: a triangle of about `scale` pixels
+        half = tuple(max(1, s // 2) for s in size[:2]) + (1,)
+        return uniform_filter(uniform_filter(a, half, mode="reflect"), half, mode="reflect")
+
+    mean = smooth(x)
+    return mean, np.sqrt(np.maximum(smooth((x - mean) ** 2), 0))
+
+
+def even_lighting(image: np.ndarray, mode: str = "none", scale: int = SCALE) -> np.ndarray:
+    """(H, W, C) uint8 → (H, W, C) uint8 with its lighting evened out per `mode` (see the module)."""
+    if mode == "none":
+        return image
+    if mode not in MODES:
+        raise ValueError(f"lighting mode {mode!r}: choose one of {', '.join(MODES)}")
+    x = image.astype(np.float32)
+    centre, spread = _spread_image(x) if mode == "image" else _spread_local(x, scale)
+    y = CENTRE + SPREAD * (x - centre) / np.maximum(spread, FLOOR)
+    return np.clip(y, 0, 255).round().astype(np.uint8)

@@ -1,0 +1,84 @@
+"""Images lit differently: dataset.lighting evens them out in training and in detection alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import compose_config
+
+from rdcae.data.lighting import even_lighting
+from rdcae.data.patches import build_patches, check_patch_settings
+from rdcae.data.sources import load_sources
+from rdcae.data.woven import generate
+from rdcae.errors import ConfigError
+from rdcae.inference.image import ImageDetector, Preprocessing
+
+SMALL = ["dataset.n_normal_images=2", "dataset.n_defect_images=1", "dataset.width=256", "dataset.height=128",
+         "dataset.n_normal=120", "dataset.n_calibration=0", "cache_dir="]
+
+
+@pytest.fixture(scope="module")
+def surface() -> np.ndarray:
+    return generate(seed=0, n_normal_images=1, n_defect_images=0, height=256, width=512)[0].image
+
+
+def lit(image: np.ndarray, gain: float, ramp: float = 0.0, offset: float = 0.0) -> np.ndarray:
+    across = 1 + ramp * np.linspace(-1, 1, image.shape[1])[None, :, None]
+    return np.clip(image * gain * across + offset, 0, 255).round().astype(np.uint8)
+
+
+def test_image_mode_undoes_a_gain_and_an_offset_and_none_leaves_the_image_alone(surface):
+    darker, brighter = lit(surface, 0.6, offset=10), lit(surface, 1.3, offset=-15)
+    assert np.abs(darker.astype(int) - brighter).mean() > 30  # as the camera saw them
+    a, b = even_lighting(darker, "image"), even_lighting(brighter, "image")
+    assert np.abs(a.astype(int) - b).mean() < 2.5
+    assert abs(np.median(a) - 128) <= 1 and np.ptp(np.percentile(a, [25, 75])) == pytest.approx(2 * 0.674 * 32, abs=3)
+    assert even_lighting(surface, "none") is surface
+
+
+def test_local_mode_also_undoes_a_shading_across_the_image_that_image_mode_keeps(surface):
+    left_dark, right_dark = lit(surface, 1.0, ramp=0.3), lit(surface, 1.0, ramp=-0.3)
+    whole = np.abs(even_lighting(left_dark, "image").astype(int) - even_lighting(right_dark, "image"))
+    local = np.abs(even_lighting(left_dark, "local").astype(int) - even_lighting(right_dark, "local"))
+    assert whole[:, :64].mean() > 3 * local[:, :64].mean()  # at the ends of the ramp
+    assert local.mean() < 2.5
+
+
+def test_a_blank_band_is_not_blown_up_into_noise():
+    image = np.full((64, 256, 1), 250, np.uint8)
+    image[:, 128:] = np.random.default_rng(0).integers(60, 200, (64, 128, 1))
+    for mode in ("image", "local"):
+        band = even_lighting(image, mode)[:, :32].astype(int)
+        assert band.std() < 1.0, mode
+
+
+def test_training_patches_come_from_the_evened_images():
+    raw = build_patches(compose_config(SMALL))
+    even = build_patches(compose_config(SMALL + ["dataset.lighting=image"]))
+    sources = [s for s in load_sources(compose_config(SMALL).dataset) if s.role == "normal"]
+    pixels = {e[y:y + 32, x:x + 32, 0].tobytes() for e in (even_lighting(s.image, "image") for s in sources)
+              for y in range(e.shape[0] - 31) for x in range(e.shape[1] - 31)}
+    assert all(w[0].tobytes() in pixels for w in even.train_normal)
+    assert not any(w[0].tobytes() in pixels for w in raw.train_normal)  # the same windows, as the camera saw them
+
+
+def test_detection_evens_each_image_as_training_did(surface):
+    def mean_score(windows: np.ndarray):  # any scorer that sees brightness
+        return windows.mean(axis=(1, 2, 3)), np.zeros((len(windows), 32, 32), np.float32)
+
+    def scores(lighting: str, image: np.ndarray) -> np.ndarray:
+        detector = ImageDetector(mean_score, Preprocessing(channels=1, patch_size=32, lighting=lighting), 1e9)
+        return detector.detect(image).window_scores
+
+    darker, brighter = lit(surface, 0.6), lit(surface, 1.3)
+    assert np.abs(scores("none", darker) - scores("none", brighter)).mean() > 30
+    assert np.abs(scores("image", darker) - scores("image", brighter)).max() < 2
+    np.testing.assert_allclose(scores("image", darker), even_lighting(darker, "image")[:256, :512].reshape(
+        8, 32, 16, 32).mean(axis=(1, 3)).ravel(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("value", ["bright", "true", "1"])
+def test_an_unknown_lighting_mode_is_refused_naming_the_setting(value):
+    cfg = compose_config(SMALL + [f"dataset.lighting={value}"])
+    with pytest.raises(ConfigError, match=f"(?i)dataset.lighting='?{value}'?: choose one of none, image, local"):
+        check_patch_settings(cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ from rdcae.data.datamodule import DefectDataModule
 from rdcae.metrics import as_unit_interval, evaluate
 from rdcae.model.network import ConvAutoencoder, NetworkSpec
 from rdcae.model.score import reconstruction_error
+from rdcae.paper.tables import METHOD_LABELS
 from rdcae.results import figures
+from rdcae.results.summary import summary
 
 EPOCHS = 2
 # the same architecture, narrower: seconds on 2 cores
@@ -226,3 +229,15 @@ def test_roc_methods_figure_labels_each_curve_with_its_auc(tmp_path):
     assert labels == ["Robust DCAE (AUC = 1.000)", "DCAE (AUC n/a)", "chance"]
     fig.savefig(tmp_path / "fig6.png")
     assert (tmp_path / "fig6.png").stat().st_size > 1000
+
+
+def test_the_run_summary_prints_every_baseline_beside_rdcae(tiny):
+    _, _, metrics, _, _ = tiny
+    run = {"blocks": 1, "epochs": EPOCHS, "fit_seconds": 1.0, "device": "cpu", "stop_reason": "-", "train_auc": 0.5,
+           "score": "norm", "threshold": 1.0, "test": {"auc": 0.5, "f1": 0.5}, "baselines": metrics}
+    lines = summary(run, Path("run")).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  baselines       : "))
+    for i, (name, m) in enumerate(metrics.items()):
+        assert f"{METHOD_LABELS[name]}: AUC {m['auc']:.4f}  F1 {m['f1']:.4f}" in lines[start + i], name
+    assert lines[start + len(metrics)].startswith("  outputs")
+    assert not any("baselines" in line for line in summary({**run, "baselines": {}}, Path("run")).splitlines())

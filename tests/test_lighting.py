@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from conftest import compose_config
@@ -82,3 +84,9 @@ def test_an_unknown_lighting_mode_is_refused_naming_the_setting(value):
     cfg = compose_config(SMALL + [f"dataset.lighting={value}"])
     with pytest.raises(ConfigError, match=f"(?i)dataset.lighting='?{value}'?: choose one of none, image, local"):
         check_patch_settings(cfg)
+
+
+def test_the_model_file_carries_the_runs_lighting_to_every_backend():
+    spec = SimpleNamespace(channels=3, patch_size=32)
+    assert Preprocessing.from_config({"dataset": {"lighting": "local"}}, spec).lighting == "local"
+    assert Preprocessing.from_config({"dataset": {}}, spec).lighting == "none"  # files written before the setting

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rdcae.metrics import per_defect_image
+from rdcae.paper.tables import METHOD_LABELS
 
 
 def run_metrics(module, datamodule, alternation, trainer, test: dict, fit_seconds: float, device: str) -> dict:
@@ -91,6 +92,17 @@ def image_lines(metrics: dict) -> list[str]:
             "rdcae.detect uses it)"]
 
 
+def baseline_lines(metrics: dict) -> list[str]:
+    """One line per baseline run beside RDCAE (baselines=[...]), on the same test patches."""
+    lines = []
+    for name, m in (metrics.get("baselines") or {}).items():
+        auc = "n/a" if m.get("auc") is None else f"{m['auc']:.4f}"
+        f1 = "n/a" if m.get("f1") is None else f"{m['f1']:.4f}"
+        lead = "  baselines       : " if not lines else " " * 20
+        lines.append(f"{lead}{METHOD_LABELS.get(name, name)}: AUC {auc}  F1 {f1}")
+    return lines
+
+
 def summary(metrics: dict, output_dir: Path) -> str:
     t = metrics["test"]
     return "\n".join([
@@ -108,6 +120,7 @@ def summary(metrics: dict, output_dir: Path) -> str:
         f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  "
         f"accuracy {t.get('accuracy', math.nan):.4f}"
         f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",
+        *baseline_lines(metrics),
         f"  outputs         : {output_dir}",
         f"  TensorBoard     : tensorboard --logdir {output_dir / 'tensorboard'}",
         "",

@@ -90,3 +90,9 @@ def test_the_model_file_carries_the_runs_lighting_to_every_backend():
     spec = SimpleNamespace(channels=3, patch_size=32)
     assert Preprocessing.from_config({"dataset": {"lighting": "local"}}, spec).lighting == "local"
     assert Preprocessing.from_config({"dataset": {}}, spec).lighting == "none"  # files written before the setting
+
+
+def test_own_folders_even_the_lighting_by_default_and_the_evenly_lit_datasets_do_not():
+    assert compose_config(["dataset=folder"]).dataset.lighting == "local"
+    for name in ("aitex", "ksdd2", "woven"):
+        assert compose_config([f"dataset={name}"]).dataset.lighting == "none", name

@@ -19,6 +19,7 @@ from PIL import Image
 from rdcae.data.sources import load_sources
 from rdcae.detect import main
 from rdcae.inference import load_detector
+from rdcae.inference.onnx import export_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,10 +184,13 @@ class _RunsCode:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("case", ["not_a_detector", "carries_code", "zero_bytes", "nan_threshold", "missing"])
+@pytest.mark.parametrize("case", ["not_a_detector", "carries_code", "zero_bytes", "nan_threshold", "missing",
+                                  "onnx_export"])
 def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, trained, clean_image, tmp_path, capsys):
     model, marker = tmp_path / "model.pt", tmp_path / "code_ran"
-    if case == "not_a_detector":
+    if case == "onnx_export":  # the exported graph given where the run's model file belongs
+        model = export_onnx(load_detector(trained[1]), tmp_path / "model.onnx")
+    elif case == "not_a_detector":
         torch.save({"weights": torch.zeros(3)}, model)
     elif case == "carries_code":
         model.write_bytes(pickle.dumps(_RunsCode(marker)))
@@ -203,7 +207,8 @@ def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, t
     assert not marker.exists()
     expected = {"not_a_detector": "not an rdcae detector file", "carries_code": "nothing in it ran",
                 "zero_bytes": "not an rdcae detector file", "nan_threshold": "threshold is nan",
-                "missing": "no such file"}
+                "missing": "no such file", "onnx_export": "an ONNX export, not the run's model file; give "
+                "model=<run>/model.pt with backend=onnx"}
     assert expected[case] in err and "weights_only=False" not in err
 
 

@@ -140,9 +140,10 @@ class ImageDetector:
         return image
 
     def windows(self, image: np.ndarray, stride: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The windows the run would score: corners (K, 2), uint8 windows (K, C, P, P) with the run's
-        channels, and the fabric region (H, W) bool."""
+        """The windows the run would score: corners (K, 2), uint8 windows (K, C, P, P) of the image with its
+        lighting evened out and the run's channels, and the fabric region (H, W) bool."""
         p = self.preprocessing
+        image = even_lighting(image, p.lighting)
         height, width = image.shape[:2]
         fabric = (fabric_region(image, p.edge_margin, p.texture_borders) if p.exclude_background
                   else np.ones((height, width), bool))
@@ -155,7 +156,7 @@ class ImageDetector:
         name = "image"
         if isinstance(image, (str, Path)):
             name, image = str(image), read_image(image)
-        image = even_lighting(self.check_image(image, name), self.preprocessing.lighting)
+        image = self.check_image(image, name)
         if stride is not None and not 1 <= int(stride) <= self.preprocessing.patch_size:
             raise ValueError(f"stride={stride} must be between 1 and the patch size {self.preprocessing.patch_size}")
         threshold = self.threshold if threshold is None else float(threshold)

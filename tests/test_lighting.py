@@ -96,3 +96,42 @@ def test_own_folders_even_the_lighting_by_default_and_the_evenly_lit_datasets_do
     assert compose_config(["dataset=folder"]).dataset.lighting == "local"
     for name in ("aitex", "ksdd2", "woven"):
         assert compose_config([f"dataset={name}"]).dataset.lighting == "none", name
+
+
+def banded(seed: int) -> np.ndarray:
+    """A texture with a blank band at the left, flat but for a little sensor noise, as a camera pads a part."""
+    image = lit(generate(seed=0, n_normal_images=seed + 1, n_defect_images=0, height=128, width=512)[seed].image, 0.8)
+    image[:, :96] = np.clip(30 + np.random.default_rng(seed).normal(0, 0.6, (128, 96, 1)), 0, 255).round()
+    return image.astype(np.uint8)
+
+
+def test_a_blank_band_is_found_on_the_image_as_read_not_on_its_evened_noise():
+    from rdcae.data.region import fabric_region
+
+    image = banded(0)
+    assert not fabric_region(image)[:, :96].any()
+    assert fabric_region(even_lighting(image, "local"))[:, :96].any()  # evened, the band's noise looks like texture
+    detector = ImageDetector(lambda w: (w.mean(axis=(1, 2, 3)), np.zeros((len(w), 32, 32), np.float32)),
+                             Preprocessing(channels=1, patch_size=32, lighting="local"), 1e9)
+    detection = detector.detect(image)
+    assert not detection.fabric[:, :96].any() and detection.corners[:, 1].min() >= 96
+
+
+def test_training_windows_keep_off_a_blank_band_when_the_lighting_is_evened(tmp_path):
+    from PIL import Image
+
+    for folder, seeds in (("train/good", (0, 1)), ("test/good", (2,)), ("test/crack", (3,))):
+        (tmp_path / folder).mkdir(parents=True)
+        for seed in seeds:
+            Image.fromarray(banded(seed)[..., 0]).save(tmp_path / folder / f"{seed:03d}.png")
+    mask = np.zeros((128, 512), np.uint8)
+    mask[40:60, 200:300] = 255
+    (tmp_path / "ground_truth" / "crack").mkdir(parents=True)
+    Image.fromarray(mask).save(tmp_path / "ground_truth" / "crack" / "003_mask.png")
+    settings = ["dataset=folder", f"data_dir={tmp_path}", "dataset.n_normal=200", "dataset.n_calibration=0",
+                "cache_dir="]
+    evened = build_patches(compose_config(settings))  # dataset=folder evens the lighting by default
+    raw = build_patches(compose_config(settings + ["dataset.lighting=none"]))
+    assert evened.stats["normal_positions"] == raw.stats["normal_positions"]  # the same fabric, the band left out
+    assert (evened.test_defect_position == raw.test_defect_position).all()
+    assert evened.train_normal.std(axis=(1, 2, 3)).min() > 5  # no window of the flat band

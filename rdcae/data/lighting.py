@@ -17,8 +17,9 @@ mode
          than the window is evened out with the light, one smaller keeps its contrast
 
 The result is uint8 again (values beyond ±4 spreads are clipped), so the patches, their cache and
-the exported graph stay as they are. Training and rdcae.detect apply the run's mode to every image,
-before the fabric region is found.
+the exported graph stay as they are. Training and rdcae.detect apply the run's mode to every image
+once its fabric region has been found on the image as read: a blank band keeps its flatness there
+(evened, its noise would look like texture).
 """
 
 from __future__ import annotations

@@ -73,6 +73,12 @@ class PatchSet:
             self.test_defect_position = np.full((len(self.test_defect), 2), -1, dtype=np.int64)
 
 
+def fabric_of(src: SourceImage, edge_margin: int = 0, texture_borders: bool = False) -> np.ndarray:
+    """The fabric region of a source (H, W) bool: the one found before its lighting was evened out, or
+    rdcae.data.region's on its image."""
+    return src.fabric if src.fabric is not None else fabric_region(src.image, edge_margin, texture_borders)
+
+
 def normal_positions(
     sources: list[SourceImage], size: int, exclude_background: bool = True, edge_margin: int = 0,
     texture_borders: bool = False
@@ -86,7 +92,7 @@ def normal_positions(
             log.warning("%s: image %dx%d is smaller than patch_size=%d; not used", src.path, w, h, size)
             positions.append(np.zeros((0, 2), dtype=np.int64))
             continue
-        allowed = (fabric_region(src.image, edge_margin, texture_borders) if exclude_background
+        allowed = (fabric_of(src, edge_margin, texture_borders) if exclude_background
                    else np.ones((h, w), dtype=bool))
         if src.mask is not None:  # a defect image lent as a normal source: keep away from its defects
             allowed &= ~src.mask
@@ -157,7 +163,7 @@ def tile_defect_patches(
         if exclude_background:
             # A defect tile stays when its defect touches fabric, even if the tile straddles the
             # band edge (AITEX 0102_010_03 has two such tiles; the paper's 690 counts them).
-            on_fabric = ((src.mask & fabric_region(src.image, edge_margin, texture_borders))[: th * size, : tw * size]
+            on_fabric = ((src.mask & fabric_of(src, edge_margin, texture_borders))[: th * size, : tw * size]
                          .reshape(th, size, tw, size).any(axis=(1, 3)))
             excluded += int((defective & ~on_fabric).sum())
             defective &= on_fabric
@@ -180,7 +186,7 @@ def add_unmarked_windows(train_normal: np.ndarray, unmarked: list[SourceImage], 
     """The training windows with those of the `unmarked` defect images added, as many per window on
     fabric as the checked images give, their defects unmarked; and how many of them hold defect pixels,
     with their indices in the training set (what S should take: benchmarks/unmarked_s.py)."""
-    images = [SourceImage(s.path, s.image, "normal", None, s.group) for s in unmarked]
+    images = [SourceImage(s.path, s.image, "normal", None, s.group, s.fabric) for s in unmarked]
     where, _ = normal_positions(images, size, ds.exclude_background, int(ds.get("edge_margin") or 0),
                                 bool(ds.get("texture_borders", False)))
     n = int(round(len(train_normal) * sum(map(len, where)) / sum(map(len, positions))))
@@ -261,8 +267,10 @@ def build_patches(cfg) -> PatchSet:
     texture_borders = bool(ds.get("texture_borders", False))
     sources = load_sources(ds)
     lighting = str(ds.get("lighting", "none"))
-    for src in sources:  # as rdcae.inference.image does to every image it inspects
-        src.image = even_lighting(src.image, lighting)
+    if lighting != "none":  # as rdcae.inference.image does: the fabric found as the camera saw it, then evened
+        for src in sources:
+            src.fabric = fabric_region(src.image, edge_margin, texture_borders) if ds.exclude_background else None
+            src.image = even_lighting(src.image, lighting)
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
     holdout = int(ds.get("holdout_images") or 0)

@@ -27,6 +27,8 @@ class SourceImage:
     role:  "normal" images feed normal patches (train and test), "defect" images are tiled
            into test patches and never feed training.
     group: what the image belongs to (fabric code, roll, split), for summaries.
+    fabric: (H, W) bool, the fabric region found on the image as it was read, kept when its lighting
+           is evened out (rdcae.data.patches); None: found on `image` where needed.
     """
 
     path: str
@@ -34,6 +36,7 @@ class SourceImage:
     role: Role
     mask: np.ndarray | None = None
     group: str = ""
+    fabric: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim == 2:

@@ -1,6 +1,6 @@
-"""Whole-image detection: an image → the run's preprocessing (its lighting evened out as in training,
-channels, the fabric region and its edge margin) → windows on the training grid → their scores → an
-anomaly map at the image's size → the defect regions and a verdict.
+"""Whole-image detection: an image → the run's preprocessing (the fabric region and its edge margin,
+found on the image as read; its lighting evened out as in training; channels) → windows on the
+training grid → their scores → an anomaly map at the image's size → the defect regions and a verdict.
 
 The decision is the run's: a window is a defect when its score is above the threshold, and an
 image is a defect when any of its windows is. The threshold is the image operating point of
@@ -143,13 +143,12 @@ class ImageDetector:
         """The windows the run would score: corners (K, 2), uint8 windows (K, C, P, P) of the image with its
         lighting evened out and the run's channels, and the fabric region (H, W) bool."""
         p = self.preprocessing
-        image = even_lighting(image, p.lighting)
         height, width = image.shape[:2]
         fabric = (fabric_region(image, p.edge_margin, p.texture_borders) if p.exclude_background
                   else np.ones((height, width), bool))
         yx = grid(height, width, p.patch_size, stride or p.patch_size, cover=True)
         yx = yx[windows_inside(fabric, p.patch_size)[yx[:, 0], yx[:, 1]]]
-        return yx, to_channels(crop(image, yx, p.patch_size), p.channels), fabric
+        return yx, to_channels(crop(even_lighting(image, p.lighting), yx, p.patch_size), p.channels), fabric
 
     def detect(self, image, stride: int | None = None, threshold: float | None = None) -> Detection:
         """Detect defects in one image: an (H, W) or (H, W, C) uint8 array, or the path of an image file."""

@@ -61,13 +61,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--source", choices=("woven", "aitex"), default="woven")
-    parser.add_argument("--data-dir", default="../shared/data/aitex")
+    parser.add_argument("--data-dir", help="the AITEX folder (Defect_images/, Mask_images/, NODefect_images/)")
     parser.add_argument("--fabric", default="03")
     parser.add_argument("--gain", type=float, nargs=2, default=(0.6, 1.4))
     parser.add_argument("--ramp", type=float, default=0.3)
     parser.add_argument("--offset", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.source == "aitex" and not args.data_dir:
+        parser.error("--source aitex needs --data-dir, the AITEX folder")
 
     rng = np.random.default_rng(args.seed)
     images = sources(args)

@@ -54,6 +54,16 @@ def test_a_blank_band_is_not_blown_up_into_noise():
         assert band.std() < 1.0, mode
 
 
+def test_the_noise_of_a_flat_area_is_amplified_at_most_spread_over_floor_times():
+    from rdcae.data.lighting import FLOOR, SPREAD
+
+    noise = np.random.default_rng(0).normal(0, 0.6, (256, 256, 1))
+    image = np.clip(30 + noise, 0, 255).round().astype(np.uint8)  # a dark, flat part: sensor noise alone
+    evened = even_lighting(image, "local").astype(float)
+    assert evened.std() <= SPREAD / FLOOR * image.std() + 1
+    assert evened.std() < 0.5 * SPREAD  # standardised by its own noise it would reach SPREAD
+
+
 def test_training_patches_come_from_the_evened_images():
     raw = build_patches(compose_config(SMALL))
     even = build_patches(compose_config(SMALL + ["dataset.lighting=image"]))

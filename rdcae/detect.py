@@ -22,7 +22,7 @@ from tqdm import tqdm
 from rdcae.data.images import IMAGE_SUFFIXES, read_image
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
-from rdcae.inference.backends import BACKENDS, on_backend
+from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
 from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
 from rdcae.metrics.threshold import check_false_alarms
@@ -38,6 +38,7 @@ Detect defects in images (a file, a folder or a glob; gray or RGB, any size at l
   python -m rdcae.detect model=.../model.pt input='line3/*.png' stride=16 threshold=1.5
   python -m rdcae.detect model=.../model.pt input=... backend=onnx        # onnxruntime, no Lightning
   python -m rdcae.detect model=.../model.pt input=... backend=openvino precision=bf16
+  python -m rdcae.detect model=.../model.onnx input=...                   # the exported graph alone
 writes detections.csv (a row per image: verdict, score, threshold, defect tiles and area, region
 boxes x0,y0,x1,y1, seconds), <stem>_overlay.png and <stem>_map.npy per image.
 
@@ -65,9 +66,17 @@ class Item:
 
 def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
     """The model file's detector on the chosen backend at the threshold asked for, the run config the file
-    carries, and what the threshold stands for."""
-    if cfg.backend not in BACKENDS:
-        raise ConfigError(f"backend={cfg.backend}: choose one of {', '.join(BACKENDS)}")
+    carries, and what the threshold stands for. The model is a run's model.pt (every backend; onnx and
+    openvino run the model.onnx beside it, exported when missing or older) or an exported model.onnx
+    alone (onnx, the default for it, or openvino)."""
+    model = Path(str(cfg.model))
+    exported = model.suffix.lower() == ".onnx"
+    backend = cfg.backend if cfg.backend is not None else ("onnx" if exported else "torch")
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend}: choose one of {', '.join(BACKENDS)}")
+    if exported and backend not in EXPORTED_BACKENDS:
+        raise ConfigError(f"backend={backend}: model={model} is an exported graph, which runs on "
+                          f"{' or '.join(EXPORTED_BACKENDS)}; give the run's model.pt for backend=torch")
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision={cfg.precision}: choose fp32 or bf16")
     alpha = cfg.get("false_alarms_per_image")
@@ -76,8 +85,8 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
             check_false_alarms(alpha, "false_alarms_per_image")
         except ValueError as error:
             raise ConfigError(str(error)) from None
-    model = Path(str(cfg.model))
-    detector = load_detector(model, precision=str(cfg.precision))
+    detector = (open_exported(model, backend, str(cfg.precision)) if exported
+                else load_detector(model, precision=str(cfg.precision)))
     size = detector.spec.patch_size
     if cfg.stride is not None and not (isinstance(cfg.stride, int) and not isinstance(cfg.stride, bool)
                                        and 1 <= cfg.stride <= size):
@@ -85,34 +94,43 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
     if cfg.threshold is not None and (isinstance(cfg.threshold, bool) or not isinstance(cfg.threshold, (int, float))):
         raise ConfigError(f"threshold={cfg.threshold} must be a number: a window score, like the model's "
                           f"{detector.image_threshold():.4f}")
-    if alpha is not None and detector.operating_point is None:
+    point = detector.operating_point
+    card = getattr(detector, "card", None)  # an export without the calibration scores holds its point's card
+    if point is not None:
+        card = {"false_alarms_per_image": point.false_alarms_per_image, "windows_per_image": point.windows_per_image}
+    if alpha is not None and card is None:
         raise ConfigError(f"false_alarms_per_image={alpha}: model={model} was written before detectors carried an "
                           "image operating point; give threshold= (a window score) or train it again")
     threshold = (float(cfg.threshold) if cfg.threshold is not None
                  else detector.image_threshold(alpha, None if cfg.stride is None else int(cfg.stride)))
+    if cfg.threshold is not None:
+        what = "window score given"
+    elif card is None:
+        what = "the model's patch threshold: a model file without an image operating point"
+    else:
+        what = (f"{card['false_alarms_per_image'] if alpha is None else alpha:g} false alarms "
+                f"per clean image of {card['windows_per_image']:.0f} windows")
+    if exported:
+        return ImageDetector.from_exported(detector, threshold), detector.config, what
     onnx_path = model.with_suffix(".onnx")
-    if cfg.backend != "torch" and (not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime):
+    if backend != "torch" and (not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime):
         from rdcae.inference.onnx import export_onnx
 
         print(f"exporting {onnx_path} (python -m rdcae.export model={model} format=onnx)", file=sys.stderr)
         export_onnx(detector, onnx_path)
-    if cfg.threshold is not None:
-        what = "window score given"
-    elif detector.operating_point is None:
-        what = "the model's patch threshold: a model file without an image operating point"
-    else:
-        what = (f"{detector.operating_point.false_alarms_per_image if alpha is None else alpha:g} false alarms "
-                f"per clean image of {detector.operating_point.windows_per_image:.0f} windows")
-    return on_backend(detector, str(cfg.backend), onnx_path, threshold), detector.config, what
+    return on_backend(detector, backend, onnx_path, threshold), detector.config, what
 
 
-def input_items(spec: str) -> list[Item]:
-    """The images `input=` names: a file, a folder (recursively; masks named *_mask* left out) or a glob."""
+def input_items(spec: str, skip: Path | None = None) -> list[Item]:
+    """The images `input=` names: a file, a folder (recursively; masks named *_mask* left out, and the
+    folder `skip`, where a detection writes its overlays) or a glob."""
     path = Path(spec).expanduser()
     if path.is_file():
         paths = [path]
     elif path.is_dir():
-        paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in p.stem)
+        skip = skip.resolve() if skip is not None else None
+        paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in p.stem
+                       and (skip is None or not p.resolve().is_relative_to(skip)))
         if not paths:
             raise ConfigError(f"input={spec}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
     else:
@@ -285,12 +303,13 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
         raise ConfigError("give input=<image, folder or glob> to detect, "
                           "or dataset=<name> (with data_dir=) to evaluate")
     detector, model_config, what = image_detector(cfg)
+    out = (Path(str(cfg.output_dir)) if cfg.output_dir else
+           out or Path("outputs") / "detect" / time.strftime("%Y-%m-%d_%H-%M-%S"))
     if cfg.get("dataset") is not None:
         items, how = dataset_items(cfg, model_config)
     else:
-        items, how = input_items(str(cfg.input)), ""
-    out = writable_folder(Path(str(cfg.output_dir)) if cfg.output_dir else
-                          out or Path("outputs") / "detect" / time.strftime("%Y-%m-%d_%H-%M-%S"))
+        items, how = input_items(str(cfg.input), skip=out), ""
+    out = writable_folder(out)
     start = time.perf_counter()
     rows, done = detect_all(detector, items, out, cfg)
     seconds = time.perf_counter() - start

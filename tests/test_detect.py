@@ -185,11 +185,16 @@ class _RunsCode:
 
 
 @pytest.mark.parametrize("case", ["not_a_detector", "carries_code", "zero_bytes", "nan_threshold", "missing",
-                                  "onnx_export"])
+                                  "onnx_on_torch", "onnx_damaged"])
 def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, trained, clean_image, tmp_path, capsys):
     model, marker = tmp_path / "model.pt", tmp_path / "code_ran"
-    if case == "onnx_export":  # the exported graph given where the run's model file belongs
+    settings = []
+    if case == "onnx_on_torch":  # an exported graph asked to run on PyTorch, which needs the run's model.pt
         model = export_onnx(load_detector(trained[1]), tmp_path / "model.onnx")
+        settings = ["backend=torch"]
+    elif case == "onnx_damaged":
+        model = tmp_path / "model.onnx"
+        model.write_bytes(b"not a protobuf at all")
     elif case == "not_a_detector":
         torch.save({"weights": torch.zeros(3)}, model)
     elif case == "carries_code":
@@ -201,14 +206,14 @@ def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, t
         payload["threshold"] = float("nan")
         torch.save(payload, model)
     Image.fromarray(clean_image).save(tmp_path / "a.png")
-    assert main([f"model={model}", f"input={tmp_path / 'a.png'}", f"output_dir={tmp_path / 'out'}"]) == 2
+    assert main([f"model={model}", f"input={tmp_path / 'a.png'}", f"output_dir={tmp_path / 'out'}", *settings]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: model=") and "Traceback" not in err
-    assert not marker.exists()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert f"model={model}" in err and not marker.exists()
     expected = {"not_a_detector": "not an rdcae detector file", "carries_code": "nothing in it ran",
                 "zero_bytes": "not an rdcae detector file", "nan_threshold": "threshold is nan",
-                "missing": "no such file", "onnx_export": "an ONNX export, not the run's model file; give "
-                "model=<run>/model.pt with backend=onnx"}
+                "missing": "no such file", "onnx_on_torch": "is an exported graph, which runs on onnx or openvino; "
+                "give the run's model.pt for backend=torch", "onnx_damaged": "not an ONNX file"}
     assert expected[case] in err and "weights_only=False" not in err
 
 
@@ -268,6 +273,76 @@ def test_the_onnx_backend_gives_the_torch_decisions_without_importing_lightning(
         onnx_row = results["onnx"][name]
         assert onnx_row["verdict"] == torch_row["verdict"] and onnx_row["defect_tiles"] == torch_row["defect_tiles"]
         assert float(onnx_row["score"]) == pytest.approx(float(torch_row["score"]), rel=1e-3)
+
+
+def test_an_exported_onnx_file_alone_decides_as_the_model_file_it_came_from(trained, clean_image, tmp_path, capsys):
+    from rdcae.inference.backends import load_exported
+
+    detector = load_detector(trained[1])
+    (tmp_path / "line3").mkdir()
+    deployed = export_onnx(detector, tmp_path / "line3" / "model.onnx")  # no model.pt beside it
+    images = tmp_path / "images"
+    images.mkdir()
+    barred = bar(clean_image)[0]
+    Image.fromarray(barred).save(images / "barred.png")
+    Image.fromarray(clean_image).save(images / "clean.png")
+    rows = {}
+    for name, model, settings in [("torch", trained[1], []), ("onnx", deployed, []),
+                                  ("torch_moved", trained[1], ["false_alarms_per_image=0.2", "stride=16"]),
+                                  ("onnx_moved", deployed, ["false_alarms_per_image=0.2", "stride=16"])]:
+        out = tmp_path / name
+        assert main([f"model={model}", f"input={images}", f"output_dir={out}", *settings]) == 0
+        rows[name] = {r["image"]: r for r in csv.DictReader(open(out / "detections.csv"))}
+    assert "0.2 false alarms per clean image" in capsys.readouterr().out
+    assert not (deployed.parent / "model.pt").exists()
+    moved = detector.image_threshold(0.2, stride=16)
+    assert moved < detector.image_threshold()  # the two settings do move it
+    for ref, exported, threshold in [("torch", "onnx", detector.image_threshold()),
+                                     ("torch_moved", "onnx_moved", moved)]:
+        for image, torch_row in rows[ref].items():
+            onnx_row = rows[exported][image]
+            assert float(onnx_row["threshold"]) == pytest.approx(threshold, rel=1e-5)
+            assert float(onnx_row["threshold"]) == pytest.approx(float(torch_row["threshold"]), rel=1e-5)
+            assert onnx_row["verdict"] == torch_row["verdict"] and onnx_row["defect_tiles"] == torch_row["defect_tiles"]
+            assert float(onnx_row["score"]) == pytest.approx(float(torch_row["score"]), rel=1e-3)
+    assert rows["onnx"]["barred.png"]["verdict"] == "defect"
+    # from Python, with no model.pt and no PyTorch network code
+    detection = load_exported(deployed).detect(barred)
+    assert detection.verdict == "defect" and detection.threshold == pytest.approx(detector.image_threshold(), rel=1e-6)
+    assert load_exported(deployed, threshold=1e9).detect(barred).verdict == "ok"
+
+
+def test_a_second_detection_on_a_folder_does_not_read_the_overlays_the_first_wrote_inside_it(trained, clean_image,
+                                                                                             tmp_path):
+    folder = tmp_path / "line3"
+    folder.mkdir()
+    Image.fromarray(clean_image).save(folder / "a.png")
+    for _ in range(2):
+        assert main([f"model={trained[1]}", f"input={folder}", f"output_dir={folder / 'out'}", "maps=false"]) == 0
+        assert [r["image"] for r in csv.DictReader(open(folder / "out" / "detections.csv"))] == ["a.png"]
+    assert (folder / "out" / "a_overlay.png").is_file()
+
+
+def test_an_onnx_file_exported_without_its_calibration_scores_keeps_its_own_operating_point(trained, clean_image,
+                                                                                           tmp_path, capsys):
+    import onnx
+
+    detector = load_detector(trained[1])
+    graph = onnx.load(str(export_onnx(detector, tmp_path / "model.onnx")))
+    kept = [(p.key, p.value) for p in graph.metadata_props if p.key != "operating_point_scores"]
+    assert len(kept) == len(graph.metadata_props) - 1
+    del graph.metadata_props[:]
+    onnx.helper.set_model_props(graph, dict(kept))
+    onnx.save(graph, str(tmp_path / "older.onnx"))
+    Image.fromarray(clean_image).save(tmp_path / "clean.png")
+    older, clean = tmp_path / "older.onnx", tmp_path / "clean.png"
+    assert main([f"model={older}", f"input={clean}", f"output_dir={tmp_path / 'a'}"]) == 0
+    row = next(csv.DictReader(open(tmp_path / "a" / "detections.csv")))
+    assert float(row["threshold"]) == pytest.approx(detector.image_threshold(), rel=1e-6)
+    assert "0.01 false alarms per clean image" in capsys.readouterr().out
+    assert main([f"model={older}", f"input={clean}", "false_alarms_per_image=0.2", f"output_dir={tmp_path / 'b'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "exported without its calibration scores" in err and "export it again" in err
 
 
 def test_the_image_threshold_is_the_operating_point_the_model_carries_and_can_be_moved(trained, clean_image, tmp_path,

@@ -106,9 +106,14 @@ def test_the_image_operating_point_travels_in_the_metadata_as_a_formula_without_
     for alpha in (0.01, 0.001):  # another rate from the card alone
         t = card["q90"] + card["sigma"] * np.log(0.10 / window_rate(alpha, card["windows_per_image"]))
         assert t == pytest.approx(detector.image_threshold(alpha), rel=1e-6)
+    runtime = OnnxScorer(tmp_path / "model.onnx")  # and the scores themselves: any rate or stride, exactly
+    np.testing.assert_array_equal(runtime.operating_point.scores, detector.operating_point.scores)
+    for alpha, stride in [(None, None), (0.3, None), (0.001, 16), (0.5, 8)]:
+        assert runtime.image_threshold(alpha, stride) == detector.image_threshold(alpha, stride)
     plain = save_detector(tmp_path / "plain.pt", ConvAutoencoder(SPEC).eval(), 1.0, "norm", 4, CONFIG)
     plain_meta = load_onnx_metadata(export_onnx(load_detector(plain), tmp_path / "plain.onnx"))
-    assert plain_meta["image_operating_point"] is None
+    assert plain_meta["image_operating_point"] is None and plain_meta["operating_point"] is None
+    assert OnnxScorer(tmp_path / "plain.onnx").image_threshold(0.3) == 1.0  # the patch threshold, as model.pt's
 
 
 def test_a_file_without_rdcae_metadata_is_refused_naming_it(tmp_path):
@@ -215,3 +220,12 @@ def test_openvino_bf16_decisions_agree_on_99_percent_of_patches(tmp_path):
     check = parity(detector, runtime, patches)
     assert check["decisions_agree"] >= 0.99
     assert 1e-5 < check["max_relative_difference"] < 0.1  # bf16 really ran, and still scores the same patches
+
+
+def test_an_onnx_file_given_to_export_is_named_as_one_in_one_line(tmp_path, capsys):
+    path, _ = write_detector(tmp_path, patches=texture_patches(4))
+    graph = export_onnx(load_detector(path), tmp_path / "model.onnx")
+    assert main([f"model={graph}", f"output={tmp_path / 'again.onnx'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"model={graph}: an ONNX export, not a run's model.pt" in err
+    assert "rdcae.detect" in err and not (tmp_path / "again.onnx").exists()

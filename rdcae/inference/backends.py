@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rdcae.inference.image import ImageDetector, Preprocessing
+from rdcae.inference.image import ImageDetector
 
 BACKENDS = ("torch", "onnx", "openvino")
+EXPORTED_BACKENDS = ("onnx", "openvino")
 
 
 def on_backend(detector, backend: str = "torch", onnx_path: Path | None = None,
@@ -18,10 +19,29 @@ def on_backend(detector, backend: str = "torch", onnx_path: Path | None = None,
         raise ValueError(f"backend={backend}: choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
         return ImageDetector.from_detector(detector, threshold=threshold)
-    from rdcae.inference.onnx import OnnxScorer, OpenVinoScorer, export_onnx
+    from rdcae.inference.onnx import export_onnx
 
     if not Path(onnx_path).is_file():
         export_onnx(detector, onnx_path)
-    scorer = OnnxScorer(onnx_path) if backend == "onnx" else OpenVinoScorer(onnx_path, precision=detector.precision)
     threshold = detector.image_threshold() if threshold is None else threshold
-    return ImageDetector(scorer, Preprocessing.from_config(detector.config, detector.spec), threshold)
+    return load_exported(onnx_path, backend, detector.precision, threshold)
+
+
+def open_exported(path: str | Path, backend: str = "onnx", precision: str = "fp32"):
+    """The exported detector at `path` (a model.onnx) on `backend`, "onnx" (onnxruntime) or "openvino" at
+    `precision`: it scores uint8 patches and carries the threshold, the operating point and the run's
+    config (rdcae.inference.onnx)."""
+    if backend not in EXPORTED_BACKENDS:
+        raise ValueError(f"backend={backend}: an exported .onnx detector runs on {' or '.join(EXPORTED_BACKENDS)} "
+                         "(backend=torch takes the run's model.pt)")
+    from rdcae.inference.onnx import OnnxScorer, OpenVinoScorer
+
+    return OnnxScorer(path) if backend == "onnx" else OpenVinoScorer(path, precision=precision)
+
+
+def load_exported(path: str | Path, backend: str = "onnx", precision: str = "fp32",
+                  threshold: float | None = None) -> ImageDetector:
+    """Whole-image detection with the exported detector at `path` alone, no model.pt and no PyTorch
+    network code: load_exported("model.onnx").detect(image) decides as the model.pt it came from, at
+    `threshold` (a window score; default: the image operating point it carries)."""
+    return ImageDetector.from_exported(open_exported(path, backend, precision), threshold)

@@ -146,8 +146,8 @@ def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32")
     if not path.is_file():
         raise FileNotFoundError(f"model={path}: no such file; point it at a run's model.pt")
     if path.suffix.lower() == ".onnx":
-        raise ValueError(f"model={path}: an ONNX export, not the run's model file; give model=<run>/model.pt with "
-                         f"backend=onnx (or openvino), which runs the {path.name} beside it")
+        raise ValueError(f"model={path}: an ONNX export, not a run's model.pt, which this takes; python -m "
+                         "rdcae.detect and rdcae.inference.backends.load_exported run the .onnx as it is")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:  # objects to build by running code, or bytes that are no pickle at all

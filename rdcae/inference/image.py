@@ -124,6 +124,13 @@ class ImageDetector:
         threshold = detector.image_threshold() if threshold is None else threshold
         return cls(score_fn, Preprocessing.from_config(detector.config, detector.spec), threshold)
 
+    @classmethod
+    def from_exported(cls, scorer, threshold: float | None = None) -> "ImageDetector":
+        """An exported detector (rdcae.inference.onnx's OnnxScorer or OpenVinoScorer), with the preprocessing
+        of the run config it carries; `threshold` (a window score) defaults to its image operating point."""
+        threshold = scorer.image_threshold() if threshold is None else threshold
+        return cls(scorer, Preprocessing.from_config(scorer.config, scorer.spec), threshold)
+
     def check_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """(H, W, C) uint8 from an (H, W) or (H, W, C) uint8 array; refuses what the run cannot take."""
         p = self.preprocessing

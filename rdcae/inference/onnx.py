@@ -3,8 +3,9 @@ code: onnxruntime (OnnxScorer) and, optionally, OpenVINO (OpenVinoScorer).
 
 The graph is the detector's PatchScorer at fp32: uint8 patches (batch, C, P, P) named `patches` →
 `score` (batch,) and `energy` (batch, P, P), float32. What a deployment needs besides the graph (the
-threshold, the network spec, the score, the run config) travels in the file's metadata_props, so
-one .onnx file is a whole detector, as model.pt is."""
+threshold, the network spec, the score, the run config, the image operating point and the
+calibration scores it comes from) travels in the file's metadata_props, so one .onnx file is a whole
+detector, as model.pt is: `rdcae.detect model=model.onnx` and load_exported() run it alone."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import onnx
 import torch
 
 from rdcae.inference.detector import Detector, PatchScorer
-from rdcae.metrics.threshold import exponential_tail
+from rdcae.metrics.threshold import ImageOperatingPoint, exponential_tail
 from rdcae.model.network import NetworkSpec, chunk_size_for
 
 FORMAT = "rdcae-onnx/1"
@@ -61,6 +62,8 @@ def export_onnx(detector: Detector, path: str | Path) -> Path:
         }
         if detector.operating_point is not None:
             props["image_operating_point"] = json.dumps(operating_point_card(detector))
+            # the scores themselves, so that any other rate or stride gives model.pt's threshold exactly
+            props["operating_point_scores"] = json.dumps(detector.operating_point.scores.astype(np.float32).tolist())
         onnx.helper.set_model_props(model, props)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
@@ -82,7 +85,9 @@ def operating_point_card(detector: Detector) -> dict:
 
 def load_onnx_metadata(path: str | Path) -> dict:
     """The rdcae metadata of an exported detector: threshold (float), spec (NetworkSpec), score
-    ({"kind", "width"}) and config (dict); refuses, naming it, a file that is not one."""
+    ({"kind", "width"}), config (dict), image_operating_point (the card, or None) and operating_point
+    (ImageOperatingPoint, or None in files exported without the calibration scores); refuses, naming
+    it, a file that is not one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model={path}: no such file; write one with python -m rdcae.export model=.../model.pt")
@@ -96,12 +101,16 @@ def load_onnx_metadata(path: str | Path) -> dict:
                          "export one with python -m rdcae.export")
     try:
         score = json.loads(props["score"])
+        card = json.loads(props["image_operating_point"]) if "image_operating_point" in props else None
+        point = None
+        if card is not None and "operating_point_scores" in props:
+            point = ImageOperatingPoint(json.loads(props["operating_point_scores"]), card["windows_per_image"],
+                                        card["false_alarms_per_image"])
         return {"format": FORMAT, "threshold": float(props["threshold"]),
                 "spec": NetworkSpec.from_dict(json.loads(props["network"])),
                 "score": {"kind": str(score["kind"]), "width": int(score["width"])},
                 "config": json.loads(props["config"]),
-                "image_operating_point": json.loads(props["image_operating_point"])
-                if "image_operating_point" in props else None}
+                "image_operating_point": card, "operating_point": point}
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"model={path}: its rdcae metadata is damaged ({type(err).__name__}: {err})") from None
 
@@ -117,6 +126,23 @@ class _ExportedDetector:
         self.score_kind: str = meta["score"]["kind"]
         self.score_width: int = meta["score"]["width"]
         self.config: dict = meta["config"]
+        self.card: dict | None = meta["image_operating_point"]
+        self.operating_point: ImageOperatingPoint | None = meta["operating_point"]
+
+    def image_threshold(self, false_alarms_per_image: float | None = None, stride: int | None = None) -> float:
+        """The window score above which an image is a defect, as Detector.image_threshold gives it for the
+        model.pt this file was exported from."""
+        size = self.spec.patch_size
+        if self.operating_point is not None:
+            return self.operating_point.threshold(false_alarms_per_image, (stride or size) / size)
+        if self.card is None:  # exported from a model file without an image operating point
+            return self.threshold
+        if false_alarms_per_image in (None, self.card["false_alarms_per_image"]) and stride in (None, size):
+            return float(self.card["threshold"])
+        raise ValueError(f"model={self.path}: exported without its calibration scores, so it holds the image "
+                         f"threshold for {self.card['false_alarms_per_image']:g} false alarms per image at stride "
+                         f"{size} alone; export it again (python -m rdcae.export model=<run>/model.pt) or give "
+                         "threshold=")
 
     def _run(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError

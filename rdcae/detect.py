@@ -336,7 +336,9 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
              f"  outputs         : {result['output_dir']} (detections.csv, *_overlay.png, *_map.npy)"]
     e = result.get("evaluation")
     if e:
-        lines += [f"  evaluation      : image AUROC {e['image_auroc']:.4f}  F1 {e['image_f1']:.4f}  "
+        auroc = (f"{e['image_auroc']:.4f}" if math.isfinite(e["image_auroc"]) else
+                 "n/a (it needs clean and defect images)")
+        lines += [f"  evaluation      : image AUROC {auroc}  F1 {e['image_f1']:.4f}  "
                   f"({e['defect_images_flagged']} of {e['defect_images']} defect images flagged, "
                   f"{e['false_alarms']} false alarms on {e['normal_images']} clean images)",
                   f"                    pixel AUROC {e['pixel_auroc']:.4f}  AUPRO(30 % FPR) {e['pixel_aupro']:.4f}",

@@ -383,3 +383,15 @@ def test_a_model_file_without_an_operating_point_judges_images_at_its_patch_thre
     assert main([f"model={old}", f"input={tmp_path / 'clean.png'}", "false_alarms_per_image=0.1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "written before detectors carried an image operating point" in err and len(err.splitlines()) == 1
+
+
+def test_the_summary_says_why_there_is_no_image_auroc_without_clean_images():
+    from rdcae.detect import summary
+
+    evaluation = {"image_auroc": math.nan, "image_f1": 0.8, "defect_images_flagged": 4, "defect_images": 5,
+                  "false_alarms": 0, "normal_images": 0, "pixel_auroc": 0.9, "pixel_aupro": 0.5,
+                  "normal_images_from": "no defect-free image"}
+    result = {"images": 5, "flagged": 4, "failed": 0, "seconds": 1.0, "output_dir": "out", "evaluation": evaluation}
+    text = summary(result, 1.5, "window score given")
+    assert "image AUROC n/a (it needs clean and defect images)" in text and "nan" not in text
+    assert "image AUROC 0.7500" in summary(result | {"evaluation": evaluation | {"image_auroc": 0.75}}, 1.5)

@@ -23,6 +23,8 @@ Scores, all on the residual r = x − D(E(x)) of the exported network:
   profile<w>  the residual averaged along each row (and each column), ‖·‖₂ over the worst run of w
             rows or w columns: a matched filter for faint lines that cross the whole patch, where
             the texture's residual averages out and the line's shift does not.
+  strip4|profile4  the larger of strip4 and profile4, each divided by the 99 % quantile of its
+            scores on the calibration patches (normal data only).
 
 Prints one line per run and a Markdown table of mean ± std over the runs of each setting (the
 sweep's overrides except the seed); writes score_variants.json beside each sweep's runs.
@@ -73,6 +75,9 @@ SCORES = {"norm": lambda r: anomaly_score(r, torch.zeros_like(r)), "strip2": str
           "strip8": strip(8), "local8": local(8), "profile2": profile(2), "profile4": profile(4),
           "profile8": profile(8)}
 
+# the larger of two scores, each divided by the 99 % quantile of its calibration scores
+COMBINED = {"strip4|profile4": ("strip4", "profile4")}
+
 
 def noise_model(name: str):
     with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base=None):
@@ -100,19 +105,24 @@ def evaluate(folder: Path, extra_noise: dict) -> dict:
                                       torch.Generator().manual_seed(VALIDATION_STREAM + int(cfg.seed)))
         others[name] = residual(decorated[changed])
     labels = dm.test_y.bool()
+    sets = {"calibration": calibration, "synthetic": synthetic, "test": test, **others}
+    scored = {name: {key: fn(r) for key, r in sets.items()} for name, fn in SCORES.items()}
+    for name, (a, b) in COMBINED.items():  # each in units of its calibration scores' 99 % quantile
+        qa, qb = scored[a]["calibration"].quantile(0.99), scored[b]["calibration"].quantile(0.99)
+        scored[name] = {key: torch.maximum(scored[a][key] / qa, scored[b][key] / qb) for key in sets}
     out = {}
-    for name, fn in SCORES.items():
-        scores = fn(test)
+    for name, by_set in scored.items():
+        scores = by_set["test"]
         quantile = QuantileThreshold(float(cfg.operating_point.quantile))
-        quantile.update(fn(calibration))
+        quantile.update(by_set["calibration"])
         threshold = quantile.compute()
         flagged = scores > threshold
         tp, fp = int((flagged & labels).sum()), int((flagged & ~labels).sum())
         f1 = 2 * tp / (2 * tp + fp + int((~flagged & labels).sum()))
-        out[name] = {"syn": auc(fn(calibration), fn(synthetic)),
-                     "recall": float((fn(synthetic) > threshold).float().mean()),
+        out[name] = {"syn": auc(by_set["calibration"], by_set["synthetic"]),
+                     "recall": float((by_set["synthetic"] > threshold).float().mean()),
                      "real": auc(scores[~labels], scores[labels]), "f1": f1}
-        out[name].update({f"syn:{other}": auc(fn(calibration), fn(r)) for other, r in others.items()})
+        out[name].update({f"syn:{other}": auc(by_set["calibration"], by_set[other]) for other in others})
     return out
 
 
@@ -151,7 +161,7 @@ def main(argv: list[str]) -> None:
     varying = {key for key, seen in values.items() if len(seen) > 1}
     for setting, runs in groups.items():
         label = ", ".join(f"{k}={v}" for k, v in setting if k in varying) or "all"
-        for name in SCORES:
+        for name in [*SCORES, *COMBINED]:
             cells = []
             for kind in kinds:
                 mean, std, _ = summarize([r[name][kind] for r in runs])

@@ -289,7 +289,8 @@ def test_an_exported_onnx_file_alone_decides_as_the_model_file_it_came_from(trai
     rows = {}
     for name, model, settings in [("torch", trained[1], []), ("onnx", deployed, []),
                                   ("torch_moved", trained[1], ["false_alarms_per_image=0.2", "stride=16"]),
-                                  ("onnx_moved", deployed, ["false_alarms_per_image=0.2", "stride=16"])]:
+                                  ("onnx_moved", deployed, ["false_alarms_per_image=0.2", "stride=16"]),
+                                  ("openvino", deployed, ["backend=openvino"])]:
         out = tmp_path / name
         assert main([f"model={model}", f"input={images}", f"output_dir={out}", *settings]) == 0
         rows[name] = {r["image"]: r for r in csv.DictReader(open(out / "detections.csv"))}
@@ -297,8 +298,9 @@ def test_an_exported_onnx_file_alone_decides_as_the_model_file_it_came_from(trai
     assert not (deployed.parent / "model.pt").exists()
     moved = detector.image_threshold(0.2, stride=16)
     assert moved < detector.image_threshold()  # the two settings do move it
-    for ref, exported, threshold in [("torch", "onnx", detector.image_threshold()),
-                                     ("torch_moved", "onnx_moved", moved)]:
+    default = detector.image_threshold()
+    for ref, exported, threshold in [("torch", "onnx", default), ("torch_moved", "onnx_moved", moved),
+                                     ("torch", "openvino", default)]:
         for image, torch_row in rows[ref].items():
             onnx_row = rows[exported][image]
             assert float(onnx_row["threshold"]) == pytest.approx(threshold, rel=1e-5)

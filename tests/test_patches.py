@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,6 +243,33 @@ def test_held_out_clean_images_feed_no_patch_and_are_listed():
         build_patches(compose_config(common + ["dataset.holdout_images=3"]))
     with pytest.raises(ConfigError, match="dataset.holdout_images=-1"):
         check_patch_settings(compose_config(common + ["dataset.holdout_images=-1"]))
+
+
+def test_calibration_images_give_the_calibration_patches_alone_and_no_training_window():
+
+    common = ["dataset.n_normal_images=4", "dataset.n_defect_images=1", "dataset.width=256", "dataset.height=128",
+              "dataset.n_normal=100", "dataset.n_calibration=40", "dataset.holdout_images=1", "cache_dir="]
+    cfg = compose_config(common + ["+dataset.calibration_images=1"])
+    patches = build_patches(cfg)
+    assert patches.stats["calibration_images"] == ["woven://twill/normal_002"]  # the last before the held-out one
+    assert patches.stats["images"]["normal"] == 2 and len(patches.calibration_normal) == 40
+    images = {Path(s.path).name: s.image[:, :, 0] for s in load_sources(cfg.dataset) if s.role == "normal"}
+
+    def found_in(patch: np.ndarray, image: np.ndarray) -> bool:
+        windows = np.lib.stride_tricks.sliding_window_view(image, patch.shape)
+        return bool((windows == patch).all(axis=(2, 3)).any())
+
+    assert all(found_in(p[0], images["normal_002"]) for p in patches.calibration_normal)
+    assert not any(found_in(p[0], images["normal_002"]) for p in patches.train_normal[:50])
+    assert not any(found_in(p[0], images["normal_002"]) for p in patches.test_normal[:20])
+    plain = build_patches(compose_config(common))  # without it, normal_002 trains and calibrates with the others
+    assert any(found_in(p[0], images["normal_002"]) for p in plain.calibration_normal)
+    assert any(found_in(p[0], images["normal_002"]) for p in plain.train_normal[:50])
+    with pytest.raises(ConfigError, match="dataset.calibration_images=3 leaves none of the 3 defect-free images"):
+        build_patches(compose_config(common + ["+dataset.calibration_images=3"]))
+    with pytest.raises(ConfigError, match="dataset.calibration_images=1 must be a whole number >= 0, and needs "
+                                          "dataset.n_calibration > 0"):
+        check_patch_settings(compose_config(common + ["+dataset.calibration_images=1", "dataset.n_calibration=0"]))
 
 
 def test_patches_of_an_unusable_channel_count_are_refused_naming_the_input_not_the_setting():

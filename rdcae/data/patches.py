@@ -250,6 +250,10 @@ def check_patch_settings(cfg) -> None:
         (type(ds.get("unmarked_defect_images", 0)) is int and ds.get("unmarked_defect_images", 0) >= 0,
          f"dataset.unmarked_defect_images={ds.get('unmarked_defect_images')} must be a whole number >= 0 "
          "(defect images whose windows join the training set unmarked)"),
+        (type(ds.get("calibration_images", 0)) is int and ds.get("calibration_images", 0) >= 0
+         and not (ds.get("calibration_images", 0) and not int(ds.get("n_calibration") or 0)),
+         f"dataset.calibration_images={ds.get('calibration_images')} must be a whole number >= 0, and needs "
+         "dataset.n_calibration > 0 (defect-free images that give the calibration patches alone)"),
         (isinstance(ds.get("holdout_images", 0), int) and ds.get("holdout_images", 0) >= 0,
          f"dataset.holdout_images={ds.get('holdout_images')} must be a whole number >= 0 "
          "(defect-free images kept out of training for the image-level false alarms)"),
@@ -283,6 +287,11 @@ def build_patches(cfg) -> PatchSet:
         raise ConfigError(f"dataset.holdout_images={holdout} leaves none of the {len(normal)} defect-free images of "
                           f"dataset {ds.name} to train on")
     normal, kept_out = held_out(normal, holdout)
+    calibration_images = int(ds.get("calibration_images") or 0)
+    if calibration_images and calibration_images >= len(normal):
+        raise ConfigError(f"dataset.calibration_images={calibration_images} leaves none of the {len(normal)} "
+                          f"defect-free images of dataset {ds.name} (after dataset.holdout_images) to train on")
+    normal, calibrating = held_out(normal, calibration_images)
     if ds.get("normals_from_defect_images", False):
         normal = normal + defect
     if not normal:
@@ -316,10 +325,15 @@ def build_patches(cfg) -> PatchSet:
     stats.update(defect_stats)
     stats["defect_images"] = [display_name(src.path, ds.get("data_dir")) for src in defect]
     stats["held_out_images"] = [display_name(src.path, ds.get("data_dir")) for src in kept_out]
+    if calibrating:
+        stats["calibration_images"] = [display_name(src.path, ds.get("data_dir")) for src in calibrating]
     calibration = None
     if n_calibration:
-        # A stream of its own, so that n_calibration leaves the train/test patches unchanged.
-        calibration = draw_windows(normal, positions, n_calibration, size, np.random.default_rng([int(cfg.seed), 1]))
+        # A stream of its own, so that n_calibration leaves the train/test patches unchanged; with
+        # dataset.calibration_images, from whole images the network never sees, as a new image is to it.
+        images, where = (calibrating, normal_positions(calibrating, size, ds.exclude_background, edge_margin,
+                                                       texture_borders)[0]) if calibrating else (normal, positions)
+        calibration = draw_windows(images, where, n_calibration, size, np.random.default_rng([int(cfg.seed), 1]))
     stats.update(
         images={"normal": len(normal), "defect": len(defect)},
         patches={"train_normal": len(train_normal), "test_normal": len(order) - n_train,

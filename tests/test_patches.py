@@ -246,7 +246,6 @@ def test_held_out_clean_images_feed_no_patch_and_are_listed():
 
 
 def test_calibration_images_give_the_calibration_patches_alone_and_no_training_window():
-
     common = ["dataset.n_normal_images=4", "dataset.n_defect_images=1", "dataset.width=256", "dataset.height=128",
               "dataset.n_normal=100", "dataset.n_calibration=40", "dataset.holdout_images=1", "cache_dir="]
     cfg = compose_config(common + ["+dataset.calibration_images=1"])

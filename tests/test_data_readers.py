@@ -23,7 +23,7 @@ AITEX_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aitex"
 SHARED_KEYS = {
     "name", "data_dir", "n_normal", "train_fraction", "n_train", "defect_rule", "defect_min_fraction",
     "exclude_background", "edge_margin", "texture_borders", "normals_from_defect_images", "holdout_images",
-    "unmarked_defect_images", "lighting",
+    "unmarked_defect_images", "lighting", "calibration_images",
 }
 
 

@@ -248,7 +248,7 @@ def test_held_out_clean_images_feed_no_patch_and_are_listed():
 def test_calibration_images_give_the_calibration_patches_alone_and_no_training_window():
     common = ["dataset.n_normal_images=4", "dataset.n_defect_images=1", "dataset.width=256", "dataset.height=128",
               "dataset.n_normal=100", "dataset.n_calibration=40", "dataset.holdout_images=1", "cache_dir="]
-    cfg = compose_config(common + ["+dataset.calibration_images=1"])
+    cfg = compose_config(common + ["dataset.calibration_images=1"])
     patches = build_patches(cfg)
     assert patches.stats["calibration_images"] == ["woven://twill/normal_002"]  # the last before the held-out one
     assert patches.stats["images"]["normal"] == 2 and len(patches.calibration_normal) == 40
@@ -265,10 +265,10 @@ def test_calibration_images_give_the_calibration_patches_alone_and_no_training_w
     assert any(found_in(p[0], images["normal_002"]) for p in plain.calibration_normal)
     assert any(found_in(p[0], images["normal_002"]) for p in plain.train_normal[:50])
     with pytest.raises(ConfigError, match="dataset.calibration_images=3 leaves none of the 3 defect-free images"):
-        build_patches(compose_config(common + ["+dataset.calibration_images=3"]))
+        build_patches(compose_config(common + ["dataset.calibration_images=3"]))
     with pytest.raises(ConfigError, match="dataset.calibration_images=1 must be a whole number >= 0, and needs "
                                           "dataset.n_calibration > 0"):
-        check_patch_settings(compose_config(common + ["+dataset.calibration_images=1", "dataset.n_calibration=0"]))
+        check_patch_settings(compose_config(common + ["dataset.calibration_images=1", "dataset.n_calibration=0"]))
 
 
 def test_patches_of_an_unusable_channel_count_are_refused_naming_the_input_not_the_setting():

@@ -123,12 +123,14 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
 
 def input_items(spec: str, skip: Path | None = None) -> list[Item]:
     """The images `input=` names: a file, a folder (recursively; masks named *_mask* left out, and the
-    folder `skip`, where a detection writes its overlays) or a glob."""
+    folder `skip` when it lies inside, where a detection writes its overlays) or a glob."""
     path = Path(spec).expanduser()
     if path.is_file():
         paths = [path]
     elif path.is_dir():
+        root = path.resolve()
         skip = skip.resolve() if skip is not None else None
+        skip = skip if skip is not None and skip != root and skip.is_relative_to(root) else None  # inside it only
         paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in p.stem
                        and (skip is None or not p.resolve().is_relative_to(skip)))
         if not paths:

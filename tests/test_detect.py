@@ -323,6 +323,12 @@ def test_a_second_detection_on_a_folder_does_not_read_the_overlays_the_first_wro
         assert main([f"model={trained[1]}", f"input={folder}", f"output_dir={folder / 'out'}", "maps=false"]) == 0
         assert [r["image"] for r in csv.DictReader(open(folder / "out" / "detections.csv"))] == ["a.png"]
     assert (folder / "out" / "a_overlay.png").is_file()
+    # the output folder that is the input folder itself, or holds it, leaves out nothing
+    assert main([f"model={trained[1]}", f"input={folder / 'out'}", f"output_dir={folder / 'out'}", "maps=false",
+                 "overlays=false"]) == 0
+    assert [r["image"] for r in csv.DictReader(open(folder / "out" / "detections.csv"))] == ["a_overlay.png"]
+    assert main([f"model={trained[1]}", f"input={folder / 'out'}", f"output_dir={folder}", "maps=false"]) == 0
+    assert [r["image"] for r in csv.DictReader(open(folder / "detections.csv"))] == ["a_overlay.png"]
 
 
 def test_an_onnx_file_exported_without_its_calibration_scores_keeps_its_own_operating_point(trained, clean_image,

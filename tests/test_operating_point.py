@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rdcae.metrics.threshold import ImageOperatingPoint, tail_rate, tail_threshold, window_rate
+from rdcae.metrics.threshold import ImageOperatingPoint, tail_rate, tail_threshold, threshold_source, window_rate
 
 
 def test_the_window_rate_makes_the_image_rate_for_independent_windows():
@@ -61,3 +61,16 @@ def test_a_share_outside_zero_and_one_is_refused_naming_the_setting():
         ImageOperatingPoint(np.ones(100), 10, 0)
     with pytest.raises(ValueError, match="at least 20 calibration scores"):
         ImageOperatingPoint(np.ones(5), 10, 0.01)
+
+
+def test_the_threshold_says_whether_its_calibration_images_were_never_trained_on():
+    from types import SimpleNamespace
+
+    def datamodule(calibration: int, images: list[str] | None):
+        stats = {"calibration_images": images} if images is not None else {}
+        return SimpleNamespace(calibration_x=np.zeros((calibration, 1, 8, 8)), patches=SimpleNamespace(stats=stats))
+
+    assert threshold_source(datamodule(400, None)) == "400 calibration patches"
+    own = threshold_source(datamodule(400, ["a.png", "b.png"]))
+    assert own == "400 calibration patches of 2 images never trained on"
+    assert threshold_source(datamodule(0, None)) == "normal training patches"

@@ -48,7 +48,10 @@ class QuantileThreshold(Metric):
 def threshold_source(datamodule) -> str:
     """Which normal patches the threshold of a run on `datamodule` is the quantile of."""
     n = len(datamodule.calibration_x)
-    return f"{n} calibration patches" if n else "normal training patches"
+    patches = getattr(datamodule, "patches", None)
+    images = len(patches.stats.get("calibration_images", [])) if patches is not None else 0
+    where = f" of {images} images never trained on" if images else ""
+    return f"{n} calibration patches{where}" if n else "normal training patches"
 
 
 def detection_threshold(

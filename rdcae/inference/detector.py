@@ -40,6 +40,15 @@ def save_detector(path: str | Path, net: ConvAutoencoder, threshold: float, scor
     return path
 
 
+def image_threshold(point: ImageOperatingPoint | None, patch_threshold: float, patch_size: int,
+                    false_alarms_per_image: float | None = None, stride: int | None = None) -> float:
+    """The window score above which an image is a defect under the operating point `point` (None, in
+    files written before it existed: the patch threshold), for `false_alarms_per_image` at `stride`."""
+    if point is None:
+        return float(patch_threshold)
+    return point.threshold(false_alarms_per_image, (stride or patch_size) / patch_size)
+
+
 class PatchScorer(nn.Module):
     """The graph a detector runs and exports: uint8 patches (N, C, P, P) as the image holds them →
     (score (N,), energy (N, P, P)). Scaling to [0, 1], the network's standardisation and the anomaly
@@ -93,10 +102,8 @@ class Detector(nn.Module):
     def image_threshold(self, false_alarms_per_image: float | None = None, stride: int | None = None) -> float:
         """The window score above which an image is a defect, for `false_alarms_per_image` clean images
         flagged (default: the run's operating_point.false_alarms_per_image) at detection `stride`."""
-        if self.operating_point is None:
-            return float(self.threshold)
-        ratio = (stride or self.spec.patch_size) / self.spec.patch_size
-        return self.operating_point.threshold(false_alarms_per_image, ratio)
+        return image_threshold(self.operating_point, float(self.threshold), self.spec.patch_size,
+                               false_alarms_per_image, stride)
 
     @property
     def spec(self) -> NetworkSpec:

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import torch
 
-from rdcae.inference.detector import Detector, PatchScorer
+from rdcae.inference.detector import Detector, PatchScorer, image_threshold
 from rdcae.metrics.threshold import ImageOperatingPoint, exponential_tail
 from rdcae.model.network import NetworkSpec, chunk_size_for
 
@@ -133,10 +133,8 @@ class _ExportedDetector:
         """The window score above which an image is a defect, as Detector.image_threshold gives it for the
         model.pt this file was exported from."""
         size = self.spec.patch_size
-        if self.operating_point is not None:
-            return self.operating_point.threshold(false_alarms_per_image, (stride or size) / size)
-        if self.card is None:  # exported from a model file without an image operating point
-            return self.threshold
+        if self.operating_point is not None or self.card is None:  # the card alone: exported without the scores
+            return image_threshold(self.operating_point, self.threshold, size, false_alarms_per_image, stride)
         if false_alarms_per_image in (None, self.card["false_alarms_per_image"]) and stride in (None, size):
             return float(self.card["threshold"])
         raise ValueError(f"model={self.path}: exported without its calibration scores, so it holds the image "

@@ -228,6 +228,7 @@ def check_patch_settings(cfg) -> None:
     ds, size = cfg.dataset, cfg.patch_size
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (ds.n_normal, ds.train_fraction))
     split = round(ds.train_fraction * ds.n_normal) if numbers else 0  # the training windows of the paper's split
+    calibration_images = ds.get("calibration_images", 0)
     checks = [
         (isinstance(size, int) and size > 0 and size % 8 == 0, f"patch_size={size} must be a positive multiple of 8"),
         (0 < ds.train_fraction < 1, f"dataset.train_fraction={ds.train_fraction} must be in (0, 1)"),
@@ -250,9 +251,9 @@ def check_patch_settings(cfg) -> None:
         (type(ds.get("unmarked_defect_images", 0)) is int and ds.get("unmarked_defect_images", 0) >= 0,
          f"dataset.unmarked_defect_images={ds.get('unmarked_defect_images')} must be a whole number >= 0 "
          "(defect images whose windows join the training set unmarked)"),
-        (type(ds.get("calibration_images", 0)) is int and ds.get("calibration_images", 0) >= 0
-         and not (ds.get("calibration_images", 0) and not int(ds.get("n_calibration") or 0)),
-         f"dataset.calibration_images={ds.get('calibration_images')} must be a whole number >= 0, and needs "
+        (type(calibration_images) is int and calibration_images >= 0
+         and (calibration_images == 0 or int(ds.get("n_calibration") or 0) > 0),
+         f"dataset.calibration_images={calibration_images} must be a whole number >= 0, and needs "
          "dataset.n_calibration > 0 (defect-free images that give the calibration patches alone)"),
         (isinstance(ds.get("holdout_images", 0), int) and ds.get("holdout_images", 0) >= 0,
          f"dataset.holdout_images={ds.get('holdout_images')} must be a whole number >= 0 "

@@ -23,9 +23,10 @@ from rdcae.data.images import IMAGE_SUFFIXES, read_image
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
+from rdcae.inference.detector import has_overlap
 from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
-from rdcae.metrics.threshold import check_false_alarms
+from rdcae.metrics.threshold import NO_OVERLAP, check_false_alarms
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_KEYS = ("dataset", "fabric", "data_dir", "cache_dir")  # and dataset.*: composed as for training
@@ -101,8 +102,15 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
     if alpha is not None and card is None:
         raise ConfigError(f"false_alarms_per_image={alpha}: model={model} was written before detectors carried an "
                           "image operating point; give threshold= (a window score) or train it again")
+    overlap = cfg.get("overlap")
+    if overlap is not None and not isinstance(overlap, bool):
+        raise ConfigError(f"overlap={overlap} must be true or false (null: true when the model carries its "
+                          "calibration)")
+    if overlap and not has_overlap(detector.operating_point):
+        raise ConfigError(f"overlap=true: model={model} {NO_OVERLAP.removeprefix('the model ')}")
+    overlap = has_overlap(detector.operating_point) if overlap is None else overlap
     threshold = (float(cfg.threshold) if cfg.threshold is not None
-                 else detector.image_threshold(alpha, None if cfg.stride is None else int(cfg.stride)))
+                 else detector.image_threshold(alpha, None if cfg.stride is None else int(cfg.stride), overlap))
     if cfg.threshold is not None:
         what = "window score given"
     elif card is None:
@@ -110,15 +118,17 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
     else:
         what = (f"{card['false_alarms_per_image'] if alpha is None else alpha:g} false alarms "
                 f"per clean image of {card['windows_per_image']:.0f} windows")
+    if overlap:
+        what += "; tiles scored over overlapping windows"
     if exported:
-        return ImageDetector.from_exported(detector, threshold), detector.config, what
+        return ImageDetector.from_exported(detector, threshold, overlap), detector.config, what
     onnx_path = model.with_suffix(".onnx")
     if backend != "torch" and (not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime):
         from rdcae.inference.onnx import export_onnx
 
         print(f"exporting {onnx_path} (python -m rdcae.export model={model} format=onnx)", file=sys.stderr)
         export_onnx(detector, onnx_path)
-    return on_backend(detector, backend, onnx_path, threshold), detector.config, what
+    return on_backend(detector, backend, onnx_path, threshold, overlap), detector.config, what
 
 
 def input_items(spec: str, skip: Path | None = None) -> list[Item]:

@@ -7,6 +7,7 @@ test on held-out normals and real defects → metrics.json, the detector file, f
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -28,9 +29,12 @@ from omegaconf import DictConfig, OmegaConf
 from rdcae.baselines import run_baselines
 from rdcae.config import RunSettings, check_resume, validate
 from rdcae.data.datamodule import DefectDataModule
+from rdcae.data.patches import calibration_sources
 from rdcae.data.sources import load_sources
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector, save_detector
+from rdcae.inference.detector import Detector
+from rdcae.inference.image import overlap_calibration
 from rdcae.metrics.threshold import image_operating_point
 from rdcae.model.alternation import Alternation
 from rdcae.model.network import chunk_size_for
@@ -86,6 +90,19 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
     return datamodule, module, alternation, trainer
 
 
+def with_overlap_calibration(point, module, cfg):
+    """The image operating point with the calibration of detection's overlap mode: the tile scores of the
+    defect-free images the calibration patches come from (rdcae.inference.image.overlap_calibration)."""
+    if point is None:
+        return None
+    config = OmegaConf.to_container(cfg, resolve=True)
+    detector = Detector(copy.deepcopy(module.net).eval(), float(module.threshold), config, score=module.score_kind,
+                        score_width=int(module.hparams.score_width), operating_point=point).to(module.device)
+    images = [s.image for s in calibration_sources(cfg.dataset)]
+    scores = overlap_calibration(detector, images, len(point.scores))
+    return point.with_overlap(scores) if len(scores) >= 20 else point
+
+
 def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     """Train, test and write everything a run leaves behind; returns the metrics dict."""
     settings = validate(cfg)
@@ -119,6 +136,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         )
     point = image_operating_point(lambda x: module.error_and_score(x, chunk_size_for(module.device))[1], datamodule,
                                   settings.false_alarms_per_image)
+    point = with_overlap_calibration(point, module, cfg)
     metrics["image_operating_point"] = describe_operating_point(point)
     write_metrics(metrics, output_dir / "metrics.json")
     save_detector(output_dir / "model.pt", module.net, float(module.threshold), module.score_kind,

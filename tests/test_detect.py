@@ -337,8 +337,8 @@ def test_an_onnx_file_exported_without_its_calibration_scores_keeps_its_own_oper
 
     detector = load_detector(trained[1])
     graph = onnx.load(str(export_onnx(detector, tmp_path / "model.onnx")))
-    kept = [(p.key, p.value) for p in graph.metadata_props if p.key != "operating_point_scores"]
-    assert len(kept) == len(graph.metadata_props) - 1
+    kept = [(p.key, p.value) for p in graph.metadata_props if not p.key.startswith("operating_point_")]
+    assert len(kept) == len(graph.metadata_props) - 2  # the scores of windows and of overlapping tiles
     del graph.metadata_props[:]
     onnx.helper.set_model_props(graph, dict(kept))
     onnx.save(graph, str(tmp_path / "older.onnx"))
@@ -346,7 +346,7 @@ def test_an_onnx_file_exported_without_its_calibration_scores_keeps_its_own_oper
     older, clean = tmp_path / "older.onnx", tmp_path / "clean.png"
     assert main([f"model={older}", f"input={clean}", f"output_dir={tmp_path / 'a'}"]) == 0
     row = next(csv.DictReader(open(tmp_path / "a" / "detections.csv")))
-    assert float(row["threshold"]) == pytest.approx(detector.image_threshold(), rel=1e-6)
+    assert float(row["threshold"]) == pytest.approx(detector.image_threshold(overlap=False), rel=1e-6)
     assert "0.01 false alarms per clean image" in capsys.readouterr().out
     assert main([f"model={older}", f"input={clean}", "false_alarms_per_image=0.2", f"output_dir={tmp_path / 'b'}"]) == 2
     err = capsys.readouterr().err.strip()
@@ -403,3 +403,77 @@ def test_the_summary_says_why_there_is_no_image_auroc_without_clean_images():
     text = summary(result, 1.5, "window score given")
     assert "image AUROC n/a (it needs clean and defect images)" in text and "nan" not in text
     assert "image AUROC 0.7500" in summary(result | {"evaluation": evaluation | {"image_auroc": 0.75}}, 1.5)
+
+
+def test_overlap_scores_a_tile_from_the_residual_averaged_over_every_window_that_covers_it():
+    from rdcae.data.tiling import grid
+    from rdcae.inference.image import overlap_tile_scores
+    from rdcae.model.score import strip_score
+
+    rng = np.random.default_rng(0)
+    size, shape = 8, (16, 24)
+    field = rng.random(shape)  # a residual every window agrees on: averaging changes nothing
+    dense, tiles = grid(*shape, size, size // 2), grid(*shape, size)
+    agreed = np.stack([field[y:y + size, x:x + size] for y, x in dense])
+    own = torch.from_numpy(np.stack([field[y:y + size, x:x + size] for y, x in tiles]))
+    assert np.allclose(overlap_tile_scores(agreed, dense, tiles, shape, size, "norm"), own.flatten(1).sum(1).sqrt())
+    assert np.allclose(overlap_tile_scores(agreed, dense, tiles, shape, size, "strip", 2), strip_score(own, 2))
+    # an error at one window's border only is divided by the windows that cover the pixel (here 2 or 4)
+    spiked = agreed.copy()
+    k = next(i for i, (y, x) in enumerate(dense) if (y, x) == (4, 4))
+    spiked[k, 0, 0] += 8.0  # pixel (4, 4): covered by the windows at (0, 0), (0, 4), (4, 0), (4, 4)
+    before = overlap_tile_scores(agreed, dense, tiles, shape, size, "norm")
+    after = overlap_tile_scores(spiked, dense, tiles, shape, size, "norm")
+    first = next(i for i, (y, x) in enumerate(tiles) if (y, x) == (0, 0))
+    assert float(after[first]) ** 2 - float(before[first]) ** 2 == pytest.approx(8.0 / 4, rel=1e-4)  # float32
+    assert np.allclose(np.delete(after, first), np.delete(before, first))
+
+
+def test_a_trained_model_carries_the_overlap_calibration_of_its_calibration_images_and_detect_uses_it(
+        trained, clean_image, tmp_path, capsys):
+    from rdcae.data.patches import calibration_sources
+    from rdcae.inference.image import ImageDetector, overlap_calibration
+
+    cfg, model = trained
+    detector = load_detector(model)
+    point = detector.operating_point
+    images = [s.image for s in calibration_sources(cfg.dataset)]
+    assert len(images) == cfg.dataset.n_normal_images - 1  # the held-out image does not calibrate
+    again = overlap_calibration(detector, images, len(point.scores))
+    assert point.overlap_scores is not None and len(point.overlap_scores) == len(again) == 32
+    assert np.allclose(point.overlap_scores, np.sort(again), atol=1e-6)
+    # the default scores tiles over overlapping windows, at the threshold of their own calibration
+    painted, _ = bar(clean_image)
+    averaged, single = detector.detect(painted), ImageDetector.from_detector(detector, overlap=False).detect(painted)
+    assert averaged.overlap and not single.overlap and averaged.windows == single.windows
+    assert averaged.threshold == pytest.approx(point.threshold(overlap=True))
+    assert single.threshold == pytest.approx(point.threshold())
+    assert averaged.verdict == "defect" and not np.allclose(averaged.window_scores, single.window_scores)
+    Image.fromarray(painted).save(tmp_path / "barred.png")
+    for setting, expected in [("overlap=false", single), ("overlap=true", averaged)]:
+        out = tmp_path / setting
+        assert main([f"model={model}", f"input={tmp_path / 'barred.png'}", f"output_dir={out}", setting]) == 0
+        row = next(csv.DictReader(open(out / "detections.csv")))
+        assert float(row["threshold"]) == pytest.approx(expected.threshold, rel=1e-5)
+        assert float(row["score"]) == pytest.approx(expected.score, rel=1e-5)
+    assert "tiles scored over overlapping windows" in capsys.readouterr().out
+
+
+def test_a_model_file_without_the_overlap_calibration_scores_windows_alone_and_refuses_overlap(
+        trained, clean_image, tmp_path, capsys):
+    payload = torch.load(trained[1], weights_only=True)
+    del payload["operating_point"]["overlap_scores"]
+    older = tmp_path / "older.pt"
+    torch.save(payload, older)
+    detector = load_detector(older)
+    assert detector.operating_point.overlap_scores is None
+    detection = detector.detect(clean_image)
+    assert not detection.overlap and detection.threshold == pytest.approx(detector.operating_point.threshold())
+    Image.fromarray(clean_image).save(tmp_path / "clean.png")
+    assert main([f"model={older}", f"input={tmp_path / 'clean.png'}", f"output_dir={tmp_path / 'a'}"]) == 0
+    capsys.readouterr()
+    assert main([f"model={older}", f"input={tmp_path / 'clean.png'}", "overlap=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "overlap=true" in err and "overlap=false" in err and str(older) in err
+    assert main([f"model={trained[1]}", f"input={tmp_path / 'clean.png'}", "overlap=maybe"]) == 2
+    assert "must be true or false" in capsys.readouterr().err

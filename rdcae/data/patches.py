@@ -264,6 +264,15 @@ def check_patch_settings(cfg) -> None:
             raise ConfigError(message)
 
 
+def calibration_sources(ds) -> list[SourceImage]:
+    """The defect-free images of dataset config `ds` that its calibration patches come from: those before
+    the held-out ones (dataset.holdout_images), or the dataset.calibration_images among them, as read."""
+    normal = [s for s in load_sources(ds) if s.role == "normal"]
+    normal = held_out(normal, int(ds.get("holdout_images") or 0))[0]
+    normal, calibrating = held_out(normal, int(ds.get("calibration_images") or 0))
+    return calibrating or normal
+
+
 def build_patches(cfg) -> PatchSet:
     """Read the sources and cut the patches (no cache; the settings checked by `check_patch_settings`)."""
     ds, size = cfg.dataset, int(cfg.patch_size)

@@ -11,20 +11,21 @@ EXPORTED_BACKENDS = ("onnx", "openvino")
 
 
 def on_backend(detector, backend: str = "torch", onnx_path: Path | None = None,
-               threshold: float | None = None) -> ImageDetector:
+               threshold: float | None = None, overlap: bool | None = None) -> ImageDetector:
     """Whole-image detection with `detector` (a Detector) on `backend`: "torch" (its own PatchScorer), or
     its ONNX graph at `onnx_path` (exported there when missing) in "onnx" (onnxruntime) or "openvino" at
-    the detector's precision; at `threshold` (a window score; default: the image operating point)."""
+    the detector's precision; at `threshold` (a window score; default: the image operating point), with
+    `overlap` (rdcae.inference.image; default: when the detector carries its calibration)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend}: choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
-        return ImageDetector.from_detector(detector, threshold=threshold)
+        return ImageDetector.from_detector(detector, threshold=threshold, overlap=overlap)
     from rdcae.inference.onnx import export_onnx
 
     if not Path(onnx_path).is_file():
         export_onnx(detector, onnx_path)
-    threshold = detector.image_threshold() if threshold is None else threshold
-    return load_exported(onnx_path, backend, detector.precision, threshold)
+    threshold = detector.image_threshold(overlap=overlap) if threshold is None else threshold
+    return load_exported(onnx_path, backend, detector.precision, threshold, overlap)
 
 
 def open_exported(path: str | Path, backend: str = "onnx", precision: str = "fp32"):
@@ -40,8 +41,9 @@ def open_exported(path: str | Path, backend: str = "onnx", precision: str = "fp3
 
 
 def load_exported(path: str | Path, backend: str = "onnx", precision: str = "fp32",
-                  threshold: float | None = None) -> ImageDetector:
+                  threshold: float | None = None, overlap: bool | None = None) -> ImageDetector:
     """Whole-image detection with the exported detector at `path` alone, no model.pt and no PyTorch
     network code: load_exported("model.onnx").detect(image) decides as the model.pt it came from, at
-    `threshold` (a window score; default: the image operating point it carries)."""
-    return ImageDetector.from_exported(open_exported(path, backend, precision), threshold)
+    `threshold` (a window score; default: the image operating point it carries), with `overlap`
+    (default: when it carries its calibration)."""
+    return ImageDetector.from_exported(open_exported(path, backend, precision), threshold, overlap)

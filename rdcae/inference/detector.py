@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rdcae.metrics.threshold import ImageOperatingPoint
+from rdcae.metrics.threshold import NO_OVERLAP, ImageOperatingPoint
 from rdcae.model.network import ConvAutoencoder, NetworkSpec, chunk_size_for, map_in_chunks
 from rdcae.model.score import reconstruction_error, residual_energy, strip_score
 
@@ -41,12 +41,21 @@ def save_detector(path: str | Path, net: ConvAutoencoder, threshold: float, scor
 
 
 def image_threshold(point: ImageOperatingPoint | None, patch_threshold: float, patch_size: int,
-                    false_alarms_per_image: float | None = None, stride: int | None = None) -> float:
+                    false_alarms_per_image: float | None = None, stride: int | None = None,
+                    overlap: bool = False) -> float:
     """The window score above which an image is a defect under the operating point `point` (None, in
-    files written before it existed: the patch threshold), for `false_alarms_per_image` at `stride`."""
+    files written before it existed: the patch threshold), for `false_alarms_per_image` at `stride`,
+    for single windows or (`overlap`) tiles of residuals averaged over overlapping windows."""
     if point is None:
+        if overlap:
+            raise ValueError(NO_OVERLAP)
         return float(patch_threshold)
-    return point.threshold(false_alarms_per_image, (stride or patch_size) / patch_size)
+    return point.threshold(false_alarms_per_image, (stride or patch_size) / patch_size, overlap)
+
+
+def has_overlap(point: ImageOperatingPoint | None) -> bool:
+    """Whether an operating point carries the calibration of tiles averaged over overlapping windows."""
+    return point is not None and point.overlap_scores is not None
 
 
 class PatchScorer(nn.Module):
@@ -99,11 +108,14 @@ class Detector(nn.Module):
         self.register_buffer("threshold", torch.tensor(threshold))
         self.operating_point = operating_point
 
-    def image_threshold(self, false_alarms_per_image: float | None = None, stride: int | None = None) -> float:
+    def image_threshold(self, false_alarms_per_image: float | None = None, stride: int | None = None,
+                        overlap: bool | None = None) -> float:
         """The window score above which an image is a defect, for `false_alarms_per_image` clean images
-        flagged (default: the run's operating_point.false_alarms_per_image) at detection `stride`."""
+        flagged (default: the run's operating_point.false_alarms_per_image) at detection `stride`, with
+        `overlap` (default: whenever the model carries its calibration) or single windows."""
+        overlap = has_overlap(self.operating_point) if overlap is None else overlap
         return image_threshold(self.operating_point, float(self.threshold), self.spec.patch_size,
-                               false_alarms_per_image, stride)
+                               false_alarms_per_image, stride, overlap)
 
     @property
     def spec(self) -> NetworkSpec:

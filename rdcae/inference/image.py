@@ -3,15 +3,22 @@ found on the image as read; its lighting evened out as in training; channels) �
 training grid → their scores → an anomaly map at the image's size → the defect regions and a verdict.
 
 The decision is the run's: a window is a defect when its score is above the threshold, and an
-image is a defect when any of its windows is. The threshold is the image operating point of
-rdcae.metrics.threshold: the window score at which clean images are flagged at the run's rate
-(operating_point.false_alarms_per_image), not the patch threshold that lets 0.1 % of windows by.
-Only windows lying wholly on fabric are scored, as only such windows were trained and calibrated
-on: nothing outside the fabric is reported.
+image is a defect when any of its windows is. With `overlap` (the default for models that carry its
+calibration) the image is cut into the same tiles, but each tile is scored from the residual energy
+of its pixels averaged over every window at half the patch size's stride that covers them (four per
+pixel): a pixel's error then comes from four placements of the window, so the texture's error at a
+window's border averages out and a defect's does not (docs/EXPERIMENTS.md, entry 25).
+
+The threshold is the image operating point of rdcae.metrics.threshold: the window score at which
+clean images are flagged at the run's rate (operating_point.false_alarms_per_image), not the patch
+threshold that lets 0.1 % of windows by; with overlap, from the averaged tiles of defect-free images.
+Only windows lying wholly on fabric are scored, as only such windows were trained and calibrated on:
+nothing outside the fabric is reported.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,7 +31,9 @@ from rdcae.data.images import read_image, to_channels
 from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
 from rdcae.data.tiling import crop, grid, stitch, windows_inside
+from rdcae.inference.detector import has_overlap
 from rdcae.model.network import NetworkSpec
+from rdcae.model.score import energy_score
 
 # uint8 windows (K, C, P, P) → (scores (K,), energy (K, P, P)), numpy float32
 PatchScoreFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -73,6 +82,7 @@ class Detection:
     verdict       "defect" when score > threshold, else "ok"
     anomaly_map   (H, W) float32: each pixel the highest score of the windows covering it; NaN
                   where no scored window lies (outside the fabric)
+    overlap       whether each window (tile) was scored from residuals averaged over overlapping windows
     fabric        (H, W) bool: the fabric region the run's preprocessing keeps
     regions       the connected regions of anomaly_map > threshold
     windows       windows scored; defect_windows: those above the threshold
@@ -88,6 +98,7 @@ class Detection:
     defect_windows: int = 0
     corners: np.ndarray | None = None
     window_scores: np.ndarray | None = None
+    overlap: bool = False
 
     @property
     def verdict(self) -> str:
@@ -98,16 +109,34 @@ class Detection:
         return sum(r.area for r in self.regions)
 
 
-class ImageDetector:
-    """Detection on whole images with any patch scorer (PyTorch, onnxruntime, OpenVINO)."""
+def overlap_tile_scores(energy: np.ndarray, yx_dense: np.ndarray, yx: np.ndarray, shape: tuple[int, int], size: int,
+                        kind: str = "norm", width: int = 4) -> np.ndarray:
+    """The scores (K,) of the tiles at corners yx (K, 2) of an image of `shape`, each from the residual
+    energy of its pixels averaged over the windows at yx_dense (D, 2) that cover them, whose energy is
+    `energy` (D, P, P); `kind` and `width` are the run's score."""
+    mean = stitch(energy, yx_dense, shape, size, reduce="mean")
+    tiles = crop(mean[:, :, None], yx, size)[:, 0]  # (K, P, P)
+    return energy_score(torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)), kind, width).numpy()
 
-    def __init__(self, score_fn: PatchScoreFn, preprocessing: Preprocessing, threshold: float) -> None:
+
+class ImageDetector:
+    """Detection on whole images with any patch scorer (PyTorch, onnxruntime, OpenVINO).
+
+    overlap: score each tile from the residual energy averaged over the windows at stride P // 2 that
+    cover it (module docstring) instead of its own window's; `score_kind` and `score_width` are the
+    run's score, which the averaged energy is scored with."""
+
+    def __init__(self, score_fn: PatchScoreFn, preprocessing: Preprocessing, threshold: float,
+                 overlap: bool = False, score_kind: str = "norm", score_width: int = 4) -> None:
         self.score_fn, self.preprocessing, self.threshold = score_fn, preprocessing, float(threshold)
+        self.overlap, self.score_kind, self.score_width = bool(overlap), score_kind, int(score_width)
 
     @classmethod
-    def from_detector(cls, detector, chunk_size: int = 1024, threshold: float | None = None) -> "ImageDetector":
+    def from_detector(cls, detector, chunk_size: int = 1024, threshold: float | None = None,
+                      overlap: bool | None = None) -> "ImageDetector":
         """The PyTorch backend: the detector's PatchScorer, `chunk_size` windows per forward pass;
-        `threshold` (a window score) defaults to the detector's image operating point."""
+        `threshold` (a window score) defaults to the detector's image operating point; `overlap` to
+        whether the detector carries its calibration."""
         scorer = detector.scorer()
         device = detector.threshold.device
 
@@ -121,15 +150,20 @@ class ImageDetector:
                 energy.append(e.cpu())
             return torch.cat(scores).numpy(), torch.cat(energy).numpy()
 
-        threshold = detector.image_threshold() if threshold is None else threshold
-        return cls(score_fn, Preprocessing.from_config(detector.config, detector.spec), threshold)
+        overlap = has_overlap(detector.operating_point) if overlap is None else overlap
+        threshold = detector.image_threshold(overlap=overlap) if threshold is None else threshold
+        return cls(score_fn, Preprocessing.from_config(detector.config, detector.spec), threshold, overlap,
+                   detector.score_kind, detector.score_width)
 
     @classmethod
-    def from_exported(cls, scorer, threshold: float | None = None) -> "ImageDetector":
+    def from_exported(cls, scorer, threshold: float | None = None, overlap: bool | None = None) -> "ImageDetector":
         """An exported detector (rdcae.inference.onnx's OnnxScorer or OpenVinoScorer), with the preprocessing
-        of the run config it carries; `threshold` (a window score) defaults to its image operating point."""
-        threshold = scorer.image_threshold() if threshold is None else threshold
-        return cls(scorer, Preprocessing.from_config(scorer.config, scorer.spec), threshold)
+        of the run config it carries; `threshold` (a window score) defaults to its image operating point,
+        `overlap` to whether it carries its calibration."""
+        overlap = has_overlap(scorer.operating_point) if overlap is None else overlap
+        threshold = scorer.image_threshold(overlap=overlap) if threshold is None else threshold
+        return cls(scorer, Preprocessing.from_config(scorer.config, scorer.spec), threshold, overlap,
+                   scorer.score_kind, scorer.score_width)
 
     def check_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """(H, W, C) uint8 from an (H, W) or (H, W, C) uint8 array; refuses what the run cannot take."""
@@ -146,16 +180,44 @@ class ImageDetector:
                              f"{p.patch_size}x{p.patch_size} patch")
         return image
 
+    def corners(self, image: np.ndarray, stride: int | None = None, fabric: np.ndarray | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-left corners (K, 2) of the windows at `stride` lying wholly on fabric, and the fabric region
+        (H, W) bool the run's preprocessing finds on the image (unless given)."""
+        p = self.preprocessing
+        height, width = image.shape[:2]
+        if fabric is None:
+            fabric = (fabric_region(image, p.edge_margin, p.texture_borders) if p.exclude_background
+                      else np.ones((height, width), bool))
+        yx = grid(height, width, p.patch_size, stride or p.patch_size, cover=True)
+        return yx[windows_inside(fabric, p.patch_size)[yx[:, 0], yx[:, 1]]], fabric
+
+    def cut(self, image: np.ndarray, yx: np.ndarray) -> np.ndarray:
+        """uint8 windows (K, C, P, P) at corners yx of the image with its lighting evened out, in the run's
+        channels."""
+        p = self.preprocessing
+        return to_channels(crop(even_lighting(image, p.lighting), yx, p.patch_size), p.channels)
+
     def windows(self, image: np.ndarray, stride: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The windows the run would score: corners (K, 2), uint8 windows (K, C, P, P) of the image with its
         lighting evened out and the run's channels, and the fabric region (H, W) bool."""
-        p = self.preprocessing
-        height, width = image.shape[:2]
-        fabric = (fabric_region(image, p.edge_margin, p.texture_borders) if p.exclude_background
-                  else np.ones((height, width), bool))
-        yx = grid(height, width, p.patch_size, stride or p.patch_size, cover=True)
-        yx = yx[windows_inside(fabric, p.patch_size)[yx[:, 0], yx[:, 1]]]
-        return yx, to_channels(crop(even_lighting(image, p.lighting), yx, p.patch_size), p.channels), fabric
+        yx, fabric = self.corners(image, stride)
+        return yx, self.cut(image, yx), fabric
+
+    def tile_scores(self, image: np.ndarray, stride: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Corners (K, 2) and scores (K,) of the image's windows at `stride` (with overlap, of its tiles), and
+        the fabric region (H, W) bool."""
+        yx, fabric = self.corners(image, stride)
+        if not len(yx):
+            return yx, np.zeros(0, np.float32), fabric
+        if not self.overlap:
+            return yx, self.score_fn(self.cut(image, yx))[0], fabric
+        size = self.preprocessing.patch_size
+        dense = self.corners(image, max(1, size // 2), fabric)[0]
+        dense = np.unique(np.concatenate([dense, yx]), axis=0)  # a tile off the half-stride grid is covered too
+        energy = self.score_fn(self.cut(image, dense))[1]
+        return yx, overlap_tile_scores(energy, dense, yx, image.shape[:2], size, self.score_kind,
+                                       self.score_width), fabric
 
     def detect(self, image, stride: int | None = None, threshold: float | None = None) -> Detection:
         """Detect defects in one image: an (H, W) or (H, W, C) uint8 array, or the path of an image file."""
@@ -166,12 +228,11 @@ class ImageDetector:
         if stride is not None and not 1 <= int(stride) <= self.preprocessing.patch_size:
             raise ValueError(f"stride={stride} must be between 1 and the patch size {self.preprocessing.patch_size}")
         threshold = self.threshold if threshold is None else float(threshold)
-        yx, windows, fabric = self.windows(image, stride)
+        yx, scores, fabric = self.tile_scores(image, stride)
         size = self.preprocessing.patch_size
         if not len(yx):
             raise ValueError(f"{name}: no {size}x{size} window lies wholly on fabric (the run's region detection and "
                              f"edge margin {self.preprocessing.edge_margin} px), so nothing could be inspected")
-        scores = self.score_fn(windows)[0]
         anomaly_map = stitch(scores, yx, image.shape[:2], size, reduce="max").astype(np.float32)
         with np.errstate(invalid="ignore"):
             defect = anomaly_map > threshold
@@ -182,4 +243,20 @@ class ImageDetector:
             regions.append(Region(int(x0), int(y0), int(x1), int(y1), int(region.area), peak))
         return Detection(score=float(scores.max()), threshold=threshold,
                          anomaly_map=anomaly_map, fabric=fabric, regions=regions, windows=len(yx),
-                         defect_windows=int((scores > threshold).sum()), corners=yx, window_scores=scores)
+                         defect_windows=int((scores > threshold).sum()), corners=yx, window_scores=scores,
+                         overlap=self.overlap)
+
+
+def overlap_calibration(detector, images: list[np.ndarray], n_tiles: int) -> np.ndarray:
+    """The calibration scores of the overlap mode: the tile scores (overlap_tile_scores) of defect-free
+    `images` (H, W, C) uint8 never flagged as anything, as detection would score them, from images spread
+    evenly over the list until about `n_tiles` tiles are scored. `detector` is a Detector."""
+    if not images:
+        return np.zeros(0, np.float32)
+    image_detector = ImageDetector.from_detector(detector, threshold=math.inf, overlap=True)
+    point = detector.operating_point
+    per_image = max(point.windows_per_image if point is not None else 1.0, 1.0)
+    count = min(len(images), max(1, math.ceil(n_tiles / per_image)))
+    chosen = np.unique(np.linspace(0, len(images) - 1, count).round().astype(int))
+    scores = [image_detector.tile_scores(image_detector.check_image(images[i]))[1] for i in chosen]
+    return np.concatenate(scores).astype(np.float32)

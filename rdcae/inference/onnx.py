@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import torch
 
-from rdcae.inference.detector import Detector, PatchScorer, image_threshold
+from rdcae.inference.detector import Detector, PatchScorer, has_overlap, image_threshold
 from rdcae.metrics.threshold import ImageOperatingPoint, exponential_tail
 from rdcae.model.network import NetworkSpec, chunk_size_for
 
@@ -64,6 +64,9 @@ def export_onnx(detector: Detector, path: str | Path) -> Path:
             props["image_operating_point"] = json.dumps(operating_point_card(detector))
             # the scores themselves, so that any other rate or stride gives model.pt's threshold exactly
             props["operating_point_scores"] = json.dumps(detector.operating_point.scores.astype(np.float32).tolist())
+            if detector.operating_point.overlap_scores is not None:
+                props["operating_point_overlap_scores"] = json.dumps(
+                    detector.operating_point.overlap_scores.astype(np.float32).tolist())
         onnx.helper.set_model_props(model, props)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
@@ -104,8 +107,10 @@ def load_onnx_metadata(path: str | Path) -> dict:
         card = json.loads(props["image_operating_point"]) if "image_operating_point" in props else None
         point = None
         if card is not None and "operating_point_scores" in props:
+            overlap = props.get("operating_point_overlap_scores")
             point = ImageOperatingPoint(json.loads(props["operating_point_scores"]), card["windows_per_image"],
-                                        card["false_alarms_per_image"])
+                                        card["false_alarms_per_image"],
+                                        None if overlap is None else json.loads(overlap))
         return {"format": FORMAT, "threshold": float(props["threshold"]),
                 "spec": NetworkSpec.from_dict(json.loads(props["network"])),
                 "score": {"kind": str(score["kind"]), "width": int(score["width"])},
@@ -129,12 +134,16 @@ class _ExportedDetector:
         self.card: dict | None = meta["image_operating_point"]
         self.operating_point: ImageOperatingPoint | None = meta["operating_point"]
 
-    def image_threshold(self, false_alarms_per_image: float | None = None, stride: int | None = None) -> float:
+    def image_threshold(self, false_alarms_per_image: float | None = None, stride: int | None = None,
+                        overlap: bool | None = None) -> float:
         """The window score above which an image is a defect, as Detector.image_threshold gives it for the
         model.pt this file was exported from."""
         size = self.spec.patch_size
-        if self.operating_point is not None or self.card is None:  # the card alone: exported without the scores
-            return image_threshold(self.operating_point, self.threshold, size, false_alarms_per_image, stride)
+        overlap = has_overlap(self.operating_point) if overlap is None else overlap
+        # a file exported without the calibration scores holds the card alone: its one threshold
+        if self.operating_point is not None or self.card is None or overlap:
+            return image_threshold(self.operating_point, self.threshold, size, false_alarms_per_image, stride,
+                                   overlap)
         if false_alarms_per_image in (None, self.card["false_alarms_per_image"]) and stride in (None, size):
             return float(self.card["threshold"])
         raise ValueError(f"model={self.path}: exported without its calibration scores, so it holds the image "

@@ -101,53 +101,85 @@ def tail_rate(scores: np.ndarray, threshold: float) -> float:
     return float((1 - TAIL_FROM) * math.exp(-(threshold - q_from) / sigma))
 
 
+NO_OVERLAP = ("the model has no calibration for overlapping windows (a file written before detection averaged "
+              "them): detect with overlap=false, or train it again")
+
+
 class ImageOperatingPoint:
     """The image operating point of a detector: calibration scores (Q,) of normal windows the network
     never trained on, and the windows an image of the training images' size has on fabric.
 
     threshold(α) is the window score above which an image is a defect so that clean images of that
     size are flagged at the rate α; at a detection stride s below the patch size P an image has
-    (P / s)² times the windows, counted as independent (an upper bound on the false alarms)."""
+    (P / s)² times the windows, counted as independent (an upper bound on the false alarms).
 
-    def __init__(self, scores, windows_per_image: float, false_alarms_per_image: float) -> None:
+    overlap_scores (optional): the scores of the tiles of whole defect-free images when each pixel's
+    residual is averaged over the overlapping windows that cover it (rdcae.inference.image, overlap);
+    `overlap=True` puts threshold(), interval() and false_alarms_at() on them."""
+
+    def __init__(self, scores, windows_per_image: float, false_alarms_per_image: float,
+                 overlap_scores=None) -> None:
         self.scores = np.sort(np.asarray(scores, dtype=np.float64).ravel())
         self.windows_per_image = float(windows_per_image)
         self.false_alarms_per_image = float(false_alarms_per_image)
-        if len(self.scores) < 20:
-            raise ValueError(f"an image operating point needs at least 20 calibration scores, got {len(self.scores)}")
+        self.overlap_scores = (None if overlap_scores is None
+                               else np.sort(np.asarray(overlap_scores, dtype=np.float64).ravel()))
+        for name, values in (("", self.scores), ("overlap ", self.overlap_scores)):
+            if values is not None and len(values) < 20:
+                raise ValueError(f"an image operating point needs at least 20 {name}calibration scores, "
+                                 f"got {len(values)}")
         check_false_alarms(self.false_alarms_per_image)
+
+    def scores_for(self, overlap: bool = False) -> np.ndarray:
+        """The calibration scores of the single windows, or with `overlap` of the averaged tiles."""
+        if not overlap:
+            return self.scores
+        if self.overlap_scores is None:
+            raise ValueError(NO_OVERLAP)
+        return self.overlap_scores
 
     def windows(self, stride_ratio: float = 1.0) -> float:
         return self.windows_per_image / stride_ratio ** 2
 
-    def threshold(self, false_alarms_per_image: float | None = None, stride_ratio: float = 1.0) -> float:
+    def threshold(self, false_alarms_per_image: float | None = None, stride_ratio: float = 1.0,
+                  overlap: bool = False) -> float:
         """The window threshold for `false_alarms_per_image` (default: the detector's), at a stride of
-        `stride_ratio` patch sizes."""
+        `stride_ratio` patch sizes, for single windows or (`overlap`) averaged tiles."""
         alpha = self.false_alarms_per_image if false_alarms_per_image is None else float(false_alarms_per_image)
-        return tail_threshold(self.scores, window_rate(alpha, self.windows(stride_ratio)))
+        return tail_threshold(self.scores_for(overlap), window_rate(alpha, self.windows(stride_ratio)))
 
     def interval(self, false_alarms_per_image: float | None = None, resamples: int = 200,
-                 level: float = 0.9) -> tuple[float, float]:
-        """A bootstrap interval of threshold(): how far 4,000 calibration scores pin it down."""
+                 level: float = 0.9, overlap: bool = False) -> tuple[float, float]:
+        """A bootstrap interval of threshold(): how far the calibration scores pin it down."""
         alpha = self.false_alarms_per_image if false_alarms_per_image is None else float(false_alarms_per_image)
         rate = window_rate(alpha, self.windows_per_image)
+        scores = self.scores_for(overlap)
         rng = np.random.default_rng(0)
-        draws = [tail_threshold(rng.choice(self.scores, len(self.scores)), rate) for _ in range(resamples)]
+        draws = [tail_threshold(rng.choice(scores, len(scores)), rate) for _ in range(resamples)]
         low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
         return float(low), float(high)
 
-    def false_alarms_at(self, threshold: float, stride_ratio: float = 1.0) -> float:
+    def false_alarms_at(self, threshold: float, stride_ratio: float = 1.0, overlap: bool = False) -> float:
         """The expected share of clean images flagged at a window `threshold`."""
-        rate = tail_rate(self.scores, threshold)
+        rate = tail_rate(self.scores_for(overlap), threshold)
         return float(-math.expm1(self.windows(stride_ratio) * math.log1p(-min(rate, 1 - 1e-12))))
 
+    def with_overlap(self, overlap_scores) -> "ImageOperatingPoint":
+        """This operating point with the averaged tiles' calibration scores added."""
+        return ImageOperatingPoint(self.scores, self.windows_per_image, self.false_alarms_per_image, overlap_scores)
+
     def to_dict(self) -> dict:
-        return {"scores": torch.tensor(self.scores, dtype=torch.float32), "windows_per_image": self.windows_per_image,
-                "false_alarms_per_image": self.false_alarms_per_image}
+        state = {"scores": torch.tensor(self.scores, dtype=torch.float32), "windows_per_image": self.windows_per_image,
+                 "false_alarms_per_image": self.false_alarms_per_image}
+        if self.overlap_scores is not None:
+            state["overlap_scores"] = torch.tensor(self.overlap_scores, dtype=torch.float32)
+        return state
 
     @classmethod
     def from_dict(cls, state: dict) -> "ImageOperatingPoint":
-        return cls(state["scores"].numpy(), state["windows_per_image"], state["false_alarms_per_image"])
+        overlap = state.get("overlap_scores")
+        return cls(state["scores"].numpy(), state["windows_per_image"], state["false_alarms_per_image"],
+                   None if overlap is None else overlap.numpy())
 
 
 def check_false_alarms(value, key: str = "operating_point.false_alarms_per_image") -> float:

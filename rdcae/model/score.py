@@ -48,6 +48,12 @@ def strip_score(energy: torch.Tensor, width: int) -> torch.Tensor:
     return worst_run(torch.stack([energy.sum(2), energy.sum(1)], 1), width)  # (N, 2, P): per row, per column
 
 
+def energy_score(energy: torch.Tensor, kind: str = "norm", width: int = 4) -> torch.Tensor:
+    """The anomaly score of each patch from its residual energy (N, P, P) alone: for a tile whose
+    energy is averaged over overlapping windows (rdcae.inference.image, overlap). (N,)"""
+    return energy.flatten(1).sum(1).sqrt() if kind == "norm" else strip_score(energy, width)
+
+
 def anomaly_score(x: torch.Tensor, x_hat: torch.Tensor, kind: str = "norm", width: int = 4) -> torch.Tensor:
     """The anomaly score of each patch. (N,) from (N, C, P, P).
 

@@ -44,9 +44,14 @@ def describe_operating_point(point) -> dict | None:
     if point is None:
         return None
     low, high = point.interval()
-    return {"false_alarms_per_image": point.false_alarms_per_image, "windows_per_image": point.windows_per_image,
-            "threshold": point.threshold(), "threshold_interval_90": [low, high],
-            "calibration_scores": len(point.scores)}
+    described = {"false_alarms_per_image": point.false_alarms_per_image, "windows_per_image": point.windows_per_image,
+                 "threshold": point.threshold(), "threshold_interval_90": [low, high],
+                 "calibration_scores": len(point.scores)}
+    if point.overlap_scores is not None:
+        low, high = point.interval(overlap=True)
+        described["overlap"] = {"threshold": point.threshold(overlap=True), "threshold_interval_90": [low, high],
+                                "calibration_scores": len(point.overlap_scores)}
+    return described
 
 
 def write_metrics(metrics: dict, path: Path) -> None:
@@ -87,9 +92,16 @@ def image_lines(metrics: dict) -> list[str]:
     if not point:
         return []
     low, high = point["threshold_interval_90"]
-    return [f"  image threshold : {point['threshold']:.4f} for {point['false_alarms_per_image']:g} false alarms per "
-            f"clean image of {point['windows_per_image']:.0f} windows (90 % interval {low:.4f}-{high:.4f}; "
-            "rdcae.detect uses it)"]
+    overlap = point.get("overlap")
+    lines = [f"  image threshold : {point['threshold']:.4f} for {point['false_alarms_per_image']:g} false alarms per "
+             f"clean image of {point['windows_per_image']:.0f} windows (90 % interval {low:.4f}-{high:.4f}"
+             + ("; rdcae.detect uses it with overlap=false)" if overlap else "; rdcae.detect uses it)")]
+    if overlap:
+        low, high = overlap["threshold_interval_90"]
+        lines.append(f"                    {overlap['threshold']:.4f} for tiles averaged over overlapping windows "
+                     f"(90 % interval {low:.4f}-{high:.4f}, from {overlap['calibration_scores']} tiles; "
+                     "rdcae.detect's default)")
+    return lines
 
 
 def baseline_lines(metrics: dict) -> list[str]:

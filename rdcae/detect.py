@@ -23,10 +23,9 @@ from rdcae.data.images import IMAGE_SUFFIXES, read_image
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
-from rdcae.inference.detector import has_overlap
 from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
-from rdcae.metrics.threshold import NO_OVERLAP, check_false_alarms
+from rdcae.metrics.threshold import NO_OVERLAP, check_false_alarms, has_overlap
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_KEYS = ("dataset", "fabric", "data_dir", "cache_dir")  # and dataset.*: composed as for training

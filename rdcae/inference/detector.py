@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rdcae.metrics.threshold import NO_OVERLAP, ImageOperatingPoint
+from rdcae.metrics.threshold import NO_OVERLAP, ImageOperatingPoint, has_overlap
 from rdcae.model.network import ConvAutoencoder, NetworkSpec, chunk_size_for, map_in_chunks
 from rdcae.model.score import reconstruction_error, residual_energy, strip_score
 
@@ -51,11 +51,6 @@ def image_threshold(point: ImageOperatingPoint | None, patch_threshold: float, p
             raise ValueError(NO_OVERLAP)
         return float(patch_threshold)
     return point.threshold(false_alarms_per_image, (stride or patch_size) / patch_size, overlap)
-
-
-def has_overlap(point: ImageOperatingPoint | None) -> bool:
-    """Whether an operating point carries the calibration of tiles averaged over overlapping windows."""
-    return point is not None and point.overlap_scores is not None
 
 
 class PatchScorer(nn.Module):

@@ -31,7 +31,7 @@ from rdcae.data.images import read_image, to_channels
 from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
 from rdcae.data.tiling import crop, grid, stitch, windows_inside
-from rdcae.inference.detector import has_overlap
+from rdcae.metrics.threshold import has_overlap
 from rdcae.model.network import NetworkSpec
 from rdcae.model.score import energy_score
 

@@ -19,8 +19,8 @@ import numpy as np
 import onnx
 import torch
 
-from rdcae.inference.detector import Detector, PatchScorer, has_overlap, image_threshold
-from rdcae.metrics.threshold import ImageOperatingPoint, exponential_tail
+from rdcae.inference.detector import Detector, PatchScorer, image_threshold
+from rdcae.metrics.threshold import ImageOperatingPoint, exponential_tail, has_overlap
 from rdcae.model.network import NetworkSpec, chunk_size_for
 
 FORMAT = "rdcae-onnx/1"

@@ -209,3 +209,8 @@ def image_operating_point(score, datamodule, false_alarms_per_image: float) -> I
     if windows <= 0 or len(scores) < 20:
         return None
     return ImageOperatingPoint(scores, windows, false_alarms_per_image)
+
+
+def has_overlap(point: ImageOperatingPoint | None) -> bool:
+    """Whether an operating point carries the calibration of tiles averaged over overlapping windows."""
+    return point is not None and point.overlap_scores is not None

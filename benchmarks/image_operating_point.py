@@ -7,8 +7,10 @@ dataset.holdout_images > 0: the image threshold at each rate asked for (default:
 clean held-out images and the defect images it flags (stride = patch size, PyTorch fp32), the same
 for the patch threshold, and a check of the tail the threshold is extrapolated from: at the window
 scores the exponential tail puts at 1e-2, 1e-3 and 1e-4 of the normal windows, the share of the
-held-out images' windows (stride 8) above them. One Markdown table per part, mean ± std over the runs
-of each fabric (population std, as rdcae.report).
+held-out images' windows (stride 8) above them. Windows are scored alone (`overlap=false`); where the
+model carries the calibration of the overlap mode, its operating points and its tail (tiles at stride
+16, the half-patch grid the averaging uses) follow as rows of their own. One Markdown table per part,
+mean ± std over the runs of each fabric (population std, as rdcae.report).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from omegaconf import OmegaConf
 from rdcae.data.sources import held_out, load_sources
 from rdcae.inference import load_detector
 from rdcae.inference.image import ImageDetector
-from rdcae.metrics.threshold import tail_threshold
+from rdcae.metrics.threshold import has_overlap, tail_threshold
 from rdcae.paper.report import find_run_folders, swept_settings
 
 LEVELS = (1e-2, 1e-3, 1e-4)
@@ -35,22 +37,27 @@ def measure(run: Path, rates: list[float]) -> dict | None:
     point = detector.operating_point
     if point is None or not int(cfg.dataset.get("holdout_images") or 0):
         return None
-    images = ImageDetector.from_detector(detector)
     sources = load_sources(cfg.dataset)
     clean = held_out([s for s in sources if s.role == "normal"], int(cfg.dataset.holdout_images))[1]
     defect = [s for s in sources if s.role == "defect" and s.mask is not None and s.mask.any()]
-    clean_max = np.array([images.detect(s.image).score for s in clean])
-    defect_max = np.array([images.detect(s.image).score for s in defect])
-    dense = np.concatenate([images.detect(s.image, stride=8).window_scores for s in clean])
     row = {"fabric": str(cfg.dataset.get("fabric", "")), "dataset": str(cfg.dataset.name), "clean": len(clean),
            "defect": len(defect), "windows": point.windows_per_image}
-    for name, t in [*((f"{r:g}", point.threshold(r)) for r in rates), ("patch", float(detector.threshold))]:
-        row[name] = {"threshold": t, "clean_flagged": float((clean_max > t).mean()),
-                     "defect_flagged": float((defect_max > t).sum()), "predicted": point.false_alarms_at(t)}
-    for level in LEVELS:
-        t = tail_threshold(point.scores, level)
-        row[f"tail {level:g}"] = {"held_out": float((dense > t).mean()),
-                                  "calibration": float((point.scores > t).mean())}
+    for overlap in (False, True) if has_overlap(point) else (False,):
+        images = ImageDetector.from_detector(detector, overlap=overlap)
+        mode = " (overlap)" if overlap else ""
+        clean_max = np.array([images.detect(s.image).score for s in clean])
+        defect_max = np.array([images.detect(s.image).score for s in defect])
+        dense = np.concatenate([images.detect(s.image, stride=16 if overlap else 8).window_scores for s in clean])
+        points = [(f"{r:g}{mode}", point.threshold(r, overlap=overlap)) for r in rates]
+        for name, t in points + ([] if overlap else [("patch", float(detector.threshold))]):
+            row[name] = {"threshold": t, "clean_flagged": float((clean_max > t).mean()),
+                         "defect_flagged": float((defect_max > t).sum()),
+                         "predicted": point.false_alarms_at(t, overlap=overlap)}
+        calibration = point.scores_for(overlap)
+        for level in LEVELS:
+            t = tail_threshold(calibration, level)
+            row[f"tail {level:g}{mode}"] = {"held_out": float((dense > t).mean()),
+                                            "calibration": float((calibration > t).mean())}
     return row
 
 
@@ -74,24 +81,30 @@ def main(folder: str, rates: list[float]) -> None:
           "predicted | defect images flagged |")
     print("| --- " * 9 + "|")
     for (dataset, fabric, setting), rows in sorted(groups.items()):
-        for name in [f"{r:g}" for r in rates] + ["patch"]:
-            label = (f"{name} false alarms per image" if name != "patch"
-                     else "patch threshold (99.9 % quantile)")
+        names = [f"{r:g}" for r in rates] + ["patch"]
+        names += [f"{r:g} (overlap)" for r in rates if f"{r:g} (overlap)" in rows[0]]
+        for name in names:
+            label = (f"{name} false alarms per image".replace(" (overlap) false alarms per image",
+                                                              " false alarms per image, overlap")
+                     if name != "patch" else "patch threshold (99.9 % quantile)")
             print(f"| {dataset} | {fabric} | {setting or 'default'} | {len(rows)} | {label} | "
                   f"{cell([r[name]['threshold'] for r in rows])} | "
                   f"{cell([r[name]['clean_flagged'] for r in rows])} of {rows[0]['clean']} | "
                   f"{cell([r[name]['predicted'] for r in rows])} | "
                   f"{cell([r[name]['defect_flagged'] for r in rows])} of {rows[0]['defect']} |")
     print()
-    print("| dataset | fabric | settings | tail level | held-out windows above (stride 8) | "
+    print("| dataset | fabric | settings | windows | tail level | held-out windows above (stride 8; overlap: 16) | "
           "calibration windows above |")
-    print("| --- " * 6 + "|")
+    print("| --- " * 7 + "|")
     for (dataset, fabric, setting), rows in sorted(groups.items()):
-        for level in LEVELS:
-            key = f"tail {level:g}"
-            print(f"| {dataset} | {fabric} | {setting or 'default'} | {level:g} | "
-                  f"{cell([r[key]['held_out'] for r in rows])} | "
-                  f"{cell([r[key]['calibration'] for r in rows])} |")
+        for mode in ("", " (overlap)"):
+            for level in LEVELS:
+                key = f"tail {level:g}{mode}"
+                if key not in rows[0]:
+                    continue
+                print(f"| {dataset} | {fabric} | {setting or 'default'} | {'overlap' if mode else 'alone'} | "
+                      f"{level:g} | {cell([r[key]['held_out'] for r in rows])} | "
+                      f"{cell([r[key]['calibration'] for r in rows])} |")
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
     """Whole images end to end, as `python -m rdcae.detect` runs them: read the file, score its windows,
     build the map, draw and save the overlay. Per stride and backend: images/s, windows/s, and the share
     of windows whose decision agrees with torch fp32. The image is bench.image (a 4096×256 AITEX image,
-    say), else a generated woven fabric of that size."""
+    say), else a generated woven fabric of that size; bench.overlap as rdcae.detect's `overlap`."""
     from PIL import Image
 
     from rdcae.data.images import read_image
@@ -234,13 +234,19 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
         fabric = generate(seed=0, n_normal_images=1, n_defect_images=0, height=256, width=4096)[0].image
         Image.fromarray(fabric[:, :, 0]).save(path)
     image = read_image(path)
+    overlap = b.get("overlap")
+    if overlap is not None and not isinstance(overlap, bool):
+        raise ConfigError(f"bench.overlap={overlap} must be true, false or null (as rdcae.detect's overlap=)")
     backends = {}
     for name in b.backends:
         kind, _, precision = name.partition("_")
         try:
-            backends[name] = on_backend(load_detector(model, precision=precision or "fp32"), kind, out / "model.onnx")
+            backends[name] = on_backend(load_detector(model, precision=precision or "fp32"), kind, out / "model.onnx",
+                                        overlap=overlap)
         except ImportError as error:
             print(f"bench: {name} skipped ({error})")
+        except ValueError as error:  # overlap=true with a model file that has no calibration for it
+            raise ConfigError(f"bench.overlap=true: bench.model={model}: {error}") from None
     rows = {}
     for stride in b.strides:
         reference = None

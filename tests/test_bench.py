@@ -50,3 +50,13 @@ def test_a_bad_setting_stops_the_benchmark_in_one_line_before_any_row(tmp_path):
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.strip().startswith("error: lambda=-1")
     assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "b" / "bench.json").exists()
+
+
+def test_a_bad_overlap_setting_of_the_image_rows_is_one_config_error_naming_it(tmp_path):
+    from rdcae.bench import bench_image
+    from rdcae.errors import ConfigError
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="bench", overrides=TINY + ["bench.overlap=sometimes"])
+    with pytest.raises(ConfigError, match="bench.overlap=sometimes must be true, false or null"):
+        bench_image(cfg, tmp_path / "model.pt", tmp_path)

@@ -459,6 +459,18 @@ def test_a_trained_model_carries_the_overlap_calibration_of_its_calibration_imag
     assert "tiles scored over overlapping windows" in capsys.readouterr().out
 
 
+def test_overlap_averages_over_the_half_patch_grid_of_its_calibration_at_any_stride(trained, clean_image):
+    detector = load_detector(trained[1])
+    painted, _ = bar(clean_image)
+    half, fine = detector.detect(painted, stride=16), detector.detect(painted, stride=8)
+    assert half.overlap and fine.overlap and fine.windows > half.windows
+    at = {tuple(c): v for c, v in zip(fine.corners.tolist(), fine.window_scores)}
+    common = [i for i, c in enumerate(half.corners.tolist()) if tuple(c) in at]
+    assert len(common) == half.windows  # the stride-16 tiles are among the stride-8 ones
+    # a tile's score does not depend on the stride it was asked for: the same 4 windows per pixel
+    assert np.allclose([at[tuple(half.corners[i])] for i in common], half.window_scores[common], rtol=1e-5)
+
+
 def test_a_model_file_without_the_overlap_calibration_scores_windows_alone_and_refuses_overlap(
         trained, clean_image, tmp_path, capsys):
     payload = torch.load(trained[1], weights_only=True)

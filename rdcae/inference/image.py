@@ -214,7 +214,13 @@ class ImageDetector:
             return yx, self.score_fn(self.cut(image, yx))[0], fabric
         size = self.preprocessing.patch_size
         dense = self.corners(image, max(1, size // 2), fabric)[0]
-        dense = np.unique(np.concatenate([dense, yx]), axis=0)  # a tile off the half-stride grid is covered too
+        # the residual is averaged over the half-stride grid the calibration used, at any stride; a tile
+        # with pixels no window of that grid covers (beside a bend of the fabric's edge) brings its own
+        covered = np.zeros(image.shape[:2], bool)
+        for y, x in dense:
+            covered[y:y + size, x:x + size] = True
+        alone = np.array([not covered[y:y + size, x:x + size].all() for y, x in yx], bool)
+        dense = np.concatenate([dense, yx[alone]]) if alone.any() else dense
         energy = self.score_fn(self.cut(image, dense))[1]
         return yx, overlap_tile_scores(energy, dense, yx, image.shape[:2], size, self.score_kind,
                                        self.score_width), fabric

@@ -234,9 +234,9 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
         fabric = generate(seed=0, n_normal_images=1, n_defect_images=0, height=256, width=4096)[0].image
         Image.fromarray(fabric[:, :, 0]).save(path)
     image = read_image(path)
-    overlap = b.get("overlap")
-    if overlap is not None and not isinstance(overlap, bool):
-        raise ConfigError(f"bench.overlap={overlap} must be true, false or null (as rdcae.detect's overlap=)")
+    overlap = b.get("overlap", False)
+    if not isinstance(overlap, bool):
+        raise ConfigError(f"bench.overlap={overlap} must be true or false (as rdcae.detect's overlap=)")
     backends = {}
     for name in b.backends:
         kind, _, precision = name.partition("_")

@@ -102,12 +102,11 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
         raise ConfigError(f"false_alarms_per_image={alpha}: model={model} was written before detectors carried an "
                           "image operating point; give threshold= (a window score) or train it again")
     overlap = cfg.get("overlap")
-    if overlap is not None and not isinstance(overlap, bool):
-        raise ConfigError(f"overlap={overlap} must be true or false (null: true when the model carries its "
-                          "calibration)")
+    if not isinstance(overlap, bool):
+        raise ConfigError(f"overlap={overlap} must be true or false (true: tiles scored over overlapping windows; "
+                          "false, the default: each window alone)")
     if overlap and not has_overlap(detector.operating_point):
         raise ConfigError(f"overlap=true: model={model} {NO_OVERLAP.removeprefix('the model ')}")
-    overlap = has_overlap(detector.operating_point) if overlap is None else overlap
     threshold = (float(cfg.threshold) if cfg.threshold is not None
                  else detector.image_threshold(alpha, None if cfg.stride is None else int(cfg.stride), overlap))
     if cfg.threshold is not None:

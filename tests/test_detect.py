@@ -442,15 +442,16 @@ def test_a_trained_model_carries_the_overlap_calibration_of_its_calibration_imag
     again = overlap_calibration(detector, images, len(point.scores))
     assert point.overlap_scores is not None and len(point.overlap_scores) == len(again) == 32
     assert np.allclose(point.overlap_scores, np.sort(again), atol=1e-6)
-    # the default scores tiles over overlapping windows, at the threshold of their own calibration
+    # overlap scores tiles over overlapping windows, at the threshold of their own calibration; the
+    # default scores each window alone
     painted, _ = bar(clean_image)
-    averaged, single = detector.detect(painted), ImageDetector.from_detector(detector, overlap=False).detect(painted)
+    averaged, single = ImageDetector.from_detector(detector, overlap=True).detect(painted), detector.detect(painted)
     assert averaged.overlap and not single.overlap and averaged.windows == single.windows
     assert averaged.threshold == pytest.approx(point.threshold(overlap=True))
     assert single.threshold == pytest.approx(point.threshold())
     assert averaged.verdict == "defect" and not np.allclose(averaged.window_scores, single.window_scores)
     Image.fromarray(painted).save(tmp_path / "barred.png")
-    for setting, expected in [("overlap=false", single), ("overlap=true", averaged)]:
+    for setting, expected in [("overlap=false", single), ("overlap=true", averaged), ("stride=32", single)]:
         out = tmp_path / setting
         assert main([f"model={model}", f"input={tmp_path / 'barred.png'}", f"output_dir={out}", setting]) == 0
         row = next(csv.DictReader(open(out / "detections.csv")))
@@ -460,7 +461,9 @@ def test_a_trained_model_carries_the_overlap_calibration_of_its_calibration_imag
 
 
 def test_overlap_averages_over_the_half_patch_grid_of_its_calibration_at_any_stride(trained, clean_image):
-    detector = load_detector(trained[1])
+    from rdcae.inference.image import ImageDetector
+
+    detector = ImageDetector.from_detector(load_detector(trained[1]), overlap=True)
     painted, _ = bar(clean_image)
     half, fine = detector.detect(painted, stride=16), detector.detect(painted, stride=8)
     assert half.overlap and fine.overlap and fine.windows > half.windows

@@ -11,11 +11,11 @@ EXPORTED_BACKENDS = ("onnx", "openvino")
 
 
 def on_backend(detector, backend: str = "torch", onnx_path: Path | None = None,
-               threshold: float | None = None, overlap: bool | None = None) -> ImageDetector:
+               threshold: float | None = None, overlap: bool = False) -> ImageDetector:
     """Whole-image detection with `detector` (a Detector) on `backend`: "torch" (its own PatchScorer), or
     its ONNX graph at `onnx_path` (exported there when missing) in "onnx" (onnxruntime) or "openvino" at
     the detector's precision; at `threshold` (a window score; default: the image operating point), with
-    `overlap` (rdcae.inference.image; default: when the detector carries its calibration)."""
+    tiles scored over overlapping windows where `overlap` (rdcae.inference.image)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend}: choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
@@ -41,9 +41,9 @@ def open_exported(path: str | Path, backend: str = "onnx", precision: str = "fp3
 
 
 def load_exported(path: str | Path, backend: str = "onnx", precision: str = "fp32",
-                  threshold: float | None = None, overlap: bool | None = None) -> ImageDetector:
+                  threshold: float | None = None, overlap: bool = False) -> ImageDetector:
     """Whole-image detection with the exported detector at `path` alone, no model.pt and no PyTorch
     network code: load_exported("model.onnx").detect(image) decides as the model.pt it came from, at
-    `threshold` (a window score; default: the image operating point it carries), with `overlap`
-    (default: when it carries its calibration)."""
+    `threshold` (a window score; default: the image operating point it carries), with tiles scored
+    over overlapping windows where `overlap`."""
     return ImageDetector.from_exported(open_exported(path, backend, precision), threshold, overlap)

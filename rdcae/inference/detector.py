@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rdcae.metrics.threshold import NO_OVERLAP, ImageOperatingPoint, has_overlap
+from rdcae.metrics.threshold import NO_OVERLAP, ImageOperatingPoint
 from rdcae.model.network import ConvAutoencoder, NetworkSpec, chunk_size_for, map_in_chunks
 from rdcae.model.score import reconstruction_error, residual_energy, strip_score
 
@@ -104,11 +104,10 @@ class Detector(nn.Module):
         self.operating_point = operating_point
 
     def image_threshold(self, false_alarms_per_image: float | None = None, stride: int | None = None,
-                        overlap: bool | None = None) -> float:
+                        overlap: bool = False) -> float:
         """The window score above which an image is a defect, for `false_alarms_per_image` clean images
-        flagged (default: the run's operating_point.false_alarms_per_image) at detection `stride`, with
-        `overlap` (default: whenever the model carries its calibration) or single windows."""
-        overlap = has_overlap(self.operating_point) if overlap is None else overlap
+        flagged (default: the run's operating_point.false_alarms_per_image) at detection `stride`, for
+        single windows or (`overlap`) tiles scored over overlapping windows."""
         return image_threshold(self.operating_point, float(self.threshold), self.spec.patch_size,
                                false_alarms_per_image, stride, overlap)
 

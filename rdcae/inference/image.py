@@ -3,8 +3,8 @@ found on the image as read; its lighting evened out as in training; channels) �
 training grid → their scores → an anomaly map at the image's size → the defect regions and a verdict.
 
 The decision is the run's: a window is a defect when its score is above the threshold, and an
-image is a defect when any of its windows is. With `overlap` (the default for models that carry its
-calibration) the image is cut into the same tiles, but each tile is scored from the residual energy
+image is a defect when any of its windows is. With `overlap` (for models that carry its calibration;
+off by default) the image is cut into the same tiles, but each tile is scored from the residual energy
 of its pixels averaged over every window at half the patch size's stride that covers them (four per
 pixel): a pixel's error then comes from four placements of the window, so the texture's error at a
 window's border averages out and a defect's does not (docs/EXPERIMENTS.md, entry 25).
@@ -31,7 +31,6 @@ from rdcae.data.images import read_image, to_channels
 from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
 from rdcae.data.tiling import crop, grid, stitch, windows_inside
-from rdcae.metrics.threshold import has_overlap
 from rdcae.model.network import NetworkSpec
 from rdcae.model.score import energy_score
 
@@ -133,10 +132,10 @@ class ImageDetector:
 
     @classmethod
     def from_detector(cls, detector, chunk_size: int = 1024, threshold: float | None = None,
-                      overlap: bool | None = None) -> "ImageDetector":
+                      overlap: bool = False) -> "ImageDetector":
         """The PyTorch backend: the detector's PatchScorer, `chunk_size` windows per forward pass;
-        `threshold` (a window score) defaults to the detector's image operating point; `overlap` to
-        whether the detector carries its calibration."""
+        `threshold` (a window score) defaults to the detector's image operating point, for tiles scored
+        over overlapping windows with `overlap`."""
         scorer = detector.scorer()
         device = detector.threshold.device
 
@@ -150,17 +149,15 @@ class ImageDetector:
                 energy.append(e.cpu())
             return torch.cat(scores).numpy(), torch.cat(energy).numpy()
 
-        overlap = has_overlap(detector.operating_point) if overlap is None else overlap
         threshold = detector.image_threshold(overlap=overlap) if threshold is None else threshold
         return cls(score_fn, Preprocessing.from_config(detector.config, detector.spec), threshold, overlap,
                    detector.score_kind, detector.score_width)
 
     @classmethod
-    def from_exported(cls, scorer, threshold: float | None = None, overlap: bool | None = None) -> "ImageDetector":
+    def from_exported(cls, scorer, threshold: float | None = None, overlap: bool = False) -> "ImageDetector":
         """An exported detector (rdcae.inference.onnx's OnnxScorer or OpenVinoScorer), with the preprocessing
         of the run config it carries; `threshold` (a window score) defaults to its image operating point,
-        `overlap` to whether it carries its calibration."""
-        overlap = has_overlap(scorer.operating_point) if overlap is None else overlap
+        for tiles scored over overlapping windows with `overlap`."""
         threshold = scorer.image_threshold(overlap=overlap) if threshold is None else threshold
         return cls(scorer, Preprocessing.from_config(scorer.config, scorer.spec), threshold, overlap,
                    scorer.score_kind, scorer.score_width)

@@ -20,7 +20,7 @@ import onnx
 import torch
 
 from rdcae.inference.detector import Detector, PatchScorer, image_threshold
-from rdcae.metrics.threshold import ImageOperatingPoint, exponential_tail, has_overlap
+from rdcae.metrics.threshold import ImageOperatingPoint, exponential_tail
 from rdcae.model.network import NetworkSpec, chunk_size_for
 
 FORMAT = "rdcae-onnx/1"
@@ -135,11 +135,10 @@ class _ExportedDetector:
         self.operating_point: ImageOperatingPoint | None = meta["operating_point"]
 
     def image_threshold(self, false_alarms_per_image: float | None = None, stride: int | None = None,
-                        overlap: bool | None = None) -> float:
+                        overlap: bool = False) -> float:
         """The window score above which an image is a defect, as Detector.image_threshold gives it for the
         model.pt this file was exported from."""
         size = self.spec.patch_size
-        overlap = has_overlap(self.operating_point) if overlap is None else overlap
         # a file exported without the calibration scores holds the card alone: its one threshold
         if self.operating_point is not None or self.card is None or overlap:
             return image_threshold(self.operating_point, self.threshold, size, false_alarms_per_image, stride,

@@ -95,12 +95,12 @@ def image_lines(metrics: dict) -> list[str]:
     overlap = point.get("overlap")
     lines = [f"  image threshold : {point['threshold']:.4f} for {point['false_alarms_per_image']:g} false alarms per "
              f"clean image of {point['windows_per_image']:.0f} windows (90 % interval {low:.4f}-{high:.4f}"
-             + ("; rdcae.detect uses it with overlap=false)" if overlap else "; rdcae.detect uses it)")]
+             "; rdcae.detect uses it)"]
     if overlap:
         low, high = overlap["threshold_interval_90"]
         lines.append(f"                    {overlap['threshold']:.4f} for tiles averaged over overlapping windows "
                      f"(90 % interval {low:.4f}-{high:.4f}, from {overlap['calibration_scores']} tiles; "
-                     "rdcae.detect's default)")
+                     "rdcae.detect overlap=true)")
     return lines
 
 

@@ -293,7 +293,7 @@ def test_on_real_fabric_the_s_updates_wait_while_the_network_answers_the_mean_pa
     common = ["dataset=aitex", "fabric=03", f"data_dir={aitex_dir}", "alternation.block_epochs=1",
               "alternation.max_blocks=2", "alternation.warmup_blocks=0", "trainer.accelerator=cpu",
               "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "figures=false",
-              "dataset.n_calibration=0"]
+              "dataset.n_calibration=0", "dataset.n_train=null"]  # the split's 1,120 training windows: seconds
     ours = run(compose_config(common, tmp_path), tmp_path / "ours")
     eager = run(compose_config(common + ["alternation.start_fraction=null"], tmp_path), tmp_path / "eager")
     # two epochs in, fabric 03's errors are all far above λ = 1.6 (the network answers about the mean patch) ...
@@ -624,8 +624,9 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     import signal
     import time
 
-    args = [*TINY, "alternation.max_blocks=200", "alternation.block_epochs=1", f"hydra.run.dir={tmp_path / 'run'}",
-            f"cache_dir={tmp_path / 'cache'}"]
+    # neither stop rule may end the run before the signal comes: no plateau check, an AUC target never met
+    args = [*TINY, "alternation.max_blocks=200", "alternation.block_epochs=1", "alternation.patience=null",
+            "alternation.auc_target=1.0", f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "rdcae.train", *args], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

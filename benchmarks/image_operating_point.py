@@ -81,12 +81,11 @@ def main(folder: str, rates: list[float]) -> None:
           "predicted | defect images flagged |")
     print("| --- " * 9 + "|")
     for (dataset, fabric, setting), rows in sorted(groups.items()):
-        names = [f"{r:g}" for r in rates] + ["patch"]
-        names += [f"{r:g} (overlap)" for r in rates if f"{r:g} (overlap)" in rows[0]]
-        for name in names:
-            label = (f"{name} false alarms per image".replace(" (overlap) false alarms per image",
-                                                              " false alarms per image, overlap")
-                     if name != "patch" else "patch threshold (99.9 % quantile)")
+        labels = [(f"{r:g}", f"{r:g} false alarms per image") for r in rates]
+        labels += [("patch", "patch threshold (99.9 % quantile)")]
+        labels += [(f"{r:g} (overlap)", f"{r:g} false alarms per image, overlap") for r in rates
+                   if f"{r:g} (overlap)" in rows[0]]
+        for name, label in labels:
             print(f"| {dataset} | {fabric} | {setting or 'default'} | {len(rows)} | {label} | "
                   f"{cell([r[name]['threshold'] for r in rows])} | "
                   f"{cell([r[name]['clean_flagged'] for r in rows])} of {rows[0]['clean']} | "

@@ -31,6 +31,7 @@ from rdcae.data.patches import build_patches
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.metrics import auc
+from rdcae.metrics.threshold import NO_OVERLAP, has_overlap
 from rdcae.model.alternation import Alternation
 from rdcae.model.score import reconstruction_error
 from rdcae.noise.decorate import decorate
@@ -237,6 +238,8 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
     overlap = b.get("overlap", False)
     if not isinstance(overlap, bool):
         raise ConfigError(f"bench.overlap={overlap} must be true or false (as rdcae.detect's overlap=)")
+    if overlap and not has_overlap(load_detector(model).operating_point):
+        raise ConfigError(f"bench.overlap=true: bench.model={model} {NO_OVERLAP.removeprefix('the model ')}")
     backends = {}
     for name in b.backends:
         kind, _, precision = name.partition("_")
@@ -245,8 +248,6 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
                                         overlap=overlap)
         except ImportError as error:
             print(f"bench: {name} skipped ({error})")
-        except ValueError as error:  # overlap=true with a model file that has no calibration for it
-            raise ConfigError(f"bench.overlap=true: bench.model={model}: {error}") from None
     rows = {}
     for stride in b.strides:
         reference = None

@@ -492,3 +492,12 @@ def test_a_model_file_without_the_overlap_calibration_scores_windows_alone_and_r
     assert len(err.splitlines()) == 1 and "overlap=true" in err and "overlap=false" in err and str(older) in err
     assert main([f"model={trained[1]}", f"input={tmp_path / 'clean.png'}", "overlap=maybe"]) == 2
     assert "must be true or false" in capsys.readouterr().err
+    # the benchmark's image rows refuse it the same way, before timing anything
+    from omegaconf import OmegaConf
+
+    from rdcae.bench import bench_image
+    from rdcae.errors import ConfigError
+
+    bench = OmegaConf.create({"bench": {"image": str(tmp_path / "clean.png"), "overlap": True}})
+    with pytest.raises(ConfigError, match="bench.overlap=true: bench.model=.*overlap=false"):
+        bench_image(bench, older, tmp_path / "bench")

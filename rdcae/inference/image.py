@@ -213,10 +213,8 @@ class ImageDetector:
         dense = self.corners(image, max(1, size // 2), fabric)[0]
         # the residual is averaged over the half-stride grid the calibration used, at any stride; a tile
         # with pixels no window of that grid covers (beside a bend of the fabric's edge) brings its own
-        covered = np.zeros(image.shape[:2], bool)
-        for y, x in dense:
-            covered[y:y + size, x:x + size] = True
-        alone = np.array([not covered[y:y + size, x:x + size].all() for y, x in yx], bool)
+        covered = ~np.isnan(stitch(np.ones(len(dense)), dense, image.shape[:2], size, reduce="max"))
+        alone = ~windows_inside(covered, size)[yx[:, 0], yx[:, 1]]
         dense = np.concatenate([dense, yx[alone]]) if alone.any() else dense
         energy = self.score_fn(self.cut(image, dense))[1]
         return yx, overlap_tile_scores(energy, dense, yx, image.shape[:2], size, self.score_kind,

@@ -57,6 +57,10 @@ def device_of(cfg: DictConfig) -> torch.device:
     return torch.device("cpu")
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -219,7 +223,8 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
     """Whole images end to end, as `python -m rdcae.detect` runs them: read the file, score its windows,
     build the map, draw and save the overlay. Per stride and backend: images/s, windows/s, and the share
     of windows whose decision agrees with torch fp32. The image is bench.image (a 4096×256 AITEX image,
-    say), else a generated woven fabric of that size; bench.overlap as rdcae.detect's `overlap`."""
+    say), else a generated woven fabric of that size; bench.overlap as rdcae.detect's `overlap`. The torch
+    backends run the network on the training device (trainer.accelerator), the exported ones on the CPU."""
     from PIL import Image
 
     from rdcae.data.images import read_image
@@ -240,12 +245,14 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
         raise ConfigError(f"bench.overlap={overlap} must be true or false (as rdcae.detect's overlap=)")
     if overlap and not has_overlap(load_detector(model).operating_point):
         raise ConfigError(f"bench.overlap=true: bench.model={model} {NO_OVERLAP.removeprefix('the model ')}")
+    device = device_of(cfg)
     backends = {}
     for name in b.backends:
         kind, _, precision = name.partition("_")
         try:
-            backends[name] = on_backend(load_detector(model, precision=precision or "fp32"), kind, out / "model.onnx",
-                                        overlap=overlap)
+            on = device if kind == "torch" else torch.device("cpu")  # the exported runtimes run on the CPU
+            backends[name] = on_backend(load_detector(model, map_location=on, precision=precision or "fp32"), kind,
+                                        out / "model.onnx", overlap=overlap)
         except ImportError as error:
             print(f"bench: {name} skipped ({error})")
     rows = {}
@@ -260,7 +267,7 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
             once()  # warm-up: kernels chosen, the graph compiled
             calls, spent = 0, 0.0
             while spent < float(b.min_seconds) or calls < 2:
-                seconds, detection = timed(once, torch.device("cpu"))
+                seconds, detection = timed(once, device)
                 calls, spent = calls + 1, spent + seconds
             flagged = detection.window_scores > detection.threshold  # (K,) the decision of every window
             reference = flagged if reference is None else reference
@@ -277,8 +284,7 @@ def benchmark(cfg: DictConfig, out: str | Path) -> dict:
     device = device_of(cfg)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     L.seed_everything(int(cfg.seed), verbose=False)
-    results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
-                               else platform.processor() or platform.machine(),
+    results: dict = {"device": device_name(device),
                      "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": {}}
     rows = results["rows"]
 
@@ -366,7 +372,7 @@ def measure(cfg: DictConfig) -> None:
     if cfg.bench.get("model"):  # the whole-image rows alone, for a trained model
         out.mkdir(parents=True, exist_ok=True)
         rows = bench_image(cfg, Path(str(cfg.bench.model)), out)
-        (out / "bench.json").write_text(json.dumps({"device": platform.processor() or platform.machine(),
+        (out / "bench.json").write_text(json.dumps({"device": device_name(device_of(cfg)),
                                                     "threads": torch.get_num_threads(), "rows": rows}, indent=2))
         print(image_table(rows))
         return

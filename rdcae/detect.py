@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -36,6 +37,7 @@ Detect defects in images (a file, a folder or a glob; gray or RGB, any size at l
   python -m rdcae.detect model=outputs/runs/<run>/model.pt input=/path/to/images output_dir=out/
   python -m rdcae.detect model=.../model.pt input='line3/*.png' false_alarms_per_image=0.001
   python -m rdcae.detect model=.../model.pt input='line3/*.png' stride=16 threshold=1.5
+  python -m rdcae.detect model=.../model.pt input=... device=cpu          # the network on the CPU (auto: the GPU)
   python -m rdcae.detect model=.../model.pt input=... backend=onnx        # onnxruntime, no Lightning
   python -m rdcae.detect model=.../model.pt input=... backend=openvino precision=bf16
   python -m rdcae.detect model=.../model.onnx input=...                   # the exported graph alone
@@ -64,6 +66,28 @@ class Item:
     unlabelled: bool = False  # filed among a dataset's defect images, but its mask marks nothing
 
 
+def torch_device(setting, backend: str) -> torch.device:
+    """The device `device=` names for the PyTorch backend: auto (the GPU when there is one), cpu, cuda or
+    cuda:N; the exported backends run where their runtime does, so they take auto or cpu alone."""
+    name = str(setting)
+    if name == "auto":
+        return torch.device("cuda" if backend == "torch" and torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={name}: choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and backend != "torch":
+        raise ConfigError(f"device={name}: backend={backend} runs on the CPU; use backend=torch for the GPU")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name}: no CUDA GPU is visible to PyTorch here; use device=cpu (or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
 def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
     """The model file's detector on the chosen backend at the threshold asked for, the run config the file
     carries, and what the threshold stands for. The model is a run's model.pt (every backend; onnx and
@@ -79,6 +103,7 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
                           f"{' or '.join(EXPORTED_BACKENDS)}; give the run's model.pt for backend=torch")
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision={cfg.precision}: choose fp32 or bf16")
+    device = torch_device(cfg.get("device", "auto"), backend)
     alpha = cfg.get("false_alarms_per_image")
     if alpha is not None:
         try:
@@ -86,7 +111,7 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
         except ValueError as error:
             raise ConfigError(str(error)) from None
     detector = (open_exported(model, backend, str(cfg.precision)) if exported
-                else load_detector(model, precision=str(cfg.precision)))
+                else load_detector(model, map_location=device, precision=str(cfg.precision)))
     size = detector.spec.patch_size
     if cfg.stride is not None and not (isinstance(cfg.stride, int) and not isinstance(cfg.stride, bool)
                                        and 1 <= cfg.stride <= size):

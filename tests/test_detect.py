@@ -18,6 +18,7 @@ from PIL import Image
 
 from rdcae.data.sources import load_sources
 from rdcae.detect import main
+from rdcae.errors import ConfigError
 from rdcae.inference import load_detector
 from rdcae.inference.onnx import export_onnx
 
@@ -229,6 +230,9 @@ def test_bad_command_lines_get_one_clear_line(trained, tmp_path, capsys):
         (f"model={trained[1]}", f"input={tmp_path}/nothing*.png"): "no image matches",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", f"output_dir={blocker}/out"): "cannot write there",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "backend=cuda"): "backend=cuda",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "device=tpu"): "device=tpu: choose auto, cpu, cuda",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "backend=onnx", "device=cuda"):
+            "backend=onnx runs on the CPU; use backend=torch for the GPU",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "strid=16"): "strid: unknown setting",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "stride=64"): "stride=64 must be a whole number",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "threshold=high"): "threshold=high must be a number",
@@ -237,10 +241,41 @@ def test_bad_command_lines_get_one_clear_line(trained, tmp_path, capsys):
         (f"input={tmp_path / 'img'}",): "give model=",
         (f"model={trained[1]}",): "give input=",
     }
+    if not torch.cuda.is_available():
+        cases[(f"model={trained[1]}", f"input={tmp_path / 'img'}", "device=cuda")] = "no CUDA GPU is visible"
     for argv, message in cases.items():
         assert main(list(argv)) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, (argv, err)
+
+
+def test_the_network_runs_on_the_gpu_when_there_is_one_and_exported_graphs_on_the_cpu(monkeypatch):
+    from rdcae.detect import torch_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert torch_device("auto", "torch") == torch.device("cuda")
+    assert torch_device("auto", "onnx") == torch.device("cpu") == torch_device("cpu", "torch")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert torch_device("cuda:0", "torch") == torch.device("cuda:0")
+    with pytest.raises(ConfigError, match="has 1 CUDA GPU"):
+        torch_device("cuda:1", "torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert torch_device("auto", "torch") == torch.device("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_detector_decides_as_on_the_cpu(trained, clean_image, tmp_path):
+    painted, _ = bar(clean_image)
+    cpu, gpu = load_detector(trained[1]), load_detector(trained[1], map_location="cuda")
+    assert gpu.threshold.device.type == "cuda"
+    on_cpu, on_gpu = cpu.detect(painted), gpu.detect(painted)
+    assert on_gpu.verdict == on_cpu.verdict == "defect"
+    np.testing.assert_allclose(on_gpu.window_scores, on_cpu.window_scores, rtol=1e-2, atol=1e-3)  # TF32 convolutions
+    Image.fromarray(painted).save(tmp_path / "painted.png")
+    assert main([f"model={trained[1]}", f"input={tmp_path / 'painted.png'}", f"output_dir={tmp_path / 'out'}",
+                 "device=cuda", "overlays=false", "maps=false"]) == 0
+    with open(tmp_path / "out" / "detections.csv") as f:
+        assert [row["verdict"] for row in csv.DictReader(f)] == ["defect"]
 
 
 def test_help_shows_usage_with_model_and_input_examples():

@@ -162,7 +162,7 @@ def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32")
         raise ValueError(f"model={path}: an ONNX export, not a run's model.pt, which this takes; python -m "
                          "rdcae.detect and rdcae.inference.backends.load_exported run the .onnx as it is")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)  # then the whole detector to map_location
     except pickle.UnpicklingError:  # objects to build by running code, or bytes that are no pickle at all
         raise ValueError(f"model={path}: not a safe rdcae detector file: it holds more than tensors and plain "
                          "containers (Python objects that loading would have to run, or damaged bytes), so it was "

@@ -31,7 +31,7 @@ from rdcae.data.images import read_image, to_channels
 from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
 from rdcae.data.tiling import crop, grid, stitch, windows_inside
-from rdcae.model.network import NetworkSpec
+from rdcae.model.network import NetworkSpec, chunk_size_for
 from rdcae.model.score import energy_score
 
 # uint8 windows (K, C, P, P) → (scores (K,), energy (K, P, P)), numpy float32
@@ -131,13 +131,15 @@ class ImageDetector:
         self.overlap, self.score_kind, self.score_width = bool(overlap), score_kind, int(score_width)
 
     @classmethod
-    def from_detector(cls, detector, chunk_size: int = 1024, threshold: float | None = None,
+    def from_detector(cls, detector, chunk_size: int | None = None, threshold: float | None = None,
                       overlap: bool = False) -> "ImageDetector":
-        """The PyTorch backend: the detector's PatchScorer, `chunk_size` windows per forward pass;
+        """The PyTorch backend: the detector's PatchScorer on the device it was loaded to, `chunk_size` windows
+        per forward pass (default: as many as suit that device);
         `threshold` (a window score) defaults to the detector's image operating point, for tiles scored
         over overlapping windows with `overlap`."""
         scorer = detector.scorer()
         device = detector.threshold.device
+        chunk_size = chunk_size or chunk_size_for(device)
 
         @torch.no_grad()
         def score_fn(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

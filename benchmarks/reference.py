@@ -20,18 +20,19 @@ from rdcae.model.score import reconstruction_error
 class ReferenceLoop:
     def __init__(self, X: torch.Tensor, synthetic: torch.Tensor, lambda_: float = 1.6, batch_size: int = 128,
                  lr: float = 1e-3, weight_decay: float = 1e-6, seed: int = 0, device: str | torch.device = "cpu",
-                 chunk_size: int = 4096) -> None:
+                 chunk_size: int = 4096, spec: NetworkSpec | None = None) -> None:
         torch.manual_seed(seed)
         self.device = torch.device(device)
         self.X, self.synthetic = X.to(self.device), synthetic.to(self.device)  # (N, C, P, P), (N,) bool
         self.S = torch.zeros_like(self.X)
-        self.net = ConvAutoencoder(NetworkSpec(X.shape[1], X.shape[-1])).to(self.device)
+        spec = NetworkSpec(X.shape[1], X.shape[-1]) if spec is None else spec  # the run's (recipe=paper: sigmoid)
+        self.net = ConvAutoencoder(spec).to(self.device)
         self.net.fit_normalization(self.X)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
         self.lambda_, self.batch_size, self.chunk_size = lambda_, batch_size, chunk_size
 
     def epoch(self) -> None:
-        scale = self.net.pixel_std
+        scale = self.net.pixel_std if self.net.normalize else 1.0  # the loss in std units, as rdcae's
         for index in torch.randperm(len(self.X), device=self.device).split(self.batch_size):
             L = self.X[index] - self.S[index]
             loss = F.mse_loss(self.net(L) / scale, L / scale)

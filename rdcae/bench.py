@@ -33,6 +33,7 @@ from rdcae.inference import load_detector
 from rdcae.metrics import auc
 from rdcae.metrics.threshold import NO_OVERLAP, has_overlap
 from rdcae.model.alternation import Alternation
+from rdcae.model.network import NetworkSpec
 from rdcae.model.score import reconstruction_error
 from rdcae.noise.decorate import decorate
 from rdcae.train import build, run
@@ -146,7 +147,8 @@ def new_reference(cfg: DictConfig, datamodule, device: torch.device):
     """A fresh reference loop on the run's training set, with the run's λ, batch size, optimiser and seed."""
     return reference_loop()(datamodule.train_x, datamodule.train_synthetic, lambda_=float(cfg["lambda"]),
                             batch_size=int(cfg.model.batch_size), lr=float(cfg.model.lr),
-                            weight_decay=float(cfg.model.weight_decay), seed=int(cfg.seed), device=device)
+                            weight_decay=float(cfg.model.weight_decay), seed=int(cfg.seed), device=device,
+                            spec=NetworkSpec.from_config(cfg))
 
 
 def bench_reference_epoch(cfg: DictConfig, datamodule, device: torch.device) -> dict:

@@ -60,3 +60,20 @@ def test_a_bad_overlap_setting_of_the_image_rows_is_one_config_error_naming_it(t
         cfg = compose(config_name="bench", overrides=TINY + ["bench.overlap=sometimes"])
     with pytest.raises(ConfigError, match="bench.overlap=sometimes must be true or false"):
         bench_image(cfg, tmp_path / "model.pt", tmp_path)
+
+
+def test_the_reference_loop_trains_the_network_the_run_asks_for():
+    import torch
+
+    from rdcae.bench import reference_loop
+    from rdcae.model.network import NetworkSpec
+
+    x, synthetic = torch.rand(32, 3, 32, 32), torch.arange(32) < 4
+    paper = reference_loop()(x, synthetic, spec=NetworkSpec(3, 32, normalize=False, output="sigmoid"))
+    default = reference_loop()(x, synthetic)
+    assert (paper.net.normalize, paper.net.output) == (False, "sigmoid")
+    assert (default.net.normalize, default.net.output) == (True, "linear")
+    paper.epoch()
+    out = paper.reconstruct(x)
+    assert out.min() >= 0 and out.max() <= 1  # sigmoid pixels, the paper's [0, 1] range
+    assert paper.fit(block_epochs=1, max_blocks=2, warmup_blocks=1)["epochs"] == 2

@@ -88,11 +88,11 @@ def torch_device(setting, backend: str) -> torch.device:
     return device
 
 
-def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
+def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str]:
     """The model file's detector on the chosen backend at the threshold asked for, the run config the file
-    carries, and what the threshold stands for. The model is a run's model.pt (every backend; onnx and
-    openvino run the model.onnx beside it, exported when missing or older) or an exported model.onnx
-    alone (onnx, the default for it, or openvino)."""
+    carries, what the threshold stands for and where the network runs. The model is a run's model.pt
+    (every backend; onnx and openvino run the model.onnx beside it, exported when missing or older) or an
+    exported model.onnx alone (onnx, the default for it, or openvino)."""
     model = Path(str(cfg.model))
     exported = model.suffix.lower() == ".onnx"
     backend = cfg.backend if cfg.backend is not None else ("onnx" if exported else "torch")
@@ -143,15 +143,16 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str]:
                 f"per clean image of {card['windows_per_image']:.0f} windows")
     if overlap:
         what += "; tiles scored over overlapping windows"
+    runtime = f"{backend} {cfg.precision} on " + (str(device) if backend == "torch" else "cpu")
     if exported:
-        return ImageDetector.from_exported(detector, threshold, overlap), detector.config, what
+        return ImageDetector.from_exported(detector, threshold, overlap), detector.config, what, runtime
     onnx_path = model.with_suffix(".onnx")
     if backend != "torch" and (not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime):
         from rdcae.inference.onnx import export_onnx
 
         print(f"exporting {onnx_path} (python -m rdcae.export model={model} format=onnx)", file=sys.stderr)
         export_onnx(detector, onnx_path)
-    return on_backend(detector, backend, onnx_path, threshold, overlap), detector.config, what
+    return on_backend(detector, backend, onnx_path, threshold, overlap), detector.config, what, runtime
 
 
 def input_items(spec: str, skip: Path | None = None) -> list[Item]:
@@ -337,7 +338,7 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     if cfg.get("input") is None and cfg.get("dataset") is None:
         raise ConfigError("give input=<image, folder or glob> to detect, "
                           "or dataset=<name> (with data_dir=) to evaluate")
-    detector, model_config, what = image_detector(cfg)
+    detector, model_config, what, runtime = image_detector(cfg)
     out = (Path(str(cfg.output_dir)) if cfg.output_dir else
            out or Path("outputs") / "detect" / time.strftime("%Y-%m-%d_%H-%M-%S"))
     if cfg.get("dataset") is not None:
@@ -353,7 +354,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
         writer.writeheader()
         writer.writerows(rows)
     result = {"images": len(items), "flagged": sum(r["verdict"] == "defect" for r in rows),
-              "failed": sum(r["verdict"] == "failed" for r in rows), "seconds": seconds, "output_dir": str(out)}
+              "failed": sum(r["verdict"] == "failed" for r in rows), "seconds": seconds, "output_dir": str(out),
+              "runtime": runtime}
     if cfg.get("dataset") is not None and done:
         result["evaluation"] = evaluate(done) | {"normal_images_from": how}
         (out / "evaluation.json").write_text(json.dumps(result["evaluation"], indent=2))
@@ -367,7 +369,8 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
              f"  images          : {result['images']} read, {result['flagged']} flagged as defect, "
              f"{result['failed']} failed",
              f"  threshold       : {threshold:.4f} ({what})",
-             f"  time            : {result['seconds']:.1f} s, {result['seconds'] / n:.3f} s per image",
+             f"  time            : {result['seconds']:.1f} s, {result['seconds'] / n:.3f} s per image"
+             + (f" ({result['runtime']})" if result.get("runtime") else ""),
              f"  outputs         : {result['output_dir']} (detections.csv, *_overlay.png, *_map.npy)"]
     e = result.get("evaluation")
     if e:

@@ -90,6 +90,7 @@ def test_the_command_writes_a_csv_row_an_overlay_and_a_map_per_image(trained, cl
         assert np.load(out / f"{stem}_map.npy").shape == clean_image.shape
     printed = capsys.readouterr().out
     assert "4 read, 1 flagged as defect, 2 failed" in printed or "4 read, 2 flagged as defect, 2 failed" in printed
+    assert f"s per image (torch fp32 on {'cuda' if torch.cuda.is_available() else 'cpu'})" in printed
 
 
 def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(trained, tmp_path, capsys):
@@ -264,7 +265,7 @@ def test_the_network_runs_on_the_gpu_when_there_is_one_and_exported_graphs_on_th
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_on_a_gpu_the_detector_decides_as_on_the_cpu(trained, clean_image, tmp_path):
+def test_on_a_gpu_the_detector_decides_as_on_the_cpu(trained, clean_image, tmp_path, capsys):
     painted, _ = bar(clean_image)
     cpu, gpu = load_detector(trained[1]), load_detector(trained[1], map_location="cuda")
     assert gpu.threshold.device.type == "cuda"
@@ -276,6 +277,7 @@ def test_on_a_gpu_the_detector_decides_as_on_the_cpu(trained, clean_image, tmp_p
                  "device=cuda", "overlays=false", "maps=false"]) == 0
     with open(tmp_path / "out" / "detections.csv") as f:
         assert [row["verdict"] for row in csv.DictReader(f)] == ["defect"]
+    assert "(torch fp32 on cuda)" in capsys.readouterr().out
 
 
 def test_help_shows_usage_with_model_and_input_examples():

@@ -116,7 +116,8 @@ WORKING = [missing_mask, rgba_image, sixteen_bit_image, one_image_smaller_than_t
 
 def config(root: Path, tmp_path: Path):
     return compose_config(TINY_TRAINING + ["dataset=aitex", "fabric=03", f"data_dir={root}", "dataset.n_normal=60",
-                                           "dataset.n_calibration=20", "dataset.edge_margin=0"], tmp_path)
+                                           "dataset.n_calibration=20", "dataset.edge_margin=0",
+                                           "dataset.calibration_images=0"], tmp_path)
 
 
 @pytest.mark.parametrize("breakage", BROKEN, ids=lambda f: f.__name__)

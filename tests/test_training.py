@@ -293,7 +293,8 @@ def test_on_real_fabric_the_s_updates_wait_while_the_network_answers_the_mean_pa
     common = ["dataset=aitex", "fabric=03", f"data_dir={aitex_dir}", "alternation.block_epochs=1",
               "alternation.max_blocks=2", "alternation.warmup_blocks=0", "trainer.accelerator=cpu",
               "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "figures=false",
-              "dataset.n_calibration=0", "dataset.n_train=null"]  # the split's 1,120 training windows: seconds
+              "dataset.n_calibration=0", "dataset.calibration_images=0",
+              "dataset.n_train=null"]  # the split's 1,120 training windows: seconds
     ours = run(compose_config(common, tmp_path), tmp_path / "ours")
     eager = run(compose_config(common + ["alternation.start_fraction=null"], tmp_path), tmp_path / "eager")
     # two epochs in, fabric 03's errors are all far above λ = 1.6 (the network answers about the mean patch) ...
@@ -411,6 +412,10 @@ def test_recipe_paper_sets_the_papers_choices_back():
     assert ours.dataset.edge_margin == 96 and paper.dataset.edge_margin == 0  # the selvedge out / the paper's tiles
     for table in ("table1", "table2", "table3", "table4"):  # the paper's tables keep the paper's tiles
         assert compose_config([f"experiment={table}"]).dataset.edge_margin == 0, table
+        assert compose_config([f"experiment={table}"]).dataset.calibration_images == 0, table  # every image trains
+    # AITEX's thresholds come from images that never train; the paper's from the training normals
+    assert ours.dataset.calibration_images == 3 and paper.dataset.calibration_images == 0
+    assert compose_config(["dataset=folder"]).dataset.calibration_images == 0  # a folder may hold few clean images
     assert (ours.noise._target_.endswith("MixedNoise") and set(ours.noise.models) == {"julia", "lines"}
             and ours.model.score == "auto")
     assert paper.noise._target_.endswith("JuliaNoise") and paper.model.score == "norm"

@@ -254,7 +254,8 @@ def check_patch_settings(cfg) -> None:
         (type(calibration_images) is int and calibration_images >= 0
          and (calibration_images == 0 or int(ds.get("n_calibration") or 0) > 0),
          f"dataset.calibration_images={calibration_images} must be a whole number >= 0, and needs "
-         "dataset.n_calibration > 0 (defect-free images that give the calibration patches alone)"),
+         "dataset.n_calibration > 0 (defect-free images that give the calibration patches alone; with "
+         "dataset.n_calibration=0 set dataset.calibration_images=0 too)"),
         (isinstance(ds.get("holdout_images", 0), int) and ds.get("holdout_images", 0) >= 0,
          f"dataset.holdout_images={ds.get('holdout_images')} must be a whole number >= 0 "
          "(defect-free images kept out of training for the image-level false alarms)"),

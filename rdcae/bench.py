@@ -31,7 +31,7 @@ from rdcae.data.patches import build_patches
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.metrics import auc
-from rdcae.metrics.threshold import NO_OVERLAP, has_overlap
+from rdcae.metrics.threshold import has_overlap, no_overlap
 from rdcae.model.alternation import Alternation
 from rdcae.model.network import NetworkSpec
 from rdcae.model.score import reconstruction_error
@@ -246,7 +246,7 @@ def bench_image(cfg: DictConfig, model: Path, out: Path) -> dict:
     if not isinstance(overlap, bool):
         raise ConfigError(f"bench.overlap={overlap} must be true or false (as rdcae.detect's overlap=)")
     if overlap and not has_overlap(load_detector(model).operating_point):
-        raise ConfigError(f"bench.overlap=true: bench.model={model} {NO_OVERLAP.removeprefix('the model ')}")
+        raise ConfigError(no_overlap(f"bench.overlap=true: bench.model={model}"))
     device = device_of(cfg)
     backends = {}
     for name in b.backends:

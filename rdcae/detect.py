@@ -26,7 +26,7 @@ from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
 from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
-from rdcae.metrics.threshold import NO_OVERLAP, check_false_alarms, has_overlap
+from rdcae.metrics.threshold import check_false_alarms, has_overlap, no_overlap
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_KEYS = ("dataset", "fabric", "data_dir", "cache_dir")  # and dataset.*: composed as for training
@@ -131,7 +131,7 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str]:
         raise ConfigError(f"overlap={overlap} must be true or false (true: tiles scored over overlapping windows; "
                           "false, the default: each window alone)")
     if overlap and not has_overlap(detector.operating_point):
-        raise ConfigError(f"overlap=true: model={model} {NO_OVERLAP.removeprefix('the model ')}")
+        raise ConfigError(no_overlap(f"overlap=true: model={model}"))
     threshold = (float(cfg.threshold) if cfg.threshold is not None
                  else detector.image_threshold(alpha, None if cfg.stride is None else int(cfg.stride), overlap))
     if cfg.threshold is not None:

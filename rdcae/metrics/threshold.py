@@ -105,6 +105,11 @@ NO_OVERLAP = ("the model has no calibration for overlapping windows (a file writ
               "them): detect with overlap=false, or train it again")
 
 
+def no_overlap(setting: str) -> str:
+    """NO_OVERLAP for a command line: `setting` names what asked for overlap and the model file."""
+    return f"{setting} {NO_OVERLAP.removeprefix('the model ')}"
+
+
 class ImageOperatingPoint:
     """The image operating point of a detector: calibration scores (Q,) of normal windows the network
     never trained on, and the windows an image of the training images' size has on fabric.

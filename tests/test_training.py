@@ -96,13 +96,14 @@ def test_test_pass_keeps_the_scores_of_every_test_patch_in_order(tiny_run):
 
 def test_validation_auc_scores_fresh_defects_on_the_calibration_patches_against_the_clean_ones(tiny_run):
     cfg, out, metrics = tiny_run
-    datamodule, module, _, _ = build(cfg, out / "revalidate")
+    datamodule, module, _, trainer = build(cfg, out / "revalidate")
     load_checkpoint(module, out / "checkpoints" / "last.ckpt")
     datamodule.setup()
     calibration, validation = datamodule.calibration_x, datamodule.validation_x
     assert 0 < len(validation) <= len(calibration)
     assert not any(torch.equal(v, c) for v in validation for c in calibration)  # every one carries a defect
-    clean, decorated = module.score(calibration).cpu(), module.score(validation).cpu()
+    with trainer.precision_plugin.forward_context():  # a block end scores in the training precision
+        clean, decorated = module.score(calibration).cpu(), module.score(validation).cpu()
     expected = float((decorated[:, None] > clean[None]).float().mean()
                      + 0.5 * (decorated[:, None] == clean[None]).float().mean())
     assert metrics["validation_auc"] == pytest.approx(expected, abs=1e-4)
@@ -303,6 +304,26 @@ def test_on_real_fabric_the_s_updates_wait_while_the_network_answers_the_mean_pa
     # every sample's residual into S: the start of the fixed point of docs/EXPERIMENTS.md, entries 2, 9, 10
     assert all(not r["s_updated"] and r["s_nonzero_fraction"] == 0 for r in ours["history"])
     assert eager["history"][0]["s_nonzero_fraction"] > 0.99
+
+
+def test_block_ends_run_the_network_in_the_training_precision_and_the_final_threshold_in_fp32(tmp_path):
+    cfg = compose_config(TINY + ["trainer.precision=bf16-mixed", "alternation.max_blocks=2", "figures=false"],
+                         tmp_path)
+    datamodule, module, alternation, trainer = build(cfg, tmp_path)
+    passes = []  # (block, under autocast, patches) of every forward pass outside the training steps
+
+    def record(net, inputs, output):
+        if not torch.is_grad_enabled():
+            passes.append((alternation.blocks + 1, torch.is_autocast_enabled("cpu"), len(inputs[0])))
+
+    module.net.register_forward_hook(record)
+    trainer.fit(module, datamodule=datamodule)
+    assert alternation.blocks == 2 and {block for block, _, _ in passes} == {1, 2}
+    in_fp32 = [(block, n) for block, autocast, n in passes if not autocast]
+    assert in_fp32 == [(2, len(datamodule.calibration_x))]  # the threshold's calibration pass, nothing else
+    module.to("cpu")
+    expected = torch.quantile(module.score(datamodule.calibration_x), cfg.operating_point.quantile)
+    assert float(module.threshold) == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_path):

@@ -196,7 +196,7 @@ def dcae_features(dcae: RobustAutoencoder, x: torch.Tensor, kind: str) -> np.nda
     """LREP: the 256-d latent E(x); AERE: the reconstruction error as a single feature. (N, F)"""
     if kind == "aere":
         return _numpy(dcae.score(x)).reshape(-1, 1)
-    return _numpy(map_in_chunks(dcae.net.encode, x, dcae.device, dcae.hparams.chunk_size, channels_last=False))
+    return _numpy(map_in_chunks(dcae.net.encode, x, dcae.device, dcae.chunk_size, channels_last=False))
 
 
 def shallow(name: str, dcae: RobustAutoencoder, datamodule, seed: int, features: dict) -> Scored:

@@ -8,7 +8,8 @@ Lightning runs plain Adam epochs; every `block_epochs` epochs this callback
      of synthetic defects vs normals                              (line 10),
   3. records threshold = quantile_q(errors of normal patches: the calibration patches when the
      dataset has them, else the normal training samples; rdcae.metrics.threshold; before the
-     block that ends training, an estimate from the clean validation patches alone),
+     block that ends training, an estimate from the clean validation patches alone; at that block
+     in fp32, as the detector scores, while the other passes run in the training precision),
   4. stops training when the AUC exceeds `auc_target`             (lines 11–12),
      or, with `patience`, once the validation AUC (5.) has not risen by more than `min_delta`
      for `patience` blocks since it last rose from its lowest value (on_plateau): the train AUC
@@ -49,7 +50,6 @@ import torch
 
 from rdcae.metrics import auc, aucs_by_kind, detection_threshold
 from rdcae.metrics.threshold import threshold_source
-from rdcae.model.network import chunk_size_for
 from rdcae.model.robust import RobustAutoencoder
 
 
@@ -225,37 +225,42 @@ class Alternation(L.Callback):
         X, synthetic = dm.on_device("train_x", module.device), dm.on_device("train_synthetic", module.device)
         calibration, validation = (dm.on_device("calibration_x", module.device),
                                    dm.on_device("validation_x", module.device))
-        # The held-out synthetic defects against the same calibration patches clean; one
-        # reconstruction of each gives the validation AUC of every score.
         head = dm.on_device("validation_normal_x", module.device)
-        head_errors, head_by_kind = module.scores_by_kind(head) if len(head) else (None, {})
-        validation_by_kind = module.scores_by_kind(validation)[1] if len(head) and len(validation) else {}
-        validation_aucs = aucs_by_kind(head_by_kind, validation_by_kind)
-        module.choose_score(validation_aucs)  # model.score=auto: the score every number below uses
-        # (N,) ‖x − D(E(x))‖₂ and the anomaly score; the S-update changes S, not the network, and reuses
-        # D(E(X)) for every sample S does not hold
-        X_hat = module.reconstruct(X)
-        errors, scores = module.error_and_score(X, x_hat=X_hat)
-        above_lambda = float((errors > module.hparams.lambda_).float().mean())
-        s_update = module.robust and block > self.warmup_blocks and (
-            self.s_started or self.start_fraction is None or above_lambda <= self.start_fraction
-        )
-        s_lambda = math.nan
-        if s_update:
-            s_lambda = module.update_S(X, self.s_fraction, X_hat)
-            if not torch.isfinite(module.S).all():
-                self._fail(trainer, f"S has non-finite values after the S-update of block {block}")
+        # The network runs in the precision it trains in (bf16 autocast under trainer.precision=bf16-mixed:
+        # half the time of fp32 on a CPU, the residual norms within 0.01 %, docs/EXPERIMENTS.md entry 28);
+        # the threshold comes from fp32 scores below, the arithmetic the detector and the test use.
+        with trainer.precision_plugin.forward_context():
+            # The held-out synthetic defects against the same calibration patches clean; one
+            # reconstruction of each gives the validation AUC of every score.
+            head_errors, head_by_kind = module.scores_by_kind(head) if len(head) else (None, {})
+            validation_by_kind = module.scores_by_kind(validation)[1] if len(head) and len(validation) else {}
+            validation_aucs = aucs_by_kind(head_by_kind, validation_by_kind)
+            module.choose_score(validation_aucs)  # model.score=auto: the score every number below uses
+            # (N,) ‖x − D(E(x))‖₂ and the anomaly score; the S-update changes S, not the network, and reuses
+            # D(E(X)) for every sample S does not hold
+            X_hat = module.reconstruct(X)
+            errors, scores = module.error_and_score(X, x_hat=X_hat)
+            above_lambda = float((errors > module.hparams.lambda_).float().mean())
+            s_update = module.robust and block > self.warmup_blocks and (
+                self.s_started or self.start_fraction is None or above_lambda <= self.start_fraction
+            )
+            s_lambda = math.nan
+            if s_update:
+                s_lambda = module.update_S(X, self.s_fraction, X_hat)
+                if not torch.isfinite(module.S).all():
+                    self._fail(trainer, f"S has non-finite values after the S-update of block {block}")
         normal_errors = errors[~synthetic]
         train_auc = auc(scores[~synthetic], scores[synthetic])
         # The threshold from every calibration patch at the block that ends training; before it, an
         # estimate from the clean validation patches, so that a block end stays cheap on a CPU.
-        if len(calibration) > len(head) and self.ends_training(block, train_auc, validation_aucs.get(module.score_kind,
-                                                                                                   math.nan)):
-            # in the detector's chunks: 4,000 patches in one forward pass would need ~2 GiB on a CPU
-            calibration_errors, calibration_scores = module.error_and_score(calibration, chunk_size_for(module.device))
-        else:
-            calibration_errors, calibration_scores = head_errors, head_by_kind.get(module.score_kind)
-        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores,
+        ending = self.ends_training(block, train_auc, validation_aucs.get(module.score_kind, math.nan))
+        threshold_scores, calibration_errors, calibration_scores = scores, head_errors, head_by_kind.get(
+            module.score_kind)
+        if ending and len(calibration):
+            calibration_errors, calibration_scores = module.error_and_score(calibration)
+        elif ending and not len(calibration) and trainer.precision != "32-true":
+            threshold_scores = module.error_and_score(X)[1]  # the threshold from the training normals, in fp32
+        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, threshold_scores,
                                                    calibration_scores))
         self.threshold_from = threshold_source(dm)
         norms = module.S.flatten(1).norm(dim=1)

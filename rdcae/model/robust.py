@@ -18,7 +18,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryStatScores
 
 from rdcae.metrics import as_probability
-from rdcae.model.network import ConvAutoencoder, NetworkSpec, map_in_chunks
+from rdcae.model.network import ConvAutoencoder, NetworkSpec, chunk_size_for, map_in_chunks
 from rdcae.model.prox import prox_l21
 from rdcae.model.score import AUTO, SCORES, anomaly_score, reconstruction_error
 
@@ -45,7 +45,7 @@ class RobustAutoencoder(L.LightningModule):
         robust: bool = True,
         lr: float = 1e-3,
         weight_decay: float = 1e-6,
-        chunk_size: int = 4096,
+        chunk_size: int | None = None,
         channels_last: bool = True,
         score: str = "norm",
         score_width: int = 4,
@@ -122,9 +122,14 @@ class RobustAutoencoder(L.LightningModule):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-        """D(E(x)) for a whole set, in chunks (model chunk_size unless given), on the module's device."""
-        return map_in_chunks(self.net, x, self.device, chunk_size or self.hparams.chunk_size,
-                             self.hparams.channels_last)
+        """D(E(x)) for a whole set, in chunks (`chunk_size`, else the module's, else what suits its
+        device), on the module's device."""
+        return map_in_chunks(self.net, x, self.device, chunk_size or self.chunk_size, self.hparams.channels_last)
+
+    @property
+    def chunk_size(self) -> int:
+        """Patches per forward pass when a whole set is scored (rdcae.model.network.chunk_size_for)."""
+        return self.hparams.get("chunk_size") or chunk_size_for(self.device)
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> torch.Tensor:

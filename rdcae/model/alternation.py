@@ -227,7 +227,7 @@ class Alternation(L.Callback):
                                    dm.on_device("validation_x", module.device))
         head = dm.on_device("validation_normal_x", module.device)
         # The network runs in the precision it trains in (bf16 autocast under trainer.precision=bf16-mixed:
-        # half the time of fp32 on a CPU, the residual norms within 0.01 %, docs/EXPERIMENTS.md entry 28);
+        # half the time of fp32 on a CPU, the residual norms within 0.1 %, docs/EXPERIMENTS.md entry 28);
         # the threshold comes from fp32 scores below, the arithmetic the detector and the test use.
         with trainer.precision_plugin.forward_context():
             # The held-out synthetic defects against the same calibration patches clean; one

@@ -306,9 +306,10 @@ def test_on_real_fabric_the_s_updates_wait_while_the_network_answers_the_mean_pa
     assert eager["history"][0]["s_nonzero_fraction"] > 0.99
 
 
-def test_block_ends_run_the_network_in_the_training_precision_and_the_final_threshold_in_fp32(tmp_path):
-    cfg = compose_config(TINY + ["trainer.precision=bf16-mixed", "alternation.max_blocks=2", "figures=false"],
-                         tmp_path)
+@pytest.mark.parametrize("calibration", [True, False])
+def test_block_ends_run_the_network_in_the_training_precision_and_the_final_threshold_in_fp32(tmp_path, calibration):
+    cfg = compose_config(TINY + ["trainer.precision=bf16-mixed", "alternation.max_blocks=2", "figures=false"]
+                         + ([] if calibration else ["dataset.n_calibration=0"]), tmp_path)
     datamodule, module, alternation, trainer = build(cfg, tmp_path)
     passes = []  # (block, under autocast, patches) of every forward pass outside the training steps
 
@@ -319,11 +320,14 @@ def test_block_ends_run_the_network_in_the_training_precision_and_the_final_thre
     module.net.register_forward_hook(record)
     trainer.fit(module, datamodule=datamodule)
     assert alternation.blocks == 2 and {block for block, _, _ in passes} == {1, 2}
-    in_fp32 = [(block, n) for block, autocast, n in passes if not autocast]
-    assert in_fp32 == [(2, len(datamodule.calibration_x))]  # the threshold's calibration pass, nothing else
+    # the threshold's pass over its normal patches at the last block, nothing else
+    normals = datamodule.calibration_x if calibration else datamodule.train_x
+    assert {block for block, autocast, _ in passes if not autocast} == {2}
+    assert sum(n for _, autocast, n in passes if not autocast) == len(normals)
     module.to("cpu")
-    expected = torch.quantile(module.score(datamodule.calibration_x), cfg.operating_point.quantile)
-    assert float(module.threshold) == pytest.approx(float(expected), rel=1e-6)
+    scores = module.score(normals) if calibration else module.score(normals)[~datamodule.train_synthetic]
+    assert float(module.threshold) == pytest.approx(float(torch.quantile(scores, cfg.operating_point.quantile)),
+                                                    rel=1e-6)
 
 
 def test_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_path):

@@ -258,7 +258,7 @@ class Alternation(L.Callback):
             module.score_kind)
         if ending and len(calibration):
             calibration_errors, calibration_scores = module.error_and_score(calibration)
-        elif ending and not len(calibration) and trainer.precision != "32-true":
+        elif ending and trainer.precision != "32-true":
             threshold_scores = module.error_and_score(X)[1]  # the threshold from the training normals, in fp32
         module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, threshold_scores,
                                                    calibration_scores))

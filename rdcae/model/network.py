@@ -125,8 +125,8 @@ class ConvAutoencoder(nn.Module):
 
 def chunk_size_for(device: torch.device) -> int:
     """Patches per forward pass when scoring a whole set: a CPU's caches favour a few hundred patches
-    (256: 1.3x the rate at 1,024, 1.7x at 4,096, docs/PERFORMANCE.md; 16k would also need ~6 GiB of
-    activations); a GPU wants big batches."""
+    (256: 1.2-1.3x the rate at 1,024 and 1.6-1.7x at 4,096, docs/PERFORMANCE.md; 16k would also need
+    ~6 GiB of activations); a GPU wants big batches."""
     return 16384 if device.type == "cuda" else 256
 
 

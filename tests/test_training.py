@@ -655,7 +655,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     import time
 
     # neither stop rule may end the run before the signal comes: no plateau check, an AUC target never met
-    args = [*TINY, "alternation.max_blocks=200", "alternation.block_epochs=1", "alternation.patience=null",
+    args = [*TINY, "alternation.max_blocks=100000", "alternation.block_epochs=1", "alternation.patience=null",
             "alternation.auc_target=1.0", f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "rdcae.train", *args], cwd=tmp_path, env=env,

@@ -230,6 +230,7 @@ class Alternation(L.Callback):
         # half the time of fp32 on a CPU, the residual norms within 0.1 %, docs/EXPERIMENTS.md entry 28);
         # the threshold comes from fp32 scores below, the arithmetic the detector and the test use.
         with trainer.precision_plugin.forward_context():
+            reduced = torch.is_autocast_enabled(module.device.type)  # bf16-mixed (or 16-mixed) training
             # The held-out synthetic defects against the same calibration patches clean; one
             # reconstruction of each gives the validation AUC of every score.
             head_errors, head_by_kind = module.scores_by_kind(head) if len(head) else (None, {})
@@ -254,13 +255,12 @@ class Alternation(L.Callback):
         # The threshold from every calibration patch at the block that ends training; before it, an
         # estimate from the clean validation patches, so that a block end stays cheap on a CPU.
         ending = self.ends_training(block, train_auc, validation_aucs.get(module.score_kind, math.nan))
-        threshold_scores, calibration_errors, calibration_scores = scores, head_errors, head_by_kind.get(
-            module.score_kind)
+        calibration_errors, calibration_scores = head_errors, head_by_kind.get(module.score_kind)
         if ending and len(calibration):
             calibration_errors, calibration_scores = module.error_and_score(calibration)
-        elif ending and trainer.precision != "32-true":
-            threshold_scores = module.error_and_score(X)[1]  # the threshold from the training normals, in fp32
-        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, threshold_scores,
+        elif ending and reduced:  # the threshold from the training normals, scored again in fp32
+            scores = module.error_and_score(X)[1]
+        module.threshold.fill_(detection_threshold(module.score, dm, self.threshold_quantile, scores,
                                                    calibration_scores))
         self.threshold_from = threshold_source(dm)
         norms = module.S.flatten(1).norm(dim=1)

@@ -15,8 +15,13 @@ splits the defect tiles by coverage, the share of their pixels the mask marks. P
 Per run also the defect images of the tiles covered at least 25 % that stay below the threshold.
 Then the test F1 with every defect tile, and with only the tiles the defect covers at least
 5 % of (the others left out of the test, as `dataset.defect_rule=fraction
-dataset.defect_min_fraction=0.05` would; the embedded fabric's default). Prints one line per run
-and a Markdown table of mean ± std over the seeds of each dataset and fabric.
+dataset.defect_min_fraction=0.05` would; the embedded fabric's default), and the best F1 any
+threshold would give on the run's test set (an upper bound on what an operating point can do
+with this ranking; that threshold is chosen on the test labels, so it is not one a user could
+set), and the F1 at lower quantiles of the run's calibration scores (`operating_point.quantile`
+0.995 and 0.99 instead of 0.999: the patch operating point traded for recall) with the test
+normals flagged there. Prints one line per run and a Markdown table of mean ± std over the seeds
+of each dataset and fabric.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from torchmetrics.functional.classification import binary_f1_score
+from torchmetrics.functional.classification import binary_f1_score, binary_precision_recall_curve
 
 from rdcae.config import upgrade
 from rdcae.inference import load_detector
@@ -38,6 +43,7 @@ from rdcae.train import build
 
 BINS = ((0.0, 0.01), (0.01, 0.05), (0.05, 0.25), (0.25, 1.01))
 MIN_COVERAGE = 0.05
+LOWER_QUANTILES = (0.995, 0.99)
 
 
 def label(low: float, high: float) -> str:
@@ -72,7 +78,23 @@ def evaluate(folder: Path) -> dict:
     flagged = (ordered > threshold).long()  # labels, not scores: torchmetrics would squash scores outside [0, 1]
     out["f1"] = float(binary_f1_score(flagged, truth))
     out[f"f1 (≥ {MIN_COVERAGE:.0%})"] = float(binary_f1_score(flagged[keep], truth[keep]))
+    out["f1 at the best threshold"] = best_f1(ordered, truth)
+    if len(dm.calibration_x):
+        calibration = detector.score(dm.calibration_x).double()
+        for q in LOWER_QUANTILES:
+            at = float(torch.quantile(calibration, q))
+            out[f"f1 at quantile {q}"] = float(binary_f1_score((ordered > at).long(), truth))
+            out[f"normals flagged at quantile {q}"] = int((normal_scores > at).sum())
     return out
+
+
+def best_f1(scores: torch.Tensor, truth: torch.Tensor) -> float:
+    """The highest F1 over every threshold on these scores (thresholds=None: each distinct score)."""
+    # scaled into [0, 1] first: torchmetrics reads scores outside it as logits and squashes them
+    scaled = (scores.double() - scores.min()) / (scores.max() - scores.min()).clamp_min(1e-12)
+    precision, recall, _ = binary_precision_recall_curve(scaled, truth, thresholds=None)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    return float(f1.max())
 
 
 def main(argv: list[str]) -> None:
@@ -102,7 +124,7 @@ def main(argv: list[str]) -> None:
     print()
     for name, runs in groups.items():
         cells = [f"{k} {summarize([r[k] for r in runs])[0]:.3f} ± {summarize([r[k] for r in runs])[1]:.3f}"
-                 for k in runs[0] if k.startswith("f1")]
+                 for k in runs[0] if k.startswith(("f1", "normals"))]
         print(f"{name} ({len(runs)} runs): " + ", ".join(cells))
 
 

@@ -147,9 +147,32 @@ def test_lines_shift_the_weave_by_a_multiple_of_its_std_and_keep_its_texture():
     assert (mask.any(2).sum(1) == 16).all()  # vertical, half the side long: 16 rows touched
 
 
+def test_gain_lines_scale_the_band_contrast_around_its_mean_and_leave_the_rest():
+    g = torch.Generator().manual_seed(0)
+    x = 0.5 + 0.05 * torch.randn(64, 1, 32, 32, generator=g)
+    y, mask = LineNoise(width=(4, 4), gain=(2.0, 2.0), gain_share=1.0)(x, torch.Generator().manual_seed(1))
+    band = mask.unsqueeze(1)
+    assert torch.equal(y[~band], x[~band])
+    for i in range(len(x)):
+        inside, before = y[i][band[i]], x[i][band[i]]
+        assert abs(float(inside.mean() - before.mean())) < 1e-5  # the band's mean does not move
+        ratio = float(inside.std() / before.std())
+        assert min(abs(ratio - 2.0), abs(ratio - 0.5)) < 1e-4  # its weave twice or half as strong
+    ratios = torch.stack([y[i][band[i]].std() / x[i][band[i]].std() for i in range(len(x))])
+    assert 10 < (ratios > 1).sum() < 54  # both directions drawn
+
+
+def test_gain_share_zero_draws_the_same_shifted_lines_as_no_gain():
+    x = 0.5 + 0.05 * torch.randn(32, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain, plain_mask = LineNoise()(x, torch.Generator().manual_seed(3))
+    none, none_mask = LineNoise(gain=(1.5, 3.0), gain_share=0.0)(x, torch.Generator().manual_seed(3))
+    assert torch.equal(plain, none) and torch.equal(plain_mask, none_mask)
+
+
 @pytest.mark.parametrize("kwargs, key", [({"width": (0, 2)}, "width"), ({"length": (0.5, 1.5)}, "length"),
                                          ({"contrast": (0.0, 1.0)}, "contrast"),
-                                         ({"orientations": ("diagonal",)}, "orientations")])
+                                         ({"orientations": ("diagonal",)}, "orientations"),
+                                         ({"gain": (0.5, 2.0)}, "gain"), ({"gain_share": 1.5}, "gain_share")])
 def test_bad_line_settings_are_refused_with_the_setting_named(kwargs, key):
     with pytest.raises(ValueError, match=f"noise.{key}"):
         LineNoise(**kwargs)

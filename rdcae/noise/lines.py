@@ -4,6 +4,10 @@ A line is a band of 1–4 rows (weft) or columns (warp) across part or all of th
 darker or brighter by a few standard deviations of the patch. The shift is added, so the
 weave stays visible through the line, as in a wrong or missing yarn (AITEX fabric 00's `_022_`
 defect: a line 3–4 pixels high, 0.6 std darker than the weave around it).
+
+With `gain`, a line changes the weave's contrast instead: the band's deviation from its own mean
+is multiplied by g or 1/g, so its yarns stand out more or less than their neighbours without the
+band's mean moving, as in a thick or thin place, or yarns of another lot (a weft bar).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ class LineNoise:
         length: tuple[float, float] = (0.5, 1.0),
         contrast: tuple[float, float] = (1.0, 3.0),
         orientations: tuple[str, ...] = ORIENTATIONS,
+        gain: tuple[float, float] | None = None,
+        gain_share: float = 0.5,
         name: str = "lines",
     ) -> None:
         self.name = name
@@ -37,7 +43,12 @@ class LineNoise:
                              f"got {tuple(length)}")
         if not 0 < contrast[0] <= contrast[1]:
             raise ValueError(f"noise.contrast must satisfy 0 < low <= high (patch stds), got {tuple(contrast)}")
+        if gain is not None and not 1 < gain[0] <= gain[1]:
+            raise ValueError(f"noise.gain must satisfy 1 < low <= high (contrast factor), got {tuple(gain)}")
+        if not 0 <= gain_share <= 1:
+            raise ValueError(f"noise.gain_share must be in [0, 1], got {gain_share}")
         self.width, self.length, self.contrast = tuple(width), tuple(length), tuple(contrast)
+        self.gain, self.gain_share = (tuple(gain) if gain is not None else None), float(gain_share)
         self.orientations = tuple(orientations)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,8 +73,17 @@ class LineNoise:
         sign = torch.where(torch.rand(n, 1, 1, 1, generator=generator) < 0.5, -1.0, 1.0)
         k = u(*self.contrast).view(n, 1, 1, 1)
         std = x.std(dim=(2, 3), keepdim=True).clamp_min(0.05)
-        decorated = (x + mask.unsqueeze(1).to(x) * (sign * k).to(x) * std).clamp(0, 1)
-        return decorated, mask
+        band = mask.unsqueeze(1).to(x)
+        decorated = x + band * (sign * k).to(x) * std
+        if self.gain is not None:  # a share of the lines scale the band's contrast instead
+            g = u(*self.gain).view(n, 1, 1, 1).to(x)
+            g = torch.where(sign > 0, g, 1 / g)
+            mean = (x * band).sum((2, 3), keepdim=True) / band.sum((2, 3), keepdim=True)
+            scaled = x + band * (g - 1) * (x - mean)
+            chosen = (torch.rand(n, 1, 1, 1, generator=generator) < self.gain_share).to(x)
+            decorated = chosen * scaled + (1 - chosen) * decorated
+        return decorated.clamp(0, 1), mask
 
     def __repr__(self) -> str:
-        return f"LineNoise(width={self.width}, length={self.length}, contrast={self.contrast})"
+        gain = f", gain={self.gain}, gain_share={self.gain_share}" if self.gain is not None else ""
+        return f"LineNoise(width={self.width}, length={self.length}, contrast={self.contrast}{gain})"

@@ -20,8 +20,9 @@ threshold would give on the run's test set (an upper bound on what an operating 
 with this ranking; that threshold is chosen on the test labels, so it is not one a user could
 set), and the F1 at lower quantiles of the run's calibration scores (`operating_point.quantile`
 0.995 and 0.99 instead of 0.999: the patch operating point traded for recall) with the test
-normals flagged there. Prints one line per run and a Markdown table of mean ± std over the seeds
-of each dataset and fabric.
+normals flagged there, and where the paper's threshold (the 99.9 % quantile of the defect-free
+training patches' scores) falls among the calibration scores. Prints one line per run and a
+Markdown table of mean ± std over the seeds of each dataset and fabric.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def evaluate(folder: Path) -> dict:
             at = float(torch.quantile(calibration, q))
             out[f"f1 at quantile {q}"] = float(binary_f1_score((ordered > at).long(), truth))
             out[f"normals flagged at quantile {q}"] = int((normal_scores > at).sum())
+        paper = torch.quantile(detector.score(dm.train_x[~dm.train_synthetic]).double(), 0.999)
+        out["calibration quantile of the paper's threshold"] = float((calibration <= paper).double().mean())
     return out
 
 
@@ -124,7 +127,7 @@ def main(argv: list[str]) -> None:
     print()
     for name, runs in groups.items():
         cells = [f"{k} {summarize([r[k] for r in runs])[0]:.3f} ± {summarize([r[k] for r in runs])[1]:.3f}"
-                 for k in runs[0] if k.startswith(("f1", "normals"))]
+                 for k in runs[0] if k.startswith(("f1", "normals", "calibration"))]
         print(f"{name} ({len(runs)} runs): " + ", ".join(cells))
 
 

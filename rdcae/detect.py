@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,17 +148,22 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str]:
     if exported:
         return ImageDetector.from_exported(detector, threshold, overlap), detector.config, what, runtime
     onnx_path = model.with_suffix(".onnx")
-    if backend != "torch" and (not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime):
-        from rdcae.inference.onnx import export_onnx
+    if backend != "torch":
+        from rdcae.inference.onnx import export_onnx, exported_from
 
-        print(f"exporting {onnx_path} (python -m rdcae.export model={model} format=onnx)", file=sys.stderr)
-        export_onnx(detector, onnx_path)
+        if not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime:
+            print(f"exporting {onnx_path} (python -m rdcae.export model={model} format=onnx)", file=sys.stderr)
+            export_onnx(detector, onnx_path)
+        elif not exported_from(detector, onnx_path):
+            print(f"{onnx_path} was exported from another model than {model}; exporting it again", file=sys.stderr)
+            export_onnx(detector, onnx_path)
     return on_backend(detector, backend, onnx_path, threshold, overlap), detector.config, what, runtime
 
 
 def input_items(spec: str, skip: Path | None = None) -> list[Item]:
     """The images `input=` names: a file, a folder (recursively; masks named *_mask* left out, and the
-    folder `skip` when it lies inside, where a detection writes its overlays) or a glob."""
+    folder `skip` when it lies inside, where a detection writes its overlays, and any other folder inside
+    that holds a detections.csv, an earlier detection's) or a glob."""
     path = Path(spec).expanduser()
     if path.is_file():
         paths = [path]
@@ -165,8 +171,11 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
         root = path.resolve()
         skip = skip.resolve() if skip is not None else None
         skip = skip if skip is not None and skip != root and skip.is_relative_to(root) else None  # inside it only
+        # earlier detections' output folders inside it (a detections.csv beside their overlays) too
+        earlier = [d.parent.resolve() for d in path.rglob("detections.csv") if d.parent.resolve() != root]
+        skipped = ([skip] if skip is not None else []) + earlier
         paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in p.stem
-                       and (skip is None or not p.resolve().is_relative_to(skip)))
+                       and not any(p.resolve().is_relative_to(s) for s in skipped))
         if not paths:
             raise ConfigError(f"input={spec}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
     else:
@@ -241,12 +250,22 @@ def row(item: Item, detection: Detection | None, seconds: float, error: str = ""
             "defect_area_px": detection.defect_area, "regions": boxes, "seconds": f"{seconds:.3f}", "error": ""}
 
 
+def output_stems(items: list[Item]) -> list[str]:
+    """The file stem each item's overlay and map are written under: its path in the input with the folders
+    joined by `__` and the suffix dropped, or kept (`cam_jpg`) where two images would share a stem."""
+    stems = [str(Path(item.name).with_suffix("")).replace(os.sep, "__") for item in items]
+    shared = {s for s, n in Counter(stems).items() if n > 1}
+    return [str(Path(item.name)).replace(os.sep, "__").replace(".", "_") if s in shared else s
+            for item, s in zip(items, stems)]
+
+
 def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictConfig) -> tuple[list[dict], list]:
     """Detect on every item, writing the overlays and maps as it goes; a file that cannot be read is
     named in its CSV row and the rest go on. Returns the CSV rows and the (item, detection) pairs."""
     rows, done = [], []
     stride = None if cfg.stride is None else int(cfg.stride)
     threshold = detector.threshold
+    stems = dict(zip(map(id, items), output_stems(items)))
     for item in tqdm(items, desc="detect", unit="image", disable=len(items) < 2, file=sys.stderr):
         start = time.perf_counter()
         try:
@@ -257,7 +276,7 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
             rows.append(row(item, None, time.perf_counter() - start, message))
             tqdm.write(f"skipped {item.name}: {message}", file=sys.stderr)
             continue
-        stem = str(Path(item.name).with_suffix("")).replace(os.sep, "__")
+        stem = stems[id(item)]
         if cfg.overlays:
             overlay(image, detection, item.mask).save(out / f"{stem}_overlay.png", compress_level=1)
         if cfg.maps:

@@ -538,3 +538,50 @@ def test_a_model_file_without_the_overlap_calibration_scores_windows_alone_and_r
     bench = OmegaConf.create({"bench": {"image": str(tmp_path / "clean.png"), "overlap": True}})
     with pytest.raises(ConfigError, match="bench.overlap=true: bench.model=.*overlap=false"):
         bench_image(bench, older, tmp_path / "bench")
+
+
+def test_a_rerun_with_a_new_output_folder_inside_the_input_does_not_read_the_earlier_one(trained, clean_image,
+                                                                                         tmp_path):
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    Image.fromarray(clean_image).save(folder / "a.png")
+    for stamp in ("first", "second"):  # as the default outputs/detect/<time> folders land inside input=.
+        out = folder / "outputs" / "detect" / stamp
+        assert main([f"model={trained[1]}", f"input={folder}", f"output_dir={out}", "maps=false"]) == 0
+        assert [r["image"] for r in csv.DictReader(open(out / "detections.csv"))] == ["a.png"]
+
+
+def test_two_images_with_one_stem_get_overlays_and_maps_of_their_own(trained, clean_image, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(bar(clean_image)[0]).save(images / "cam.png")
+    Image.fromarray(clean_image).save(images / "cam.bmp")
+    Image.fromarray(clean_image).save(images / "other.png")
+    out = tmp_path / "out"
+    assert main([f"model={trained[1]}", f"input={images}", f"output_dir={out}"]) == 0
+    assert {p.name for p in out.glob("*_overlay.png")} == {"cam_png_overlay.png", "cam_bmp_overlay.png",
+                                                           "other_overlay.png"}
+    barred, clean = np.load(out / "cam_png_map.npy"), np.load(out / "cam_bmp_map.npy")
+    assert np.nanmax(barred) > np.nanmax(clean)  # each map is its own image's
+
+
+def test_an_onnx_file_from_another_model_beside_the_model_file_is_exported_again(trained, clean_image, tmp_path,
+                                                                                capsys):
+    import shutil
+
+    from rdcae.inference.onnx import load_onnx_metadata
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model = Path(shutil.copy(trained[1], run / "model.pt"))
+    other = load_detector(model)
+    other.threshold = other.threshold + 1.0  # another run's detector, exported after this model file was written
+    export_onnx(other, run / "model.onnx")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(clean_image).save(images / "clean.png")
+    assert main([f"model={model}", f"input={images}", f"output_dir={tmp_path / 'out'}", "backend=onnx"]) == 0
+    assert "exported from another model" in capsys.readouterr().err
+    assert load_onnx_metadata(run / "model.onnx")["threshold"] == pytest.approx(float(load_detector(model).threshold))
+    row = next(csv.DictReader(open(tmp_path / "out" / "detections.csv")))
+    assert float(row["threshold"]) == pytest.approx(load_detector(model).image_threshold(), rel=1e-5)

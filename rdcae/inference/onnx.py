@@ -86,6 +86,18 @@ def operating_point_card(detector: Detector) -> dict:
             "threshold": point.threshold(), "q90": q90, "sigma": sigma}
 
 
+def exported_from(detector: Detector, path: str | Path) -> bool:
+    """Whether the exported detector at `path` came from `detector`: the same threshold, score and run
+    config. False also for a file that is not an rdcae export."""
+    try:
+        meta = load_onnx_metadata(path)
+    except (OSError, ValueError):
+        return False
+    config = json.loads(json.dumps(detector.config, default=str))
+    return (meta["threshold"] == float(detector.threshold) and meta["config"] == config
+            and meta["score"] == {"kind": detector.score_kind, "width": int(detector.score_width)})
+
+
 def load_onnx_metadata(path: str | Path) -> dict:
     """The rdcae metadata of an exported detector: threshold (float), spec (NetworkSpec), score
     ({"kind", "width"}), config (dict), image_operating_point (the card, or None) and operating_point

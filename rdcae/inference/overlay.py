@@ -52,7 +52,7 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
 
 def _caption(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection) -> None:
     """The verdict in the corner whose pixels score lowest, so that it hides no defect it can avoid."""
-    sign = ">" if d.verdict == "defect" else "≤"
+    sign = ">" if d.verdict == "defect" else "<="  # Pillow's built-in font has no "≤"
     text = f"{d.verdict}: score {d.score:.3f} {sign} threshold {d.threshold:.3f}"
     if d.regions:
         text += f", {len(d.regions)} region{'s' * (len(d.regions) > 1)}, {d.defect_area} px"

@@ -374,7 +374,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
         writer.writerows(rows)
     result = {"images": len(items), "flagged": sum(r["verdict"] == "defect" for r in rows),
               "failed": sum(r["verdict"] == "failed" for r in rows), "seconds": seconds, "output_dir": str(out),
-              "runtime": runtime}
+              "runtime": runtime,
+              "written": ["detections.csv"] + ["*_overlay.png"] * bool(cfg.overlays) + ["*_map.npy"] * bool(cfg.maps)}
     if cfg.get("dataset") is not None and done:
         result["evaluation"] = evaluate(done) | {"normal_images_from": how}
         (out / "evaluation.json").write_text(json.dumps(result["evaluation"], indent=2))
@@ -390,7 +391,8 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
              f"  threshold       : {threshold:.4f} ({what})",
              f"  time            : {result['seconds']:.1f} s, {result['seconds'] / n:.3f} s per image"
              + (f" ({result['runtime']})" if result.get("runtime") else ""),
-             f"  outputs         : {result['output_dir']} (detections.csv, *_overlay.png, *_map.npy)"]
+             f"  outputs         : {result['output_dir']} "
+             f"({', '.join(result.get('written', ['detections.csv', '*_overlay.png', '*_map.npy']))})"]
     e = result.get("evaluation")
     if e:
         auroc = (f"{e['image_auroc']:.4f}" if math.isfinite(e["image_auroc"]) else

@@ -541,7 +541,7 @@ def test_a_model_file_without_the_overlap_calibration_scores_windows_alone_and_r
 
 
 def test_a_rerun_with_a_new_output_folder_inside_the_input_does_not_read_the_earlier_one(trained, clean_image,
-                                                                                         tmp_path):
+                                                                                         tmp_path, capsys):
     folder = tmp_path / "camera"
     folder.mkdir()
     Image.fromarray(clean_image).save(folder / "a.png")
@@ -549,6 +549,7 @@ def test_a_rerun_with_a_new_output_folder_inside_the_input_does_not_read_the_ear
         out = folder / "outputs" / "detect" / stamp
         assert main([f"model={trained[1]}", f"input={folder}", f"output_dir={out}", "maps=false"]) == 0
         assert [r["image"] for r in csv.DictReader(open(out / "detections.csv"))] == ["a.png"]
+        assert f"{out} (detections.csv, *_overlay.png)\n" in capsys.readouterr().out  # no maps written, none named
 
 
 def test_two_images_with_one_stem_get_overlays_and_maps_of_their_own(trained, clean_image, tmp_path):

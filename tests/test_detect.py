@@ -187,7 +187,7 @@ class _RunsCode:
 
 
 @pytest.mark.parametrize("case", ["not_a_detector", "carries_code", "zero_bytes", "nan_threshold", "missing",
-                                  "onnx_on_torch", "onnx_damaged"])
+                                  "onnx_on_torch", "onnx_damaged", "an_image", "run_folder"])
 def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, trained, clean_image, tmp_path, capsys):
     model, marker = tmp_path / "model.pt", tmp_path / "code_ran"
     settings = []
@@ -203,6 +203,12 @@ def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, t
         model.write_bytes(pickle.dumps(_RunsCode(marker)))
     elif case == "zero_bytes":
         model.write_bytes(b"")
+    elif case == "an_image":
+        Image.fromarray(clean_image).save(model, format="PNG")
+    elif case == "run_folder":  # the run's folder instead of its model.pt
+        model = tmp_path / "run"
+        model.mkdir()
+        (model / "model.pt").write_bytes(trained[1].read_bytes())
     elif case == "nan_threshold":
         payload = torch.load(trained[1], weights_only=True)
         payload["threshold"] = float("nan")
@@ -214,7 +220,9 @@ def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, t
     assert f"model={model}" in err and not marker.exists()
     expected = {"not_a_detector": "not an rdcae detector file", "carries_code": "nothing in it ran",
                 "zero_bytes": "not an rdcae detector file", "nan_threshold": "threshold is nan",
-                "missing": "no such file", "onnx_on_torch": "is an exported graph, which runs on onnx or openvino; "
+                "missing": "no such file", "an_image": "not an rdcae detector file (empty, or an image",
+                "run_folder": f"a folder, not a model file; point it at model={model / 'model.pt'}",
+                "onnx_on_torch": "is an exported graph, which runs on onnx or openvino; "
                 "give the run's model.pt for backend=torch", "onnx_damaged": "not an ONNX file"}
     assert expected[case] in err and "weights_only=False" not in err
 

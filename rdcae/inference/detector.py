@@ -156,11 +156,19 @@ class Detector(nn.Module):
 def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32") -> Detector:
     """The detector in an rdcae model file; refuses, naming it, a file that is not one (nothing in it runs)."""
     path = Path(path)
+    if path.is_dir():
+        hint = f"model={path / 'model.pt'}" if (path / "model.pt").is_file() else "a run's model.pt"
+        raise FileNotFoundError(f"model={path}: a folder, not a model file; point it at {hint}")
     if not path.is_file():
         raise FileNotFoundError(f"model={path}: no such file; point it at a run's model.pt")
     if path.suffix.lower() == ".onnx":
         raise ValueError(f"model={path}: an ONNX export, not a run's model.pt, which this takes; python -m "
                          "rdcae.detect and rdcae.inference.backends.load_exported run the .onnx as it is")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # neither PyTorch's zip nor its older pickle format
+        raise ValueError(f"model={path}: not an rdcae detector file (empty, or an image, text or other file "
+                         "that PyTorch did not write); point it at a run's model.pt")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)  # then the whole detector to map_location
     except pickle.UnpicklingError:  # objects to build by running code, or bytes that are no pickle at all

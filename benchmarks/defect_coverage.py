@@ -1,6 +1,7 @@
 """Which real defect tiles a trained run finds, by how much of the tile the defect covers.
 
     python benchmarks/defect_coverage.py outputs/multirun/<sweep> [more run or sweep folders]
+        [--same-defect-images-as <run>]
 
 A test tile is a real defect when its mask has a defect pixel on fabric (`dataset.defect_rule=any`,
 the paper's count), so a defect that ends a pixel past a tile border makes that tile a defect
@@ -22,7 +23,10 @@ set), and the F1 at lower quantiles of the run's calibration scores (`operating_
 0.995 and 0.99 instead of 0.999: the patch operating point traded for recall) with the test
 normals flagged there, and where the paper's threshold (the 99.9 % quantile of the defect-free
 training patches' scores) falls among the calibration scores. Prints one line per run and a
-Markdown table of mean ± std over the seeds of each dataset and fabric.
+Markdown table of mean ± std over the seeds of each dataset and fabric. With
+`--same-defect-images-as <run>`, only the defect tiles of the defect images that run tests on count
+(a run with dataset.unmarked_defect_images trains on its last defect images and tests on the others:
+this scores clean runs on the same test set).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torchmetrics.functional.classification import binary_f1_score, binary_precision_recall_curve
@@ -51,16 +56,30 @@ def label(low: float, high: float) -> str:
     return f"{low:.0%}–{min(high, 1):.0%}"
 
 
-def evaluate(folder: Path) -> dict:
+def datamodule(folder: Path):
     cfg = upgrade(OmegaConf.load(folder / "config.yaml"))
     with tempfile.TemporaryDirectory() as scratch:
         dm, _, _, _ = build(cfg, Path(scratch))
         dm.setup()
+    return dm
+
+
+def evaluate(folder: Path, images: set[str] | None = None) -> dict:
+    dm = datamodule(folder)
     detector = load_detector(folder / "model.pt").eval()
     scores = detector.score(dm.test_x)
     defect = dm.test_y.bool()
+    names, source = dm.patches.stats.get("defect_images", []), dm.patches.test_defect_source
+    if images is not None:  # only the tiles of these defect images count as defects
+        tiles = np.array([i >= 0 and names[i] in images for i in source], bool)
+        keep = torch.ones(len(scores), dtype=torch.bool)
+        keep[defect.nonzero().flatten()[~torch.from_numpy(tiles)]] = False
+        scores, defect, source = scores[keep], defect[keep], source[tiles]
+        mask = dm.patches.test_defect_mask[tiles]
+    else:
+        mask = dm.patches.test_defect_mask
     normal_scores, defect_scores = scores[~defect], scores[defect]
-    coverage = torch.from_numpy(dm.patches.test_defect_mask).flatten(1).float().mean(1)
+    coverage = torch.from_numpy(mask).flatten(1).float().mean(1)
     threshold = float(detector.threshold)
     out = {}
     for low, high in BINS:
@@ -70,7 +89,6 @@ def evaluate(folder: Path) -> dict:
         chosen = defect_scores[inside]
         out[label(low, high)] = {"tiles": int(inside.sum()), "auc": auc(normal_scores, chosen),
                                  "recall": float((chosen > threshold).float().mean())}
-    names, source = dm.patches.stats.get("defect_images", []), dm.patches.test_defect_source
     missed = ((defect_scores <= threshold) & (coverage >= BINS[-1][0])).numpy()
     out["missed, covered ≥ 25 %"] = dict(Counter(names[i] if i >= 0 else "?" for i in source[missed]).most_common())
     keep = torch.cat([torch.ones(len(normal_scores), dtype=torch.bool), coverage >= MIN_COVERAGE])
@@ -103,13 +121,19 @@ def best_f1(scores: torch.Tensor, truth: torch.Tensor) -> float:
 def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit(__doc__)
+    images = None
+    if "--same-defect-images-as" in argv:
+        at = argv.index("--same-defect-images-as")
+        reference = datamodule(Path(argv[at + 1]))
+        images = {reference.patches.stats["defect_images"][i] for i in set(reference.patches.test_defect_source)}
+        argv = argv[:at] + argv[at + 2:]
     groups: dict[str, list[dict]] = defaultdict(list)
     for root in map(Path, argv):
         for folder in find_run_folders(root):
             if not (folder / "model.pt").is_file():
                 continue
             cfg = upgrade(OmegaConf.load(folder / "config.yaml"))
-            result = evaluate(folder)
+            result = evaluate(folder, images)
             groups[f"{cfg.dataset.name} {cfg.dataset.get('fabric', '')} {root.name}"].append(result)
             print(folder, " | ".join(f"{k} {v}" for k, v in result.items()), flush=True)
     print()

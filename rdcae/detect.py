@@ -147,17 +147,11 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str]:
     runtime = f"{backend} {cfg.precision} on " + (str(device) if backend == "torch" else "cpu")
     if exported:
         return ImageDetector.from_exported(detector, threshold, overlap), detector.config, what, runtime
-    onnx_path = model.with_suffix(".onnx")
-    if backend != "torch":
-        from rdcae.inference.onnx import export_onnx, exported_from
+    def announce(message: str) -> None:
+        print(f"{message}; python -m rdcae.export model={model} format=onnx does the same", file=sys.stderr)
 
-        if not onnx_path.is_file() or onnx_path.stat().st_mtime < model.stat().st_mtime:
-            print(f"exporting {onnx_path} (python -m rdcae.export model={model} format=onnx)", file=sys.stderr)
-            export_onnx(detector, onnx_path)
-        elif not exported_from(detector, onnx_path):
-            print(f"{onnx_path} was exported from another model than {model}; exporting it again", file=sys.stderr)
-            export_onnx(detector, onnx_path)
-    return on_backend(detector, backend, onnx_path, threshold, overlap), detector.config, what, runtime
+    return (on_backend(detector, backend, model.with_suffix(".onnx"), threshold, overlap, announce),
+            detector.config, what, runtime)
 
 
 def input_items(spec: str, skip: Path | None = None) -> list[Item]:
@@ -171,11 +165,12 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
         root = path.resolve()
         skip = skip.resolve() if skip is not None else None
         skip = skip if skip is not None and skip != root and skip.is_relative_to(root) else None  # inside it only
+        files = {p: p.resolve() for p in path.rglob("*")}  # as named under input=, and where they lie
         # earlier detections' output folders inside it (a detections.csv beside their overlays) too
-        earlier = [d.parent.resolve() for d in path.rglob("detections.csv") if d.parent.resolve() != root]
-        skipped = ([skip] if skip is not None else []) + earlier
-        paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in p.stem
-                       and not any(p.resolve().is_relative_to(s) for s in skipped))
+        skipped = [skip] * (skip is not None) + [r.parent for r in files.values() if r.name == "detections.csv"
+                                                 and r.parent != root]
+        paths = sorted(p for p, r in files.items() if p.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in p.stem
+                       and not any(r.is_relative_to(s) for s in skipped))
         if not paths:
             raise ConfigError(f"input={spec}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
     else:
@@ -265,8 +260,8 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
     rows, done = [], []
     stride = None if cfg.stride is None else int(cfg.stride)
     threshold = detector.threshold
-    stems = dict(zip(map(id, items), output_stems(items)))
-    for item in tqdm(items, desc="detect", unit="image", disable=len(items) < 2, file=sys.stderr):
+    for item, stem in tqdm(zip(items, output_stems(items)), total=len(items), desc="detect", unit="image",
+                           disable=len(items) < 2, file=sys.stderr):
         start = time.perf_counter()
         try:
             image = item.image if item.image is not None else read_image(item.path)
@@ -276,7 +271,6 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
             rows.append(row(item, None, time.perf_counter() - start, message))
             tqdm.write(f"skipped {item.name}: {message}", file=sys.stderr)
             continue
-        stem = stems[id(item)]
         if cfg.overlays:
             overlay(image, detection, item.mask).save(out / f"{stem}_overlay.png", compress_level=1)
         if cfg.maps:
@@ -375,12 +369,15 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     result = {"images": len(items), "flagged": sum(r["verdict"] == "defect" for r in rows),
               "failed": sum(r["verdict"] == "failed" for r in rows), "seconds": seconds, "output_dir": str(out),
               "runtime": runtime,
-              "written": ["detections.csv"] + ["*_overlay.png"] * bool(cfg.overlays) + ["*_map.npy"] * bool(cfg.maps)}
+              "written": [f for f, on in zip(OUTPUTS, (True, cfg.overlays, cfg.maps)) if on]}
     if cfg.get("dataset") is not None and done:
         result["evaluation"] = evaluate(done) | {"normal_images_from": how}
         (out / "evaluation.json").write_text(json.dumps(result["evaluation"], indent=2))
     print(summary(result, detector.threshold, what))
     return result
+
+
+OUTPUTS = ("detections.csv", "*_overlay.png", "*_map.npy")  # what a detection writes, with overlays and maps on
 
 
 def summary(result: dict, threshold: float, what: str = "window score") -> str:
@@ -392,7 +389,7 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
              f"  time            : {result['seconds']:.1f} s, {result['seconds'] / n:.3f} s per image"
              + (f" ({result['runtime']})" if result.get("runtime") else ""),
              f"  outputs         : {result['output_dir']} "
-             f"({', '.join(result.get('written', ['detections.csv', '*_overlay.png', '*_map.npy']))})"]
+             f"({', '.join(result.get('written', OUTPUTS))})"]
     e = result.get("evaluation")
     if e:
         auroc = (f"{e['image_auroc']:.4f}" if math.isfinite(e["image_auroc"]) else

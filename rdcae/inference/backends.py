@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rdcae.inference.image import ImageDetector
@@ -11,18 +12,23 @@ EXPORTED_BACKENDS = ("onnx", "openvino")
 
 
 def on_backend(detector, backend: str = "torch", onnx_path: Path | None = None,
-               threshold: float | None = None, overlap: bool = False) -> ImageDetector:
+               threshold: float | None = None, overlap: bool = False,
+               announce: Callable[[str], None] | None = None) -> ImageDetector:
     """Whole-image detection with `detector` (a Detector) on `backend`: "torch" (its own PatchScorer), or
-    its ONNX graph at `onnx_path` (exported there when missing) in "onnx" (onnxruntime) or "openvino" at
-    the detector's precision; at `threshold` (a window score; default: the image operating point), with
-    tiles scored over overlapping windows where `overlap` (rdcae.inference.image)."""
+    its ONNX graph at `onnx_path` (exported there when missing or exported from another model, after
+    telling `announce` why) in "onnx" (onnxruntime) or "openvino" at the detector's precision; at
+    `threshold` (a window score; default: the image operating point), with tiles scored over overlapping
+    windows where `overlap` (rdcae.inference.image)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend}: choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
         return ImageDetector.from_detector(detector, threshold=threshold, overlap=overlap)
-    from rdcae.inference.onnx import export_onnx
+    from rdcae.inference.onnx import export_onnx, exported_from
 
-    if not Path(onnx_path).is_file():
+    if not Path(onnx_path).is_file() or not exported_from(detector, onnx_path):
+        if announce is not None:
+            why = "missing" if not Path(onnx_path).is_file() else "exported from another model"
+            announce(f"exporting {onnx_path} ({why})")
         export_onnx(detector, onnx_path)
     threshold = detector.image_threshold(overlap=overlap) if threshold is None else threshold
     return load_exported(onnx_path, backend, detector.precision, threshold, overlap)

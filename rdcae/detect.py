@@ -43,10 +43,16 @@ Detect defects in images (a file, a folder or a glob; gray or RGB, any size at l
   python -m rdcae.detect model=.../model.pt input=... backend=openvino precision=bf16
   python -m rdcae.detect model=.../model.onnx input=...                   # the exported graph alone
 writes detections.csv (a row per image: verdict, score, threshold, defect tiles and area, region
-boxes x0,y0,x1,y1, seconds), <stem>_overlay.png and <stem>_map.npy per image.
+boxes x0,y0,x1,y1, seconds), and per image <stem>_overlay.png (red: windows above the threshold, yellow:
+within 15 % below it, cyan boxes: defect regions, white: the ground truth where known, dimmed: not
+inspected) and <stem>_map.npy (the anomaly map, float32 at the image's size, NaN where not inspected).
+An output_dir used before loses the previous detection's overlays and maps, and keeps anything else.
+Exit status: 0 when every image was judged, 1 when some could not be read (named in detections.csv's
+error column, the rest judged and written), 2 for a setting or model file that stops the run.
 
 Evaluate on a labelled dataset (image AUROC and F1, false alarms per clean image, pixel AUROC, AUPRO):
   python -m rdcae.detect model=.../model.pt dataset=aitex fabric=03 data_dir=/path/to/AITEX
+  dataset=aitex|ksdd2|folder|woven, with fabric=, data_dir=, cache_dir= and dataset.<key>= as for training.
 The clean images are those the model never trained on (dataset.holdout_images=N at training), or
 all of them for a dataset or fabric it was not trained on.
 
@@ -104,6 +110,9 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str]:
                           f"{' or '.join(EXPORTED_BACKENDS)}; give the run's model.pt for backend=torch")
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision={cfg.precision}: choose fp32 or bf16")
+    if cfg.precision == "bf16" and backend == "onnx":
+        raise ConfigError("precision=bf16: onnxruntime runs the graph in fp32; use backend=openvino or backend=torch "
+                          "for bf16, or precision=fp32")
     device = torch_device(cfg.get("device", "auto"), backend)
     alpha = cfg.get("false_alarms_per_image")
     if alpha is not None:
@@ -117,9 +126,13 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str]:
     if cfg.stride is not None and not (isinstance(cfg.stride, int) and not isinstance(cfg.stride, bool)
                                        and 1 <= cfg.stride <= size):
         raise ConfigError(f"stride={cfg.stride} must be a whole number of pixels between 1 and the patch size {size}")
-    if cfg.threshold is not None and (isinstance(cfg.threshold, bool) or not isinstance(cfg.threshold, (int, float))):
-        raise ConfigError(f"threshold={cfg.threshold} must be a number: a window score, like the model's "
-                          f"{detector.image_threshold():.4f}")
+    if cfg.threshold is not None and (isinstance(cfg.threshold, bool) or not isinstance(cfg.threshold, (int, float))
+                                      or not math.isfinite(cfg.threshold) or cfg.threshold < 0):
+        raise ConfigError(f"threshold={cfg.threshold} must be a number of at least 0: a window score, like the "
+                          f"model's {detector.image_threshold():.4f}")
+    if cfg.threshold is not None and alpha is not None:
+        raise ConfigError(f"threshold={cfg.threshold} and false_alarms_per_image={alpha}: give one; threshold= is a "
+                          "window score that replaces the operating point false_alarms_per_image= sets")
     point = detector.operating_point
     card = getattr(detector, "card", None)  # an export without the calibration scores holds its point's card
     if point is not None:
@@ -254,6 +267,32 @@ def output_stems(items: list[Item]) -> list[str]:
             for item, s in zip(items, stems)]
 
 
+def clear_earlier(out: Path, items: list[Item]) -> int:
+    """Removes the overlays and maps an earlier detection wrote into `out`, as its detections.csv names
+    them, so that the folder shows this detection's alone; anything else there stays, and so does any
+    file among `items`, this detection's images. Returns how many images' outputs it removed."""
+    try:
+        with open(out / "detections.csv", newline="") as f:
+            names = [r["image"] for r in csv.DictReader(f) if r.get("image")]
+    except (OSError, KeyError, csv.Error, UnicodeDecodeError):
+        return 0
+    inputs = {Path(item.path).resolve() for item in items}
+    removed = 0
+    for stem in output_stems([Item(name, name) for name in names]):
+        files = [f for f in (out / f"{stem}_overlay.png", out / f"{stem}_map.npy")
+                 if f.is_file() and f.resolve() not in inputs]
+        removed += bool(files)
+        for f in files:
+            f.unlink()
+    return removed
+
+
+def unlike_training(done: list) -> list[str]:
+    """The images most of whose windows score above the threshold: a surface, scale or lighting the
+    model has not seen rather than a defect, which covers a small part of an image."""
+    return [item.name for item, d in done if d.windows and d.defect_windows > d.windows / 2]
+
+
 def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictConfig) -> tuple[list[dict], list]:
     """Detect on every item, writing the overlays and maps as it goes; a file that cannot be read is
     named in its CSV row and the rest go on. Returns the CSV rows and the (item, detection) pairs."""
@@ -359,6 +398,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     else:
         items, how = input_items(str(cfg.input), skip=out), ""
     out = writable_folder(out)
+    if (out / "detections.csv").is_file() and (removed := clear_earlier(out, items)):
+        print(f"{out}: removed the earlier detection's overlays and maps of {removed} images", file=sys.stderr)
     start = time.perf_counter()
     rows, done = detect_all(detector, items, out, cfg)
     seconds = time.perf_counter() - start
@@ -374,6 +415,15 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
         result["evaluation"] = evaluate(done) | {"normal_images_from": how}
         (out / "evaluation.json").write_text(json.dumps(result["evaluation"], indent=2))
     print(summary(result, detector.threshold, what))
+    if unlike := unlike_training(done):
+        trained_on = surface(OmegaConf.create(model_config.get("dataset") or {}))
+        print(f"warning: {len(unlike)} of {len(done)} images ({', '.join(unlike[:3])}{', ...' * (len(unlike) > 3)}) "
+              f"score above the threshold in most of their windows: they look unlike the {trained_on} the model "
+              "was trained on (another surface, scale or lighting) rather than defective; train a model on them",
+              file=sys.stderr)
+    if result["failed"]:
+        print(f"error: {result['failed']} of {result['images']} images could not be read; each is named in the "
+              f"error column of {out / 'detections.csv'}, and the others were judged", file=sys.stderr)
     return result
 
 
@@ -383,8 +433,8 @@ OUTPUTS = ("detections.csv", "*_overlay.png", "*_map.npy")  # what a detection w
 def summary(result: dict, threshold: float, what: str = "window score") -> str:
     n = max(result["images"] - result["failed"], 1)
     lines = ["", "rdcae detect finished",
-             f"  images          : {result['images']} read, {result['flagged']} flagged as defect, "
-             f"{result['failed']} failed",
+             f"  images          : {result['images']} given, {result['flagged']} flagged as defect, "
+             f"{result['failed']} could not be read",
              f"  threshold       : {threshold:.4f} ({what})",
              f"  time            : {result['seconds']:.1f} s, {result['seconds'] / n:.3f} s per image"
              + (f" ({result['runtime']})" if result.get("runtime") else ""),
@@ -411,13 +461,13 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE + OmegaConf.to_yaml(OmegaConf.load(CONF / "detect.yaml")), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     try:
-        run(parse(argv))
+        result = run(parse(argv))
     except (ConfigError, DataError, FileNotFoundError, ValueError, ImportError) as error:
         if os.environ.get("RDCAE_DEBUG") == "1":
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return 1 if result["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def test_the_command_writes_a_csv_row_an_overlay_and_a_map_per_image(trained, cl
     (images / "notes.png").write_text("not an image")
     Image.fromarray(clean_image[:20, :20]).save(images / "tiny.png")
     out = tmp_path / "out"
-    assert main([f"model={trained[1]}", f"input={images}", f"output_dir={out}"]) == 0
+    assert main([f"model={trained[1]}", f"input={images}", f"output_dir={out}"]) == 1  # two could not be read
     rows = {r["image"]: r for r in csv.DictReader(open(out / "detections.csv"))}
     assert set(rows) == {"barred.png", "clean_rgb.jpg", "notes.png", "tiny.png"}
     assert rows["barred.png"]["verdict"] == "defect" and int(rows["barred.png"]["defect_tiles"]) >= 1
@@ -88,9 +88,18 @@ def test_the_command_writes_a_csv_row_an_overlay_and_a_map_per_image(trained, cl
     for stem in ("barred", "clean_rgb"):
         assert Image.open(out / f"{stem}_overlay.png").size == (clean_image.shape[1], clean_image.shape[0])
         assert np.load(out / f"{stem}_map.npy").shape == clean_image.shape
-    printed = capsys.readouterr().out
-    assert "4 read, 1 flagged as defect, 2 failed" in printed or "4 read, 2 flagged as defect, 2 failed" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert ("4 given, 1 flagged as defect, 2 could not be read" in printed
+            or "4 given, 2 flagged as defect, 2 could not be read" in printed)
     assert f"s per image (torch fp32 on {'cuda' if torch.cuda.is_available() else 'cpu'})" in printed
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("error: 2 of 4 images could not be read") and str(out / "detections.csv") in last
+    assert "remove it from the dataset folder" not in captured.err  # not a dataset here
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    Image.fromarray(painted).save(clean / "barred.png")
+    assert main([f"model={trained[1]}", f"input={clean}", f"output_dir={tmp_path / 'out2'}"]) == 0  # all judged
 
 
 def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(trained, tmp_path, capsys):
@@ -146,8 +155,8 @@ def test_evaluation_on_another_fabric_warns_naming_both_and_counts_every_clean_i
     assert main([f"model={model}", "dataset=woven", f"dataset.seed={other}", *overrides,
                  f"output_dir={tmp_path}", "overlays=false", "maps=false"]) == 0
     printed = capsys.readouterr()
-    warnings = [line for line in printed.err.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1
+    warnings = [line for line in printed.err.splitlines() if line.startswith("warning: the model was trained on")]
+    assert len(warnings) == 1  # once, not per image
     assert f"trained on woven fabric {cfg.dataset.seed}, not on woven fabric {other}" in warnings[0]
     assert f"all {cfg.dataset.n_normal_images} defect-free images" in printed.out  # none held out on another fabric
 
@@ -245,6 +254,12 @@ def test_bad_command_lines_get_one_clear_line(trained, tmp_path, capsys):
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "strid=16"): "strid: unknown setting",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "stride=64"): "stride=64 must be a whole number",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "threshold=high"): "threshold=high must be a number",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "threshold=-1"): "threshold=-1 must be a number of at "
+                                                                             "least 0",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "threshold=1.5", "false_alarms_per_image=0.001"):
+            "threshold=1.5 and false_alarms_per_image=0.001: give one",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "backend=onnx", "precision=bf16"):
+            "precision=bf16: onnxruntime runs the graph in fp32",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "false_alarms_per_image=1"):
             "false_alarms_per_image=1 must be a share of clean images",
         (f"input={tmp_path / 'img'}",): "give model=",
@@ -594,3 +609,61 @@ def test_an_onnx_file_from_another_model_beside_the_model_file_is_exported_again
     assert load_onnx_metadata(run / "model.onnx")["threshold"] == pytest.approx(float(load_detector(model).threshold))
     row = next(csv.DictReader(open(tmp_path / "out" / "detections.csv")))
     assert float(row["threshold"]) == pytest.approx(load_detector(model).image_threshold(), rel=1e-5)
+
+
+def test_a_reused_output_folder_loses_the_earlier_overlays_and_maps_and_keeps_other_files(trained, clean_image,
+                                                                                         tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    Image.fromarray(clean_image).save(first / "a.png")
+    Image.fromarray(clean_image).save(first / "b.png")
+    Image.fromarray(clean_image).save(second / "c.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes_overlay.png").write_bytes(b"the user's own file")  # named like an output, not the detection's
+    assert main([f"model={trained[1]}", f"input={first}", f"output_dir={out}"]) == 0
+    assert {p.name for p in out.glob("*_overlay.png")} == {"a_overlay.png", "b_overlay.png", "notes_overlay.png"}
+    assert main([f"model={trained[1]}", f"input={second}", f"output_dir={out}"]) == 0
+    assert "removed the earlier detection's overlays and maps of 2 images" in capsys.readouterr().err
+    assert {p.name for p in out.iterdir()} == {"detections.csv", "c_overlay.png", "c_map.npy", "notes_overlay.png"}
+    assert (out / "notes_overlay.png").read_bytes() == b"the user's own file"
+
+
+def test_images_unlike_the_training_fabric_get_a_warning_and_clean_ones_none(trained, clean_image, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(clean_image).save(images / "clean.png")
+    assert main([f"model={trained[1]}", f"input={images}", f"output_dir={tmp_path / 'a'}"]) == 0
+    assert "look unlike" not in capsys.readouterr().err
+    noise = np.random.default_rng(0).integers(0, 256, clean_image.shape, dtype=np.uint8)  # no weave at all
+    Image.fromarray(noise).save(images / "noise.png")
+    assert main([f"model={trained[1]}", f"input={images}", f"output_dir={tmp_path / 'b'}"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 of 2 images (noise.png) score above the threshold in most of their windows" in err
+    assert "look unlike the woven fabric" in err
+
+
+def test_the_overlay_keeps_the_weave_visible_under_its_tint_and_carries_a_legend_where_it_fits(trained, clean_image):
+    from rdcae.inference.overlay import RED, YELLOW, legend, overlay
+
+    painted, (rows, cols) = bar(clean_image)
+    painted = np.hstack([painted, clean_image, clean_image])  # wide enough for the legend beside the caption
+    detection = load_detector(trained[1]).detect(painted)
+    mask = np.zeros(painted.shape, bool)
+    mask[rows, cols] = True
+    assert [label for label, _ in legend(detection, truth=True)] == ["above threshold", "near threshold",
+                                                                     "defect region", "ground truth"]
+    picture = np.asarray(overlay(painted, detection, mask)).astype(int)
+
+    def has(colour):  # a swatch: a pixel of exactly the colour, which the blended tint never is
+        return bool((picture == np.asarray(colour, int)).all(axis=2).any())
+
+    assert has(RED) and has(YELLOW)
+    # the clean weave under the red tint: its pixels still vary as much as half the weave's own do
+    y, x = np.argwhere(detection.anomaly_map > detection.threshold).T
+    far = (np.abs(y - 52) > 8) | (np.abs(x - 140) > 45)
+    weave = painted[y[far], x[far]].astype(float)
+    assert far.sum() > 20 and picture[y[far], x[far], 1].std() > 0.5 * weave.std()
+    narrow = np.asarray(overlay(painted[:, :256], load_detector(trained[1]).detect(painted[:, :256]))).astype(int)
+    assert not (narrow == np.asarray(RED, int)).all(axis=2).any()  # no room for the legend: the caption alone

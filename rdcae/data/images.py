@@ -28,7 +28,7 @@ def _decode(path: str | Path) -> Image.Image:
     except (OSError, SyntaxError, EOFError, ValueError) as err:
         raise DataError(
             f"{path}: cannot be read as an image ({err}). The file is damaged or not an image; "
-            "download it again or remove it from the dataset folder."
+            "download it again or remove it from its folder."
         ) from err
     return img
 

@@ -1,6 +1,6 @@
 """The picture of a detection: the image at its own size, the anomaly map tinted over it (from faint
 yellow at 85 % of the threshold to red at the threshold and above), the defect regions outlined,
-what was not inspected dimmed, and the verdict written in its corner."""
+what was not inspected dimmed, and the verdict with a legend of the colours written in its corner."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def overlay(image: np.ndarray, detection: Detection, mask: np.ndarray | None = N
     out = rgb.astype(np.float32)
     ratio = np.nan_to_num(detection.anomaly_map / detection.threshold, nan=0.0)  # 1 at the threshold
     near = np.clip((ratio - TINT_FROM) / (1 - TINT_FROM), 0, 1)[..., None]  # 0 below TINT_FROM, 1 from the threshold up
-    alpha = 0.15 + 0.45 * near  # faint while below the threshold, strong above it
+    alpha = 0.15 + 0.3 * near  # faint while below the threshold, stronger above it, the weave still showing
     colour = YELLOW + (RED - YELLOW) * (ratio > 1)[..., None]
     tinted = (ratio >= TINT_FROM)[..., None]
     out = np.where(tinted, out * (1 - alpha) + colour * alpha, out)
@@ -37,7 +37,7 @@ def overlay(image: np.ndarray, detection: Detection, mask: np.ndarray | None = N
         draw = ImageDraw.Draw(picture)
     for r in detection.regions:
         draw.rectangle((r.x0 - 1, r.y0 - 1, r.x1, r.y1), outline=OUTLINE, width=2)
-    _caption(draw, picture.size, detection)
+    _caption(draw, picture.size, detection, mask is not None and mask.any())
     return picture
 
 
@@ -50,15 +50,31 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
     return inner
 
 
-def _caption(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection) -> None:
-    """The verdict in the corner whose pixels score lowest, so that it hides no defect it can avoid."""
+def legend(d: Detection, truth: bool) -> list[tuple[str, tuple[int, int, int]]]:
+    """The colours the picture uses, each with what it means."""
+    items = [("above threshold", tuple(int(c) for c in RED)), ("near threshold", tuple(int(c) for c in YELLOW))]
+    if d.regions:
+        items.append(("defect region", OUTLINE))
+    if truth:
+        items.append(("ground truth", (255, 255, 255)))
+    return items
+
+
+def _caption(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection, truth: bool = False) -> None:
+    """The verdict, and below it the legend, in the corner whose pixels score lowest, so that it hides no
+    defect it can avoid; the legend is left out where the image is too narrow for it."""
     sign = ">" if d.verdict == "defect" else "<="  # Pillow's built-in font has no "≤"
     text = f"{d.verdict}: score {d.score:.3f} {sign} threshold {d.threshold:.3f}"
     if d.regions:
         text += f", {len(d.regions)} region{'s' * (len(d.regions) > 1)}, {d.defect_area} px"
     font = ImageFont.load_default(size=max(10, min(18, size[1] // 14)))
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    w, h = right - left + 12, bottom - top + 10
+    line = bottom - top
+    keys = [(label, colour, int(draw.textlength(label, font=font)) + 1) for label, colour in legend(d, truth)]
+    keys_width = sum(line + 4 + width + 12 for *_, width in keys)
+    show_keys = keys_width + 12 <= size[0] and 2 * line + 18 <= size[1]
+    w = max(right - left, keys_width * show_keys) + 12
+    h = line + 10 + (line + 6) * show_keys
     scores = np.nan_to_num(d.anomaly_map, nan=0.0)
     corners = [(0, 0), (0, size[1] - h), (size[0] - w, 0), (size[0] - w, size[1] - h)]
     x, y = min(corners, key=lambda c: float(scores[max(c[1], 0):c[1] + h, max(c[0], 0):c[0] + w].max(initial=0)))
@@ -66,3 +82,9 @@ def _caption(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection) -> 
     draw.rectangle((x, y, x + w, y + h), fill=(0, 0, 0))
     colour = (255, 80, 80) if d.verdict == "defect" else (120, 255, 120)
     draw.text((x + 6 - left, y + 5 - top), text, fill=colour, font=font)
+    if show_keys:
+        kx, ky = x + 6, y + line + 11
+        for label, swatch, width in keys:
+            draw.rectangle((kx, ky, kx + line, ky + line), fill=swatch)
+            draw.text((kx + line + 4 - left, ky - top), label, fill=(230, 230, 230), font=font)
+            kx += line + 4 + width + 12

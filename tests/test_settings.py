@@ -19,13 +19,18 @@ from rdcae.precision import training_precision
 
 
 def test_validate_builds_every_component_settings_from_the_config():
-    cfg = compose_config(TINY + ["patch_size=64", "channels=1", "model.latent_dim=64", "operating_point.quantile=0.99",
+    cfg = compose_config(TINY + ["patch_size=64", "channels=1", "model.latent_dim=64", "operating_point.quantile=0.95",
                                  "baselines=[dcae,deep_svdd]"])
     settings = validate(cfg)
     assert settings.network == NetworkSpec(channels=1, patch_size=64, latent_dim=64)
     assert settings.alternation == AlternationSettings(**OmegaConf.to_container(cfg.alternation))
-    assert settings.threshold_quantile == 0.99 and settings.baselines == ("dcae", "deep_svdd")
+    assert settings.threshold_quantile == 0.95 and settings.baselines == ("dcae", "deep_svdd")
     assert settings.deep_svdd is not None and settings.deep_svdd.nu == cfg.deep_svdd.nu
+
+
+def test_the_patch_threshold_is_the_99_percent_quantile_and_the_papers_999_under_its_recipe():
+    assert validate(compose_config(TINY)).threshold_quantile == 0.99
+    assert validate(compose_config(TINY + ["recipe=paper"])).threshold_quantile == 0.999
 
 
 @pytest.mark.parametrize("override, message", [

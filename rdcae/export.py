@@ -2,29 +2,34 @@
 
 Writes the detector file as ONNX (rdcae.inference.onnx: model.onnx beside model.pt unless output=
 says where), then checks onnxruntime against PyTorch on the run's test patches, rebuilt from the
-config saved in the model file, or on random patches when the run's data cannot be rebuilt here.
+config saved in the model file (from data_dir= when the data lives elsewhere on this machine), or
+on random patches when the run's data cannot be rebuilt here and data_dir= was not given.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 FORMATS = ("onnx",)
-SETTINGS = ("model", "format", "output")
+SETTINGS = ("model", "format", "output", "data_dir")
 RANDOM_PATCHES = 1024
 TOLERANCE = 1e-3  # largest relative score difference the parity check accepts
-USAGE = """usage: python -m rdcae.export model=PATH [format=onnx] [output=PATH]
+USAGE = """usage: python -m rdcae.export model=PATH [format=onnx] [output=PATH] [data_dir=PATH]
 
-  model   a run's detector file (model.pt)
-  format  onnx (the only one for now)
-  output  where to write it (default: beside the model file, model.onnx for model.pt)
+  model     a run's detector file (model.pt)
+  format    onnx (the only one for now)
+  output    where to write it (default: beside the model file, model.onnx for model.pt)
+  data_dir  where the run's dataset is on this machine, when not where it was trained
 
 Then prints a parity check of onnxruntime against PyTorch: the largest relative score difference and
 the share of patches whose decision (score > threshold) agrees, on the run's test patches when its
-data can be rebuilt from the config saved in the model file, else on random patches.
+data can be rebuilt from the config saved in the model file, else on random patches. With data_dir=
+the run's test patches are required: when they cannot be rebuilt from there, nothing is written.
 
-example: python -m rdcae.export model=outputs/runs/2026-01-01_12-00-00_woven/model.pt"""
+example: python -m rdcae.export model=outputs/runs/2026-01-01_12-00-00_woven/model.pt
+         python -m rdcae.export model=model.pt data_dir=/path/to/AITEX"""
 
 
 def parse(argv: list[str]) -> dict:
@@ -47,17 +52,33 @@ def parse(argv: list[str]) -> dict:
     return settings
 
 
-def check_patches(detector):
-    """uint8 patches (K, C, P, P) to compare the runtimes on, and a phrase saying which they are."""
+def run_config(detector, data_dir: str | None = None):
+    """The run's config from the model file, its dataset read from data_dir when given."""
+    from omegaconf import OmegaConf, open_dict
+
+    config = OmegaConf.create(detector.config)
+    if data_dir:
+        with open_dict(config):
+            config.data_dir = data_dir
+            if isinstance(config.get("dataset"), dict) or OmegaConf.is_dict(config.get("dataset")):
+                config.dataset.data_dir = data_dir
+    return config
+
+
+def check_patches(detector, data_dir: str | None = None):
+    """uint8 patches (K, C, P, P) to compare the runtimes on, and a phrase saying which they are.
+    With data_dir the run's test patches are required: ValueError naming it when they cannot be had."""
     import numpy as np
-    from omegaconf import OmegaConf
 
     from rdcae.data.images import to_channels
     from rdcae.data.patches import prepare_patches
 
     spec = detector.spec
+    quiet = logging.getLogger("rdcae.data")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the data's own notes (an empty mask, say) belong to training, not here
     try:
-        patchset = prepare_patches(OmegaConf.create(detector.config))
+        patchset = prepare_patches(run_config(detector, data_dir))
         normal, defect = patchset.test_normal, patchset.test_defect
         if not len(normal) + len(defect):
             raise ValueError("the rebuilt test set is empty")
@@ -65,9 +86,15 @@ def check_patches(detector):
         return x, f"the run's {len(normal)} normal + {len(defect)} defect test patches"
     except Exception as err:  # missing data, a config from another version: the check still runs, on noise
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+        if data_dir:
+            raise ValueError(f"data_dir={data_dir}: the run's test patches cannot be rebuilt from there "
+                             f"({reason})") from None
         rng = np.random.default_rng(0)
         x = rng.integers(0, 256, (RANDOM_PATCHES, spec.channels, spec.patch_size, spec.patch_size), dtype=np.uint8)
-        return x, f"{RANDOM_PATCHES} random uint8 patches (the run's data could not be rebuilt: {reason})"
+        return x, (f"{RANDOM_PATCHES} random uint8 patches (the run's data could not be rebuilt: {reason}; "
+                   "data_dir= says where it is)")
+    finally:
+        quiet.setLevel(level)
 
 
 def main(argv: list[str]) -> int:
@@ -95,6 +122,7 @@ def main(argv: list[str]) -> int:
         except (KeyError, TypeError, RuntimeError) as err:  # the right format tag, but pieces missing or mismatched
             raise ValueError(f"model={model}: a damaged rdcae detector file ({type(err).__name__}: "
                              f"{(str(err).splitlines() or [''])[0]})") from None
+        patches, which = check_patches(detector, settings.get("data_dir"))
         output.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(detector, output)
     except (ValueError, FileNotFoundError) as err:
@@ -112,7 +140,6 @@ def main(argv: list[str]) -> int:
               f"clean image of {point.windows_per_image:.0f} windows (ONNX metadata image_operating_point: the "
               "threshold for another rate without rdcae)")
 
-    patches, which = check_patches(detector)
     check = parity(detector, OnnxScorer(output), patches)
     print(f"parity onnxruntime vs PyTorch on {which}: max relative score difference "
           f"{check['max_relative_difference']:.2e}, decisions agree on {100 * check['decisions_agree']:.2f} % "

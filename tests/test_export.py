@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from conftest import TINY, compose_config
 from omegaconf import OmegaConf
+from PIL import Image
 
 from rdcae import export as export_module
 from rdcae.export import main
@@ -158,6 +160,34 @@ def test_the_command_checks_random_patches_when_the_data_cannot_be_rebuilt(tmp_p
     out = capsys.readouterr().out
     assert (tmp_path / "out" / "scorer.onnx").is_file() and not (tmp_path / "model.onnx").exists()
     assert "64 random uint8 patches (the run's data could not be rebuilt: data_dir=/nonexistent" in out
+
+
+def test_data_dir_rebuilds_the_run_test_patches_from_where_the_data_now_lies(tmp_path, capsys, caplog):
+    from test_bad_inputs import config as aitex_config
+    from test_bad_inputs import layout as aitex_layout
+
+    trained_on = tmp_path / "moved_away"
+    cfg = OmegaConf.to_container(aitex_config(trained_on, tmp_path), resolve=True)
+    path, _ = write_detector(tmp_path, config=cfg, patches=texture_patches(4))
+    root = aitex_layout(tmp_path / "aitex")  # the same data, elsewhere
+    mask = root / "Mask_images" / "0011_016_03_mask.png"
+    Image.fromarray(np.zeros((64, 256), np.uint8)).save(mask)  # a mask that marks nothing: a note at training
+
+    assert main([f"model={path}"]) == 0  # without data_dir= it falls back to noise, and says how to do better
+    captured = capsys.readouterr()
+    assert "random uint8 patches" in captured.out and "data_dir= says where it is" in captured.out
+
+    caplog.set_level(logging.INFO)
+    assert main([f"model={path}", f"data_dir={root}", f"output={tmp_path / 'b.onnx'}"]) == 0
+    captured = capsys.readouterr()
+    assert "parity onnxruntime vs PyTorch on the run's" in captured.out and "defect test patches" in captured.out
+    assert "marks no pixel" not in caplog.text  # the data's notes belong to training
+
+    wrong = tmp_path / "nowhere"
+    assert main([f"model={path}", f"data_dir={wrong}", f"output={tmp_path / 'c.onnx'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"data_dir={wrong}: the run's test patches cannot be rebuilt" in err
+    assert not (tmp_path / "c.onnx").exists()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -15,6 +15,7 @@ mean ± std over the runs of each fabric (population std, as rdcae.report).
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -41,7 +42,8 @@ def measure(run: Path, rates: list[float]) -> dict | None:
     clean = held_out([s for s in sources if s.role == "normal"], int(cfg.dataset.holdout_images))[1]
     defect = [s for s in sources if s.role == "defect" and s.mask is not None and s.mask.any()]
     row = {"fabric": str(cfg.dataset.get("fabric", "")), "dataset": str(cfg.dataset.name), "clean": len(clean),
-           "defect": len(defect), "windows": point.windows_per_image}
+           "defect": len(defect), "windows": point.windows_per_image,
+           "quantile": float(cfg.get("operating_point", {}).get("quantile", 0.999))}
     for overlap in (False, True) if has_overlap(point) else (False,):
         images = ImageDetector.from_detector(detector, overlap=overlap)
         mode = " (overlap)" if overlap else ""
@@ -67,6 +69,7 @@ def cell(values) -> str:
 
 
 def main(folder: str, rates: list[float]) -> None:
+    logging.getLogger("rdcae.data").setLevel(logging.ERROR)  # the data's notes were shown when the runs trained
     runs = [r for r in find_run_folders(Path(folder)) if (r / "model.pt").is_file()]
     if not rates:
         points = [load_detector(r / "model.pt").operating_point for r in runs]
@@ -82,7 +85,7 @@ def main(folder: str, rates: list[float]) -> None:
     print("| --- " * 9 + "|")
     for (dataset, fabric, setting), rows in sorted(groups.items()):
         labels = [(f"{r:g}", f"{r:g} false alarms per image") for r in rates]
-        labels += [("patch", "patch threshold (99.9 % quantile)")]
+        labels += [("patch", f"patch threshold ({100 * rows[0]['quantile']:g} % quantile)")]
         labels += [(f"{r:g} (overlap)", f"{r:g} false alarms per image, overlap") for r in rates
                    if f"{r:g} (overlap)" in rows[0]]
         for name, label in labels:

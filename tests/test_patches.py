@@ -13,8 +13,8 @@ from conftest import compose_config
 import rdcae.data.patches as patches_module
 from rdcae.data.__main__ import main as data_main
 from rdcae.data.images import to_channels
-from rdcae.data.patches import build_patches, cache_key, check_patch_settings, prepare_patches
-from rdcae.data.sources import load_sources
+from rdcae.data.patches import build_patches, cache_key, calibration_sources, check_patch_settings, prepare_patches
+from rdcae.data.sources import calibration_count, load_sources
 from rdcae.errors import ConfigError
 
 
@@ -266,9 +266,26 @@ def test_calibration_images_give_the_calibration_patches_alone_and_no_training_w
     assert any(found_in(p[0], images["normal_002"]) for p in plain.train_normal[:50])
     with pytest.raises(ConfigError, match="dataset.calibration_images=3 leaves none of the 3 defect-free images"):
         build_patches(compose_config(common + ["dataset.calibration_images=3"]))
-    with pytest.raises(ConfigError, match="dataset.calibration_images=1 must be a whole number >= 0, and needs "
+    with pytest.raises(ConfigError, match="dataset.calibration_images=1 must be a whole number >= 0 or auto, and needs "
                                           "dataset.n_calibration > 0"):
         check_patch_settings(compose_config(common + ["dataset.calibration_images=1", "dataset.n_calibration=0"]))
+
+
+@pytest.mark.parametrize("clean_images, calibrating",
+                         [(4, []), (6, ["normal_004"]), (11, ["normal_008", "normal_009"])])
+def test_auto_calibration_images_spares_one_in_five_clean_images_and_none_of_a_few(clean_images, calibrating):
+    common = [f"dataset.n_normal_images={clean_images}", "dataset.n_defect_images=1", "dataset.width=128",
+              "dataset.height=64", "dataset.n_normal=60", "dataset.n_calibration=20", "dataset.holdout_images=1",
+              "dataset.calibration_images=auto", "cache_dir="]
+    patches = build_patches(compose_config(common))
+    assert patches.stats.get("calibration_images", []) == [f"woven://twill/{name}" for name in calibrating]
+    assert patches.stats["images"]["normal"] == clean_images - 1 - len(calibrating)  # the held-out one, then these
+    assert calibration_sources(compose_config(common).dataset)[-1].path.endswith(
+        calibrating[-1] if calibrating else f"normal_{clean_images - 2:03d}")
+    check_patch_settings(compose_config(common + ["dataset.n_calibration=0"]))  # auto then spares none
+    assert calibration_count(compose_config(common + ["dataset.n_calibration=0"]).dataset, 100) == 0
+    with pytest.raises(ConfigError, match="dataset.calibration_images=some must be a whole number >= 0 or auto"):
+        check_patch_settings(compose_config(common + ["dataset.calibration_images=some"]))
 
 
 def test_patches_of_an_unusable_channel_count_are_refused_naming_the_input_not_the_setting():

@@ -440,7 +440,9 @@ def test_recipe_paper_sets_the_papers_choices_back():
         assert compose_config([f"experiment={table}"]).dataset.calibration_images == 0, table  # every image trains
     # AITEX's thresholds come from images that never train; the paper's from the training normals
     assert ours.dataset.calibration_images == 3 and paper.dataset.calibration_images == 0
-    assert compose_config(["dataset=folder"]).dataset.calibration_images == 0  # a folder may hold few clean images
+    # a folder spares one in five of its clean images, none when it holds fewer than five
+    assert compose_config(["dataset=folder"]).dataset.calibration_images == "auto"
+    assert compose_config(["dataset=folder", "recipe=paper"]).dataset.calibration_images == 0
     assert (ours.noise._target_.endswith("MixedNoise") and set(ours.noise.models) == {"julia", "lines"}
             and ours.model.score == "auto")
     assert paper.noise._target_.endswith("JuliaNoise") and paper.model.score == "norm"

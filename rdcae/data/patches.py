@@ -37,7 +37,7 @@ from rdcae.data.images import IMAGE_SUFFIXES
 from rdcae.data.lighting import MODES as LIGHTING_MODES
 from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
-from rdcae.data.sources import SourceImage, held_out, load_sources, unmarked
+from rdcae.data.sources import SourceImage, calibration_count, held_out, load_sources, unmarked
 from rdcae.data.tiling import crop, grid, windows_inside
 from rdcae.errors import ConfigError, DataError
 
@@ -251,9 +251,9 @@ def check_patch_settings(cfg) -> None:
         (type(ds.get("unmarked_defect_images", 0)) is int and ds.get("unmarked_defect_images", 0) >= 0,
          f"dataset.unmarked_defect_images={ds.get('unmarked_defect_images')} must be a whole number >= 0 "
          "(defect images whose windows join the training set unmarked)"),
-        (type(calibration_images) is int and calibration_images >= 0
-         and (calibration_images == 0 or int(ds.get("n_calibration") or 0) > 0),
-         f"dataset.calibration_images={calibration_images} must be a whole number >= 0, and needs "
+        ((type(calibration_images) is int and calibration_images >= 0 or calibration_images == "auto")
+         and (calibration_images in (0, "auto") or int(ds.get("n_calibration") or 0) > 0),
+         f"dataset.calibration_images={calibration_images} must be a whole number >= 0 or auto, and needs "
          "dataset.n_calibration > 0 (defect-free images that give the calibration patches alone; with "
          "dataset.n_calibration=0 set dataset.calibration_images=0 too)"),
         (isinstance(ds.get("holdout_images", 0), int) and ds.get("holdout_images", 0) >= 0,
@@ -270,7 +270,7 @@ def calibration_sources(ds) -> list[SourceImage]:
     the held-out ones (dataset.holdout_images), or the dataset.calibration_images among them, as read."""
     normal = [s for s in load_sources(ds) if s.role == "normal"]
     normal = held_out(normal, int(ds.get("holdout_images") or 0))[0]
-    normal, calibrating = held_out(normal, int(ds.get("calibration_images") or 0))
+    normal, calibrating = held_out(normal, calibration_count(ds, len(normal)))
     return calibrating or normal
 
 
@@ -298,7 +298,7 @@ def build_patches(cfg) -> PatchSet:
         raise ConfigError(f"dataset.holdout_images={holdout} leaves none of the {len(normal)} defect-free images of "
                           f"dataset {ds.name} to train on")
     normal, kept_out = held_out(normal, holdout)
-    calibration_images = int(ds.get("calibration_images") or 0)
+    calibration_images = calibration_count(ds, len(normal))
     if calibration_images and calibration_images >= len(normal):
         raise ConfigError(f"dataset.calibration_images={calibration_images} leaves none of the {len(normal)} "
                           f"defect-free images of dataset {ds.name} (after dataset.holdout_images) to train on")

@@ -69,6 +69,20 @@ def held_out(normal: list[SourceImage], n: int) -> tuple[list[SourceImage], list
     return (normal[:-n], normal[-n:]) if n else (normal, [])
 
 
+AUTO_CALIBRATION_SHARE = 5  # dataset.calibration_images=auto: one in this many of the defect-free images
+
+
+def calibration_count(dataset_cfg, n_normal: int) -> int:
+    """How many of `n_normal` defect-free images (those left after dataset.holdout_images) give the
+    calibration patches alone: dataset.calibration_images as a number, or for `auto` one in five of
+    them (the last, in the adapter's order), none when fewer than five, as a run on a few images keeps
+    them all for training, or when there are no calibration patches (dataset.n_calibration=0)."""
+    setting = dataset_cfg.get("calibration_images", 0)
+    if str(setting) == "auto":
+        return n_normal // AUTO_CALIBRATION_SHARE if int(dataset_cfg.get("n_calibration") or 0) else 0
+    return int(setting or 0)
+
+
 def unmarked(defect: list[SourceImage], n: int) -> tuple[list[SourceImage], list[SourceImage]]:
     """The defect images a run tests on, and the last `n` that it trains on as if they were defect-free,
     their defects unmarked (dataset.unmarked_defect_images)."""

@@ -60,7 +60,7 @@ def run_config(detector, data_dir: str | None = None):
     if data_dir:
         with open_dict(config):
             config.data_dir = data_dir
-            if isinstance(config.get("dataset"), dict) or OmegaConf.is_dict(config.get("dataset")):
+            if OmegaConf.is_dict(config.get("dataset")):
                 config.dataset.data_dir = data_dir
     return config
 

@@ -6,6 +6,7 @@ on a labelled dataset. `--help` shows the usage. Imports no Lightning.
 from __future__ import annotations
 
 import csv
+import difflib
 import glob
 import json
 import math
@@ -13,7 +14,7 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,9 @@ boxes x0,y0,x1,y1, seconds), and per image <stem>_overlay.png (red: windows abov
 within 15 % below it, cyan boxes: defect regions, white: the ground truth where known, dimmed: not
 inspected) and <stem>_map.npy (the anomaly map, float32 at the image's size, NaN where not inspected).
 An output_dir used before loses the previous detection's overlays and maps, and keeps anything else.
-Exit status: 0 when every image was judged, 1 when some could not be read (named in detections.csv's
-error column, the rest judged and written), 2 for a setting or model file that stops the run.
+Exit status: 0 when every image was judged, 1 when some could not be judged (unreadable, or smaller than
+the patch; named in detections.csv's error column, the rest judged and written), 2 for a setting or
+model file that stops the run.
 
 Evaluate on a labelled dataset (image AUROC and F1, false alarms per clean image, pixel AUROC, AUPRO):
   python -m rdcae.detect model=.../model.pt dataset=aitex fabric=03 data_dir=/path/to/AITEX
@@ -158,13 +160,36 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str]:
     if overlap:
         what += "; tiles scored over overlapping windows"
     runtime = f"{backend} {cfg.precision} on " + (str(device) if backend == "torch" else "cpu")
+    region = region_settings(cfg)
     if exported:
-        return ImageDetector.from_exported(detector, threshold, overlap), detector.config, what, runtime
-    def announce(message: str) -> None:
-        print(f"{message}; python -m rdcae.export model={model} format=onnx does the same", file=sys.stderr)
+        images = ImageDetector.from_exported(detector, threshold, overlap)
+    else:
+        def announce(message: str) -> None:
+            print(f"{message}; python -m rdcae.export model={model} format=onnx does the same", file=sys.stderr)
 
-    return (on_backend(detector, backend, model.with_suffix(".onnx"), threshold, overlap, announce),
-            detector.config, what, runtime)
+        images = on_backend(detector, backend, model.with_suffix(".onnx"), threshold, overlap, announce)
+    if region:
+        images.preprocessing = replace(images.preprocessing, **region)
+        what += "; " + ", ".join(f"{k}={str(v).lower()}" for k, v in region.items()) + " instead of the model's"
+    return images, detector.config, what, runtime
+
+
+def region_settings(cfg: DictConfig) -> dict:
+    """The fabric-region settings given on the command line in place of the model's (edge_margin=,
+    texture_borders=): for images framed unlike the training images, e.g. a selvedge the training crops lacked."""
+    region = {}
+    margin, borders = cfg.get("edge_margin"), cfg.get("texture_borders")
+    if margin is not None:
+        if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+            raise ConfigError(f"edge_margin={margin} must be a whole number of pixels >= 0 (the fabric next to a band "
+                              "left out, e.g. 96 for AITEX's selvedge)")
+        region["edge_margin"] = margin
+    if borders is not None:
+        if not isinstance(borders, bool):
+            raise ConfigError(f"texture_borders={borders} must be true or false (true: also leave out borders that are "
+                              "not blank, such as another surface, a dark band or an edge line beside the fabric)")
+        region["texture_borders"] = borders
+    return region
 
 
 def input_items(spec: str, skip: Path | None = None) -> list[Item]:
@@ -293,6 +318,26 @@ def unlike_training(done: list) -> list[str]:
     return [item.name for item, d in done if d.windows and d.defect_windows > d.windows / 2]
 
 
+EDGE_COLUMNS = 2  # patch widths from the fabric's left or right bound that count as its edge
+
+
+def flagged_at_the_edge(done: list, patch_size: int) -> list[str]:
+    """The defect images all of whose regions are columns at least three quarters of the image's height
+    within EDGE_COLUMNS patch widths of where the inspected fabric begins or ends: the mark of a selvedge,
+    an edge line or another border that the training images did not have, rather than of a defect."""
+    names = []
+    for item, d in done:
+        columns = np.flatnonzero(d.fabric.any(axis=0)) if d.fabric is not None else np.array([])
+        if d.verdict != "defect" or not d.regions or not len(columns):
+            continue
+        near = EDGE_COLUMNS * patch_size
+        height = d.fabric.shape[0]
+        if all(r.y1 - r.y0 >= 0.75 * height and (r.x0 - columns[0] < near or columns[-1] + 1 - r.x1 < near)
+               for r in d.regions):
+            names.append(item.name)
+    return names
+
+
 def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictConfig) -> tuple[list[dict], list]:
     """Detect on every item, writing the overlays and maps as it goes; a file that cannot be read is
     named in its CSV row and the rest go on. Returns the CSV rows and the (item, detection) pairs."""
@@ -300,7 +345,7 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
     stride = None if cfg.stride is None else int(cfg.stride)
     threshold = detector.threshold
     for item, stem in tqdm(zip(items, output_stems(items)), total=len(items), desc="detect", unit="image",
-                           disable=len(items) < 2, file=sys.stderr):
+                           disable=True if len(items) < 2 else None, file=sys.stderr):  # None: only on a terminal
         start = time.perf_counter()
         try:
             image = item.image if item.image is not None else read_image(item.path)
@@ -308,7 +353,8 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
         except (DataError, ValueError, OSError) as error:
             message = str(error).splitlines()[0]
             rows.append(row(item, None, time.perf_counter() - start, message))
-            tqdm.write(f"skipped {item.name}: {message}", file=sys.stderr)
+            named = message.startswith((f"{item.path}:", f"{item.name}:"))  # the reader names the file itself
+            tqdm.write(f"skipped {message}" if named else f"skipped {item.name}: {message}", file=sys.stderr)
             continue
         if cfg.overlays:
             overlay(image, detection, item.mask).save(out / f"{stem}_overlay.png", compress_level=1)
@@ -317,6 +363,9 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
         rows.append(row(item, detection, time.perf_counter() - start))
         done.append((item, detection))
     return rows, done
+
+
+AUPRO_FPR_LIMIT = 0.3  # the false-positive rate the PRO curve is integrated to, as MVTec AD and anomalib do
 
 
 def evaluate(done: list) -> dict:
@@ -342,12 +391,13 @@ def evaluate(done: list) -> dict:
     return {
         "images": len(done), "defect_images": int(labels.sum()), "normal_images": n_normal,
         "image_auroc": auc(scores[~labels], scores[labels]),
-        "image_f1": float(binary_f1_score(flagged.long(), labels.long())) if labels.any() else math.nan,
+        "image_f1": round(float(binary_f1_score(flagged.long(), labels.long())), 6) if labels.any() else math.nan,
         "defect_images_flagged": int((flagged & labels).sum()),
         "false_alarms": int((flagged & ~labels).sum()),
         "false_alarms_per_image": float((flagged & ~labels).sum()) / n_normal if n_normal else math.nan,
         "pixel_auroc": pixel_auroc(maps, masks, valid),
-        "pixel_aupro": aupro(maps, masks, valid),
+        "pixel_aupro": aupro(maps, masks, valid, AUPRO_FPR_LIMIT),
+        "pixel_aupro_fpr_limit": AUPRO_FPR_LIMIT,
         "unlabelled_images": unlabelled,
     }
 
@@ -366,8 +416,10 @@ def parse(argv: list[str]) -> DictConfig:
         elif key in cfg:
             own.append(arg)
         else:
+            close = difflib.get_close_matches(key, [*cfg, *DATASET_KEYS], n=1)
+            hint = f"did you mean {close[0]}=? " if close else ""
             known = ", ".join([*cfg, *DATASET_KEYS])
-            raise ConfigError(f"{key}: unknown setting; python -m rdcae.detect takes {known}")
+            raise ConfigError(f"{key}: unknown setting; {hint}python -m rdcae.detect takes {known}")
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(own))
     cfg.dataset = None
     if dataset:
@@ -412,7 +464,9 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
               "runtime": runtime,
               "written": [f for f, on in zip(OUTPUTS, (True, cfg.overlays, cfg.maps)) if on]}
     if cfg.get("dataset") is not None and done:
-        result["evaluation"] = evaluate(done) | {"normal_images_from": how}
+        result["evaluation"] = evaluate(done) | {
+            "normal_images_from": how, "model": str(cfg.model), "data_dir": (cfg.dataset or {}).get("data_dir"),
+            "threshold": detector.threshold, "operating_point": what}
         (out / "evaluation.json").write_text(json.dumps(result["evaluation"], indent=2))
     print(summary(result, detector.threshold, what))
     if unlike := unlike_training(done):
@@ -421,9 +475,16 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
               f"score above the threshold in most of their windows: they look unlike the {trained_on} the model "
               "was trained on (another surface, scale or lighting) rather than defective; train a model on them",
               file=sys.stderr)
+    if at_edge := [name for name in flagged_at_the_edge(done, detector.preprocessing.patch_size)
+                   if name not in unlike]:
+        print(f"warning: {len(at_edge)} of {len(done)} images ({', '.join(at_edge[:3])}{', ...' * (len(at_edge) > 3)}) "
+              "are flagged only by columns at the edge of the inspected fabric: a selvedge, an edge line or a border "
+              "the training images did not have? edge_margin=<pixels> or texture_borders=true leaves it out "
+              "(the overlays show where)", file=sys.stderr)
     if result["failed"]:
-        print(f"error: {result['failed']} of {result['images']} images could not be read; each is named in the "
-              f"error column of {out / 'detections.csv'}, and the others were judged", file=sys.stderr)
+        others = ", and the others were judged" if result["failed"] < result["images"] else ""
+        print(f"error: {result['failed']} of {result['images']} images could not be judged; each is named with "
+              f"the reason in the error column of {out / 'detections.csv'}{others}", file=sys.stderr)
     return result
 
 
@@ -434,7 +495,7 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
     n = max(result["images"] - result["failed"], 1)
     lines = ["", "rdcae detect finished",
              f"  images          : {result['images']} given, {result['flagged']} flagged as defect, "
-             f"{result['failed']} could not be read",
+             f"{result['failed']} could not be judged",
              f"  threshold       : {threshold:.4f} ({what})",
              f"  time            : {result['seconds']:.1f} s, {result['seconds'] / n:.3f} s per image"
              + (f" ({result['runtime']})" if result.get("runtime") else ""),

@@ -8,6 +8,7 @@ on random patches when the run's data cannot be rebuilt here and data_dir= was n
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 from pathlib import Path
@@ -40,7 +41,9 @@ def parse(argv: list[str]) -> dict:
         if not sep or not key:
             raise ValueError(f"{arg!r}: arguments are key=value ({', '.join(SETTINGS)}); see --help")
         if key not in SETTINGS:
-            raise ValueError(f"{key}={value}: unknown setting; choose from {', '.join(SETTINGS)}")
+            close = difflib.get_close_matches(key, SETTINGS, n=1)
+            hint = f"did you mean {close[0]}=? " if close else ""
+            raise ValueError(f"{key}={value}: unknown setting; {hint}choose from {', '.join(SETTINGS)}")
         if key in settings:
             raise ValueError(f"{key}= given twice ({settings[key]!r} and {value!r})")
         settings[key] = value

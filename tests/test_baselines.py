@@ -241,3 +241,13 @@ def test_the_run_summary_prints_every_baseline_beside_rdcae(tiny):
         assert f"{METHOD_LABELS[name]}: AUC {m['auc']:.4f}  F1 {m['f1']:.4f}" in lines[start + i], name
     assert lines[start + len(metrics)].startswith("  outputs")
     assert not any("baselines" in line for line in summary({**run, "baselines": {}}, Path("run")).splitlines())
+
+
+def test_the_run_summary_names_the_quantile_counts_patches_and_flags_a_test_auc_near_chance():
+    run = {"blocks": 1, "epochs": 2, "fit_seconds": 1.0, "device": "cpu", "stop_reason": "-", "train_auc": 0.9,
+           "score": "norm", "threshold": 1.0, "threshold_quantile": 0.99, "threshold_from": "400 calibration patches",
+           "test": {"auc": 0.59, "f1": 0.25, "tp": 3, "fp": 1, "tn": 90, "fn": 9}}
+    text = summary(run, Path("run"))
+    assert "(the 99 % quantile of the scores of 400 calibration patches; a patch above it is a defect)" in text
+    assert "  test patches    : AUC 0.5900" in text and "little better than chance" in text
+    assert "little better than chance" not in summary({**run, "test": {**run["test"], "auc": 0.9}}, Path("run"))

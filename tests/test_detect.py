@@ -17,7 +17,7 @@ from conftest import TINY, compose_config
 from PIL import Image
 
 from rdcae.data.sources import load_sources
-from rdcae.detect import main
+from rdcae.detect import Item, main
 from rdcae.errors import ConfigError
 from rdcae.inference import load_detector
 from rdcae.inference.onnx import export_onnx
@@ -90,11 +90,13 @@ def test_the_command_writes_a_csv_row_an_overlay_and_a_map_per_image(trained, cl
         assert np.load(out / f"{stem}_map.npy").shape == clean_image.shape
     captured = capsys.readouterr()
     printed = captured.out
-    assert ("4 given, 1 flagged as defect, 2 could not be read" in printed
-            or "4 given, 2 flagged as defect, 2 could not be read" in printed)
+    assert ("4 given, 1 flagged as defect, 2 could not be judged" in printed
+            or "4 given, 2 flagged as defect, 2 could not be judged" in printed)
     assert f"s per image (torch fp32 on {'cuda' if torch.cuda.is_available() else 'cpu'})" in printed
     last = captured.err.strip().splitlines()[-1]
-    assert last.startswith("error: 2 of 4 images could not be read") and str(out / "detections.csv") in last
+    assert last.startswith("error: 2 of 4 images could not be judged") and str(out / "detections.csv") in last
+    assert last.endswith("and the others were judged")
+    assert "skipped notes.png: notes.png:" not in captured.err and "skipped tiny.png: " in captured.err
     assert "remove it from the dataset folder" not in captured.err  # not a dataset here
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -115,6 +117,9 @@ def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(t
     assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == 3
     for key in ("image_auroc", "image_f1", "pixel_auroc", "pixel_aupro"):
         assert 0 <= evaluation[key] <= 1, key
+    # the file says what it measured: the model, the operating point and its threshold, the AUPRO's FPR limit
+    assert evaluation["model"] == str(model) and evaluation["pixel_aupro_fpr_limit"] == 0.3
+    assert "false alarms per clean image" in evaluation["operating_point"] and evaluation["threshold"] > 0
     # the last defect image is a training image of a run with dataset.unmarked_defect_images=1: not evaluated
     assert main([f"model={model}", "dataset=woven", *overrides, "dataset.unmarked_defect_images=1",
                  f"output_dir={tmp_path / 'unmarked'}", "overlays=false", "maps=false"]) == 0
@@ -251,7 +256,10 @@ def test_bad_command_lines_get_one_clear_line(trained, tmp_path, capsys):
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "device=tpu"): "device=tpu: choose auto, cpu, cuda",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "backend=onnx", "device=cuda"):
             "backend=onnx runs on the CPU; use backend=torch for the GPU",
-        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "strid=16"): "strid: unknown setting",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "strid=16"):
+            "strid: unknown setting; did you mean stride=?",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "false_alarm_per_image=0.001"):
+            "did you mean false_alarms_per_image=?",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "stride=64"): "stride=64 must be a whole number",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "threshold=high"): "threshold=high must be a number",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "threshold=-1"): "threshold=-1 must be a number of at "
@@ -652,8 +660,12 @@ def test_the_overlay_keeps_the_weave_visible_under_its_tint_and_carries_a_legend
     detection = load_detector(trained[1]).detect(painted)
     mask = np.zeros(painted.shape, bool)
     mask[rows, cols] = True
+    inspected_all = not np.isnan(detection.anomaly_map).any()
     assert [label for label, _ in legend(detection, truth=True)] == ["above threshold", "near threshold",
-                                                                     "defect region", "ground truth"]
+                                                                     "defect region", "ground truth"] + (
+        [] if inspected_all else ["not inspected"])
+    banded = np.hstack([np.full((painted.shape[0], 200, *painted.shape[2:]), 255, np.uint8), painted])
+    assert legend(load_detector(trained[1]).detect(banded), truth=False)[-1][0] == "not inspected"  # a white band
     picture = np.asarray(overlay(painted, detection, mask)).astype(int)
 
     def has(colour):  # a swatch: a pixel of exactly the colour, which the blended tint never is
@@ -667,3 +679,46 @@ def test_the_overlay_keeps_the_weave_visible_under_its_tint_and_carries_a_legend
     assert far.sum() > 20 and picture[y[far], x[far], 1].std() > 0.5 * weave.std()
     narrow = np.asarray(overlay(painted[:, :256], load_detector(trained[1]).detect(painted[:, :256]))).astype(int)
     assert not (narrow == np.asarray(RED, int)).all(axis=2).any()  # no room for the legend: the caption alone
+
+
+def test_edge_margin_and_texture_borders_replace_the_models_region_and_bad_values_are_refused(trained, clean_image,
+                                                                                            tmp_path, capsys):
+    Image.fromarray(np.hstack([np.full((clean_image.shape[0], 300), 255, np.uint8), clean_image])).save(
+        tmp_path / "banded.png")  # a white band, then the fabric
+    common = [f"model={trained[1]}", f"input={tmp_path / 'banded.png'}", "maps=false", "overlays=false"]
+    assert main(common + [f"output_dir={tmp_path / 'a'}"]) == 0
+    assert main(common + [f"output_dir={tmp_path / 'b'}", "edge_margin=64", "texture_borders=false"]) == 0
+    out = capsys.readouterr().out
+    assert "edge_margin=64, texture_borders=false instead of the model's" in out
+
+    def tiles(folder):
+        with open(folder / "detections.csv", newline="") as f:
+            return int(next(csv.DictReader(f))["tiles"])
+
+    rows = clean_image.shape[0] // 32
+    assert tiles(tmp_path / "a") - tiles(tmp_path / "b") == 2 * rows  # the two columns of windows next to the band
+    for setting, message in [("edge_margin=-1", "edge_margin=-1 must be a whole number of pixels >= 0"),
+                             ("texture_borders=maybe", "texture_borders=maybe must be true or false")]:
+        assert main(common + [setting]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err
+
+
+def test_images_flagged_only_by_full_height_columns_at_the_fabrics_edge_are_named_in_a_warning():
+    from rdcae.detect import flagged_at_the_edge
+    from rdcae.inference.image import Detection, Region
+
+    fabric = np.zeros((256, 1000), bool)
+    fabric[:, 300:] = True
+
+    def detection(*regions):
+        return Detection(score=2.0, threshold=1.0, anomaly_map=np.zeros(fabric.shape, np.float32), fabric=fabric,
+                         regions=list(regions))
+
+    column = Region(300, 0, 364, 256, 64 * 256, 2.0)  # the selvedge just right of a band
+    speck = Region(600, 100, 632, 132, 1024, 2.0)  # a defect in the fabric
+    right = Region(940, 10, 1000, 240, 60 * 230, 2.0)  # a column at the image's right end
+    done = [(Item("edge.png", "edge.png"), detection(column)), (Item("both.png", "both.png"), detection(column, speck)),
+            (Item("speck.png", "speck.png"), detection(speck)), (Item("right.png", "right.png"), detection(right)),
+            (Item("short.png", "short.png"), detection(Region(300, 0, 364, 100, 6400, 2.0)))]
+    assert flagged_at_the_edge(done, 32) == ["edge.png", "right.png"]

@@ -194,6 +194,7 @@ def test_data_dir_rebuilds_the_run_test_patches_from_where_the_data_now_lies(tmp
     (["model={missing}"], "no such file"),
     (["model={model}", "format=tflite"], "format=tflite: choose one of onnx"),
     (["model={model}", "opset=18"], "opset=18: unknown setting"),
+    (["model={model}", "ouput=x.onnx"], "ouput=x.onnx: unknown setting; did you mean output=?"),
     (["{model}"], "arguments are key=value"),
     ([], "model= is required"),
 ])

@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rdcae.inference.image import Detection
 
 YELLOW, RED, OUTLINE = np.array([255.0, 220.0, 0.0]), np.array([230.0, 20.0, 20.0]), (0, 255, 255)
+NOT_INSPECTED = (70, 70, 70)  # the legend's swatch for the dimmed part: mid-gray at the dimming's 0.55
 TINT_FROM = 0.85  # of the threshold: normal weave mostly scores below, so the tint marks what is close
 
 
@@ -57,6 +58,8 @@ def legend(d: Detection, truth: bool) -> list[tuple[str, tuple[int, int, int]]]:
         items.append(("defect region", OUTLINE))
     if truth:
         items.append(("ground truth", (255, 255, 255)))
+    if np.isnan(d.anomaly_map).any():
+        items.append(("not inspected", NOT_INSPECTED))
     return items
 
 

@@ -19,6 +19,7 @@ def run_metrics(module, datamodule, alternation, trainer, test: dict, fit_second
         "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},
         "threshold": float(module.threshold),
         "threshold_from": alternation.threshold_from,
+        "threshold_quantile": float(alternation.threshold_quantile),
         "blocks": alternation.blocks,
         "epochs": trainer.current_epoch,
         "stop_reason": alternation.stop_reason or "stopped early",
@@ -115,6 +116,23 @@ def baseline_lines(metrics: dict) -> list[str]:
     return lines
 
 
+WEAK_TEST_AUC = 0.75  # below it the test patches' ranking is too close to chance to act on
+
+
+def quantile_phrase(metrics: dict) -> str:
+    q = metrics.get("threshold_quantile")
+    return "quantile" if q is None else f"the {100 * q:g} % quantile"
+
+
+def weak_test_lines(test: dict) -> list[str]:
+    """A note under a test AUC near chance: the run has not learned this surface well enough to act on."""
+    auc = test.get("auc")
+    if auc is None or math.isnan(auc) or auc >= WEAK_TEST_AUC:
+        return []
+    return [f"                    the test patches' AUC is below {WEAK_TEST_AUC}: this model tells defects from "
+            "clean patches little better than chance; train it longer (alternation.max_blocks) before using it"]
+
+
 def summary(metrics: dict, output_dir: Path) -> str:
     t = metrics["test"]
     return "\n".join([
@@ -126,12 +144,13 @@ def summary(metrics: dict, output_dir: Path) -> str:
         f"  synthetic AUC   : {metrics['train_auc']:.4f} on the training set, "
         f"{metrics.get('validation_auc', math.nan):.4f} on held-out patches with fresh defects",
         f"  score           : {score_line(metrics)}",
-        f"  threshold       : {metrics['threshold']:.4f}  "
-        f"(quantile of the scores of {metrics.get('threshold_from', 'normal training patches')})",
+        f"  threshold       : {metrics['threshold']:.4f}  ({quantile_phrase(metrics)} of the scores of "
+        f"{metrics.get('threshold_from', 'normal training patches')}; a patch above it is a defect)",
         *image_lines(metrics),
-        f"  test            : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  "
+        f"  test patches    : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  "
         f"accuracy {t.get('accuracy', math.nan):.4f}"
         f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",
+        *weak_test_lines(t),
         *baseline_lines(metrics),
         f"  outputs         : {output_dir}",
         f"  TensorBoard     : tensorboard --logdir {output_dir / 'tensorboard'}",

@@ -221,10 +221,12 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
 
 
 def surface(dataset) -> str:
-    """The surface a dataset config describes, in words: `aitex fabric 03`, `woven fabric 0` (the embedded
-    data's dataset.seed draws the fabric), `folder`."""
+    """The surface a dataset config describes, in words: `aitex fabric 03`, `woven fabric of dataset.seed=0`
+    (the embedded data's dataset.seed draws the fabric), `folder`."""
     name = str(dataset.get("name"))
-    fabric = dataset.get("seed") if name == "woven" else dataset.get("fabric")
+    if name == "woven":
+        return f"woven fabric of dataset.seed={dataset.get('seed')}"
+    fabric = dataset.get("fabric")
     return f"{name} fabric {fabric}" if fabric not in (None, "") else name
 
 

@@ -135,13 +135,13 @@ def main(argv: list[str]) -> int:
         print(f"rdcae.export: output={output}: cannot write it ({err.strerror or err})", file=sys.stderr)
         return 2
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB; ONNX opset {OPSET}, dynamic batch axis; "
-          f"patch threshold {float(detector.threshold):.6g}, score {detector.score_kind}"
+          f"patch threshold {float(detector.threshold):.6g} for the patch metrics, score {detector.score_kind}"
           + (f" width {detector.score_width})" if detector.score_kind == "strip" else ")"))
     if detector.operating_point is not None:
         point = detector.operating_point
         print(f"image threshold {detector.image_threshold():.6g} for {point.false_alarms_per_image:g} false alarms per "
-              f"clean image of {point.windows_per_image:.0f} windows (ONNX metadata image_operating_point: the "
-              "threshold for another rate without rdcae)")
+              f"clean image of {point.windows_per_image:.0f} windows: the one rdcae.detect's verdicts use (ONNX "
+              "metadata image_operating_point: the threshold for another rate without rdcae)")
 
     check = parity(detector, OnnxScorer(output), patches)
     print(f"parity onnxruntime vs PyTorch on {which}: max relative score difference "

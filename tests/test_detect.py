@@ -162,7 +162,8 @@ def test_evaluation_on_another_fabric_warns_naming_both_and_counts_every_clean_i
     printed = capsys.readouterr()
     warnings = [line for line in printed.err.splitlines() if line.startswith("warning: the model was trained on")]
     assert len(warnings) == 1  # once, not per image
-    assert f"trained on woven fabric {cfg.dataset.seed}, not on woven fabric {other}" in warnings[0]
+    assert (f"trained on woven fabric of dataset.seed={cfg.dataset.seed}, not on woven fabric of "
+            f"dataset.seed={other}") in warnings[0]
     assert f"all {cfg.dataset.n_normal_images} defect-free images" in printed.out  # none held out on another fabric
 
 

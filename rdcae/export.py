@@ -9,7 +9,6 @@ on random patches when the run's data cannot be rebuilt here and data_dir= was n
 from __future__ import annotations
 
 import difflib
-import logging
 import sys
 from pathlib import Path
 
@@ -75,13 +74,12 @@ def check_patches(detector, data_dir: str | None = None):
 
     from rdcae.data.images import to_channels
     from rdcae.data.patches import prepare_patches
+    from rdcae.data.sources import quiet_data
 
     spec = detector.spec
-    quiet = logging.getLogger("rdcae.data")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # the data's own notes (an empty mask, say) belong to training, not here
     try:
-        patchset = prepare_patches(run_config(detector, data_dir))
+        with quiet_data():  # the data's own notes (an empty mask, say) belong to training, not here
+            patchset = prepare_patches(run_config(detector, data_dir))
         normal, defect = patchset.test_normal, patchset.test_defect
         if not len(normal) + len(defect):
             raise ValueError("the rebuilt test set is empty")
@@ -96,8 +94,6 @@ def check_patches(detector, data_dir: str | None = None):
         x = rng.integers(0, 256, (RANDOM_PATCHES, spec.channels, spec.patch_size, spec.patch_size), dtype=np.uint8)
         return x, (f"{RANDOM_PATCHES} random uint8 patches (the run's data could not be rebuilt: {reason}; "
                    "data_dir= says where it is)")
-    finally:
-        quiet.setLevel(level)
 
 
 def main(argv: list[str]) -> int:

@@ -30,7 +30,7 @@ from rdcae.baselines import run_baselines
 from rdcae.config import RunSettings, check_resume, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.data.patches import calibration_sources
-from rdcae.data.sources import load_sources
+from rdcae.data.sources import load_sources, quiet_data
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector, save_detector
 from rdcae.inference.detector import Detector
@@ -98,7 +98,8 @@ def with_overlap_calibration(point, module, cfg):
     config = OmegaConf.to_container(cfg, resolve=True)
     detector = Detector(copy.deepcopy(module.net).eval(), float(module.threshold), config, score=module.score_kind,
                         score_width=int(module.hparams.score_width), operating_point=point).to(module.device)
-    images = [s.image for s in calibration_sources(cfg.dataset)]
+    with quiet_data():  # the patches have read these images already, and said what was odd about them
+        images = [s.image for s in calibration_sources(cfg.dataset)]
     scores = overlap_calibration(detector, images, len(point.scores))
     return point.with_overlap(scores) if len(scores) >= 20 else point
 
@@ -146,8 +147,10 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     if cfg.get("figures", True):
         write_run_figures(module, datamodule, trainer.logger.experiment, output_dir, step=alternation.blocks,
                           auc=metrics["test"].get("auc", math.nan))
-        write_detection_figures(load_detector(output_dir / "model.pt"), load_sources(cfg.dataset),
-                                trainer.logger.experiment, output_dir, step=alternation.blocks)
+        with quiet_data():
+            sources = load_sources(cfg.dataset)
+        write_detection_figures(load_detector(output_dir / "model.pt"), sources, trainer.logger.experiment,
+                                output_dir, step=alternation.blocks)
     print(summary(metrics, output_dir))
     return metrics
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,16 @@ def test_the_command_prints_a_broken_folder_in_one_line(tmp_path):
     lines = [line for line in out.stderr.strip().splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and len(lines) == 1 and "0010_002_03.png" in lines[0], out.stderr[-2000:]
     assert "Traceback" not in out.stderr
+
+
+def test_a_runs_note_about_its_data_is_printed_once_though_the_run_reads_the_data_again(tmp_path, caplog):
+    from rdcae.train import run
+
+    root = layout(tmp_path / "aitex")
+    Image.fromarray(np.zeros((64, 256), np.uint8)).save(root / "Mask_images" / "0011_016_03_mask.png")
+    with caplog.at_level(logging.WARNING):
+        cfg = config(root, tmp_path)
+        cfg.dataset.n_train = None
+        run(cfg, tmp_path / "run")  # the patches, the overlap calibration, the detection figures
+    notes = [r for r in caplog.records if "marks no pixel" in r.getMessage()]
+    assert len(notes) == 1 and "0011_016_03" in notes[0].getMessage()

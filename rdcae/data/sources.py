@@ -7,7 +7,9 @@ caching — is the same for every dataset and lives in `rdcae.data.patches`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -60,6 +62,19 @@ ADAPTERS = {
     "ksdd2": "rdcae.data.ksdd2:load",
     "folder": "rdcae.data.folder:load",
 }
+
+
+@contextlib.contextmanager
+def quiet_data():
+    """The data readers' notes (a mask that marks nothing, a mask missing) silenced while a run reads its
+    dataset again after training has shown them once."""
+    log = logging.getLogger("rdcae.data")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def held_out(normal: list[SourceImage], n: int) -> tuple[list[SourceImage], list[SourceImage]]:

@@ -97,11 +97,12 @@ def torch_device(setting, backend: str) -> torch.device:
     return device
 
 
-def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str]:
+def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str, tuple[float, float] | None]:
     """The model file's detector on the chosen backend at the threshold asked for, the run config the file
-    carries, what the threshold stands for and where the network runs. The model is a run's model.pt
-    (every backend; onnx and openvino run the model.onnx beside it, exported when missing or older) or an
-    exported model.onnx alone (onnx, the default for it, or openvino)."""
+    carries, what the threshold stands for, where the network runs, and the rate the threshold was set for
+    (false alarms per clean image, windows per image) when an operating point set it at the training grid.
+    The model is a run's model.pt (every backend; onnx and openvino run the model.onnx beside it, exported
+    when missing or older) or an exported model.onnx alone (onnx, the default for it, or openvino)."""
     model = Path(str(cfg.model))
     exported = model.suffix.lower() == ".onnx"
     backend = cfg.backend if cfg.backend is not None else ("onnx" if exported else "torch")
@@ -150,13 +151,15 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str]:
         raise ConfigError(no_overlap(f"overlap=true: model={model}"))
     threshold = (float(cfg.threshold) if cfg.threshold is not None
                  else detector.image_threshold(alpha, None if cfg.stride is None else int(cfg.stride), overlap))
+    stated = None
     if cfg.threshold is not None:
         what = "window score given"
     elif card is None:
         what = "the model's patch threshold: a model file without an image operating point"
     else:
-        what = (f"{card['false_alarms_per_image'] if alpha is None else alpha:g} false alarms "
-                f"per clean image of {card['windows_per_image']:.0f} windows")
+        rate = float(card["false_alarms_per_image"] if alpha is None else alpha)
+        what = f"{rate:g} false alarms per clean image of {card['windows_per_image']:.0f} windows"
+        stated = (rate, float(card["windows_per_image"])) if cfg.stride is None else None
     if overlap:
         what += "; tiles scored over overlapping windows"
     runtime = f"{backend} {cfg.precision} on " + (str(device) if backend == "torch" else "cpu")
@@ -171,7 +174,7 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str]:
     if region:
         images.preprocessing = replace(images.preprocessing, **region)
         what += "; " + ", ".join(f"{k}={str(v).lower()}" for k, v in region.items()) + " instead of the model's"
-    return images, detector.config, what, runtime
+    return images, detector.config, what, runtime, stated
 
 
 def region_settings(cfg: DictConfig) -> dict:
@@ -320,6 +323,22 @@ def unlike_training(done: list) -> list[str]:
     return [item.name for item, d in done if d.windows and d.defect_windows > d.windows / 2]
 
 
+def rate_for_these_images(done: list, stated: tuple[float, float] | None) -> str:
+    """A note when the images judged hold more or fewer windows than those the false-alarm rate is stated
+    for (by more than a tenth): each window may pass at the same small rate, so an image of n windows is
+    a false alarm at 1 - (1 - rate)^(n / n0); '' when the rate holds as stated or none was set."""
+    windows = [d.windows for _, d in done if d.windows]
+    if stated is None or not windows:
+        return ""
+    rate, n0 = stated
+    n = float(np.mean(windows))
+    if abs(n / n0 - 1) <= 0.1:
+        return ""
+    theirs = 1 - (1 - rate) ** (n / n0)
+    return (f"note: these images hold {n:.0f} windows on average, the model's rate is stated for images of {n0:.0f}; "
+            f"at this threshold about {theirs:.3g} false alarms per clean image of theirs")
+
+
 EDGE_COLUMNS = 2  # patch widths from the fabric's left or right bound that count as its edge
 
 
@@ -444,7 +463,7 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     if cfg.get("input") is None and cfg.get("dataset") is None:
         raise ConfigError("give input=<image, folder or glob> to detect, "
                           "or dataset=<name> (with data_dir=) to evaluate")
-    detector, model_config, what, runtime = image_detector(cfg)
+    detector, model_config, what, runtime, stated = image_detector(cfg)
     out = (Path(str(cfg.output_dir)) if cfg.output_dir else
            out or Path("outputs") / "detect" / time.strftime("%Y-%m-%d_%H-%M-%S"))
     if cfg.get("dataset") is not None:
@@ -483,6 +502,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
               "are flagged only by columns at the edge of the inspected fabric: a selvedge, an edge line or a border "
               "the training images did not have? edge_margin=<pixels> or texture_borders=true leaves it out "
               "(the overlays show where)", file=sys.stderr)
+    if note := rate_for_these_images(done, stated):
+        print(note, file=sys.stderr)
     if result["failed"]:
         others = ", and the others were judged" if result["failed"] < result["images"] else ""
         print(f"error: {result['failed']} of {result['images']} images could not be judged; each is named with "

@@ -723,3 +723,28 @@ def test_images_flagged_only_by_full_height_columns_at_the_fabrics_edge_are_name
             (Item("speck.png", "speck.png"), detection(speck)), (Item("right.png", "right.png"), detection(right)),
             (Item("short.png", "short.png"), detection(Region(300, 0, 364, 100, 6400, 2.0)))]
     assert flagged_at_the_edge(done, 32) == ["edge.png", "right.png"]
+
+
+def test_the_false_alarm_rate_is_restated_for_images_of_another_size():
+    from rdcae.detect import rate_for_these_images
+    from rdcae.inference.image import Detection
+
+    def judged(windows):
+        d = Detection(score=0.5, threshold=1.0, anomaly_map=np.zeros((8, 8), np.float32),
+                      fabric=np.ones((8, 8), bool), windows=windows)
+        return (Item("a.png", "a.png"), d)
+
+    assert rate_for_these_images([judged(720), judged(740)], (0.01, 713)) == ""  # within a tenth: as stated
+    note = rate_for_these_images([judged(1426)], (0.01, 713))  # twice the windows: about twice the rate
+    assert "1426 windows on average" in note and "0.0199 false alarms per clean image of theirs" in note
+    assert rate_for_these_images([judged(1426)], None) == ""  # threshold= given: no rate to restate
+
+
+def test_detect_restates_the_rate_for_images_twice_the_training_size(trained, clean_image, tmp_path, capsys):
+    Image.fromarray(np.hstack([clean_image, clean_image])).save(tmp_path / "wide.png")
+    Image.fromarray(clean_image).save(tmp_path / "same.png")
+    common = [f"model={trained[1]}", "maps=false", "overlays=false"]
+    assert main(common + [f"input={tmp_path / 'wide.png'}", f"output_dir={tmp_path / 'a'}"]) == 0
+    assert "false alarms per clean image of theirs" in capsys.readouterr().err
+    assert main(common + [f"input={tmp_path / 'same.png'}", f"output_dir={tmp_path / 'b'}"]) == 0
+    assert "of theirs" not in capsys.readouterr().err  # the training images' size: the rate as stated

@@ -266,6 +266,7 @@ def test_s_updates_wait_until_few_training_errors_are_above_lambda(tmp_path):
     assert all(not r["s_updated"] and r["above_lambda_fraction"] > 0.5 and r["s_nonzero_fraction"] == 0
                for r in waiting["history"])
     assert "S was never updated" in waiting["stop_reason"] and "start_fraction=0.5" in waiting["stop_reason"]
+    assert "more alternation.max_blocks lets it" in waiting["stop_reason"]  # what to do about it
     ckpt = torch.load(tmp_path / "waiting" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert torch.all(ckpt["state_dict"]["S"] == 0)
     # with no wait (null, the paper's schedule) the same λ updates S from the first block on

@@ -215,7 +215,8 @@ class Alternation(L.Callback):
             if module.robust and not self.s_started:
                 self.stop_reason += (
                     f"; S was never updated: more than start_fraction={self.start_fraction} of the training errors "
-                    f"stayed above lambda={module.hparams.lambda_:g}"
+                    f"stayed above lambda={module.hparams.lambda_:g} (the outlier part S starts once the network "
+                    "reconstructs most patches; more alternation.max_blocks lets it)"
                 )
 
     @torch.no_grad()

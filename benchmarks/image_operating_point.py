@@ -15,7 +15,6 @@ mean ± std over the runs of each fabric (population std, as rdcae.report).
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from rdcae.data.sources import held_out, load_sources
+from rdcae.data.sources import held_out, load_sources, quiet_data
 from rdcae.inference import load_detector
 from rdcae.inference.image import ImageDetector
 from rdcae.metrics.threshold import has_overlap, tail_threshold
@@ -69,7 +68,6 @@ def cell(values) -> str:
 
 
 def main(folder: str, rates: list[float]) -> None:
-    logging.getLogger("rdcae.data").setLevel(logging.ERROR)  # the data's notes were shown when the runs trained
     runs = [r for r in find_run_folders(Path(folder)) if (r / "model.pt").is_file()]
     if not rates:
         points = [load_detector(r / "model.pt").operating_point for r in runs]
@@ -77,7 +75,8 @@ def main(folder: str, rates: list[float]) -> None:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     settings = swept_settings(runs)  # the sweep's variants other than seed and fabric, one group each
     for run in runs:
-        row = measure(run, rates)
+        with quiet_data():  # the data's notes were shown when the runs trained
+            row = measure(run, rates)
         if row is not None:
             groups[(row["dataset"], row["fabric"], settings[run])].append(row)
     print("| dataset | fabric | settings | runs | operating point | window threshold | clean images flagged | "

@@ -28,7 +28,7 @@ from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
 from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
-from rdcae.metrics.threshold import check_false_alarms, has_overlap, no_overlap
+from rdcae.metrics.threshold import check_false_alarms, has_overlap, image_rate, no_overlap, window_rate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_KEYS = ("dataset", "fabric", "data_dir", "cache_dir")  # and dataset.*: composed as for training
@@ -327,6 +327,7 @@ def rate_for_these_images(done: list, stated: tuple[float, float] | None) -> str
     """A note when the images judged hold more or fewer windows than those the false-alarm rate is stated
     for (by more than a tenth): each window may pass at the same small rate, so an image of n windows is
     a false alarm at 1 - (1 - rate)^(n / n0); '' when the rate holds as stated or none was set."""
+
     windows = [d.windows for _, d in done if d.windows]
     if stated is None or not windows:
         return ""
@@ -334,7 +335,7 @@ def rate_for_these_images(done: list, stated: tuple[float, float] | None) -> str
     n = float(np.mean(windows))
     if abs(n / n0 - 1) <= 0.1:
         return ""
-    theirs = 1 - (1 - rate) ** (n / n0)
+    theirs = image_rate(window_rate(rate, n0), n)
     return (f"note: these images hold {n:.0f} windows on average, the model's rate is stated for images of {n0:.0f}; "
             f"at this threshold about {theirs:.3g} false alarms per clean image of theirs")
 
@@ -348,11 +349,10 @@ def flagged_at_the_edge(done: list, patch_size: int) -> list[str]:
     an edge line or another border that the training images did not have, rather than of a defect."""
     names = []
     for item, d in done:
-        columns = np.flatnonzero(d.fabric.any(axis=0)) if d.fabric is not None else np.array([])
+        columns = np.flatnonzero(d.fabric.any(axis=0))
         if d.verdict != "defect" or not d.regions or not len(columns):
             continue
-        near = EDGE_COLUMNS * patch_size
-        height = d.fabric.shape[0]
+        near, height = EDGE_COLUMNS * patch_size, d.fabric.shape[0]
         if all(r.y1 - r.y0 >= 0.75 * height and (r.x0 - columns[0] < near or columns[-1] + 1 - r.x1 < near)
                for r in d.regions):
             names.append(item.name)

@@ -77,6 +77,12 @@ def window_rate(false_alarms_per_image: float, windows_per_image: float) -> floa
     return -math.expm1(math.log1p(-false_alarms_per_image) / max(windows_per_image, 1.0))
 
 
+def image_rate(window_rate: float, windows_per_image: float) -> float:
+    """The share of clean images of `windows_per_image` windows flagged when each normal window passes
+    with probability `window_rate` (windows taken as independent): the inverse of `window_rate`."""
+    return float(-math.expm1(windows_per_image * math.log1p(-min(window_rate, 1 - 1e-12))))
+
+
 def exponential_tail(scores: np.ndarray) -> tuple[float, float]:
     """(q90, σ) of the exponential tail fitted to calibration scores (Q,): P(score > t) =
     (1 − TAIL_FROM) · exp(−(t − q90) / σ) beyond the TAIL_FROM quantile (module docstring)."""
@@ -166,8 +172,7 @@ class ImageOperatingPoint:
 
     def false_alarms_at(self, threshold: float, stride_ratio: float = 1.0, overlap: bool = False) -> float:
         """The expected share of clean images flagged at a window `threshold`."""
-        rate = tail_rate(self.scores_for(overlap), threshold)
-        return float(-math.expm1(self.windows(stride_ratio) * math.log1p(-min(rate, 1 - 1e-12))))
+        return image_rate(tail_rate(self.scores_for(overlap), threshold), self.windows(stride_ratio))
 
     def with_overlap(self, overlap_scores) -> "ImageOperatingPoint":
         """This operating point with the averaged tiles' calibration scores added."""

@@ -25,6 +25,12 @@ Scores, all on the residual r = x − D(E(x)) of the exported network:
             the texture's residual averages out and the line's shift does not.
   strip4|profile4  the larger of strip4 and profile4, each divided by the 99 % quantile of its
             scores on the calibration patches (normal data only).
+  norm/pos, strip4/pos  the residual energy of each pixel divided by its mean at that place of the
+            window over the calibration patches, then the norm or strip4: a window's border, where
+            the weave's error is highest, counts as much as its centre;
+  strip4/std  the same divided by the energy's standard deviation at that place;
+  strip4+rot180  strip4 of the energy averaged over the window and the window turned by 180°
+            (each residual turned back); strip4+flips: over the window flipped both ways too.
 
 Prints one line per run and a Markdown table of mean ± std over the runs of each setting (the
 sweep's overrides except the seed); writes score_variants.json beside each sweep's runs.
@@ -48,7 +54,7 @@ from rdcae.config import upgrade
 from rdcae.data.datamodule import VALIDATION_STREAM
 from rdcae.inference import load_detector
 from rdcae.metrics import QuantileThreshold, auc
-from rdcae.model.score import anomaly_score, worst_run
+from rdcae.model.score import anomaly_score, energy_score, worst_run
 from rdcae.noise import decorate
 from rdcae.paper.report import find_run_folders, read_overrides, summarize
 from rdcae.train import build
@@ -75,6 +81,11 @@ SCORES = {"norm": lambda r: anomaly_score(r, torch.zeros_like(r)), "strip2": str
           "strip8": strip(8), "local8": local(8), "profile2": profile(2), "profile4": profile(4),
           "profile8": profile(8)}
 
+# the run's score of the residual energy divided, pixel by pixel, by its mean at that place of the window
+# over the calibration patches (normal data only): the weave's error at a window's border counts as much
+# as its error at the centre
+POSITIONAL = {"norm/pos": "norm", "strip4/pos": "strip"}
+
 # the larger of two scores, each divided by the 99 % quantile of its calibration scores
 COMBINED = {"strip4|profile4": ("strip4", "profile4")}
 
@@ -99,6 +110,19 @@ def evaluate(folder: Path, extra_noise: dict) -> dict:
         return torch.cat([c - net(c.contiguous(memory_format=torch.channels_last)).float() for c in x.split(512)])
 
     calibration, synthetic, test = residual(dm.calibration_x), residual(dm.validation_x), residual(dm.test_x)
+
+    @torch.no_grad()
+    def turned(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        """The residual of x flipped on `dims`, flipped back."""
+        return residual(x.flip(dims)).flip(dims)
+
+    tta = {}
+    for key, x in (("calibration", dm.calibration_x), ("synthetic", dm.validation_x), ("test", dm.test_x)):
+        r0 = {"calibration": calibration, "synthetic": synthetic, "test": test}[key]
+        e0 = r0.pow(2).sum(1)
+        e180 = turned(x, (2, 3)).pow(2).sum(1)
+        eh, ev = turned(x, (3,)).pow(2).sum(1), turned(x, (2,)).pow(2).sum(1)
+        tta[key] = {"strip4+rot180": (e0 + e180) / 2, "strip4+flips": (e0 + e180 + eh + ev) / 4}
     others = {}
     for name, noise in extra_noise.items():
         decorated, changed = decorate(dm.calibration_x, 100.0, noise,
@@ -107,6 +131,13 @@ def evaluate(folder: Path, extra_noise: dict) -> dict:
     labels = dm.test_y.bool()
     sets = {"calibration": calibration, "synthetic": synthetic, "test": test, **others}
     scored = {name: {key: fn(r) for key, r in sets.items()} for name, fn in SCORES.items()}
+    for name in ("strip4+rot180", "strip4+flips"):
+        scored[name] = {key: energy_score(tta[key][name], "strip", 4) for key in ("calibration", "synthetic", "test")}
+    mean_energy = sets["calibration"].pow(2).sum(1).mean(0).clamp_min(1e-12)  # (P, P)
+    for name, kind in POSITIONAL.items():
+        scored[name] = {key: energy_score(r.pow(2).sum(1) / mean_energy, kind, 4) for key, r in sets.items()}
+    std_energy = sets["calibration"].pow(2).sum(1).std(0).clamp_min(1e-12)
+    scored["strip4/std"] = {key: energy_score(r.pow(2).sum(1) / std_energy, "strip", 4) for key, r in sets.items()}
     for name, (a, b) in COMBINED.items():  # each in units of its calibration scores' 99 % quantile
         qa, qb = scored[a]["calibration"].quantile(0.99), scored[b]["calibration"].quantile(0.99)
         scored[name] = {key: torch.maximum(scored[a][key] / qa, scored[b][key] / qb) for key in sets}
@@ -161,7 +192,7 @@ def main(argv: list[str]) -> None:
     varying = {key for key, seen in values.items() if len(seen) > 1}
     for setting, runs in groups.items():
         label = ", ".join(f"{k}={v}" for k, v in setting if k in varying) or "all"
-        for name in [*SCORES, *COMBINED]:
+        for name in [*SCORES, *POSITIONAL, "strip4/std", "strip4+rot180", "strip4+flips", *COMBINED]:
             cells = []
             for kind in kinds:
                 mean, std, _ = summarize([r[name][kind] for r in runs])

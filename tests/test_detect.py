@@ -407,7 +407,8 @@ def test_an_onnx_file_exported_without_its_calibration_scores_keeps_its_own_oper
     detector = load_detector(trained[1])
     graph = onnx.load(str(export_onnx(detector, tmp_path / "model.onnx")))
     kept = [(p.key, p.value) for p in graph.metadata_props if not p.key.startswith("operating_point_")]
-    assert len(kept) == len(graph.metadata_props) - 2  # the scores of windows and of overlapping tiles
+    # the scores of windows and of overlapping tiles, and the windows per pixel the latter averaged
+    assert len(kept) == len(graph.metadata_props) - 3
     del graph.metadata_props[:]
     onnx.helper.set_model_props(graph, dict(kept))
     onnx.save(graph, str(tmp_path / "older.onnx"))
@@ -541,6 +542,44 @@ def test_overlap_averages_over_the_half_patch_grid_of_its_calibration_at_any_str
     assert len(common) == half.windows  # the stride-16 tiles are among the stride-8 ones
     # a tile's score does not depend on the stride it was asked for: the same 4 windows per pixel
     assert np.allclose([at[tuple(half.corners[i])] for i in common], half.window_scores[common], rtol=1e-5)
+
+
+def test_overlap_averages_two_grids_and_an_older_file_the_four_windows_its_calibration_averaged(
+        trained, clean_image, tmp_path):
+    from rdcae.inference.image import ImageDetector, overlap_grid, overlap_tile_scores
+    from rdcae.inference.onnx import OnnxScorer
+
+    def counting(image_detector) -> list[int]:
+        seen, score_fn = [], image_detector.score_fn
+        image_detector.score_fn = lambda windows: (seen.append(len(windows)), score_fn(windows))[1]
+        return seen
+
+    detector = load_detector(trained[1])
+    assert detector.operating_point.overlap_windows == 2
+    image_detector = ImageDetector.from_detector(detector, overlap=True)
+    seen, image = counting(image_detector), image_detector.check_image(clean_image)  # (H, W, 1)
+    yx, scores, fabric = image_detector.tile_scores(image)
+    dense = image_detector.corners(image, 16, fabric)[0]
+    two = overlap_grid(dense, 32)
+    # the tiles' own grid and the one shifted by half a patch down and across: about two windows a tile
+    assert seen == [len(two)] and len(yx) < len(two) < len(dense) and set(map(tuple, yx.tolist())) <= set(
+        map(tuple, two.tolist()))
+    assert {(y // 16 % 2, x // 16 % 2) for y, x in two.tolist()} == {(0, 0), (1, 1)}
+    energy = image_detector.score_fn(image_detector.cut(image, two))[1]
+    assert np.allclose(scores, overlap_tile_scores(energy, two, yx, image.shape[:2], 32, detector.score_kind,
+                                                   detector.score_width), rtol=1e-5)
+    # a file written before the two grids was calibrated on every half-stride window, and is scored so
+    payload = torch.load(trained[1], weights_only=True)
+    del payload["operating_point"]["overlap_windows"]
+    torch.save(payload, tmp_path / "older.pt")
+    older = ImageDetector.from_detector(load_detector(tmp_path / "older.pt"), overlap=True)
+    seen = counting(older)
+    assert older.overlap_windows == 4 and older.tile_scores(image)[0].tolist() == yx.tolist()
+    assert seen == [len(dense)]
+    # an exported file carries the windows of its calibration
+    exported = OnnxScorer(export_onnx(detector, tmp_path / "model.onnx"))
+    assert exported.operating_point.overlap_windows == 2
+    assert ImageDetector.from_exported(exported, overlap=True).overlap_windows == 2
 
 
 def test_a_model_file_without_the_overlap_calibration_scores_windows_alone_and_refuses_overlap(

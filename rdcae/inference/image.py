@@ -5,9 +5,11 @@ training grid → their scores → an anomaly map at the image's size → the de
 The decision is the run's: a window is a defect when its score is above the threshold, and an
 image is a defect when any of its windows is. With `overlap` (for models that carry its calibration;
 off by default) the image is cut into the same tiles, but each tile is scored from the residual energy
-of its pixels averaged over every window at half the patch size's stride that covers them (four per
-pixel): a pixel's error then comes from four placements of the window, so the texture's error at a
-window's border averages out and a defect's does not (docs/EXPERIMENTS.md, entry 25).
+of its pixels averaged over two grids of windows: the tiles' own and the grid shifted by half the patch
+size down and across (two per pixel): a pixel's error then comes from two placements of the window, so
+the texture's error at a window's border averages out and a defect's does not (docs/EXPERIMENTS.md,
+entries 25 and 34). Model files written before the two grids averaged every window at half the patch
+size's stride (four per pixel), as their calibration was scored; they keep that.
 
 The threshold is the image operating point of rdcae.metrics.threshold: the window score at which
 clean images are flagged at the run's rate (operating_point.false_alarms_per_image), not the patch
@@ -108,6 +110,16 @@ class Detection:
         return sum(r.area for r in self.regions)
 
 
+def overlap_grid(dense: np.ndarray, size: int, windows: int = 2) -> np.ndarray:
+    """Of the corners (D, 2) of the windows at half the patch size's stride, those averaged: all of them
+    (`windows`=4 per pixel), or (2) the two grids whose corners are both even or both odd multiples of half
+    the patch size, the tiles' own and the one shifted by half a patch down and across."""
+    if windows == 4:
+        return dense
+    parity = (dense // max(1, size // 2)) % 2
+    return dense[parity[:, 0] == parity[:, 1]]
+
+
 def overlap_tile_scores(energy: np.ndarray, yx_dense: np.ndarray, yx: np.ndarray, shape: tuple[int, int], size: int,
                         kind: str = "norm", width: int = 4) -> np.ndarray:
     """The scores (K,) of the tiles at corners yx (K, 2) of an image of `shape`, each from the residual
@@ -118,17 +130,25 @@ def overlap_tile_scores(energy: np.ndarray, yx_dense: np.ndarray, yx: np.ndarray
     return energy_score(torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)), kind, width).numpy()
 
 
+def overlap_windows_of(point) -> int:
+    """The windows per pixel a model's overlap calibration averaged (2 when it has none: new calibrations)."""
+    return point.overlap_windows if point is not None and point.overlap_scores is not None else 2
+
+
 class ImageDetector:
     """Detection on whole images with any patch scorer (PyTorch, onnxruntime, OpenVINO).
 
-    overlap: score each tile from the residual energy averaged over the windows at stride P // 2 that
-    cover it (module docstring) instead of its own window's; `score_kind` and `score_width` are the
-    run's score, which the averaged energy is scored with."""
+    overlap: score each tile from the residual energy averaged over the windows of two grids that cover it
+    (module docstring) instead of its own window's; `overlap_windows` = 4 averages every window at stride
+    P // 2 instead, as model files written before the two grids were calibrated; `score_kind` and
+    `score_width` are the run's score, which the averaged energy is scored with."""
 
     def __init__(self, score_fn: PatchScoreFn, preprocessing: Preprocessing, threshold: float,
-                 overlap: bool = False, score_kind: str = "norm", score_width: int = 4) -> None:
+                 overlap: bool = False, score_kind: str = "norm", score_width: int = 4,
+                 overlap_windows: int = 2) -> None:
         self.score_fn, self.preprocessing, self.threshold = score_fn, preprocessing, float(threshold)
         self.overlap, self.score_kind, self.score_width = bool(overlap), score_kind, int(score_width)
+        self.overlap_windows = int(overlap_windows)
 
     @classmethod
     def from_detector(cls, detector, chunk_size: int | None = None, threshold: float | None = None,
@@ -153,7 +173,7 @@ class ImageDetector:
 
         threshold = detector.image_threshold(overlap=overlap) if threshold is None else threshold
         return cls(score_fn, Preprocessing.from_config(detector.config, detector.spec), threshold, overlap,
-                   detector.score_kind, detector.score_width)
+                   detector.score_kind, detector.score_width, overlap_windows_of(detector.operating_point))
 
     @classmethod
     def from_exported(cls, scorer, threshold: float | None = None, overlap: bool = False) -> "ImageDetector":
@@ -162,7 +182,7 @@ class ImageDetector:
         for tiles scored over overlapping windows with `overlap`."""
         threshold = scorer.image_threshold(overlap=overlap) if threshold is None else threshold
         return cls(scorer, Preprocessing.from_config(scorer.config, scorer.spec), threshold, overlap,
-                   scorer.score_kind, scorer.score_width)
+                   scorer.score_kind, scorer.score_width, overlap_windows_of(scorer.operating_point))
 
     def check_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """(H, W, C) uint8 from an (H, W) or (H, W, C) uint8 array; refuses what the run cannot take."""
@@ -212,9 +232,10 @@ class ImageDetector:
         if not self.overlap:
             return yx, self.score_fn(self.cut(image, yx))[0], fabric
         size = self.preprocessing.patch_size
-        dense = self.corners(image, max(1, size // 2), fabric)[0]
-        # the residual is averaged over the half-stride grid the calibration used, at any stride; a tile
-        # with pixels no window of that grid covers (beside a bend of the fabric's edge) brings its own
+        dense = overlap_grid(self.corners(image, max(1, size // 2), fabric)[0], size, self.overlap_windows)
+        # the residual is averaged over the windows the calibration used, at any stride; a tile with
+        # pixels none of them covers (beside a bend of the fabric's edge, at an image's last row or
+        # column of tiles) brings its own
         covered = ~np.isnan(stitch(np.ones(len(dense)), dense, image.shape[:2], size, reduce="max"))
         alone = ~windows_inside(covered, size)[yx[:, 0], yx[:, 1]]
         dense = np.concatenate([dense, yx[alone]]) if alone.any() else dense

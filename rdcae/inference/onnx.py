@@ -67,6 +67,7 @@ def export_onnx(detector: Detector, path: str | Path) -> Path:
             if detector.operating_point.overlap_scores is not None:
                 props["operating_point_overlap_scores"] = json.dumps(
                     detector.operating_point.overlap_scores.astype(np.float32).tolist())
+                props["operating_point_overlap_windows"] = str(detector.operating_point.overlap_windows)
         onnx.helper.set_model_props(model, props)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
@@ -122,7 +123,8 @@ def load_onnx_metadata(path: str | Path) -> dict:
             overlap = props.get("operating_point_overlap_scores")
             point = ImageOperatingPoint(json.loads(props["operating_point_scores"]), card["windows_per_image"],
                                         card["false_alarms_per_image"],
-                                        None if overlap is None else json.loads(overlap))
+                                        None if overlap is None else json.loads(overlap),
+                                        int(props.get("operating_point_overlap_windows", 4)))
         return {"format": FORMAT, "threshold": float(props["threshold"]),
                 "spec": NetworkSpec.from_dict(json.loads(props["network"])),
                 "score": {"kind": str(score["kind"]), "width": int(score["width"])},

@@ -126,15 +126,20 @@ class ImageOperatingPoint:
 
     overlap_scores (optional): the scores of the tiles of whole defect-free images when each pixel's
     residual is averaged over the overlapping windows that cover it (rdcae.inference.image, overlap);
-    `overlap=True` puts threshold(), interval() and false_alarms_at() on them."""
+    `overlap=True` puts threshold(), interval() and false_alarms_at() on them. overlap_windows: the
+    windows averaged per pixel when they were scored, OVERLAP_WINDOWS (two grids) or 4 (every window at
+    half the patch size's stride, in files written before the two grids)."""
 
     def __init__(self, scores, windows_per_image: float, false_alarms_per_image: float,
-                 overlap_scores=None) -> None:
+                 overlap_scores=None, overlap_windows: int = 2) -> None:
         self.scores = np.sort(np.asarray(scores, dtype=np.float64).ravel())
         self.windows_per_image = float(windows_per_image)
         self.false_alarms_per_image = float(false_alarms_per_image)
         self.overlap_scores = (None if overlap_scores is None
                                else np.sort(np.asarray(overlap_scores, dtype=np.float64).ravel()))
+        if overlap_windows not in (2, 4):
+            raise ValueError(f"overlap_windows={overlap_windows!r}: 2 (two grids) or 4 (every half-stride window)")
+        self.overlap_windows = int(overlap_windows)
         for name, values in (("", self.scores), ("overlap ", self.overlap_scores)):
             if values is not None and len(values) < 20:
                 raise ValueError(f"an image operating point needs at least 20 {name}calibration scores, "
@@ -174,22 +179,25 @@ class ImageOperatingPoint:
         """The expected share of clean images flagged at a window `threshold`."""
         return image_rate(tail_rate(self.scores_for(overlap), threshold), self.windows(stride_ratio))
 
-    def with_overlap(self, overlap_scores) -> "ImageOperatingPoint":
-        """This operating point with the averaged tiles' calibration scores added."""
-        return ImageOperatingPoint(self.scores, self.windows_per_image, self.false_alarms_per_image, overlap_scores)
+    def with_overlap(self, overlap_scores, overlap_windows: int = 2) -> "ImageOperatingPoint":
+        """This operating point with the averaged tiles' calibration scores added, scored over
+        `overlap_windows` windows per pixel."""
+        return ImageOperatingPoint(self.scores, self.windows_per_image, self.false_alarms_per_image, overlap_scores,
+                                   overlap_windows)
 
     def to_dict(self) -> dict:
         state = {"scores": torch.tensor(self.scores, dtype=torch.float32), "windows_per_image": self.windows_per_image,
                  "false_alarms_per_image": self.false_alarms_per_image}
         if self.overlap_scores is not None:
             state["overlap_scores"] = torch.tensor(self.overlap_scores, dtype=torch.float32)
+            state["overlap_windows"] = self.overlap_windows
         return state
 
     @classmethod
     def from_dict(cls, state: dict) -> "ImageOperatingPoint":
         overlap = state.get("overlap_scores")
         return cls(state["scores"].numpy(), state["windows_per_image"], state["false_alarms_per_image"],
-                   None if overlap is None else overlap.numpy())
+                   None if overlap is None else overlap.numpy(), int(state.get("overlap_windows", 4)))
 
 
 def check_false_alarms(value, key: str = "operating_point.false_alarms_per_image") -> float:

@@ -539,10 +539,17 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
     return "\n".join(lines + [""])
 
 
+def settings_help() -> str:
+    """Every setting of conf/detect.yaml with its default and what it does (the file's own comments)."""
+    lines = (CONF / "detect.yaml").read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line and not line.startswith("#")), len(lines))
+    return "\n".join(lines[start:]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE + OmegaConf.to_yaml(OmegaConf.load(CONF / "detect.yaml")), file=sys.stdout if argv else sys.stderr)
+        print(USAGE + settings_help(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     try:
         result = run(parse(argv))

@@ -318,6 +318,10 @@ def test_help_shows_usage_with_model_and_input_examples():
     assert out.returncode == 0
     assert "model=outputs/runs/<run>/model.pt input=" in out.stdout and "dataset=aitex" in out.stdout
     assert "stride:" in out.stdout and "backend:" in out.stdout
+    # each setting with what it does, not its default alone
+    settings = {line.split(":")[0]: line for line in out.stdout.splitlines() if line and line[0].isalpha()}
+    assert "onnxruntime" in settings["backend"] and "clean images flagged" in settings["false_alarms_per_image"]
+    assert "two grids" in out.stdout and "# `python -m rdcae.detect`" not in out.stdout
 
 
 def test_the_onnx_backend_gives_the_torch_decisions_without_importing_lightning(trained, clean_image, tmp_path):

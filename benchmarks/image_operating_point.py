@@ -9,7 +9,7 @@ for the patch threshold, and a check of the tail the threshold is extrapolated f
 scores the exponential tail puts at 1e-2, 1e-3 and 1e-4 of the normal windows, the share of the
 held-out images' windows (stride 8) above them. Windows are scored alone (`overlap=false`); where the
 model carries the calibration of the overlap mode, its operating points and its tail (tiles at stride
-16, the half-patch grid the averaging uses) follow as rows of their own. One Markdown table per part,
+16, each averaged over the windows its calibration averaged) follow as rows of their own. One Markdown table per part,
 mean ± std over the runs of each fabric (population std, as rdcae.report).
 """
 

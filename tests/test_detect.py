@@ -544,7 +544,7 @@ def test_overlap_averages_over_the_half_patch_grid_of_its_calibration_at_any_str
     at = {tuple(c): v for c, v in zip(fine.corners.tolist(), fine.window_scores)}
     common = [i for i, c in enumerate(half.corners.tolist()) if tuple(c) in at]
     assert len(common) == half.windows  # the stride-16 tiles are among the stride-8 ones
-    # a tile's score does not depend on the stride it was asked for: the same 4 windows per pixel
+    # a tile's score does not depend on the stride it was asked for: the same windows per pixel
     assert np.allclose([at[tuple(half.corners[i])] for i in common], half.window_scores[common], rtol=1e-5)
 
 

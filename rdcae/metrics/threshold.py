@@ -127,7 +127,7 @@ class ImageOperatingPoint:
     overlap_scores (optional): the scores of the tiles of whole defect-free images when each pixel's
     residual is averaged over the overlapping windows that cover it (rdcae.inference.image, overlap);
     `overlap=True` puts threshold(), interval() and false_alarms_at() on them. overlap_windows: the
-    windows averaged per pixel when they were scored, OVERLAP_WINDOWS (two grids) or 4 (every window at
+    windows averaged per pixel when they were scored, 2 (two grids) or 4 (every window at
     half the patch size's stride, in files written before the two grids)."""
 
     def __init__(self, scores, windows_per_image: float, false_alarms_per_image: float,

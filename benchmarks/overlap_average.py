@@ -38,7 +38,7 @@ from torchmetrics.functional.classification import binary_auroc
 from rdcae.data.sources import held_out, load_sources
 from rdcae.data.woven import generate
 from rdcae.inference import load_detector
-from rdcae.inference.image import ImageDetector
+from rdcae.inference.image import ImageDetector, overlap_grid
 from rdcae.model.score import strip_score
 from rdcae.paper.report import find_run_folders
 
@@ -89,9 +89,9 @@ def tiles(detector, image_detector: ImageDetector, source, stride: int) -> dict:
         return score_of(tiles, detector.score_kind, int(detector.score_width))
 
     averaged = average(np.ones(len(yx_dense), bool))
-    # two grids, the tiles' own and the one shifted by half a patch both ways: two windows per pixel
-    parity = (yx_dense // (size // 2)) % 2
-    quincunx = average(parity[:, 0] == parity[:, 1])
+    # the two grids of rdcae.detect's overlap mode: two windows per pixel
+    two = {tuple(c) for c in overlap_grid(yx_dense, size).tolist()}
+    quincunx = average(np.array([tuple(c) in two for c in yx_dense.tolist()], bool))
     mask = source.mask if source.mask is not None else np.zeros(source.image.shape[:2], bool)
     return {"single": single, "averaged": averaged, "quincunx": quincunx,
             "seconds": (seconds_single, seconds_dense, seconds_dense / 2 + seconds_single / 2),

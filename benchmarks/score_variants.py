@@ -134,6 +134,12 @@ def evaluate(folder: Path, extra_noise: dict) -> dict:
     for name in ("strip4+rot180", "strip4+flips"):
         scored[name] = {key: energy_score(tta[key][name], "strip", 4) for key in ("calibration", "synthetic", "test")}
     mean_energy = sets["calibration"].pow(2).sum(1).mean(0).clamp_min(1e-12)  # (P, P)
+    ring = torch.ones_like(mean_energy, dtype=torch.bool)
+    ring[1:-1, 1:-1] = False
+    centre = mean_energy[8:-8, 8:-8]
+    print(f"{folder}: the calibration patches' mean residual energy at the outer rows and columns is "
+          f"{float(mean_energy[ring].mean() / centre.mean()):.2f} times that of the central "
+          f"{len(centre)}×{len(centre)}")
     for name, kind in POSITIONAL.items():
         scored[name] = {key: energy_score(r.pow(2).sum(1) / mean_energy, kind, 4) for key, r in sets.items()}
     std_energy = sets["calibration"].pow(2).sum(1).std(0).clamp_min(1e-12)

@@ -33,6 +33,7 @@ from rdcae.data.images import read_image, to_channels
 from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
 from rdcae.data.tiling import crop, grid, stitch, windows_inside
+from rdcae.metrics.threshold import OVERLAP_WINDOWS
 from rdcae.model.network import NetworkSpec, chunk_size_for
 from rdcae.model.score import energy_score
 
@@ -110,7 +111,7 @@ class Detection:
         return sum(r.area for r in self.regions)
 
 
-def overlap_grid(dense: np.ndarray, size: int, windows: int = 2) -> np.ndarray:
+def overlap_grid(dense: np.ndarray, size: int, windows: int = OVERLAP_WINDOWS) -> np.ndarray:
     """Of the corners (D, 2) of the windows at half the patch size's stride, those averaged: all of them
     (`windows`=4 per pixel), or (2) the two grids whose corners are both even or both odd multiples of half
     the patch size, the tiles' own and the one shifted by half a patch down and across."""
@@ -131,8 +132,8 @@ def overlap_tile_scores(energy: np.ndarray, yx_dense: np.ndarray, yx: np.ndarray
 
 
 def overlap_windows_of(point) -> int:
-    """The windows per pixel a model's overlap calibration averaged (2 when it has none: new calibrations)."""
-    return point.overlap_windows if point is not None and point.overlap_scores is not None else 2
+    """The windows per pixel a model's overlap calibration averaged (OVERLAP_WINDOWS without an operating point)."""
+    return point.overlap_windows if point is not None else OVERLAP_WINDOWS
 
 
 class ImageDetector:
@@ -145,7 +146,7 @@ class ImageDetector:
 
     def __init__(self, score_fn: PatchScoreFn, preprocessing: Preprocessing, threshold: float,
                  overlap: bool = False, score_kind: str = "norm", score_width: int = 4,
-                 overlap_windows: int = 2) -> None:
+                 overlap_windows: int = OVERLAP_WINDOWS) -> None:
         self.score_fn, self.preprocessing, self.threshold = score_fn, preprocessing, float(threshold)
         self.overlap, self.score_kind, self.score_width = bool(overlap), score_kind, int(score_width)
         self.overlap_windows = int(overlap_windows)

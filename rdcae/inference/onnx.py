@@ -20,7 +20,7 @@ import onnx
 import torch
 
 from rdcae.inference.detector import Detector, PatchScorer, image_threshold
-from rdcae.metrics.threshold import ImageOperatingPoint, exponential_tail
+from rdcae.metrics.threshold import OVERLAP_WINDOWS, ImageOperatingPoint, exponential_tail
 from rdcae.model.network import NetworkSpec, chunk_size_for
 
 FORMAT = "rdcae-onnx/1"
@@ -124,7 +124,8 @@ def load_onnx_metadata(path: str | Path) -> dict:
             point = ImageOperatingPoint(json.loads(props["operating_point_scores"]), card["windows_per_image"],
                                         card["false_alarms_per_image"],
                                         None if overlap is None else json.loads(overlap),
-                                        int(props.get("operating_point_overlap_windows", 4)))
+                                        int(props.get("operating_point_overlap_windows",
+                                                      4 if overlap is not None else OVERLAP_WINDOWS)))
         return {"format": FORMAT, "threshold": float(props["threshold"]),
                 "spec": NetworkSpec.from_dict(json.loads(props["network"])),
                 "score": {"kind": str(score["kind"]), "width": int(score["width"])},

@@ -111,6 +111,11 @@ NO_OVERLAP = ("the model has no calibration for overlapping windows (a file writ
               "them): detect with overlap=false, or train it again")
 
 
+# windows averaged per pixel by the overlap mode: the tiles' own grid and the one shifted by half a patch
+# (rdcae.inference.image.overlap_grid); files written before it averaged 4, every half-stride window
+OVERLAP_WINDOWS = 2
+
+
 def no_overlap(setting: str) -> str:
     """NO_OVERLAP for a command line: `setting` names what asked for overlap and the model file."""
     return f"{setting} {NO_OVERLAP.removeprefix('the model ')}"
@@ -131,7 +136,7 @@ class ImageOperatingPoint:
     half the patch size's stride, in files written before the two grids)."""
 
     def __init__(self, scores, windows_per_image: float, false_alarms_per_image: float,
-                 overlap_scores=None, overlap_windows: int = 2) -> None:
+                 overlap_scores=None, overlap_windows: int = OVERLAP_WINDOWS) -> None:
         self.scores = np.sort(np.asarray(scores, dtype=np.float64).ravel())
         self.windows_per_image = float(windows_per_image)
         self.false_alarms_per_image = float(false_alarms_per_image)
@@ -179,7 +184,7 @@ class ImageOperatingPoint:
         """The expected share of clean images flagged at a window `threshold`."""
         return image_rate(tail_rate(self.scores_for(overlap), threshold), self.windows(stride_ratio))
 
-    def with_overlap(self, overlap_scores, overlap_windows: int = 2) -> "ImageOperatingPoint":
+    def with_overlap(self, overlap_scores, overlap_windows: int = OVERLAP_WINDOWS) -> "ImageOperatingPoint":
         """This operating point with the averaged tiles' calibration scores added, scored over
         `overlap_windows` windows per pixel."""
         return ImageOperatingPoint(self.scores, self.windows_per_image, self.false_alarms_per_image, overlap_scores,
@@ -197,7 +202,8 @@ class ImageOperatingPoint:
     def from_dict(cls, state: dict) -> "ImageOperatingPoint":
         overlap = state.get("overlap_scores")
         return cls(state["scores"].numpy(), state["windows_per_image"], state["false_alarms_per_image"],
-                   None if overlap is None else overlap.numpy(), int(state.get("overlap_windows", 4)))
+                   None if overlap is None else overlap.numpy(),
+                   int(state.get("overlap_windows", 4 if overlap is not None else OVERLAP_WINDOWS)))
 
 
 def check_false_alarms(value, key: str = "operating_point.false_alarms_per_image") -> float:

@@ -202,7 +202,8 @@ class _RunsCode:
 
 
 @pytest.mark.parametrize("case", ["not_a_detector", "carries_code", "zero_bytes", "nan_threshold", "missing",
-                                  "onnx_on_torch", "onnx_damaged", "an_image", "run_folder"])
+                                  "onnx_on_torch", "onnx_damaged", "an_image", "run_folder",
+                                  "bad_overlap_windows", "no_weights", "other_shape"])
 def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, trained, clean_image, tmp_path, capsys):
     model, marker = tmp_path / "model.pt", tmp_path / "code_ran"
     settings = []
@@ -228,6 +229,16 @@ def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, t
         payload = torch.load(trained[1], weights_only=True)
         payload["threshold"] = float("nan")
         torch.save(payload, model)
+    elif case in ("bad_overlap_windows", "no_weights", "other_shape"):  # a file edited or from another version
+        payload = torch.load(trained[1], weights_only=True)
+        if case == "bad_overlap_windows":
+            payload["operating_point"]["overlap_windows"] = 3
+        elif case == "no_weights":
+            del payload["state_dict"]
+        else:
+            name = next(iter(payload["state_dict"]))
+            payload["state_dict"][name] = torch.zeros(1)
+        torch.save(payload, model)
     Image.fromarray(clean_image).save(tmp_path / "a.png")
     assert main([f"model={model}", f"input={tmp_path / 'a.png'}", f"output_dir={tmp_path / 'out'}", *settings]) == 2
     err = capsys.readouterr().err.strip()
@@ -238,7 +249,10 @@ def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, t
                 "missing": "no such file", "an_image": "not an rdcae detector file (empty, or an image",
                 "run_folder": f"a folder, not a model file; point it at model={model / 'model.pt'}",
                 "onnx_on_torch": "is an exported graph, which runs on onnx or openvino; "
-                "give the run's model.pt for backend=torch", "onnx_damaged": "not an ONNX file"}
+                "give the run's model.pt for backend=torch", "onnx_damaged": "not an ONNX file",
+                "bad_overlap_windows": "its contents are damaged or from another rdcae version (ValueError: "
+                "overlap_windows=3", "no_weights": "its contents are damaged or from another rdcae version (KeyError",
+                "other_shape": "its contents are damaged or from another rdcae version (RuntimeError"}
     assert expected[case] in err and "weights_only=False" not in err
 
 

@@ -180,13 +180,21 @@ def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32")
                          "PyTorch); use a run's model.pt") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"model={path}: not an rdcae detector file (expected format {FORMAT!r})")
-    if not math.isfinite(float(payload["threshold"])):
+    try:
+        threshold = float(payload["threshold"])
+        net = ConvAutoencoder(NetworkSpec.from_dict(payload["network"]))
+        net.load_state_dict(payload["state_dict"])
+        score = payload.get("score", {"kind": "norm", "width": 4})  # files written before model.score: the norm
+        point = payload.get("operating_point")
+        point = ImageOperatingPoint.from_dict(point) if point else None
+        config, kind, width = payload["config"], score["kind"], score["width"]
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        detail = (str(err).splitlines() or [""])[0]  # a state_dict mismatch lists every tensor, one per line
+        raise ValueError(f"model={path}: its contents are damaged or from another rdcae version "
+                         f"({type(err).__name__}: {detail}); "
+                         "use a run's model.pt as training wrote it") from None
+    if not math.isfinite(threshold):
         raise ValueError(f"model={path}: its threshold is {payload['threshold']}; the file is damaged or comes "
                          "from an unfinished run")
-    net = ConvAutoencoder(NetworkSpec.from_dict(payload["network"]))
-    net.load_state_dict(payload["state_dict"])
-    score = payload.get("score", {"kind": "norm", "width": 4})  # files written before model.score existed: the norm
-    point = payload.get("operating_point")
-    return Detector(net.eval(), payload["threshold"], payload["config"], precision=precision,
-                    score=score["kind"], score_width=score["width"],
-                    operating_point=ImageOperatingPoint.from_dict(point) if point else None).to(map_location)
+    return Detector(net.eval(), threshold, config, precision=precision, score=kind, score_width=width,
+                    operating_point=point).to(map_location)

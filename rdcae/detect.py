@@ -143,6 +143,10 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str, tupl
     if alpha is not None and card is None:
         raise ConfigError(f"false_alarms_per_image={alpha}: model={model} was written before detectors carried an "
                           "image operating point; give threshold= (a window score) or train it again")
+    for key in ("overlays", "maps"):
+        if cfg.get(key) not in (True, False, FLAGGED):
+            raise ConfigError(f"{key}={cfg.get(key)} must be true, false or {FLAGGED} (written for the images flagged "
+                              "as defect only)")
     overlap = cfg.get("overlap")
     if not isinstance(overlap, bool):
         raise ConfigError(f"overlap={overlap} must be true or false (true: tiles scored over overlapping windows; "
@@ -377,9 +381,9 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
             named = message.startswith((f"{item.path}:", f"{item.name}:"))  # the reader names the file itself
             tqdm.write(f"skipped {message}" if named else f"skipped {item.name}: {message}", file=sys.stderr)
             continue
-        if cfg.overlays:
+        if cfg.overlays is True or (cfg.overlays == FLAGGED and detection.verdict == "defect"):
             overlay(image, detection, item.mask).save(out / f"{stem}_overlay.png", compress_level=1)
-        if cfg.maps:
+        if cfg.maps is True or (cfg.maps == FLAGGED and detection.verdict == "defect"):
             np.save(out / f"{stem}_map.npy", detection.anomaly_map)
         rows.append(row(item, detection, time.perf_counter() - start))
         done.append((item, detection))
@@ -483,7 +487,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     result = {"images": len(items), "flagged": sum(r["verdict"] == "defect" for r in rows),
               "failed": sum(r["verdict"] == "failed" for r in rows), "seconds": seconds, "output_dir": str(out),
               "runtime": runtime,
-              "written": [f for f, on in zip(OUTPUTS, (True, cfg.overlays, cfg.maps)) if on]}
+              "written": [f + (" of the flagged images" if on == FLAGGED else "")
+                          for f, on in zip(OUTPUTS, (True, cfg.overlays, cfg.maps)) if on]}
     if cfg.get("dataset") is not None and done:
         result["evaluation"] = evaluate(done) | {
             "normal_images_from": how, "model": str(cfg.model), "data_dir": (cfg.dataset or {}).get("data_dir"),
@@ -512,6 +517,7 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
 
 
 OUTPUTS = ("detections.csv", "*_overlay.png", "*_map.npy")  # what a detection writes, with overlays and maps on
+FLAGGED = "flagged"  # overlays= and maps=: written for the images flagged as defect only
 
 
 def summary(result: dict, threshold: float, what: str = "window score") -> str:

@@ -104,6 +104,22 @@ def test_the_command_writes_a_csv_row_an_overlay_and_a_map_per_image(trained, cl
     assert main([f"model={trained[1]}", f"input={clean}", f"output_dir={tmp_path / 'out2'}"]) == 0  # all judged
 
 
+def test_overlays_and_maps_can_be_written_for_the_flagged_images_alone(trained, clean_image, tmp_path, capsys):
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    Image.fromarray(bar(clean_image)[0]).save(images / "barred.png")
+    Image.fromarray(clean_image).save(images / "clean.png")
+    assert main([f"model={trained[1]}", f"input={images}", f"output_dir={out}", "overlays=flagged",
+                 "maps=flagged"]) == 0
+    rows = {r["image"]: r["verdict"] for r in csv.DictReader(open(out / "detections.csv"))}
+    assert rows == {"barred.png": "defect", "clean.png": "ok"}
+    assert sorted(p.name for p in out.iterdir()) == ["barred_map.npy", "barred_overlay.png", "detections.csv"]
+    assert "*_overlay.png of the flagged images" in capsys.readouterr().out
+    assert main([f"model={trained[1]}", f"input={images}", f"output_dir={out}", "overlays=some"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: overlays=some must be true, false or flagged (written for the images flagged as defect only)"
+
+
 def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(trained, tmp_path, capsys):
     cfg, model = trained
     overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]

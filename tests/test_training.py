@@ -536,13 +536,20 @@ def _write_layout(root: Path, kind: str) -> Path:
 
 @pytest.mark.parametrize("kind", ["folder", "ksdd2"])
 def test_training_runs_on_user_folders_and_ksdd2_layout(tmp_path, kind):
+    from PIL import Image
+
     data = _write_layout(tmp_path / kind, kind)
+    if kind == "folder":  # an image smaller than a patch among the clean ones: left out everywhere, not fatal
+        Image.fromarray(np.full((20, 20), 128, np.uint8)).save(data / "train/good" / "tiny.png")
     cfg = compose_config(TINY_TRAINING + [f"dataset={kind}", f"data_dir={data}", "dataset.n_normal=200",
                                           "figures=false"], tmp_path)
     metrics = run(cfg, tmp_path / "run")
-    assert metrics["patches"]["images"] == {"normal": 2, "defect": 2}
+    assert metrics["patches"]["images"] == {"normal": 2 + (kind == "folder"), "defect": 2}
+    if kind == "folder":
+        assert [Path(p).name for p in metrics["patches"]["normal_images_too_small"]] == ["tiny.png"]
     assert metrics["patches"]["patches"]["test_defect"] > 0
     assert 0 <= metrics["test"]["auc"] <= 1
+    assert (tmp_path / "run" / "model.pt").is_file()
 
 
 def test_resuming_a_run_that_met_its_target_does_not_train_further(tmp_path):

@@ -276,6 +276,8 @@ def overlap_calibration(detector, images: list[np.ndarray], n_tiles: int) -> np.
     """The calibration scores of the overlap mode: the tile scores (overlap_tile_scores) of defect-free
     `images` (H, W, C) uint8 never flagged as anything, as detection would score them, from images spread
     evenly over the list until about `n_tiles` tiles are scored. `detector` is a Detector."""
+    size = detector.spec.patch_size
+    images = [image for image in images if min(image.shape[:2]) >= size]  # the patches left them out too
     if not images:
         return np.zeros(0, np.float32)
     image_detector = ImageDetector.from_detector(detector, threshold=math.inf, overlap=True)
@@ -283,5 +285,10 @@ def overlap_calibration(detector, images: list[np.ndarray], n_tiles: int) -> np.
     per_image = max(point.windows_per_image if point is not None else 1.0, 1.0)
     count = min(len(images), max(1, math.ceil(n_tiles / per_image)))
     chosen = np.unique(np.linspace(0, len(images) - 1, count).round().astype(int))
-    scores = [image_detector.tile_scores(image_detector.check_image(images[i]))[1] for i in chosen]
-    return np.concatenate(scores).astype(np.float32)
+    scores = []
+    for i in chosen:
+        try:
+            scores.append(image_detector.tile_scores(image_detector.check_image(images[i]))[1])
+        except ValueError:  # no window wholly on its fabric: an image the patches found nothing in either
+            continue
+    return np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32)

@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from rdcae.config import check_overrides
 from rdcae.data.images import IMAGE_SUFFIXES, read_image
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
@@ -451,9 +452,14 @@ def parse(argv: list[str]) -> DictConfig:
         if not any(a.startswith("dataset=") for a in dataset):
             raise ConfigError(f"{dataset[0]}: a dataset setting without dataset=<aitex|ksdd2|folder|woven>")
         from hydra import compose, initialize_config_dir
+        from hydra.errors import HydraException
 
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            composed = compose(config_name="train", overrides=dataset)
+        check_overrides(dataset, "python -m rdcae.detect")
+        try:
+            with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+                composed = compose(config_name="train", overrides=dataset)
+        except HydraException as error:  # what check_overrides leaves to Hydra, e.g. a list for a number
+            raise ConfigError(f"{' '.join(dataset)}: {str(error).strip().splitlines()[0]}") from None
         # resolved here: its data_dir and fabric come from the composed config's top level
         cfg.dataset = OmegaConf.to_container(composed.dataset, resolve=True)
     return cfg

@@ -27,7 +27,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from rdcae.baselines import run_baselines
-from rdcae.config import RunSettings, check_resume, validate
+from rdcae.config import RunSettings, check_overrides, check_resume, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.data.patches import calibration_sources
 from rdcae.data.sources import load_sources, quiet_data
@@ -159,7 +159,7 @@ NOTHING_YET = {".hydra", "train.log", "config.yaml"}  # what a run folder holds 
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = run(cfg, output_dir)
@@ -171,6 +171,22 @@ def main(cfg: DictConfig) -> float:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     return metrics["test"].get("auc", math.nan)
+
+
+def main() -> None:
+    """`python -m rdcae.train`: the command-line settings checked against the config first (a misspelt
+    key or group option is one line and exit code 2, as a bad value is), then Hydra's run."""
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(sys.argv[1:])
+    own_config = args.config_path or args.config_name or args.config_dir
+    if not (args.help or args.hydra_help or own_config) and os.environ.get("HYDRA_FULL_ERROR") != "1":
+        try:
+            check_overrides(args.overrides)
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+    hydra_main()
 
 
 if __name__ == "__main__":

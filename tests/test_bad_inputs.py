@@ -164,3 +164,35 @@ def test_a_runs_note_about_its_data_is_printed_once_though_the_run_reads_the_dat
         run(cfg, tmp_path / "run")  # the patches, the overlap calibration, the detection figures
     notes = [r for r in caplog.records if "marks no pixel" in r.getMessage()]
     assert len(notes) == 1 and "0011_016_03" in notes[0].getMessage()
+
+
+@pytest.mark.parametrize("settings, expected", [
+    (["lamda=1.6"], "lamda=1.6: unknown setting; did you mean lambda=?"),
+    (["+lamda=1.6"], "+lamda=1.6: unknown setting; did you mean lambda=?"),  # Hydra's own hint would add it unread
+    (["dataset=aitx"], "dataset=aitx: no such dataset; did you mean dataset=aitex? choose one of aitex, folder"),
+    (["-m", "seed=0,1", "noise=julia,julia_line"], "noise=julia_line: no such noise; did you mean noise=julia_lines?"),
+    (["model.scor=norm"], "model.scor=norm: unknown setting; did you mean model.score=? model has"),
+    (["dataset=aitex", "dataset.holdout_imgs=3"], "did you mean dataset.holdout_images=? dataset has"),
+    (["trainer.max_epochs=2"], "the epochs are alternation.block_epochs × alternation.max_blocks"),
+    (["+trainer.limit_train_batche=0.5"], "+trainer.limit_train_batche=0.5: unknown setting; trainer has"),
+    (["seed=[0"], "seed=[0: a setting that cannot be read"),
+])
+def test_a_misspelt_training_setting_is_one_line_before_any_work(settings, expected, tmp_path):
+    from rdcae.config import check_overrides
+    from rdcae.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        check_overrides([s for s in settings if s != "-m"])
+    assert expected in str(error.value) and "\n" not in str(error.value)
+    if settings == ["lamda=1.6"]:  # and the command: one line, exit code 2, no run folder
+        out = subprocess.run([sys.executable, "-m", "rdcae.train", *settings, f"hydra.run.dir={tmp_path / 'run'}"],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert out.returncode == 2 and out.stderr.strip() == f"error: {error.value}" and not (tmp_path / "run").exists()
+
+
+def test_settings_the_config_has_pass_the_check():
+    from rdcae.config import check_overrides
+
+    check_overrides(["dataset=aitex,folder", "dataset.holdout_images=5", "fabric=03,00", "seed=0,1,2", "model=dcae",
+                     "recipe=paper", "experiment=table1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                     "+trainer.limit_train_batches=0.5", "trainer.precision=bf16-mixed", "lambda=2.5"])

@@ -287,6 +287,9 @@ def test_bad_command_lines_get_one_clear_line(trained, tmp_path, capsys):
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "device=tpu"): "device=tpu: choose auto, cpu, cuda",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "backend=onnx", "device=cuda"):
             "backend=onnx runs on the CPU; use backend=torch for the GPU",
+        (f"model={trained[1]}", "dataset=aitx"): "dataset=aitx: no such dataset; did you mean dataset=aitex?",
+        (f"model={trained[1]}", "dataset=woven", "dataset.holdout_imgs=3"):
+            "dataset.holdout_imgs=3: unknown setting; did you mean dataset.holdout_images=?",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "strid=16"):
             "strid: unknown setting; did you mean stride=?",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "false_alarm_per_image=0.001"):

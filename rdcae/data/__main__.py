@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from PIL import Image
 
+from rdcae.config import check_overrides
 from rdcae.data.patches import PatchSet, check_patch_settings, prepare_patches
 from rdcae.errors import ConfigError, DataError
 
@@ -95,6 +96,7 @@ def main(argv: list[str]) -> int:
 
 
 def summarize(overrides: list[str]) -> None:
+    check_overrides(overrides, "python -m rdcae.data summary")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     check_patch_settings(cfg)

@@ -36,6 +36,7 @@ from rdcae.model.alternation import Alternation
 from rdcae.model.network import NetworkSpec
 from rdcae.model.score import reconstruction_error
 from rdcae.noise.decorate import decorate
+from rdcae.results.summary import json_safe
 from rdcae.train import build, run
 
 REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference.py"
@@ -323,7 +324,7 @@ def benchmark(cfg: DictConfig, out: str | Path) -> dict:
     results["bf16_test_auc_change"] = bf16_auc_change(detector, datamodule)
     rows.update(bench_image(cfg, out / "protocol" / "model.pt", out))
     results["peak_host_gib_with_inference"] = peak_host_gib()
-    (out / "bench.json").write_text(json.dumps(results, indent=2))
+    (out / "bench.json").write_text(json.dumps(json_safe(results), indent=2))
     print(table(results))
     return results
 

@@ -11,6 +11,7 @@ import glob
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, op
 from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
 from rdcae.metrics.threshold import check_false_alarms, has_overlap, image_rate, no_overlap, window_rate
+from rdcae.results.summary import json_safe
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_KEYS = ("dataset", "fabric", "data_dir", "cache_dir")  # and dataset.*: composed as for training
@@ -296,10 +298,21 @@ def row(item: Item, detection: Detection | None, seconds: float, error: str = ""
 def output_stems(items: list[Item]) -> list[str]:
     """The file stem each item's overlay and map are written under: its path in the input with the folders
     joined by `__` and the suffix dropped, or kept (`cam_jpg`) where two images would share a stem."""
-    stems = [str(Path(item.name).with_suffix("")).replace(os.sep, "__") for item in items]
+    stems = [portable(str(Path(item.name).with_suffix("")).replace(os.sep, "__")) for item in items]
     shared = {s for s, n in Counter(stems).items() if n > 1}
-    return [str(Path(item.name)).replace(os.sep, "__").replace(".", "_") if s in shared else s
-            for item, s in zip(items, stems)]
+    stems = [portable(str(Path(item.name)).replace(os.sep, "__").replace(".", "_")) if s in shared else s
+             for item, s in zip(items, stems)]
+    seen = Counter()
+    for i, stem in enumerate(stems):  # names that differ only in characters portable() replaced
+        seen[stem] += 1
+        stems[i] = stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"
+    return stems
+
+
+def portable(stem: str) -> str:
+    """`stem` with every character but letters, digits, `.`, `-` and `_` as `_`: names Windows shares, scp
+    and shells take as they are (a dataset's `woven:` or a defect's `knot+bar` would not be)."""
+    return re.sub(r"[^\w.\-]", "_", stem)
 
 
 def clear_earlier(out: Path, items: list[Item]) -> int:
@@ -375,7 +388,7 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
         start = time.perf_counter()
         try:
             image = item.image if item.image is not None else read_image(item.path)
-            detection = detector.detect(image, stride=stride, threshold=threshold)
+            detection = detector.detect(image, stride=stride, threshold=threshold, name=str(item.path))
         except (DataError, ValueError, OSError) as error:
             message = str(error).splitlines()[0]
             rows.append(row(item, None, time.perf_counter() - start, message))
@@ -499,7 +512,7 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
         result["evaluation"] = evaluate(done) | {
             "normal_images_from": how, "model": str(cfg.model), "data_dir": (cfg.dataset or {}).get("data_dir"),
             "threshold": detector.threshold, "operating_point": what}
-        (out / "evaluation.json").write_text(json.dumps(result["evaluation"], indent=2))
+        (out / "evaluation.json").write_text(json.dumps(json_safe(result["evaluation"]), indent=2))
     print(summary(result, detector.threshold, what))
     if unlike := unlike_training(done):
         trained_on = surface(OmegaConf.create(model_config.get("dataset") or {}))

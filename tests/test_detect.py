@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,8 @@ def test_the_command_writes_a_csv_row_an_overlay_and_a_map_per_image(trained, cl
     last = captured.err.strip().splitlines()[-1]
     assert last.startswith("error: 2 of 4 images could not be judged") and str(out / "detections.csv") in last
     assert last.endswith("and the others were judged")
-    assert "skipped notes.png: notes.png:" not in captured.err and "skipped tiny.png: " in captured.err
+    assert f"skipped {images / 'notes.png'}: cannot be read as an image" in captured.err  # each named by its path
+    assert f"skipped {images / 'tiny.png'}: 20x20 pixels is smaller than" in captured.err
     assert "remove it from the dataset folder" not in captured.err  # not a dataset here
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -118,6 +120,24 @@ def test_overlays_and_maps_can_be_written_for_the_flagged_images_alone(trained, 
     assert main([f"model={trained[1]}", f"input={images}", f"output_dir={out}", "overlays=some"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: overlays=some must be true, false or flagged (written for the images flagged as defect only)"
+
+
+def test_evaluation_without_clean_images_writes_strict_json_and_portable_file_names(trained, tmp_path, capsys,
+                                                                                    monkeypatch):
+    import json
+
+    import rdcae.data.sources as sources
+
+    cfg, model = trained
+    real = sources.load_sources
+    monkeypatch.setattr(sources, "load_sources", lambda ds: [s for s in real(ds) if s.role == "defect"])
+    overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]
+    assert main([f"model={model}", "dataset=woven", *overrides, f"output_dir={tmp_path}", "maps=false"]) == 0
+    assert "n/a (it needs clean and defect images)" in capsys.readouterr().out
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert evaluation["normal_images"] == 0 and evaluation["image_auroc"] is None
+    overlays = sorted(p.name for p in tmp_path.glob("*_overlay.png"))
+    assert len(overlays) == evaluation["defect_images"] and all(re.fullmatch(r"[\w.\-]+", n) for n in overlays)
 
 
 def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(trained, tmp_path, capsys):

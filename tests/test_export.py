@@ -225,7 +225,7 @@ def test_help_prints_usage_with_an_example(capsys):
 
 def test_openvino_missing_is_named_with_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
-    with pytest.raises(ImportError, match=r"backend=openvino needs OpenVINO: pip install 'rdcae\[openvino\]'"):
+    with pytest.raises(ImportError, match=r"backend=openvino needs OpenVINO: pip install 'openvino>=2024.2'"):
         OpenVinoScorer(tmp_path / "model.onnx")
 
 

@@ -244,9 +244,10 @@ class ImageDetector:
         return yx, overlap_tile_scores(energy, dense, yx, image.shape[:2], size, self.score_kind,
                                        self.score_width), fabric
 
-    def detect(self, image, stride: int | None = None, threshold: float | None = None) -> Detection:
-        """Detect defects in one image: an (H, W) or (H, W, C) uint8 array, or the path of an image file."""
-        name = "image"
+    def detect(self, image, stride: int | None = None, threshold: float | None = None,
+               name: str = "image") -> Detection:
+        """Detect defects in one image: an (H, W) or (H, W, C) uint8 array, or the path of an image file;
+        `name` is what an error about an array names (a path names itself)."""
         if isinstance(image, (str, Path)):
             name, image = str(image), read_image(image)
         image = self.check_image(image, name)

@@ -218,7 +218,8 @@ class OpenVinoScorer(_ExportedDetector):
         try:
             import openvino as ov
         except ImportError:
-            raise ImportError("backend=openvino needs OpenVINO: pip install 'rdcae[openvino]'") from None
+            raise ImportError("backend=openvino needs OpenVINO: pip install 'openvino>=2024.2' (in a checkout "
+                              "of rdcae: pip install -e '.[openvino]')") from None
         if precision not in OPENVINO_PRECISIONS:
             raise ValueError(f"precision={precision!r}: choose one of {', '.join(OPENVINO_PRECISIONS)}")
         super().__init__(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -56,17 +57,18 @@ def describe_operating_point(point) -> dict | None:
 
 
 def write_metrics(metrics: dict, path: Path) -> None:
-    path.write_text(json.dumps(_json_safe(metrics), indent=2, default=str))
+    path.write_text(json.dumps(json_safe(metrics), indent=2, default=str))
 
 
-def _json_safe(value):
-    """NaN (e.g. the train AUC of a run without synthetic defects) as null: strict JSON has no NaN."""
-    if isinstance(value, float) and math.isnan(value):
+def json_safe(value):
+    """NaN (e.g. the train AUC of a run without synthetic defects) and infinities as null: strict JSON has
+    neither. numpy's floats count as floats."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 

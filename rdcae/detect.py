@@ -245,7 +245,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     which such a run trains on), and the defect-free images the model never trained on (its held-out images;
     every one for a dataset or fabric it was not trained on)."""
     from rdcae.data.patches import display_name
-    from rdcae.data.sources import held_out, load_sources, unmarked
+    from rdcae.data.sources import held_out, holdout_count, load_sources, unmarked
 
     ds = cfg.dataset
     sources = load_sources(ds)
@@ -253,7 +253,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     normal = [s for s in sources if s.role == "normal"]
     trained_on, evaluated = surface(trained), surface(ds)
     if trained_on == evaluated:
-        normal = held_out(normal, int(trained.get("holdout_images") or 0))[1]
+        normal = held_out(normal, holdout_count(trained, normal))[1]
         how = (f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)" if normal else
                "no defect-free image: the model trained on all of them (train with dataset.holdout_images=N to "
                "measure false alarms per image)")

@@ -541,12 +541,21 @@ def test_training_runs_on_user_folders_and_ksdd2_layout(tmp_path, kind):
     data = _write_layout(tmp_path / kind, kind)
     if kind == "folder":  # an image smaller than a patch among the clean ones: left out everywhere, not fatal
         Image.fromarray(np.full((20, 20), 128, np.uint8)).save(data / "train/good" / "tiny.png")
+        (data / "test/good").mkdir()  # the layout's clean test image: held out, for detect's false alarms
+        (data / "test/good/000.png").write_bytes((data / "train/good/000.png").read_bytes())
     cfg = compose_config(TINY_TRAINING + [f"dataset={kind}", f"data_dir={data}", "dataset.n_normal=200",
                                           "figures=false"], tmp_path)
     metrics = run(cfg, tmp_path / "run")
     assert metrics["patches"]["images"] == {"normal": 2 + (kind == "folder"), "defect": 2}
     if kind == "folder":
         assert [Path(p).name for p in metrics["patches"]["normal_images_too_small"]] == ["tiny.png"]
+        assert metrics["patches"]["held_out_images"] == ["test/good/000.png"]
+        from rdcae.detect import main
+
+        assert main([f"model={tmp_path / 'run' / 'model.pt'}", "dataset=folder", f"data_dir={data}",
+                     f"output_dir={tmp_path / 'detect'}", "overlays=false", "maps=false"]) == 0
+        evaluation = json.loads((tmp_path / "detect" / "evaluation.json").read_text())
+        assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == 2
     assert metrics["patches"]["patches"]["test_defect"] > 0
     assert 0 <= metrics["test"]["auc"] <= 1
     assert (tmp_path / "run" / "model.pt").is_file()

@@ -18,7 +18,7 @@ from rdcae.data.sources import SourceImage
 
 log = logging.getLogger(__name__)
 
-GOOD = "good"
+GOOD = "good"  # its test/good images come last, held out by dataset.holdout_images=auto
 
 
 def _image_paths(folder: Path) -> list[Path]:

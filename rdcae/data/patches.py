@@ -37,7 +37,7 @@ from rdcae.data.images import IMAGE_SUFFIXES
 from rdcae.data.lighting import MODES as LIGHTING_MODES
 from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
-from rdcae.data.sources import SourceImage, calibration_count, held_out, load_sources, unmarked
+from rdcae.data.sources import SourceImage, calibration_count, held_out, holdout_count, load_sources, unmarked
 from rdcae.data.tiling import crop, grid, windows_inside
 from rdcae.errors import ConfigError, DataError
 
@@ -256,9 +256,10 @@ def check_patch_settings(cfg) -> None:
          f"dataset.calibration_images={calibration_images} must be a whole number >= 0 or auto, and needs "
          "dataset.n_calibration > 0 (defect-free images that give the calibration patches alone; with "
          "dataset.n_calibration=0 set dataset.calibration_images=0 too)"),
-        (isinstance(ds.get("holdout_images", 0), int) and ds.get("holdout_images", 0) >= 0,
-         f"dataset.holdout_images={ds.get('holdout_images')} must be a whole number >= 0 "
-         "(defect-free images kept out of training for the image-level false alarms)"),
+        (type(ds.get("holdout_images", 0)) is int and ds.get("holdout_images", 0) >= 0
+         or ds.get("holdout_images") == "auto",
+         f"dataset.holdout_images={ds.get('holdout_images')} must be a whole number >= 0 or auto "
+         "(defect-free images kept out of training for the image-level false alarms; auto: those of test/good)"),
     ]
     for ok, message in checks:
         if not ok:
@@ -269,7 +270,7 @@ def calibration_sources(ds) -> list[SourceImage]:
     """The defect-free images of dataset config `ds` that its calibration patches come from: those before
     the held-out ones (dataset.holdout_images), or the dataset.calibration_images among them, as read."""
     normal = [s for s in load_sources(ds) if s.role == "normal"]
-    normal = held_out(normal, int(ds.get("holdout_images") or 0))[0]
+    normal = held_out(normal, holdout_count(ds, normal))[0]
     normal, calibrating = held_out(normal, calibration_count(ds, len(normal)))
     return calibrating or normal
 
@@ -288,7 +289,7 @@ def build_patches(cfg) -> PatchSet:
             src.image = even_lighting(src.image, lighting)
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
-    holdout = int(ds.get("holdout_images") or 0)
+    holdout = holdout_count(ds, normal)
     unmarked_n = int(ds.get("unmarked_defect_images") or 0)
     if unmarked_n and unmarked_n >= len(defect):
         raise ConfigError(f"dataset.unmarked_defect_images={unmarked_n} leaves none of the {len(defect)} defect "

@@ -84,6 +84,17 @@ def held_out(normal: list[SourceImage], n: int) -> tuple[list[SourceImage], list
     return (normal[:-n], normal[-n:]) if n else (normal, [])
 
 
+def holdout_count(dataset_cfg, normal: list[SourceImage]) -> int:
+    """How many of the defect-free images `normal` (in the adapter's order) are held out: dataset.holdout_images
+    as a number, or for `auto` those of test/good, which the MVTec AD layout (dataset=folder) keeps for the
+    test and its adapter puts last."""
+    setting = dataset_cfg.get("holdout_images", 0)
+    if str(setting) == "auto":
+        return sum(s.group == TEST_GOOD for s in normal)
+    return int(setting or 0)
+
+
+TEST_GOOD = "test/good"  # the group of the MVTec AD layout's defect-free test images
 AUTO_CALIBRATION_SHARE = 5  # dataset.calibration_images=auto: one in this many of the defect-free images
 
 

@@ -206,6 +206,8 @@ def test_aitex_edge_margin_leaves_out_patches_next_to_the_band(aitex_dir):
     summary = describe(compose_config(["dataset=aitex", "fabric=00"]), margin)
     assert ("beyond dataset.edge_margin=96 px from a band" in summary
             and "the paper reports 46 (dataset.edge_margin=0" in summary)
+    assert f"; {len(margin.stats['calibration_images'])} more normal give the calibration patches alone" in summary
+    assert len(margin.stats["calibration_images"]) == 3 and "held out" not in summary
     assert "edge_margin" not in describe(compose_config(["dataset=aitex", "fabric=00", "dataset.edge_margin=0"]), plain)
     from rdcae.data.patches import check_patch_settings
 

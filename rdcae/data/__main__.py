@@ -63,7 +63,12 @@ def describe(cfg, patches: PatchSet) -> str:
     lines = [
         f"dataset {cfg.dataset.name}" + (f" fabric {cfg.dataset.fabric}" if "fabric" in cfg.dataset else "")
         + f", patch {cfg.patch_size}x{cfg.patch_size}, seed {cfg.seed}",
-        f"  images          : {s['images']['normal']} normal, {s['images']['defect']} defect",
+        f"  images          : {s['images']['normal']} normal (training and test patches), "
+        f"{s['images']['defect']} defect"
+        + (f"; {len(s['calibration_images'])} more normal give the calibration patches alone"
+           if s.get("calibration_images") else "")
+        + (f"; {len(s['held_out_images'])} more normal held out for rdcae.detect (never trained or calibrated on)"
+           if s.get("held_out_images") else ""),
         f"  normal patches  : {counts['train_normal']} train + {counts['test_normal']} test "
         f"(random positions among {s['normal_positions']:,} allowed; "
         f"{s['normal_positions_excluded']:,} positions excluded as non-fabric)",

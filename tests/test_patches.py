@@ -172,6 +172,33 @@ def test_second_prepare_comes_from_the_cache(tmp_path, monkeypatch):
     assert second.stats == first.stats
 
 
+def test_what_reading_the_data_said_is_said_again_when_the_patches_come_from_the_cache(tmp_path, caplog,
+                                                                                      monkeypatch):
+    import logging
+
+    from PIL import Image
+
+    good = tmp_path / "data" / "train" / "good"
+    good.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(good / f"{i}.png")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(good / "tiny.png")
+    cfg = compose_config(["dataset=folder", f"data_dir={tmp_path / 'data'}", "dataset.n_normal=50"], tmp_path)
+
+    def said():
+        with caplog.at_level(logging.WARNING, logger="rdcae.data"):
+            caplog.clear()
+            prepare_patches(cfg)
+            return sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+    first = said()
+    assert any("tiny.png: image 20x20 is smaller than patch_size=32" in m for m in first)
+    assert any("no defect images with masks" in m for m in first)
+    monkeypatch.setattr(patches_module, "build_patches", lambda cfg: pytest.fail("cache not used"))
+    assert said() == first
+
+
 def test_cache_key_changes_with_any_setting_that_changes_patches(tmp_path):
     base = compose_config([], tmp_path)
     keys = {cache_key(base)}

@@ -366,6 +366,18 @@ def build_patches(cfg) -> PatchSet:
     )
 
 
+class _Notes(logging.Handler):
+    """The warnings the data readers log while the patches are built, kept with the cached patches so that
+    a run that loads them says them again."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.notes: list[list[str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.notes.append([record.name, record.getMessage()])
+
+
 def prepare_patches(cfg) -> PatchSet:
     """`build_patches`, cached under cfg.cache_dir by `cache_key` so the second run starts at once."""
     if not cfg.get("cache_dir"):
@@ -377,20 +389,29 @@ def prepare_patches(cfg) -> PatchSet:
                 patchset = PatchSet(f["train_normal"], f["test_normal"], f["test_defect"], f["test_defect_mask"],
                                     json.loads(str(f["stats"])), f["calibration_normal"], f["test_defect_source"],
                                     f["test_defect_position"])
+                notes = json.loads(str(f["notes"])) if "notes" in f.files else []
             log.info("patches loaded from cache %s", path)
+            for name, message in notes:  # what reading the data said, said again: the data has not changed
+                logging.getLogger(name).warning("%s", message)
             return patchset
         # allow_pickle=False: nothing in the file runs. A damaged file fails in many ways (BadZipFile, EOFError,
         # a header numpy cannot parse: SyntaxError, tokenize.TokenError); each means the same: build it again.
         except Exception as err:
             log.warning("cache file %s is unreadable (%s); rebuilding it", path, err)
-    patchset = build_patches(cfg)
+    notes = _Notes()
+    logging.getLogger("rdcae.data").addHandler(notes)
+    try:
+        patchset = build_patches(cfg)
+    finally:
+        logging.getLogger("rdcae.data").removeHandler(notes)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
         np.savez(tmp, train_normal=patchset.train_normal, test_normal=patchset.test_normal,
                  test_defect=patchset.test_defect, test_defect_mask=patchset.test_defect_mask,
                  stats=json.dumps(patchset.stats), calibration_normal=patchset.calibration_normal,
-                 test_defect_source=patchset.test_defect_source, test_defect_position=patchset.test_defect_position)
+                 test_defect_source=patchset.test_defect_source, test_defect_position=patchset.test_defect_position,
+                 notes=json.dumps(notes.notes))
         os.replace(tmp, path)
     except OSError as err:  # a read-only or impossible cache_dir costs the next run's start, nothing else
         log.warning("cannot write the patch cache %s (%s); going on without it (give cache_dir= a writable folder, "

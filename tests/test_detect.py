@@ -774,8 +774,23 @@ def test_the_overlay_keeps_the_weave_visible_under_its_tint_and_carries_a_legend
     far = (np.abs(y - 52) > 8) | (np.abs(x - 140) > 45)
     weave = painted[y[far], x[far]].astype(float)
     assert far.sum() > 20 and picture[y[far], x[far], 1].std() > 0.5 * weave.std()
-    narrow = np.asarray(overlay(painted[:, :256], load_detector(trained[1]).detect(painted[:, :256]))).astype(int)
-    assert not (narrow == np.asarray(RED, int)).all(axis=2).any()  # no room for the legend: the caption alone
+    from PIL import ImageDraw
+
+    from rdcae.inference.overlay import caption_layout
+
+    def layout(image, truth):  # the caption as the overlay lays it out on `image`
+        d = load_detector(trained[1]).detect(image)
+        return caption_layout(ImageDraw.Draw(Image.new("RGB", image.shape[1::-1])), image.shape[1::-1], d, truth), d
+
+    wide, _ = layout(painted, True)
+    assert len(wide.verdict) == 1 and len(wide.rows) == 1 and wide.width <= painted.shape[1]
+    tall = np.vstack([painted, painted[::-1]])[:, :256]  # too narrow for one row: the legend wraps, the verdict fits
+    half, d = layout(tall, True)
+    assert d.regions and len(half.rows) > 1 and sum(len(r) for r in half.rows) == len(legend(d, True))
+    assert half.width <= 256 and half.height <= tall.shape[0] // 2
+    tiny, _ = layout(painted[:96, :96], False)  # the verdict wraps; no room for a legend under it
+    assert len(tiny.verdict) > 1 and not tiny.rows and tiny.width <= 96
+    assert " ".join(tiny.verdict).startswith(("ok: score", "defect: score"))
 
 
 def test_edge_margin_and_texture_borders_replace_the_models_region_and_bad_values_are_refused(trained, clean_image,

@@ -4,6 +4,8 @@ what was not inspected dimmed, and the verdict with a legend of the colours writ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -63,31 +65,73 @@ def legend(d: Detection, truth: bool) -> list[tuple[str, tuple[int, int, int]]]:
     return items
 
 
-def _caption(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection, truth: bool = False) -> None:
-    """The verdict, and below it the legend, in the corner whose pixels score lowest, so that it hides no
-    defect it can avoid; the legend is left out where the image is too narrow for it."""
+@dataclass
+class Caption:
+    """Where the verdict and the legend go: the verdict's lines, the legend's rows of (label, colour,
+    width), the box's size, the font and its line height."""
+
+    verdict: list[str]
+    rows: list[list[tuple[str, tuple[int, int, int], int]]]
+    width: int
+    height: int
+    font: ImageFont.ImageFont
+    line: int
+    offset: tuple[int, int]  # the font's left and top bearing, taken off where text is drawn
+
+
+def caption_layout(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection, truth: bool = False) -> Caption:
+    """The verdict, wrapped to the image's width, and the legend in as many rows as it needs; no rows
+    where verdict and legend together would cover more than half the image's height."""
     sign = ">" if d.verdict == "defect" else "<="  # Pillow's built-in font has no "≤"
     text = f"{d.verdict}: score {d.score:.3f} {sign} threshold {d.threshold:.3f}"
     if d.regions:
         text += f", {len(d.regions)} region{'s' * (len(d.regions) > 1)}, {d.defect_area} px"
-    font = ImageFont.load_default(size=max(10, min(18, size[1] // 14)))
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    line = bottom - top
-    keys = [(label, colour, int(draw.textlength(label, font=font)) + 1) for label, colour in legend(d, truth)]
-    keys_width = sum(line + 4 + width + 12 for *_, width in keys)
-    show_keys = keys_width + 12 <= size[0] and 2 * line + 18 <= size[1]
-    w = max(right - left, keys_width * show_keys) + 12
-    h = line + 10 + (line + 6) * show_keys
+    font = ImageFont.load_default(size=max(10, min(18, size[1] // 14, size[0] // 28)))
+    left, top, _, bottom = draw.textbbox((0, 0), "Ag" + text, font=font)
+    line, room = bottom - top, max(size[0] - 12, 1)
+    verdict = [" ".join(words) for words in
+               _wrapped(text.split(" "), lambda words: draw.textlength(" ".join(words), font=font), room)]
+    keys = [(label, colour, line + 4 + int(draw.textlength(label, font=font)) + 1)
+            for label, colour in legend(d, truth)]
+
+    def row_width(row):
+        return sum(k[2] for k in row) + 12 * (len(row) - 1)
+
+    rows = _wrapped(keys, row_width, room)
+    h_text, h_keys = len(verdict) * (line + 4) + 6, len(rows) * (line + 6) + 2
+    if h_text + h_keys > size[1] // 2:
+        rows, h_keys = [], 0
+    widths = [draw.textlength(v, font=font) for v in verdict] + [row_width(row) for row in rows]
+    return Caption(verdict, rows, int(max(widths)) + 12, h_text + h_keys, font, line, (left, top))
+
+
+def _caption(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection, truth: bool = False) -> None:
+    """The caption (caption_layout) in the corner whose pixels score lowest, so that it hides no defect it
+    can avoid."""
+    c = caption_layout(draw, size, d, truth)
+    w, h, line, (left, top) = c.width, c.height, c.line, c.offset
     scores = np.nan_to_num(d.anomaly_map, nan=0.0)
     corners = [(0, 0), (0, size[1] - h), (size[0] - w, 0), (size[0] - w, size[1] - h)]
     x, y = min(corners, key=lambda c: float(scores[max(c[1], 0):c[1] + h, max(c[0], 0):c[0] + w].max(initial=0)))
     x, y = max(x, 0), max(y, 0)
     draw.rectangle((x, y, x + w, y + h), fill=(0, 0, 0))
     colour = (255, 80, 80) if d.verdict == "defect" else (120, 255, 120)
-    draw.text((x + 6 - left, y + 5 - top), text, fill=colour, font=font)
-    if show_keys:
-        kx, ky = x + 6, y + line + 11
-        for label, swatch, width in keys:
+    for i, words in enumerate(c.verdict):
+        draw.text((x + 6 - left, y + 5 + i * (line + 4) - top), words, fill=colour, font=c.font)
+    keys_top = y + len(c.verdict) * (line + 4) + 7
+    for r, row in enumerate(c.rows):
+        kx, ky = x + 6, keys_top + r * (line + 6)
+        for label, swatch, width in row:
             draw.rectangle((kx, ky, kx + line, ky + line), fill=swatch)
-            draw.text((kx + line + 4 - left, ky - top), label, fill=(230, 230, 230), font=font)
-            kx += line + 4 + width + 12
+            draw.text((kx + line + 4 - left, ky - top), label, fill=(230, 230, 230), font=c.font)
+            kx += width + 12
+
+
+def _wrapped(items: list, width_of, room: float) -> list[list]:
+    """`items` in rows, each as many as fit in `room` by `width_of(row)`; one alone when it fits nowhere."""
+    rows: list[list] = [[]]
+    for item in items:
+        if rows[-1] and width_of(rows[-1] + [item]) > room:
+            rows.append([])
+        rows[-1].append(item)
+    return rows

@@ -11,7 +11,6 @@ import glob
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections import Counter
@@ -24,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from rdcae.config import check_overrides
-from rdcae.data.images import IMAGE_SUFFIXES, read_image
+from rdcae.data.images import IMAGE_SUFFIXES, portable, read_image
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
@@ -308,11 +307,6 @@ def output_stems(items: list[Item]) -> list[str]:
         stems[i] = stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"
     return stems
 
-
-def portable(stem: str) -> str:
-    """`stem` with every character but letters, digits, `.`, `-` and `_` as `_`: names Windows shares, scp
-    and shells take as they are (a dataset's `woven:` or a defect's `knot+bar` would not be)."""
-    return re.sub(r"[^\w.\-]", "_", stem)
 
 
 def clear_earlier(out: Path, items: list[Item]) -> int:

@@ -163,3 +163,29 @@ def test_load_reads_the_dataset_config_node():
 def test_bad_settings_are_rejected_naming_the_key(bad, key):
     with pytest.raises(ValueError, match=key):
         generate(**{"seed": 0, **SMALL, **bad})
+
+
+def test_the_images_written_in_the_mvtec_layout_read_back_as_a_folder_dataset(tmp_path, capsys):
+    from conftest import compose_config
+    from omegaconf import OmegaConf
+
+    from rdcae.data import folder
+    from rdcae.data.__main__ import main
+    from rdcae.data.sources import load_sources
+
+    settings = ["dataset.n_normal_images=3", "dataset.n_defect_images=2", "dataset.height=64", "dataset.width=128",
+                "dataset.holdout_images=1"]
+    out = tmp_path / "woven"
+    assert main(["images", f"output_dir={out}", *settings]) == 0
+    assert f"input={out / 'test'}" in capsys.readouterr().out
+    sources = load_sources(compose_config(settings).dataset)
+    back = folder.load(OmegaConf.create({"data_dir": str(out)}))
+    assert [s.group for s in back] == ["train/good"] * 2 + ["test/defect"] * 2 + ["test/good"]
+    written = {s.role: [] for s in sources}
+    for s in sources:
+        written[s.role].append(s)
+    assert [np.array_equal(a.image, b.image) for a, b in zip(written["normal"], [*back[:2], back[4]])] == [True] * 3
+    assert all(np.array_equal(a.mask, b.mask) and np.array_equal(a.image, b.image)
+               for a, b in zip(written["defect"], back[2:4]))
+    assert main(["images", f"output_dir={out}", *settings]) == 2  # nothing overwritten
+    assert capsys.readouterr().err.strip() == f"error: output_dir={out} already holds files; give a new or empty folder"

@@ -2,6 +2,10 @@
 
 Prints images per role, patches per class, what was excluded and the paper's counts beside
 ours, and writes a contact sheet of sampled normal and defect patches to look at.
+
+`python -m rdcae.data images [output_dir=DIR] [overrides]`: the dataset's images as files in the
+MVTec AD layout (the embedded fabric's, by default), to point rdcae.detect at, to look at, or to
+start a folder of one's own from (dataset=folder reads it as it is).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from rdcae.data.patches import PatchSet, check_patch_settings, prepare_patches
 from rdcae.errors import ConfigError, DataError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-USAGE = "usage: python -m rdcae.data summary [dataset=aitex fabric=03 data_dir=/path/to/AITEX patch_size=32 ...]"
+USAGE = ("usage: python -m rdcae.data summary [dataset=aitex fabric=03 data_dir=/path/to/AITEX patch_size=32 ...]\n"
+         "       python -m rdcae.data images [output_dir=DIR] [dataset=... as for summary]")
 
 
 def contact_sheet(patches: PatchSet, per_row: int = 16, rows: int = 3, zoom: int = 3, seed: int = 0) -> Image.Image:
@@ -87,11 +92,11 @@ def describe(cfg, patches: PatchSet) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] != "summary":
+    if not argv or argv[0] not in ("summary", "images"):
         print(USAGE, file=sys.stderr)
         return 2
     try:
-        summarize(argv[1:])
+        (summarize if argv[0] == "summary" else write_images)(argv[1:])
     except (ConfigError, DataError, FileNotFoundError, ValueError, HydraException, OSError) as error:
         if os.environ.get("RDCAE_DEBUG") == "1":
             raise
@@ -117,6 +122,43 @@ def summarize(overrides: list[str]) -> None:
     path = out / f"{tag}.png"
     contact_sheet(patches, seed=int(cfg.seed)).save(path)
     print(f"  contact sheet   : {path} (top: normal patches; bottom: defect patches, mask tinted red)")
+
+
+
+def write_images(argv: list[str]) -> Path:
+    """The dataset's images as files in the MVTec AD layout under output_dir= (default
+    outputs/data_images/<dataset>): train/good/, test/good/ (its held-out clean images), test/defect/ and
+    ground_truth/defect/<name>_mask.png. Refuses a folder that holds anything."""
+    from rdcae.data.images import portable
+    from rdcae.data.sources import held_out, holdout_count, load_sources
+
+    overrides = [a for a in argv if not a.startswith("output_dir=")]
+    given = [a.partition("=")[2] for a in argv if a.startswith("output_dir=")]
+    check_overrides(overrides, "python -m rdcae.data images")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    out = Path(given[-1]).expanduser() if given and given[-1] else Path("outputs") / "data_images" / cfg.dataset.name
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"output_dir={out} already holds files; give a new or empty folder")
+    sources = load_sources(cfg.dataset)
+    normal = [s for s in sources if s.role == "normal"]
+    train, test = held_out(normal, holdout_count(cfg.dataset, normal))
+    defect = [s for s in sources if s.role == "defect"]
+    folders = {"train/good": train, "test/good": test, "test/defect": defect}
+    for folder, group in folders.items():
+        for src in group:
+            stem = portable(Path(str(src.path).replace("://", "/")).stem)
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(src.image.squeeze(2) if src.image.shape[2] == 1 else src.image).save(
+                out / folder / f"{stem}.png")
+            if src.mask is not None and folder == "test/defect":
+                (out / "ground_truth/defect").mkdir(parents=True, exist_ok=True)
+                Image.fromarray(src.mask.astype(np.uint8) * 255).save(out / "ground_truth/defect" / f"{stem}_mask.png")
+    counts = ", ".join(f"{len(group)} in {folder}/" for folder, group in folders.items() if group)
+    print(f"{out}: {counts}" + (", their masks in ground_truth/defect/" if defect else ""))
+    print(f"  detect on them  : python -m rdcae.detect model=<run folder>/model.pt input={out / 'test'}")
+    print(f"  train on them   : python -m rdcae.train dataset=folder data_dir={out}")
+    return out
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -122,3 +123,9 @@ def unify_channels(sources: list, where: str | Path) -> list:
         for s in gray:
             s.image = np.repeat(s.image, 3, axis=2)
     return sources
+
+
+def portable(stem: str) -> str:
+    """`stem` with every character but letters, digits, `.`, `-` and `_` as `_`: names Windows shares, scp
+    and shells take as they are (a dataset's `woven:` or a defect's `knot+bar` would not be)."""
+    return re.sub(r"[^\w.\-]", "_", stem)

@@ -54,6 +54,8 @@ class _WithoutTips(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_WithoutTips())
 # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates, once per fit: nothing a user can act on
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+# the model summary's size estimate under bf16-mixed, where the weights stay fp32 and its 32-bit guess is right
+warnings.filterwarnings("ignore", message=r"Precision bf16-mixed is not supported by the model summary")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

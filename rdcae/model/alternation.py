@@ -123,6 +123,10 @@ class BlockRecord:
     s_lambda: float = math.nan
 
 
+BEFORE_S = (" (before the S-updates started: S stayed 0, so the network trained as the plain DCAE does;"
+            " docs/EXPERIMENTS.md, entry 19)")
+
+
 class Alternation(L.Callback):
     """settings: the checked `alternation:` node; threshold_quantile: operating_point.quantile."""
 
@@ -208,7 +212,7 @@ class Alternation(L.Callback):
                                     f"(patience={self.settings.patience}; {best.validation_auc:.4f} in "
                                     f"block {best.block})")
             if module.robust and not self.s_started:
-                self.stop_reason += " (before the S-updates started)"
+                self.stop_reason += BEFORE_S
             trainer.should_stop = True
         else:
             self.stop_reason = f"max_blocks={self.max_blocks} reached (train AUC {record.train_auc:.4f})"

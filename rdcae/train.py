@@ -153,7 +153,11 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
             sources = load_sources(cfg.dataset)
         write_detection_figures(load_detector(output_dir / "model.pt"), sources, trainer.logger.experiment,
                                 output_dir, step=alternation.blocks)
-    print(summary(metrics, output_dir))
+    text = summary(metrics, output_dir)
+    print(text)
+    if (output_dir / "train.log").is_file():  # Hydra's log of the run: the summary too, as the console showed it
+        with open(output_dir / "train.log", "a") as log_file:
+            log_file.write(text.lstrip("\n") + "\n")
     return metrics
 
 

@@ -507,6 +507,7 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and (p / "metrics.json").exists())
     assert len(jobs) == 2
     assert sorted(float(OmegaConf.load(j / "config.yaml")["lambda"]) for j in jobs) == [1.0, 2.5]
+    assert all("rdcae run finished" in (j / "train.log").read_text() for j in jobs)  # the log keeps the summary
 
 
 def _write_layout(root: Path, kind: str) -> Path:

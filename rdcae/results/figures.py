@@ -86,7 +86,8 @@ def hardest_figure(normal_x: torch.Tensor, normal_scores: torch.Tensor, defect_x
             ax.set_title(f"{float(scores[j]):.2f}", fontsize=9, color="crimson" if wrong else "black")
             if j == 0:
                 ax.set_ylabel(label, fontsize=9)
-    fig.suptitle(f"{title} (threshold {threshold:.2f})", fontsize=11)
+    fig.suptitle(f"{title} (threshold {threshold:.2f}; a score in crimson is on the wrong side of it: "
+                 "a false alarm above, a miss below)", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -22,7 +22,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from rdcae.config import check_overrides
 from rdcae.data.images import IMAGE_SUFFIXES, portable, read_image
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
@@ -30,6 +29,7 @@ from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, op
 from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
 from rdcae.metrics.threshold import check_false_alarms, has_overlap, image_rate, no_overlap, window_rate
+from rdcae.overrides import check_overrides
 from rdcae.results.summary import json_safe
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

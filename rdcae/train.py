@@ -27,7 +27,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from rdcae.baselines import run_baselines
-from rdcae.config import RunSettings, check_overrides, check_resume, validate
+from rdcae.config import RunSettings, check_resume, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.data.patches import calibration_sources
 from rdcae.data.sources import load_sources, quiet_data
@@ -40,6 +40,7 @@ from rdcae.model.alternation import Alternation
 from rdcae.model.network import chunk_size_for
 from rdcae.model.robust import RobustAutoencoder
 from rdcae.model.score import AUTO
+from rdcae.overrides import check_overrides
 from rdcae.results.figures import write_detection_figures, write_run_figures
 from rdcae.results.summary import describe_operating_point, hparams, run_metrics, summary, write_metrics
 

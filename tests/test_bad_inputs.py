@@ -178,8 +178,8 @@ def test_a_runs_note_about_its_data_is_printed_once_though_the_run_reads_the_dat
     (["seed=[0"], "seed=[0: a setting that cannot be read"),
 ])
 def test_a_misspelt_training_setting_is_one_line_before_any_work(settings, expected, tmp_path):
-    from rdcae.config import check_overrides
     from rdcae.errors import ConfigError
+    from rdcae.overrides import check_overrides
 
     with pytest.raises(ConfigError) as error:
         check_overrides([s for s in settings if s != "-m"])
@@ -191,7 +191,7 @@ def test_a_misspelt_training_setting_is_one_line_before_any_work(settings, expec
 
 
 def test_settings_the_config_has_pass_the_check():
-    from rdcae.config import check_overrides
+    from rdcae.overrides import check_overrides
 
     check_overrides(["dataset=aitex,folder", "dataset.holdout_images=5", "fabric=03,00", "seed=0,1,2", "model=dcae",
                      "recipe=paper", "experiment=table1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",

@@ -20,9 +20,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from PIL import Image
 
-from rdcae.config import check_overrides
 from rdcae.data.patches import PatchSet, check_patch_settings, prepare_patches
 from rdcae.errors import ConfigError, DataError
+from rdcae.overrides import check_overrides
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 USAGE = ("usage: python -m rdcae.data summary [dataset=aitex fabric=03 data_dir=/path/to/AITEX patch_size=32 ...]\n"

@@ -1,0 +1,89 @@
+"""The command line's settings checked against the training config before any work (`check_overrides`):
+a misspelt key or config group option is one line naming it, with the closest setting. Light to import
+(Hydra and OmegaConf alone), so that rdcae.detect can use it without Lightning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rdcae.errors import ConfigError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+_ABSENT = object()
+SET_BY_RDCAE = {  # Trainer arguments the run sets itself, and what to set instead
+    "trainer.max_epochs": "the epochs are alternation.block_epochs × alternation.max_blocks; set those",
+    "trainer.callbacks": "the run sets the callbacks itself (the alternation and the checkpoints)",
+    "trainer.logger": "the run logs to TensorBoard in its folder itself",
+    "trainer.default_root_dir": "the run's folder is Hydra's: set hydra.run.dir (or hydra.sweep.dir with -m)",
+    "trainer.plugins": "the run sets its checkpoint plugin itself",
+}
+
+
+def check_overrides(overrides: list[str], command: str = "python -m rdcae.train") -> None:
+    """Refuses, in one line that names it, a command-line setting the training config does not have: a
+    misspelt key (model.scor=), a `+key=` that adds one nothing reads, a config group option that does
+    not exist (dataset=aitx), or a line Hydra cannot read. Values are `validate`'s to check; hydra.* and
+    hydra/* settings are Hydra's own. Sweeps (seed=0,1,2) are checked value by value for groups."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as error:
+        detail = str(error).strip().splitlines()[0]
+        raise ConfigError(f"{' '.join(overrides)}: a setting that cannot be read ({detail}); write key=value, "
+                          f"e.g. seed=1 or 'seed=0,1,2' with -m") from None
+    groups = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in CONF.iterdir() if p.is_dir()}
+    chosen = []
+    for override in parsed:
+        key = override.key_or_group
+        if key.split(".")[0].split("/")[0] == "hydra" or override.is_delete():
+            continue
+        if key in groups:
+            value = override.value()
+            options = ([] if isinstance(value, Glob) else list(override.sweep_string_iterator())
+                       if override.is_sweep_override() else [str(value)])
+            for option in options:
+                if option not in groups[key] and option != "null":
+                    close = difflib.get_close_matches(option, groups[key], n=1)
+                    hint = f"did you mean {key}={close[0]}? " if close else ""
+                    raise ConfigError(f"{key}={option}: no such {key}; {hint}choose one of {', '.join(groups[key])}")
+            if options:
+                chosen.append(f"{'+' if override.is_add() else ''}{key}={options[0]}")
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=chosen)
+    except HydraException as error:
+        raise ConfigError(f"{' '.join(chosen)}: {str(error).strip().splitlines()[0]}") from None
+    for override in parsed:
+        key = override.key_or_group
+        if key.split(".")[0].split("/")[0] == "hydra" or override.is_delete() or key in groups:
+            continue
+        if OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
+            continue
+        if key in SET_BY_RDCAE:
+            raise ConfigError(f"{override.input_line}: {SET_BY_RDCAE[key]}")
+        if key.startswith("trainer.") and override.is_add() and key.count(".") == 1:
+            import inspect
+
+            from lightning import Trainer
+
+            if key[len("trainer."):] in inspect.signature(Trainer).parameters:
+                continue  # another argument of Lightning's Trainer, passed on as it is
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not isinstance(node, DictConfig):
+            raise ConfigError(f"{override.input_line}: unknown setting; {parent} has no settings inside it")
+        known = sorted({str(k) for k in node} | (set() if parent else set(groups)))
+        close = difflib.get_close_matches(leaf, known, n=1)
+        hint = f"did you mean {parent + '.' if parent else ''}{close[0]}=? " if close else ""
+        where = f"{parent} has" if parent else f"{command} takes"
+        shown = ", ".join(known) if len(known) <= 12 else ", ".join(known[:12]) + ", ..."
+        raise ConfigError(f"{override.input_line}: unknown setting; {hint}{where} {shown}"
+                          + (" (see --help)" if not parent else ""))

@@ -324,7 +324,7 @@ def test_the_summary_says_a_bad_setting_or_folder_in_one_line(tmp_path, capsys, 
     monkeypatch.chdir(tmp_path)
     for args, message in ((["dataset=folder", f"data_dir={tmp_path / 'absent'}"], "absent does not exist"),
                           (["dataset.n_calibration=-1"], "dataset.n_calibration=-1"),
-                          (["notakey=1"], "Could not override 'notakey'")):
+                          (["notakey=1"], "notakey=1: unknown setting; python -m rdcae.data summary takes")):
         assert data_main(["summary", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err

@@ -70,7 +70,6 @@ def validate(cfg: DictConfig) -> RunSettings:
     size = cfg.patch_size
     require(isinstance(size, int) and size > 0 and size % 8 == 0,
             f"patch_size={size} must be a positive multiple of 8 (the network pools three times), e.g. 32 or 64")
-    require(cfg.channels in (1, 3), f"channels={cfg.channels} must be 1 (gray) or 3 (gray replicated / RGB)")
     require(int(cfg.model.batch_size) > 0, f"model.batch_size={cfg.model.batch_size} must be > 0")
     require(float(cfg.model.lr) > 0, f"model.lr={cfg.model.lr} must be > 0")
     require(isinstance(cfg.seed, int), f"seed={cfg.seed} must be an integer")

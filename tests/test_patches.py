@@ -324,6 +324,7 @@ def test_the_summary_says_a_bad_setting_or_folder_in_one_line(tmp_path, capsys, 
     monkeypatch.chdir(tmp_path)
     for args, message in ((["dataset=folder", f"data_dir={tmp_path / 'absent'}"], "absent does not exist"),
                           (["dataset.n_calibration=-1"], "dataset.n_calibration=-1"),
+                          (["channels=2"], "channels=2 must be 1 (gray) or 3"),  # what training refuses too
                           (["notakey=1"], "notakey=1: unknown setting; python -m rdcae.data summary takes")):
         assert data_main(["summary", *args]) == 2
         err = capsys.readouterr().err.strip()

@@ -231,6 +231,8 @@ def check_patch_settings(cfg) -> None:
     calibration_images = ds.get("calibration_images", 0)
     checks = [
         (isinstance(size, int) and size > 0 and size % 8 == 0, f"patch_size={size} must be a positive multiple of 8"),
+        (cfg.get("channels", 3) in (1, 3),
+         f"channels={cfg.get('channels')} must be 1 (gray) or 3 (gray replicated / RGB)"),
         (0 < ds.train_fraction < 1, f"dataset.train_fraction={ds.train_fraction} must be in (0, 1)"),
         (isinstance(ds.n_normal, int) and ds.n_normal >= 2,
          f"dataset.n_normal={ds.n_normal} must be a whole number >= 2: the defect-free patches, "

@@ -146,7 +146,7 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str, tupl
         raise ConfigError(f"false_alarms_per_image={alpha}: model={model} was written before detectors carried an "
                           "image operating point; give threshold= (a window score) or train it again")
     for key in ("overlays", "maps"):
-        if cfg.get(key) not in (True, False, FLAGGED):
+        if not (isinstance(cfg.get(key), bool) or cfg.get(key) == FLAGGED):
             raise ConfigError(f"{key}={cfg.get(key)} must be true, false or {FLAGGED} (written for the images flagged "
                               "as defect only)")
     overlap = cfg.get("overlap")
@@ -254,8 +254,8 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     if trained_on == evaluated:
         normal = held_out(normal, holdout_count(trained, normal))[1]
         how = (f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)" if normal else
-               "no defect-free image: the model trained on all of them (train with dataset.holdout_images=N to "
-               "measure false alarms per image)")
+               "no defect-free image: the model trained on all of them (train with dataset.holdout_images=N, or "
+               "for dataset=folder with clean images in test/good, to measure false alarms per image)")
     else:
         how = f"all {len(normal)} defect-free images (the model was trained on {trained_on})"
         # Its threshold is the trained surface's: on another one, clean images may well be flagged.
@@ -306,7 +306,6 @@ def output_stems(items: list[Item]) -> list[str]:
         seen[stem] += 1
         stems[i] = stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"
     return stems
-
 
 
 def clear_earlier(out: Path, items: list[Item]) -> int:

@@ -423,7 +423,9 @@ def evaluate(done: list) -> dict:
     return {
         "images": len(done), "defect_images": int(labels.sum()), "normal_images": n_normal,
         "image_auroc": auc(scores[~labels], scores[labels]),
-        "image_f1": round(float(binary_f1_score(flagged.long(), labels.long())), 6) if labels.any() else math.nan,
+        # with no clean image no false alarm can count against it: F1 would be the recall alone
+        "image_f1": (round(float(binary_f1_score(flagged.long(), labels.long())), 6)
+                     if labels.any() and not labels.all() else math.nan),
         "defect_images_flagged": int((flagged & labels).sum()),
         "false_alarms": int((flagged & ~labels).sum()),
         "false_alarms_per_image": float((flagged & ~labels).sum()) / n_normal if n_normal else math.nan,
@@ -546,7 +548,8 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
     if e:
         auroc = (f"{e['image_auroc']:.4f}" if math.isfinite(e["image_auroc"]) else
                  "n/a (it needs clean and defect images)")
-        lines += [f"  evaluation      : image AUROC {auroc}  F1 {e['image_f1']:.4f}  "
+        f1 = f"{e['image_f1']:.4f}" if math.isfinite(e["image_f1"]) else "n/a"
+        lines += [f"  evaluation      : image AUROC {auroc}  F1 {f1}  "
                   f"({e['defect_images_flagged']} of {e['defect_images']} defect images flagged, "
                   f"{e['false_alarms']} false alarms on {e['normal_images']} clean images)",
                   f"                    pixel AUROC {e['pixel_auroc']:.4f}  AUPRO(30 % FPR) {e['pixel_aupro']:.4f}",

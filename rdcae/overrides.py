@@ -21,11 +21,12 @@ SET_BY_RDCAE = {  # Trainer arguments the run sets itself, and what to set inste
 }
 
 
-def check_overrides(overrides: list[str], command: str = "python -m rdcae.train") -> None:
+def check_overrides(overrides: list[str], command: str = "python -m rdcae.train", multirun: bool = True) -> None:
     """Refuses, in one line that names it, a command-line setting the training config does not have: a
     misspelt key (model.scor=), a `+key=` that adds one nothing reads, a config group option that does
-    not exist (dataset=aitx), or a line Hydra cannot read. Values are `validate`'s to check; hydra.* and
-    hydra/* settings are Hydra's own. Sweeps (seed=0,1,2) are checked value by value for groups."""
+    not exist (dataset=aitx), a sweep without -m (`multirun=False`), or a line Hydra cannot read. Values are
+    `validate`'s to check; hydra.* and hydra/* settings are Hydra's own. Sweeps (seed=0,1,2) are checked
+    value by value for groups."""
     import difflib
 
     from hydra import compose, initialize_config_dir
@@ -39,6 +40,9 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
         detail = str(error).strip().splitlines()[0]
         raise ConfigError(f"{' '.join(overrides)}: a setting that cannot be read ({detail}); write key=value, "
                           f"e.g. seed=1 or 'seed=0,1,2' with -m") from None
+    if not multirun and (sweep := next((o for o in parsed if o.is_sweep_override()), None)):
+        raise ConfigError(f"{sweep.input_line}: a sweep, one job per value; add -m (python -m rdcae.train -m "
+                          f"{sweep.input_line}), or give one value")
     groups = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in CONF.iterdir() if p.is_dir()}
     chosen = []
     for override in parsed:

@@ -189,7 +189,7 @@ def main() -> None:
     own_config = args.config_path or args.config_name or args.config_dir
     if not (args.help or args.hydra_help or own_config) and os.environ.get("HYDRA_FULL_ERROR") != "1":
         try:
-            check_overrides(args.overrides)
+            check_overrides(args.overrides, multirun=bool(args.multirun))
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

@@ -176,13 +176,14 @@ def test_a_runs_note_about_its_data_is_printed_once_though_the_run_reads_the_dat
     (["trainer.max_epochs=2"], "the epochs are alternation.block_epochs × alternation.max_blocks"),
     (["+trainer.limit_train_batche=0.5"], "+trainer.limit_train_batche=0.5: unknown setting; trainer has"),
     (["seed=[0"], "seed=[0: a setting that cannot be read"),
+    (["lambda=1.0,1.6"], "lambda=1.0,1.6: a sweep, one job per value; add -m"),
 ])
 def test_a_misspelt_training_setting_is_one_line_before_any_work(settings, expected, tmp_path):
     from rdcae.errors import ConfigError
     from rdcae.overrides import check_overrides
 
     with pytest.raises(ConfigError) as error:
-        check_overrides([s for s in settings if s != "-m"])
+        check_overrides([s for s in settings if s != "-m"], multirun="-m" in settings)
     assert expected in str(error.value) and "\n" not in str(error.value)
     if settings == ["lamda=1.6"]:  # and the command: one line, exit code 2, no run folder
         out = subprocess.run([sys.executable, "-m", "rdcae.train", *settings, f"hydra.run.dir={tmp_path / 'run'}"],

@@ -135,7 +135,7 @@ def test_evaluation_without_clean_images_writes_strict_json_and_portable_file_na
     assert main([f"model={model}", "dataset=woven", *overrides, f"output_dir={tmp_path}", "maps=false"]) == 0
     assert "n/a (it needs clean and defect images)" in capsys.readouterr().out
     evaluation = json.loads((tmp_path / "evaluation.json").read_text(), parse_constant=lambda c: pytest.fail(c))
-    assert evaluation["normal_images"] == 0 and evaluation["image_auroc"] is None
+    assert evaluation["normal_images"] == 0 and evaluation["image_auroc"] is None and evaluation["image_f1"] is None
     overlays = sorted(p.name for p in tmp_path.glob("*_overlay.png"))
     assert len(overlays) == evaluation["defect_images"] and all(re.fullmatch(r"[\w.\-]+", n) for n in overlays)
 

@@ -83,6 +83,8 @@ def test_the_scores_the_runs_used_are_counted_per_row(sweep):
 def test_where_data_and_cache_live_does_not_split_rows(sweep):
     report = build_report([sweep])
     assert "cache_dir" not in report.columns and len(report.rows) == 2
+    # nor what is shown or where it ran: the sweep set the progress bar and the accelerator
+    assert not {"trainer.enable_progress_bar", "trainer.accelerator"} & set(report.columns)
 
 
 def test_command_writes_markdown_and_csv_and_prints_the_table(sweep, tmp_path, capsys):

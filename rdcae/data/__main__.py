@@ -10,6 +10,7 @@ start a folder of one's own from (dataset=folder reads it as it is).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import sys
@@ -93,6 +94,10 @@ def describe(cfg, patches: PatchSet) -> str:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("summary", "images"):
+        if argv and not argv[0].startswith("-"):
+            close = difflib.get_close_matches(argv[0], ["summary", "images"], n=1)
+            print(f"error: {argv[0]}: no such command" + (f"; did you mean {close[0]}?" if close else ""),
+                  file=sys.stderr)
         print(USAGE, file=sys.stderr)
         return 2
     try:

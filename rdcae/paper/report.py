@@ -46,7 +46,8 @@ TABLE_SETTINGS = {1: ("lambda", "noise_ratio", "noise"), 2: ("lambda", "patch_si
                   4: ()}
 # Overrides that say where things are or what else to run, not what a result is.
 NOT_SETTINGS = {"seed", "data_dir", "cache_dir", "ckpt_path", "figures", "baselines", "experiment", "dataset", "fabric",
-                *SETTINGS}
+                "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
+                "trainer.accelerator", "trainer.devices", *SETTINGS}
 # Folders inside a run that never hold another run.
 _RUN_SUBFOLDERS = {"checkpoints", "figures", "tensorboard"}
 

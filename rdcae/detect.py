@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from rdcae.data.images import IMAGE_SUFFIXES, portable, read_image
+from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, portable, read_image
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
@@ -257,7 +257,12 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
                "no defect-free image: the model trained on all of them (train with dataset.holdout_images=N, or "
                "for dataset=folder with clean images in test/good, to measure false alarms per image)")
     else:
-        how = f"all {len(normal)} defect-free images (the model was trained on {trained_on})"
+        seen = trained_fingerprints(trained)  # the same images under another dataset's name (a copy, an export)
+        unseen = [s for s in normal if fingerprint(s.image) not in seen]
+        how = (f"all {len(unseen)} defect-free images (the model was trained on {trained_on})" if len(unseen) ==
+               len(normal) else f"{len(unseen)} of the {len(normal)} defect-free images: the other "
+               f"{len(normal) - len(unseen)} are images the model trained or calibrated on (trained on {trained_on})")
+        normal = unseen
         # Its threshold is the trained surface's: on another one, clean images may well be flagged.
         print(f"warning: the model was trained on {trained_on}, not on {evaluated}; its threshold and "
               f"operating point are those of {trained_on}, so the decisions here say how that model "
@@ -270,6 +275,24 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
                   s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool),
                   unlabelled=s.role == "defect" and (s.mask is None or not s.mask.any())) for s in chosen]
     return items, how
+
+
+def trained_fingerprints(trained: dict) -> set[str]:
+    """The fingerprints of the images a model with training dataset config `trained` trained or calibrated on
+    (its defect-free images but the held-out ones, and any defect images it trained on unmarked), read
+    again from where they were; none when they cannot be read there any more."""
+    from rdcae.data.sources import held_out, holdout_count, load_sources, quiet_data, unmarked
+
+    try:
+        with quiet_data():
+            sources = load_sources(OmegaConf.create(trained))
+    except (DataError, ConfigError, ValueError, OSError, KeyError, AttributeError):
+        return set()
+    normal = [s for s in sources if s.role == "normal"]
+    defect = [s for s in sources if s.role == "defect"]
+    seen = held_out(normal, holdout_count(trained, normal))[0]
+    seen += unmarked(defect, int(trained.get("unmarked_defect_images") or 0))[1]
+    return {fingerprint(s.image) for s in seen}
 
 
 def writable_folder(folder: Path) -> Path:

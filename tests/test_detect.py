@@ -140,6 +140,22 @@ def test_evaluation_without_clean_images_writes_strict_json_and_portable_file_na
     assert len(overlays) == evaluation["defect_images"] and all(re.fullmatch(r"[\w.\-]+", n) for n in overlays)
 
 
+def test_evaluation_elsewhere_leaves_out_the_images_the_model_trained_on(trained, tmp_path, capsys):
+    import json
+
+    from rdcae.data.__main__ import main as data_main
+
+    cfg, model = trained
+    settings = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]
+    assert data_main(["images", f"output_dir={tmp_path / 'copy'}", *settings]) == 0  # its images, as files
+    assert main([f"model={model}", "dataset=folder", f"data_dir={tmp_path / 'copy'}", f"output_dir={tmp_path / 'out'}",
+                 "overlays=false", "maps=false"]) == 0
+    evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    n = cfg.dataset.n_normal_images
+    assert evaluation["normal_images"] == 1  # the held-out image; the others it trained or calibrated on
+    assert f"1 of the {n} defect-free images: the other {n - 1} are images the model trained" in capsys.readouterr().out
+
+
 def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(trained, tmp_path, capsys):
     cfg, model = trained
     overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]

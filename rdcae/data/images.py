@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -129,3 +130,12 @@ def portable(stem: str) -> str:
     """`stem` with every character but letters, digits, `.`, `-` and `_` as `_`: names Windows shares, scp
     and shells take as they are (a dataset's `woven:` or a defect's `knot+bar` would not be)."""
     return re.sub(r"[^\w.\-]", "_", stem)
+
+
+def fingerprint(image: np.ndarray) -> str:
+    """A short digest of an image's pixels, the same for the image as a dataset reads it and as written to
+    and read back from a PNG (gray whether stored with one channel or three equal ones)."""
+    a = np.asarray(image)
+    if a.ndim == 3 and (a.shape[2] == 1 or (a.shape[2] == 3 and (a == a[:, :, :1]).all())):
+        a = a[:, :, 0]
+    return hashlib.sha256(repr(a.shape).encode() + np.ascontiguousarray(a).tobytes()).hexdigest()[:16]

@@ -61,6 +61,16 @@ def test_one_row_per_lambda_with_mean_and_std_over_two_seeds(sweep):
             assert row[f"{metric}_std"] == pytest.approx(np.std(values, ddof=0))
 
 
+def test_a_seed_run_twice_with_the_same_settings_counts_once(sweep, tmp_path):
+    import shutil
+
+    job = next(p for p in sorted(sweep.iterdir()) if (p / "metrics.json").is_file())
+    shutil.copytree(job, tmp_path / "again" / "0")  # the same run again, e.g. with baselines beside it
+    with pytest.warns(UserWarning, match="each seed counted once, left out: .*again"):
+        report = build_report([sweep, tmp_path / "again"])
+    assert [(row["n_seeds"], row["seeds"]) for row in report.rows] == [(2, "0 1"), (2, "0 1")]
+
+
 def test_the_label_free_validation_auc_is_a_column_averaged_over_seeds(sweep):
     report = build_report([sweep])
     for row in report.rows:

@@ -232,10 +232,14 @@ def group_runs(runs: list[Run]) -> list[list[Run]]:
         key = (r.dataset, r.fabric or "", *(_hashable(v) for v in r.settings.values()))
         groups.setdefault(key, []).append(r)
     for key, members in groups.items():
-        seeds = [r.seed for r in members]
-        if len(set(seeds)) < len(seeds):
-            warnings.warn("the same settings and seed appear in more than one run, all counted: "
-                          f"{', '.join(str(r.folder) for r in members)}", stacklevel=2)
+        by_seed: dict = {}
+        for r in sorted(members, key=lambda r: str(r.folder)):
+            by_seed.setdefault(r.seed, []).append(r)
+        repeats = [r for same in by_seed.values() for r in same[1:]]
+        if repeats:  # a seed counted twice would weigh its run double in the mean and shrink the std
+            warnings.warn("the same settings and seed appear in more than one run; each seed counted once, "
+                          f"left out: {', '.join(str(r.folder) for r in repeats)}", stacklevel=2)
+        groups[key] = [same[0] for same in by_seed.values()]
     return [groups[k] for k in sorted(groups, key=lambda key: tuple(_sort_key(v) for v in key))]
 
 

@@ -146,7 +146,12 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     save_detector(output_dir / "model.pt", module.net, float(module.threshold), module.score_kind,
                   int(module.hparams.score_width), OmegaConf.to_container(cfg, resolve=True), point)
     final = {f"hparam/{k}": v for k, v in metrics["test"].items() if k in ("auc", "f1", "accuracy")}
-    trainer.logger.log_hyperparams(hparams(cfg), metrics=final)
+    final["hparam/validation_auc"] = metrics.get("validation_auc", math.nan)  # the label-free one
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # run() called from Python, not through Hydra
+        overrides = []
+    trainer.logger.log_hyperparams(hparams(cfg, overrides, metrics.get("score")), metrics=final)
     if cfg.get("figures", True):
         write_run_figures(module, datamodule, trainer.logger.experiment, output_dir, step=alternation.blocks,
                           auc=metrics["test"].get("auc", math.nan))

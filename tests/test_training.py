@@ -239,7 +239,20 @@ def test_tensorboard_has_block_scalars_images_and_hparams(tiny_run):
     plugin_files = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert any(b"hparams" in f.read_bytes() for f in plugin_files)
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
-    assert "hparam/auc" in scalars  # the final metrics shown beside the hparams
+    assert "hparam/auc" in scalars and "hparam/validation_auc" in scalars  # the final metrics beside the hparams
+
+
+def test_the_hparams_hold_what_the_command_line_set_and_the_score_the_run_used():
+    from rdcae.results.summary import hparams
+
+    overrides = ["alternation.max_blocks=5", "model=dcae", "data_dir=/data", "+trainer.limit_train_batches=0.5",
+                 "hydra.sweep.dir=/sweep", "lambda=2.5"]
+    cfg = compose_config(overrides)
+    flat = hparams(cfg, overrides, score="strip")
+    assert flat["alternation.max_blocks"] == 5 and flat["model"] == "dcae" and flat["lambda"] == 2.5
+    assert flat["trainer.limit_train_batches"] == 0.5 and flat["score"] == "strip"
+    assert not {"data_dir", "hydra.sweep.dir"} & set(flat)  # where, not what
+    assert hparams(cfg)["score"] == str(cfg.model.score)
 
 
 def test_resume_from_checkpoint_gives_the_same_result(tmp_path):

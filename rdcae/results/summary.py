@@ -7,7 +7,7 @@ import math
 import numbers
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rdcae.metrics import per_defect_image
 from rdcae.paper.tables import METHOD_LABELS
@@ -72,14 +72,28 @@ def json_safe(value):
     return value
 
 
-def hparams(cfg: DictConfig) -> dict:
-    """The settings a sweep varies, flattened for TensorBoard's HPARAMS tab."""
+WHERE_NOT_WHAT = ("data_dir", "cache_dir", "ckpt_path", "figures")  # overrides that say where, not what a run is
+
+
+def hparams(cfg: DictConfig, overrides: list[str] = (), score: str | None = None) -> dict:
+    """The settings a sweep varies, flattened for TensorBoard's HPARAMS tab: the paper's knobs, then every
+    setting the command line gave (Hydra's task overrides, e.g. alternation.max_blocks), with the score the
+    run used (`score`, where model.score=auto chose one) rather than `auto`."""
     flat = {"lambda": cfg["lambda"], "patch_size": cfg.patch_size, "noise": cfg.noise.name,
             "noise_ratio": cfg.noise_ratio, "seed": cfg.seed, "dataset": cfg.dataset.name, "robust": cfg.model.robust,
             "channels": cfg.channels, "block_epochs": cfg.alternation.block_epochs, "lr": cfg.model.lr,
-            "score": str(cfg.model.score)}
+            "score": str(score or cfg.model.score)}
     if cfg.dataset.name == "aitex":
         flat["fabric"] = str(cfg.fabric)
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        if key.startswith("hydra") or key in WHERE_NOT_WHAT or key in flat or "/" in key:
+            continue
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, DictConfig):  # a config group chosen (dataset=aitex, model=dcae): its name
+            flat[key] = override.partition("=")[2]
+        else:
+            flat[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
     return flat
 
 

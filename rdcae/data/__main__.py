@@ -162,7 +162,8 @@ def write_images(argv: list[str]) -> Path:
     counts = ", ".join(f"{len(group)} in {folder}/" for folder, group in folders.items() if group)
     print(f"{out}: {counts}" + (", their masks in ground_truth/defect/" if defect else ""))
     print(f"  detect on them  : python -m rdcae.detect model=<run folder>/model.pt input={out / 'test'}")
-    print(f"  train on them   : python -m rdcae.train dataset=folder data_dir={out}")
+    print(f"  train on them   : python -m rdcae.train dataset=folder data_dir={out} (with dataset=folder's "
+          "defaults, conf/dataset/folder.yaml, not this dataset's)")
     return out
 
 

@@ -71,6 +71,28 @@ def test_a_seed_run_twice_with_the_same_settings_counts_once(sweep, tmp_path):
     assert [(row["n_seeds"], row["seeds"]) for row in report.rows] == [(2, "0 1"), (2, "0 1")]
 
 
+def test_the_whole_image_metrics_of_runs_that_were_evaluated_are_averaged_beside_the_patch_metrics(sweep, tmp_path):
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    jobs = sorted(p for p in copy.iterdir() if (p / "metrics.json").is_file())
+    values = {}
+    for i, job in enumerate(jobs[:-1]):  # the last job was never evaluated
+        (job / "detect").mkdir()
+        values[job.name] = {"image_auroc": 0.5 + 0.1 * i, "pixel_auroc": 0.9, "pixel_aupro": None}
+        (job / "detect" / "evaluation.json").write_text(json.dumps(values[job.name]))
+    report = build_report([copy])
+    for row in report.rows:
+        members = [j for j in jobs if float(OmegaConf.load(j / "config.yaml")["lambda"]) == row["lambda"]]
+        expected = [values[j.name]["image_auroc"] for j in members if j.name in values]
+        assert row["image_auroc_mean"] == pytest.approx(np.mean(expected)) and row["image_auroc_n"] == len(expected)
+        assert row["pixel_aupro_n"] == 0
+    assert "| image AUROC | pixel AUROC | paper AUC |" in report.markdown  # AUPRO: no run has one
+    assert "(n=1)" in report.markdown  # a row with one of its two seeds evaluated says so
+    assert "image_auroc_mean" not in build_report([sweep]).columns  # no evaluation, no column
+
+
 def test_the_label_free_validation_auc_is_a_column_averaged_over_seeds(sweep):
     report = build_report([sweep])
     for row in report.rows:

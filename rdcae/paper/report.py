@@ -38,6 +38,10 @@ from rdcae.paper import tables as paper_results
 from rdcae.paper.tables import METHOD_LABELS, SOURCE, TITLES
 
 METRICS = ("auc", "f1", "accuracy")
+# rdcae.detect's whole-image evaluation of a run, where it wrote one into <run>/detect (the metrics anomalib reports)
+DETECT = "detect"
+IMAGE_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+IMAGE_METRIC_LABELS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO"}
 METRIC_LABELS = {"auc": "AUC", "f1": "F1", "accuracy": "accuracy"}
 SETTINGS = ("lambda", "patch_size", "noise", "noise_ratio", "model")  # the paper's knobs, always read
 SETTING_LABELS = {"lambda": "λ", "patch_size": "patch size", "noise": "noise type", "noise_ratio": "noise ratio",
@@ -65,6 +69,7 @@ class Run:
     settings: dict              # SETTINGS and the extra overridden keys -> value
     metrics: dict               # metrics.json
     overrides: dict = field(default_factory=dict)   # key -> value string from .hydra/overrides.yaml
+    evaluation: dict = field(default_factory=dict)  # <run>/detect/evaluation.json where rdcae.detect wrote one
 
     def methods(self) -> dict[str, dict]:
         """metric dicts per method: the trained model under its name, then the Table 4 baselines."""
@@ -142,6 +147,8 @@ def read_run(folder: Path, extra_keys: set[str], overrides: dict[str, str]) -> R
         settings=settings,
         metrics=json.loads((folder / "metrics.json").read_text()),
         overrides=overrides,
+        evaluation=(json.loads((folder / DETECT / "evaluation.json").read_text())
+                    if (folder / DETECT / "evaluation.json").is_file() else {}),
     )
 
 
@@ -304,11 +311,13 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
     else:
         validation = any(row.get("validation_auc_n") for row in rows)
         scores = any(r.metrics.get("score", "norm") != "norm" for r in runs)  # a column once any run used another score
+        images = [m for m in IMAGE_METRICS if any(row.get(f"{m}_n") for row in rows)]
         head += ([METRIC_LABELS[m] for m in METRICS] + ["validation AUC (synthetic)"] * validation + ["score"] * scores
+                 + [IMAGE_METRIC_LABELS[m] for m in images]
                  + [f"paper {METRIC_LABELS[m]}" for m in METRICS] + ["paper table"])
         body = [[_cell(row.get(k)) for k in keys] + [str(row["n_seeds"])]
                 + [_ours(row, m) for m in METRICS] + [_ours(row, "validation_auc")] * validation
-                + [row.get("scores", "")] * scores
+                + [row.get("scores", "")] * scores + [_ours(row, m) for m in images]
                 + [_theirs(row, f"paper_{m}") for m in METRICS] + [_cell(row.get("paper_table"))]
                 for row in rows]
         if validation:
@@ -317,6 +326,10 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
         if scores:
             extra += ["Score: the anomaly score the runs used and how many runs used it "
                       "(model.score=auto: the one chosen by validation AUC; metrics.json → score).", ""]
+        if images:
+            extra += ["Image AUROC, pixel AUROC and AUPRO (to 30 % false-positive rate): whole images, from "
+                      f"rdcae.detect's evaluation of each run (<run>/{DETECT}/evaluation.json), over the runs that "
+                      "have one; AUC, F1 and accuracy are the paper's, on patches.", ""]
     head = [SETTING_LABELS.get(h, h) for h in head]
 
     per_image = _per_image_section(groups, rows, keys)
@@ -369,6 +382,9 @@ def _metric_columns(row: dict, members: list[Run], table: int | None) -> None:
     # The label-free number: held-out synthetic defects against clean calibration patches.
     row["validation_auc_mean"], row["validation_auc_std"], row["validation_auc_n"] = summarize(
         [r.metrics.get("validation_auc") for r in members])
+    if any(r.evaluation for r in members):
+        for m in IMAGE_METRICS:
+            row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_n"] = summarize([r.evaluation.get(m) for r in members])
     used = Counter(r.metrics.get("score", "norm") for r in members)
     row["scores"] = ", ".join(f"{kind} ×{n}" for kind, n in sorted(used.items()))
     paper = _paper(table, members[0], members[0].settings["model"])

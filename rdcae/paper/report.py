@@ -338,7 +338,7 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
     markdown = "\n".join([
         f"# {title}",
         "",
-        f"{len(runs)} runs from {', '.join(str(f) for f in folders)}. "
+        f"{len(runs)} run{'s' * (len(runs) != 1)} from {', '.join(str(f) for f in folders)}. "
         "Ours: mean ± std over seeds (population std, ddof=0); "
         "paper: the paper's mean ± std, where it has a row with the same dataset and settings.",
         "",
@@ -369,7 +369,7 @@ def _per_image_section(groups: list[list[Run]], rows: list[dict], keys: list[str
             detected = summarize([e["detected"] if e else None for e in found])
             body.append([image, str(tiles), f"{auc[0]:.3f} ± {auc[1]:.3f}" if auc[2] else "—",
                          f"{detected[0]:.1f} ± {detected[1]:.1f}"])
-        lines += [f"## Per defect image: {what} ({len(members)} seeds)", "",
+        lines += [f"## Per defect image: {what} ({len(members)} seed{'s' * (len(members) != 1)})", "",
                   _markdown_table(["defect image", "tiles", "AUC against the held-out normals",
                                    "tiles above the threshold"], body), ""]
     return lines

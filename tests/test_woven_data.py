@@ -189,3 +189,26 @@ def test_the_images_written_in_the_mvtec_layout_read_back_as_a_folder_dataset(tm
                for a, b in zip(written["defect"], back[2:4]))
     assert main(["images", f"output_dir={out}", *settings]) == 2  # nothing overwritten
     assert capsys.readouterr().err.strip() == f"error: output_dir={out} already holds files; give a new or empty folder"
+
+
+def test_images_of_two_defect_types_with_one_name_are_both_written(tmp_path):
+    from PIL import Image
+
+    from rdcae.data.__main__ import main
+
+    rng = np.random.default_rng(0)
+    for path in ("train/good/000.png", "train/good/001.png", "test/a/000.png", "test/b/000.png"):
+        (tmp_path / "in" / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "in" / path)
+    for kind in "ab":
+        (tmp_path / "in" / "ground_truth" / kind).mkdir(parents=True)
+        Image.fromarray(np.full((64, 64), 255 * (kind == "a"), np.uint8)).save(
+            tmp_path / "in" / "ground_truth" / kind / "000_mask.png")
+    assert main(["images", "dataset=folder", f"data_dir={tmp_path / 'in'}", f"output_dir={tmp_path / 'out'}"]) == 0
+    written = sorted(p.name for p in (tmp_path / "out" / "test" / "defect").iterdir())
+    assert written == ["000.png", "000_2.png"]
+    for name, kind in (("000", "a"), ("000_2", "b")):  # each image beside its own mask
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "test" / "defect" / f"{name}.png")),
+                              np.asarray(Image.open(tmp_path / "in" / "test" / kind / "000.png")))
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "ground_truth" / "defect" / f"{name}_mask.png")),
+                              np.asarray(Image.open(tmp_path / "in" / "ground_truth" / kind / "000_mask.png")))

@@ -151,8 +151,14 @@ def write_images(argv: list[str]) -> Path:
     defect = [s for s in sources if s.role == "defect"]
     folders = {"train/good": train, "test/good": test, "test/defect": defect}
     for folder, group in folders.items():
+        taken: set[str] = set()
         for src in group:
-            stem = portable(Path(str(src.path).replace("://", "/")).stem)
+            stem = base = portable(Path(str(src.path).replace("://", "/")).stem)
+            for k in range(2, len(group) + 2):  # 000.png of two defect types: 000 and 000_2, none overwritten
+                if stem not in taken:
+                    break
+                stem = f"{base}_{k}"
+            taken.add(stem)
             (out / folder).mkdir(parents=True, exist_ok=True)
             Image.fromarray(src.image.squeeze(2) if src.image.shape[2] == 1 else src.image).save(
                 out / folder / f"{stem}.png")

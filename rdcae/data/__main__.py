@@ -110,10 +110,15 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def summarize(overrides: list[str]) -> None:
-    check_overrides(overrides, "python -m rdcae.data summary")
+def composed(overrides: list[str], command: str):
+    """The training config with the command line's settings, checked first (rdcae.overrides)."""
+    check_overrides(overrides, f"python -m rdcae.data {command}")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=overrides)
+
+
+def summarize(overrides: list[str]) -> None:
+    cfg = composed(overrides, "summary")
     check_patch_settings(cfg)
     patches = prepare_patches(cfg)
     print(describe(cfg, patches))
@@ -129,7 +134,6 @@ def summarize(overrides: list[str]) -> None:
     print(f"  contact sheet   : {path} (top: normal patches; bottom: defect patches, mask tinted red)")
 
 
-
 def write_images(argv: list[str]) -> Path:
     """The dataset's images as files in the MVTec AD layout under output_dir= (default
     outputs/data_images/<dataset>): train/good/, test/good/ (its held-out clean images), test/defect/ and
@@ -139,9 +143,7 @@ def write_images(argv: list[str]) -> Path:
 
     overrides = [a for a in argv if not a.startswith("output_dir=")]
     given = [a.partition("=")[2] for a in argv if a.startswith("output_dir=")]
-    check_overrides(overrides, "python -m rdcae.data images")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = composed(overrides, "images")
     out = Path(given[-1]).expanduser() if given and given[-1] else Path("outputs") / "data_images" / cfg.dataset.name
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"output_dir={out} already holds files; give a new or empty folder")
@@ -154,9 +156,9 @@ def write_images(argv: list[str]) -> Path:
         taken: set[str] = set()
         for src in group:
             stem = base = portable(Path(str(src.path).replace("://", "/")).stem)
-            for k in range(2, len(group) + 2):  # 000.png of two defect types: 000 and 000_2, none overwritten
-                if stem not in taken:
-                    break
+            k = 1
+            while stem in taken:  # 000.png of two defect types: 000 and 000_2, none overwritten
+                k += 1
                 stem = f"{base}_{k}"
             taken.add(stem)
             (out / folder).mkdir(parents=True, exist_ok=True)

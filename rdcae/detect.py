@@ -262,12 +262,14 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
         how = (f"all {len(unseen)} defect-free images (the model was trained on {trained_on})" if len(unseen) ==
                len(normal) else f"{len(unseen)} of the {len(normal)} defect-free images: the other "
                f"{len(normal) - len(unseen)} are images the model trained or calibrated on (trained on {trained_on})")
-        normal = unseen
-        # Its threshold is the trained surface's: on another one, clean images may well be flagged.
-        print(f"warning: the model was trained on {trained_on}, not on {evaluated}; its threshold and "
-              f"operating point are those of {trained_on}, so the decisions here say how that model "
-              f"does on a surface it has never seen (train on {evaluated} to evaluate a model of it)",
-              file=sys.stderr)
+        same_images, normal = len(unseen) < len(normal), unseen
+        # Its threshold is the trained surface's: on another one, clean images may well be flagged. Not said
+        # where some of the images are its own training images: the same surface under another dataset's name.
+        if not same_images:
+                print(f"warning: the model was trained on {trained_on}, not on {evaluated}; its threshold and "
+                  f"operating point are those of {trained_on}, so the decisions here say how that model "
+                  f"does on a surface it has never seen (train on {evaluated} to evaluate a model of it)",
+                  file=sys.stderr)
     # the last dataset.unmarked_defect_images are training images of such a run, not test images
     tested = unmarked([s for s in sources if s.role == "defect"], int(ds.get("unmarked_defect_images") or 0))[0]
     chosen = normal + tested

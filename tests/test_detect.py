@@ -153,7 +153,9 @@ def test_evaluation_elsewhere_leaves_out_the_images_the_model_trained_on(trained
     evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     n = cfg.dataset.n_normal_images
     assert evaluation["normal_images"] == 1  # the held-out image; the others it trained or calibrated on
-    assert f"1 of the {n} defect-free images: the other {n - 1} are images the model trained" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"1 of the {n} defect-free images: the other {n - 1} are images the model trained" in printed.out
+    assert "a surface it has never seen" not in printed.err  # its own images under another dataset's name
 
 
 def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(trained, tmp_path, capsys):

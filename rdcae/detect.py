@@ -266,7 +266,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
         # Its threshold is the trained surface's: on another one, clean images may well be flagged. Not said
         # where some of the images are its own training images: the same surface under another dataset's name.
         if not same_images:
-                print(f"warning: the model was trained on {trained_on}, not on {evaluated}; its threshold and "
+            print(f"warning: the model was trained on {trained_on}, not on {evaluated}; its threshold and "
                   f"operating point are those of {trained_on}, so the decisions here say how that model "
                   f"does on a surface it has never seen (train on {evaluated} to evaluate a model of it)",
                   file=sys.stderr)

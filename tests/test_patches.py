@@ -241,6 +241,10 @@ def test_data_summary_prints_counts_and_writes_a_contact_sheet(tmp_path, monkeyp
     assert "normal patches  : 70 train + 30 test" in out
     sheets = list((tmp_path / "outputs" / "data_summary").glob("*.png"))
     assert len(sheets) == 1 and sheets[0].stat().st_size > 1000
+    from PIL import Image
+
+    head = np.asarray(Image.open(sheets[0]).convert("L"))[:22]  # the label above the normal patches
+    assert (head == 255).mean() > 0.9 and head.min() < 80  # white, with dark text on it
 
 
 def test_normal_image_smaller_than_the_patch_is_skipped_with_a_warning(caplog):

@@ -98,8 +98,9 @@ def run_baselines(
         np.savez(output_dir / "baselines_test_scores.npz", test_y=_numpy(labels), **scores)
     if writer is not None:
         for name, m in metrics.items():
-            if m["auc"] is not None:
-                writer.add_scalar(f"baselines/{name}/auc", m["auc"])
+            for metric in ("auc", "f1"):  # F1 at the method's own threshold
+                if m.get(metric) is not None:
+                    writer.add_scalar(f"baselines/{name}/{metric}", m[metric])
     both_classes = bool((labels == 0).any()) and bool((labels == 1).any())
     if scored and both_classes and (output_dir is not None or writer is not None):
         fig = roc_methods_figure(scores, labels)

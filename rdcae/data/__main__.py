@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from rdcae.data.patches import PatchSet, check_patch_settings, prepare_patches
 from rdcae.errors import ConfigError, DataError
@@ -50,17 +50,28 @@ def contact_sheet(patches: PatchSet, per_row: int = 16, rows: int = 3, zoom: int
         defect = np.where(mask, 0.6 * defect + 0.4 * np.array([255.0, 0, 0]), defect)
 
     p, gap = patches.train_normal.shape[-1], 2
-    blocks = [b for b in (normal, defect) if len(b)]
-    n_rows = sum(-(-len(b) // per_row) for b in blocks)
-    sheet = np.full((n_rows * (p + gap) + gap * (len(blocks) - 1) * 4, per_row * (p + gap), 3), 255, np.float32)
-    y = 0
-    for block in blocks:
+    labels = (f"normal patches ({len(normal)} of {len(normals)}, drawn at random)",
+              f"defect patches ({len(defect)} of {len(patches.test_defect)}), their defect pixels tinted red")
+    pieces = []
+    for label, block in zip(labels, (normal, defect)):
+        if not len(block):
+            continue
+        n_rows = -(-len(block) // per_row)
+        grid = np.full((n_rows * (p + gap), per_row * (p + gap), 3), 255, np.float32)
         for i, patch in enumerate(block):
             r, c = divmod(i, per_row)
-            sheet[y + r * (p + gap) : y + r * (p + gap) + p, c * (p + gap) : c * (p + gap) + p] = patch
-        y += -(-len(block) // per_row) * (p + gap) + gap * 4
-    image = Image.fromarray(sheet.clip(0, 255).astype(np.uint8))
-    return image.resize((image.width * zoom, image.height * zoom), Image.NEAREST)
+            grid[r * (p + gap) : r * (p + gap) + p, c * (p + gap) : c * (p + gap) + p] = patch
+        tile = Image.fromarray(grid.clip(0, 255).astype(np.uint8))
+        pieces.append((label, tile.resize((tile.width * zoom, tile.height * zoom), Image.NEAREST)))
+    font = ImageFont.load_default(size=14)
+    head = 22
+    sheet = Image.new("RGB", (max(t.width for _, t in pieces), sum(head + t.height for _, t in pieces)), "white")
+    draw, y = ImageDraw.Draw(sheet), 0
+    for label, tile in pieces:
+        draw.text((4, y + 3), label, fill=(0, 0, 0), font=font)
+        sheet.paste(tile, (0, y + head))
+        y += head + tile.height
+    return sheet
 
 
 def describe(cfg, patches: PatchSet) -> str:
@@ -131,7 +142,7 @@ def summarize(overrides: list[str]) -> None:
         tag += f"_{Path(where).name}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
     path = out / f"{tag}.png"
     contact_sheet(patches, seed=int(cfg.seed)).save(path)
-    print(f"  contact sheet   : {path} (top: normal patches; bottom: defect patches, mask tinted red)")
+    print(f"  contact sheet   : {path} (normal patches above, defect patches below, each labelled)")
 
 
 def write_images(argv: list[str]) -> Path:

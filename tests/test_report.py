@@ -51,6 +51,7 @@ def job_metrics(sweep: Path) -> dict[float, list[dict]]:
 def test_one_row_per_lambda_with_mean_and_std_over_two_seeds(sweep):
     report = build_report([sweep])
     assert report.table == 1  # only λ varies: the λ table
+    assert "No row has the paper's numbers beside it: the paper ran none of these" in report.markdown  # woven
     assert [row["lambda"] for row in report.rows] == [1.0, 1.6]
     expected = job_metrics(sweep)
     for row in report.rows:
@@ -246,6 +247,7 @@ def test_table4_metrics_give_one_column_per_method_beside_the_paper(tmp_path):
     report = build_report([tmp_path])
     assert report.table == 4
     assert [row["fabric"] for row in report.rows] == ["00", "03"]
+    assert "No row has the paper's numbers" not in report.markdown  # the paper's Table 4 is beside them
     fabric_00 = report.rows[0]
     assert fabric_00["rdcae_auc_mean"] == pytest.approx(0.92) and fabric_00["rdcae_auc_std"] == pytest.approx(0.02)
     assert fabric_00["dcae_auc_mean"] == pytest.approx(0.87)

@@ -345,6 +345,11 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
         _markdown_table(head, body),
         "",
         *extra,
+        *([] if any(row.get("paper_table") for row in rows) else [
+            "No row has the paper's numbers beside it: the paper ran none of these datasets and settings (it ran "
+            "AITEX and KolektorSDD2 with Julia defects alone; rdcae's default recipe adds thin lines, "
+            "noise=julia_lines; `recipe=paper` runs the paper's own, `experiment=table1` to `table4` its grids).",
+            ""]),
         *per_image,
     ])
     return Report(table=table, columns=columns, rows=rows, markdown=markdown)

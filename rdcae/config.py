@@ -178,4 +178,3 @@ def _flat(config: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value
     return out
-

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, portable, read_image
+from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, portable, read_image, unique
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
@@ -324,13 +324,9 @@ def output_stems(items: list[Item]) -> list[str]:
     joined by `__` and the suffix dropped, or kept (`cam_jpg`) where two images would share a stem."""
     stems = [portable(str(Path(item.name).with_suffix("")).replace(os.sep, "__")) for item in items]
     shared = {s for s, n in Counter(stems).items() if n > 1}
-    stems = [portable(str(Path(item.name)).replace(os.sep, "__").replace(".", "_")) if s in shared else s
-             for item, s in zip(items, stems)]
-    seen = Counter()
-    for i, stem in enumerate(stems):  # names that differ only in characters portable() replaced
-        seen[stem] += 1
-        stems[i] = stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"
-    return stems
+    # and numbered where names still meet, differing only in characters portable() replaced
+    return unique([portable(str(Path(item.name)).replace(os.sep, "__").replace(".", "_")) if s in shared else s
+                   for item, s in zip(items, stems)])
 
 
 def clear_earlier(out: Path, items: list[Item]) -> int:
@@ -413,9 +409,10 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
             named = message.startswith((f"{item.path}:", f"{item.name}:"))  # the reader names the file itself
             tqdm.write(f"skipped {message}" if named else f"skipped {item.name}: {message}", file=sys.stderr)
             continue
-        if cfg.overlays is True or (cfg.overlays == FLAGGED and detection.verdict == "defect"):
+        wanted = {True: True, False: False, FLAGGED: detection.verdict == "defect"}  # overlays=, maps=
+        if wanted[cfg.overlays]:
             overlay(image, detection, item.mask).save(out / f"{stem}_overlay.png", compress_level=1)
-        if cfg.maps is True or (cfg.maps == FLAGGED and detection.verdict == "defect"):
+        if wanted[cfg.maps]:
             np.save(out / f"{stem}_map.npy", detection.anomaly_map)
         rows.append(row(item, detection, time.perf_counter() - start))
         done.append((item, detection))

@@ -4,6 +4,7 @@ a misspelt key or config group option is one line naming it, with the closest se
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -27,8 +28,6 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
     not exist (dataset=aitx), a sweep without -m (`multirun=False`), or a line Hydra cannot read. Values are
     `validate`'s to check; hydra.* and hydra/* settings are Hydra's own. Sweeps (seed=0,1,2) are checked
     value by value for groups."""
-    import difflib
-
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import Glob
@@ -44,31 +43,25 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
         raise ConfigError(f"{sweep.input_line}: a sweep, one job per value; add -m (python -m rdcae.train -m "
                           f"{sweep.input_line}), or give one value")
     groups = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in CONF.iterdir() if p.is_dir()}
-    chosen = []
-    for override in parsed:
-        key = override.key_or_group
-        if key.split(".")[0].split("/")[0] == "hydra" or override.is_delete():
-            continue
-        if key in groups:
-            value = override.value()
-            options = ([] if isinstance(value, Glob) else list(override.sweep_string_iterator())
-                       if override.is_sweep_override() else [str(value)])
-            for option in options:
-                if option not in groups[key] and option != "null":
-                    close = difflib.get_close_matches(option, groups[key], n=1)
-                    hint = f"did you mean {key}={close[0]}? " if close else ""
-                    raise ConfigError(f"{key}={option}: no such {key}; {hint}choose one of {', '.join(groups[key])}")
-            if options:
-                chosen.append(f"{'+' if override.is_add() else ''}{key}={options[0]}")
+    ours = [o for o in parsed if o.key_or_group.split(".")[0].split("/")[0] != "hydra" and not o.is_delete()]
+    chosen = []  # each group override with its first option: the config the other settings are looked up in
+    for override in (o for o in ours if o.key_or_group in groups):
+        key, value = override.key_or_group, override.value()
+        options = ([] if isinstance(value, Glob) else list(override.sweep_string_iterator())
+                   if override.is_sweep_override() else [str(value)])
+        for option in options:
+            if option not in groups[key] and option != "null":
+                raise ConfigError(f"{key}={option}: no such {key}; {_closest(option, groups[key], key + '=', '? ')}"
+                                  f"choose one of {', '.join(groups[key])}")
+        if options:
+            chosen.append(f"{'+' if override.is_add() else ''}{key}={options[0]}")
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(config_name="train", overrides=chosen)
     except HydraException as error:
         raise ConfigError(f"{' '.join(chosen)}: {str(error).strip().splitlines()[0]}") from None
-    for override in parsed:
+    for override in (o for o in ours if o.key_or_group not in groups):
         key = override.key_or_group
-        if key.split(".")[0].split("/")[0] == "hydra" or override.is_delete() or key in groups:
-            continue
         if OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
             continue
         if key in SET_BY_RDCAE:
@@ -85,9 +78,14 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
         if not isinstance(node, DictConfig):
             raise ConfigError(f"{override.input_line}: unknown setting; {parent} has no settings inside it")
         known = sorted({str(k) for k in node} | (set() if parent else set(groups)))
-        close = difflib.get_close_matches(leaf, known, n=1)
-        hint = f"did you mean {parent + '.' if parent else ''}{close[0]}=? " if close else ""
+        hint = _closest(leaf, known, parent + "." if parent else "", "=? ")
         where = f"{parent} has" if parent else f"{command} takes"
         shown = ", ".join(known) if len(known) <= 12 else ", ".join(known[:12]) + ", ..."
         raise ConfigError(f"{override.input_line}: unknown setting; {hint}{where} {shown}"
                           + (" (see --help)" if not parent else ""))
+
+
+def _closest(word: str, known: list[str], before: str, after: str) -> str:
+    """'did you mean <before><closest><after>' for the known word closest to `word`, or ''."""
+    close = difflib.get_close_matches(word, known, n=1)
+    return f"did you mean {before}{close[0]}{after}" if close else ""

@@ -149,7 +149,7 @@ def write_images(argv: list[str]) -> Path:
     """The dataset's images as files in the MVTec AD layout under output_dir= (default
     outputs/data_images/<dataset>): train/good/, test/good/ (its held-out clean images), test/defect/ and
     ground_truth/defect/<name>_mask.png. Refuses a folder that holds anything."""
-    from rdcae.data.images import portable
+    from rdcae.data.images import portable, unique
     from rdcae.data.sources import held_out, holdout_count, load_sources
 
     overrides = [a for a in argv if not a.startswith("output_dir=")]
@@ -164,14 +164,9 @@ def write_images(argv: list[str]) -> Path:
     defect = [s for s in sources if s.role == "defect"]
     folders = {"train/good": train, "test/good": test, "test/defect": defect}
     for folder, group in folders.items():
-        taken: set[str] = set()
-        for src in group:
-            stem = base = portable(Path(str(src.path).replace("://", "/")).stem)
-            k = 1
-            while stem in taken:  # 000.png of two defect types: 000 and 000_2, none overwritten
-                k += 1
-                stem = f"{base}_{k}"
-            taken.add(stem)
+        # 000.png of two defect types: 000 and 000_2, none overwritten
+        stems = unique([portable(Path(str(src.path).replace("://", "/")).stem) for src in group])
+        for src, stem in zip(group, stems):
             (out / folder).mkdir(parents=True, exist_ok=True)
             Image.fromarray(src.image.squeeze(2) if src.image.shape[2] == 1 else src.image).save(
                 out / folder / f"{stem}.png")

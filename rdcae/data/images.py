@@ -132,6 +132,21 @@ def portable(stem: str) -> str:
     return re.sub(r"[^\w.\-]", "_", stem)
 
 
+def unique(names: list[str]) -> list[str]:
+    """`names` with a repeated one numbered from its second time on (`000`, `000_2`), so that no file written
+    under them overwrites another."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        new, k = name, 1
+        while new in taken:
+            k += 1
+            new = f"{name}_{k}"
+        taken.add(new)
+        out.append(new)
+    return out
+
+
 def fingerprint(image: np.ndarray) -> str:
     """A short digest of an image's pixels, the same for the image as a dataset reads it and as written to
     and read back from a PNG (gray whether stored with one channel or three equal ones)."""

@@ -48,10 +48,12 @@ SETTING_LABELS = {"lambda": "λ", "patch_size": "patch size", "noise": "noise ty
                   "model": "model"}
 TABLE_SETTINGS = {1: ("lambda", "noise_ratio", "noise"), 2: ("lambda", "patch_size"), 3: ("noise", "noise_ratio"),
                   4: ()}
-# Overrides that say where things are or what else to run, not what a result is.
-NOT_SETTINGS = {"seed", "data_dir", "cache_dir", "ckpt_path", "figures", "baselines", "experiment", "dataset", "fabric",
-                "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
-                "trainer.accelerator", "trainer.devices", *SETTINGS}
+# Overrides that say where things are, what else to run or how it is shown, not what a result is
+# (rdcae.results.summary leaves them out of TensorBoard's hparams too).
+CONTEXT = {"seed", "data_dir", "cache_dir", "ckpt_path", "figures", "baselines", "experiment", "dataset", "fabric",
+           "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
+           "trainer.accelerator", "trainer.devices"}
+NOT_SETTINGS = {*CONTEXT, *SETTINGS}  # the report reads SETTINGS always, not as overrides
 # Folders inside a run that never hold another run.
 _RUN_SUBFOLDERS = {"checkpoints", "figures", "tensorboard"}
 

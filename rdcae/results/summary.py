@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rdcae.metrics import per_defect_image
+from rdcae.paper.report import CONTEXT
 from rdcae.paper.tables import METHOD_LABELS
 
 
@@ -72,13 +73,11 @@ def json_safe(value):
     return value
 
 
-WHERE_NOT_WHAT = ("data_dir", "cache_dir", "ckpt_path", "figures")  # overrides that say where, not what a run is
-
-
 def hparams(cfg: DictConfig, overrides: list[str] = (), score: str | None = None) -> dict:
     """The settings a sweep varies, flattened for TensorBoard's HPARAMS tab: the paper's knobs, then every
-    setting the command line gave (Hydra's task overrides, e.g. alternation.max_blocks), with the score the
-    run used (`score`, where model.score=auto chose one) rather than `auto`."""
+    setting the command line gave (Hydra's task overrides, e.g. alternation.max_blocks) but those that say
+    where or how rather than what (rdcae.paper.report.CONTEXT), with the score the run used (`score`, where
+    model.score=auto chose one) rather than `auto`."""
     flat = {"lambda": cfg["lambda"], "patch_size": cfg.patch_size, "noise": cfg.noise.name,
             "noise_ratio": cfg.noise_ratio, "seed": cfg.seed, "dataset": cfg.dataset.name, "robust": cfg.model.robust,
             "channels": cfg.channels, "block_epochs": cfg.alternation.block_epochs, "lr": cfg.model.lr,
@@ -87,7 +86,7 @@ def hparams(cfg: DictConfig, overrides: list[str] = (), score: str | None = None
         flat["fabric"] = str(cfg.fabric)
     for override in overrides:
         key = override.lstrip("+~").partition("=")[0]
-        if key.startswith("hydra") or key in WHERE_NOT_WHAT or key in flat or "/" in key:
+        if key.startswith("hydra") or key in CONTEXT or key in flat or "/" in key:
             continue
         value = OmegaConf.select(cfg, key, default=None)
         if isinstance(value, DictConfig):  # a config group chosen (dataset=aitex, model=dcae): its name

@@ -30,6 +30,7 @@ from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
 from rdcae.metrics.threshold import check_false_alarms, has_overlap, image_rate, no_overlap, window_rate
 from rdcae.overrides import check_overrides
+from rdcae.precision import detection_precision
 from rdcae.results.summary import json_safe
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -43,7 +44,8 @@ Detect defects in images (a file, a folder or a glob; gray or RGB, any size at l
   python -m rdcae.detect model=.../model.pt input='line3/*.png' stride=16 threshold=1.5
   python -m rdcae.detect model=.../model.pt input=... device=cpu          # the network on the CPU (auto: the GPU)
   python -m rdcae.detect model=.../model.pt input=... backend=onnx        # onnxruntime, no Lightning
-  python -m rdcae.detect model=.../model.pt input=... backend=openvino precision=bf16
+  python -m rdcae.detect model=.../model.pt input=... precision=fp32      # fp32 (auto: bf16 where computed natively)
+  python -m rdcae.detect model=.../model.pt input=... backend=openvino    # OpenVINO: pip install 'openvino>=2024.2'
   python -m rdcae.detect model=.../model.onnx input=...                   # the exported graph alone
 writes detections.csv (a row per image: verdict, score, threshold, defect tiles and area, region
 boxes x0,y0,x1,y1, seconds), and per image <stem>_overlay.png (red: windows above the threshold, yellow:
@@ -113,20 +115,21 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str, tupl
     if exported and backend not in EXPORTED_BACKENDS:
         raise ConfigError(f"backend={backend}: model={model} is an exported graph, which runs on "
                           f"{' or '.join(EXPORTED_BACKENDS)}; give the run's model.pt for backend=torch")
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ConfigError(f"precision={cfg.precision}: choose fp32 or bf16")
+    if cfg.precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"precision={cfg.precision}: choose auto, fp32 or bf16")
     if cfg.precision == "bf16" and backend == "onnx":
         raise ConfigError("precision=bf16: onnxruntime runs the graph in fp32; use backend=openvino or backend=torch "
                           "for bf16, or precision=fp32")
     device = torch_device(cfg.get("device", "auto"), backend)
+    precision = detection_precision(str(cfg.precision), backend, device.type)
     alpha = cfg.get("false_alarms_per_image")
     if alpha is not None:
         try:
             check_false_alarms(alpha, "false_alarms_per_image")
         except ValueError as error:
             raise ConfigError(str(error)) from None
-    detector = (open_exported(model, backend, str(cfg.precision)) if exported
-                else load_detector(model, map_location=device, precision=str(cfg.precision)))
+    detector = (open_exported(model, backend, precision) if exported
+                else load_detector(model, map_location=device, precision=precision))
     size = detector.spec.patch_size
     if cfg.stride is not None and not (isinstance(cfg.stride, int) and not isinstance(cfg.stride, bool)
                                        and 1 <= cfg.stride <= size):
@@ -168,7 +171,7 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str, tupl
         stated = (rate, float(card["windows_per_image"])) if cfg.stride is None else None
     if overlap:
         what += "; tiles scored over overlapping windows"
-    runtime = f"{backend} {cfg.precision} on " + (str(device) if backend == "torch" else "cpu")
+    runtime = f"{backend} {precision} on " + (str(device) if backend == "torch" else "cpu")
     region = region_settings(cfg)
     if exported:
         images = ImageDetector.from_exported(detector, threshold, overlap)

@@ -1,4 +1,5 @@
-"""`trainer.precision=auto`: what a run trains in on the machine it runs on."""
+"""`precision=auto`: what a run trains in (`trainer.precision`), and what detection scores in
+(`rdcae.detect precision=`), on the machine it runs on."""
 
 from __future__ import annotations
 
@@ -25,3 +26,20 @@ def trainer_precision(trainer_cfg) -> str:
     if str(precision) != AUTO:
         return precision
     return training_precision(str(trainer_cfg.get("accelerator", "auto")))
+
+
+def detection_precision(setting: str, backend: str, device_type: str = "cpu") -> str:
+    """The precision `rdcae.detect` scores in: `setting` ("fp32" or "bf16") as given, or for "auto" bf16
+    where the runtime computes it natively (PyTorch as for training; OpenVINO on a CPU it lists BF16 for)
+    and fp32 elsewhere, and always for onnxruntime, which runs the graph in fp32."""
+    if setting != AUTO:
+        return setting
+    if backend == "onnx":
+        return "fp32"
+    if backend == "openvino":
+        try:
+            import openvino as ov
+        except ImportError:
+            return "fp32"  # the backend itself then says how to install it
+        return "bf16" if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "fp32"
+    return "bf16" if training_precision(device_type) == "bf16-mixed" else "fp32"

@@ -22,6 +22,7 @@ from rdcae.detect import Item, main
 from rdcae.errors import ConfigError
 from rdcae.inference import load_detector
 from rdcae.inference.onnx import export_onnx
+from rdcae.precision import detection_precision
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,7 +94,8 @@ def test_the_command_writes_a_csv_row_an_overlay_and_a_map_per_image(trained, cl
     printed = captured.out
     assert ("4 given, 1 flagged as defect, 2 could not be judged" in printed
             or "4 given, 2 flagged as defect, 2 could not be judged" in printed)
-    assert f"s per image (torch fp32 on {'cuda' if torch.cuda.is_available() else 'cpu'})" in printed
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert f"s per image (torch {detection_precision('auto', 'torch', device)} on {device})" in printed
     last = captured.err.strip().splitlines()[-1]
     assert last.startswith("error: 2 of 4 images could not be judged") and str(out / "detections.csv") in last
     assert last.endswith("and the others were judged")
@@ -377,10 +379,49 @@ def test_on_a_gpu_the_detector_decides_as_on_the_cpu(trained, clean_image, tmp_p
     np.testing.assert_allclose(on_gpu.window_scores, on_cpu.window_scores, rtol=1e-2, atol=1e-3)  # TF32 convolutions
     Image.fromarray(painted).save(tmp_path / "painted.png")
     assert main([f"model={trained[1]}", f"input={tmp_path / 'painted.png'}", f"output_dir={tmp_path / 'out'}",
-                 "device=cuda", "overlays=false", "maps=false"]) == 0
+                 "device=cuda", "precision=fp32", "overlays=false", "maps=false"]) == 0
     with open(tmp_path / "out" / "detections.csv") as f:
         assert [row["verdict"] for row in csv.DictReader(f)] == ["defect"]
     assert "(torch fp32 on cuda)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("native, backend, expected", [
+    (True, "torch", "bf16"), (False, "torch", "fp32"), (True, "onnx", "fp32"),
+])
+def test_precision_auto_scores_in_bf16_only_where_the_runtime_computes_it_natively(native, backend, expected, trained,
+                                                                                      clean_image, tmp_path, capsys,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    painted, _ = bar(clean_image)
+    Image.fromarray(painted).save(tmp_path / "painted.png")
+
+    def anomaly_map(*settings: str) -> np.ndarray:
+        out = tmp_path / "out"
+        assert main([f"model={trained[1]}", f"input={tmp_path / 'painted.png'}", f"output_dir={out}",
+                     f"backend={backend}", "overlays=false", *settings]) == 0
+        return np.load(out / "painted_map.npy")
+
+    auto = anomaly_map()  # precision=auto, the default
+    assert f"({backend} {expected} on cpu)" in capsys.readouterr().out
+    np.testing.assert_array_equal(auto, anomaly_map(f"precision={expected}"))
+    if expected == "bf16":
+        assert not np.array_equal(auto, anomaly_map("precision=fp32"), equal_nan=True)  # it reaches the network
+
+
+@pytest.mark.parametrize("capabilities, expected", [(["FP32", "BF16", "INT8"], "bf16"), (["FP32", "INT8"], "fp32")])
+def test_precision_auto_on_openvino_follows_what_openvino_lists_for_the_cpu(capabilities, expected, monkeypatch):
+    import types
+
+    class Core:
+        def get_property(self, device, key):
+            assert (device, key) == ("CPU", "OPTIMIZATION_CAPABILITIES")
+            return capabilities
+
+    monkeypatch.setitem(sys.modules, "openvino", types.SimpleNamespace(Core=Core))
+    assert detection_precision("auto", "openvino") == expected
+    assert detection_precision("fp32", "openvino") == "fp32"  # a precision given is kept
 
 
 def test_help_shows_usage_with_model_and_input_examples():
@@ -598,7 +639,8 @@ def test_a_trained_model_carries_the_overlap_calibration_of_its_calibration_imag
     Image.fromarray(painted).save(tmp_path / "barred.png")
     for setting, expected in [("overlap=false", single), ("overlap=true", averaged), ("stride=32", single)]:
         out = tmp_path / setting
-        assert main([f"model={model}", f"input={tmp_path / 'barred.png'}", f"output_dir={out}", setting]) == 0
+        assert main([f"model={model}", f"input={tmp_path / 'barred.png'}", f"output_dir={out}", setting,
+                     "precision=fp32"]) == 0
         row = next(csv.DictReader(open(out / "detections.csv")))
         assert float(row["threshold"]) == pytest.approx(expected.threshold, rel=1e-5)
         assert float(row["score"]) == pytest.approx(expected.score, rel=1e-5)

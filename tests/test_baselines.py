@@ -250,4 +250,5 @@ def test_the_run_summary_names_the_quantile_counts_patches_and_flags_a_test_auc_
     text = summary(run, Path("run"))
     assert "(the 99 % quantile of the scores of 400 calibration patches; a patch above it is a defect)" in text
     assert "  test patches    : AUC 0.5900" in text and "little better than chance" in text
+    assert "python -m rdcae.data summary" in text  # where to look first: what the model trained on
     assert "little better than chance" not in summary({**run, "test": {**run["test"], "auc": 0.9}}, Path("run"))

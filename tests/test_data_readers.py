@@ -304,6 +304,52 @@ def test_aitex_band_replaced_by_another_surface_is_not_inspected(aitex_sources, 
             assert positions[:, 1].min() >= start + 50, source.path
 
 
+def framed_by_a_weave(gray: np.ndarray, fabric_from: int, weave: np.ndarray, to_the_edge: bool) -> np.ndarray:
+    """gray (H, W) with the columns left of `fabric_from` replaced by another weave of the fabric's mean gray
+    (`weave`, H × at least fabric_from), a dark band 24 px wide and a bright edge line 2 px wide over the
+    full height; the weave is 640 px wide after what is left of the white band, or reaches the image's
+    edge (`to_the_edge`)."""
+    g = gray.astype(np.float32).copy()
+    line, dark = fabric_from - 2, fabric_from - 26
+    surface = 0 if to_the_edge else dark - 640
+    other = weave[:, : dark - surface].astype(np.float32)
+    g[:, surface:dark] = other - other.mean() + g[:, fabric_from:].mean()
+    g[:, dark:line], g[:, line:fabric_from] = 25, 245
+    return np.clip(np.rint(g), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("to_the_edge", [False, True])
+def test_aitex_framed_by_another_weave_and_an_edge_line_is_not_inspected(aitex_sources, aitex_regions, to_the_edge):
+    """Another weave beside the fabric looks much like fabric to the weave's spectrum (its bands only 1-5
+    robust deviations unlike it); the dark band and the edge line are the fence that bounds it, behind
+    what is left of a white band or at the image's edge."""
+    from rdcae.data.region import FENCE_Z, _weave_z
+
+    other = [s.image[:, :, 0] for s in by_role(aitex_sources["00"], "normal")]
+    for i, source in enumerate(by_role(aitex_sources["03"], "normal")[:4]):
+        start = band_width(aitex_regions[source.path])
+        image = framed_by_a_weave(source.image[:, :, 0], start, other[i][:, 1500:], to_the_edge)  # past 00's selvedge
+        starts, z = _weave_z(image.astype(np.float32)[:, 0 if to_the_edge else start - 666:])
+        assert z.max() >= FENCE_Z and np.median(z[starts < 600]) < 6  # a fence; a surface only mildly unlike fabric
+        assert inspected_columns(image, margin=96).min() >= start, source.path
+        region = fabric_region(image[:, :, None], 96, texture=True)
+        assert np.flatnonzero(region.all(axis=0))[0] < start + 96 + 96, source.path  # the fabric itself kept
+
+
+def test_a_full_height_line_inside_the_fabric_is_no_fence():
+    """A warp defect over the full height, fabric on both sides of it: not a border, whatever its strength."""
+    from rdcae.data.region import FENCE_Z, _weave_z
+    from rdcae.data.woven import generate
+
+    fabric = generate(0, 1, 0, 256, 1600, "twill")[0].image[:, :, 0].copy()
+    fabric[:, :300] = 255  # a white band, the fabric from column 300
+    fabric[:, 620:622], fabric[:, 596:620] = 245, 25  # an edge line's contrast, 320 px inside the fabric
+    starts, z = _weave_z(fabric[:, 300:].astype(np.float32))
+    assert z[(starts >= 296) & (starts <= 322)].max() >= FENCE_Z
+    region = fabric_region(fabric[:, :, None], texture=True)
+    assert band_width(region) == 300 and region[:, 300:].all()
+
+
 def test_aitex_textured_border_search_changes_only_the_image_with_another_surface(aitex_sources, aitex_regions):
     changed = []
     for sources in aitex_sources.values():

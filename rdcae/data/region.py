@@ -22,10 +22,15 @@ shape of its mean power spectrum over 32x32 tiles (normalised, so that brightnes
 drift do not count), compared with the median shape over the central half of the image, where
 the fabric is. When the band at the image edge is EDGE_Z robust standard deviations unlike the
 fabric, the border runs inwards while bands stay FOREIGN_Z unlike it, through the dark band, the
-edge line and the selvedge. Only a border that starts at the image edge counts: a warp defect
-over the full height near the edge has fabric outside it and stays fabric. The fabric is taken
-to run top to bottom, as a line-scan camera sees the web: rows are not searched, so a weft
-defect across the whole width stays fabric.
+edge line and the selvedge. Another weave beside the fabric may differ from it by only a few
+deviations (an AITEX fabric 00 weave beside fabric 03: 1-5), too little to tell at the edge; the
+dark band and the edge line differ by tens. So a border also starts at a fence: a band FENCE_Z
+unlike the fabric in the outer third of a side, with at least MIN_SURFACE columns outside it
+whose median band is FABRIC_Z unlike the fabric or more. This one is searched beyond a blank band
+too, where the selvedge alone lies otherwise. A warp defect over the full height near the edge
+has fabric outside it and stays fabric, however strong. The fabric is taken to run top to bottom,
+as a line-scan camera sees the web: rows are not searched, so a weft defect across the whole width
+stays fabric.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ TEXTURE_WINDOW = 32  # the weave's signature: the power spectrum of 32x32 tiles 
 TEXTURE_STEP = 8  # ... in bands of TEXTURE_WINDOW columns every TEXTURE_STEP columns
 EDGE_Z = 5.0  # robust z from which the band at the image edge is another surface (AITEX fabric: < 2)
 FOREIGN_Z = 3.0  # a border goes on inwards while bands stay this unlike the fabric (a selvedge)
+FENCE_Z = 15.0  # a band this unlike the fabric is a fence, such as an edge line (AITEX fabric, selvedge: < 10)
+FABRIC_Z = 1.0  # ... and what lies outside it is fabric where its bands' median is below this
+MIN_SURFACE = 256  # columns outside a fence, at least, for it to bound a surface (a warp defect nearer stays)
 
 
 def _edge_run(saturated: np.ndarray, std: np.ndarray) -> int:
@@ -91,25 +99,34 @@ def _weave_z(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return starts, np.median((distance - median) / max(float(spread), 1e-6), axis=1)
 
 
-def _border_width(z: np.ndarray, offsets: np.ndarray) -> int:
+def _border_width(z: np.ndarray, offsets: np.ndarray, blank: bool = False) -> int:
     """Columns of textured border from one side, given the bands' z ordered from that side and their
-    offsets (B,) from it."""
-    if z[0] < EDGE_Z:
-        return 0
-    inside = z > FOREIGN_Z
-    i = len(z) - 1 if inside.all() else int(np.argmin(inside)) - 1
-    return int(offsets[i]) + TEXTURE_WINDOW
+    offsets (B,) from it. The border starts at the side when the band there is unlike the fabric
+    (unless `blank`: a blank band was peeled off that side, and the fabric's selvedge lies there), or at
+    a fence in the outer third with a surface unlike the fabric outside it."""
+    starts = [0] if not blank and z[0] >= EDGE_Z else []
+    fences = np.flatnonzero((z >= FENCE_Z) & (offsets >= MIN_SURFACE) & (offsets <= offsets[-1] / 3))
+    if fences.size and np.median(z[: fences[0]]) >= FABRIC_Z:
+        starts.append(int(fences[0]))
+    width = 0
+    for start in starts:  # the border runs inwards from where it starts while bands stay unlike the fabric
+        inside = z[start:] > FOREIGN_Z
+        i = start + (len(inside) - 1 if inside.all() else int(np.argmin(inside)) - 1)
+        width = max(width, int(offsets[i]) + TEXTURE_WINDOW)
+    return width
 
 
-def texture_borders(gray: np.ndarray) -> tuple[int, int]:
+def texture_borders(gray: np.ndarray, blank: tuple[bool, bool] = (False, False)) -> tuple[int, int]:
     """Columns of textured border at the left and at the right of `gray` (H, W) float: another
-    surface, a dark band, an edge line and the selvedge inside them (module docstring)."""
+    surface, a dark band, an edge line and the selvedge inside them (module docstring). `blank`: whether
+    a blank band was peeled off the left and the right of `gray` first."""
     found = _weave_z(gray)
     if found is None:
         return 0, 0
     starts, z = found
     width = gray.shape[1]
-    return _border_width(z, starts), _border_width(z[::-1], (width - TEXTURE_WINDOW - starts)[::-1])
+    return (_border_width(z, starts, blank[0]),
+            _border_width(z[::-1], (width - TEXTURE_WINDOW - starts)[::-1], blank[1]))
 
 
 def fabric_region(image: np.ndarray, margin: int = 0, texture: bool = False) -> np.ndarray:
@@ -118,7 +135,8 @@ def fabric_region(image: np.ndarray, margin: int = 0, texture: bool = False) -> 
     margin: also leave out this many pixels of fabric next to every band or border found (not at
     image edges the fabric runs past): AITEX's fabric starts at its white band with a selvedge
     strip, lighter and looser than the weave, about 60–100 pixels wide.
-    texture: also look for textured borders at a left or right side without a blank band."""
+    texture: also look for textured borders at the left and the right: at a side without a blank band,
+    and beyond a blank band where a fence (an edge line) bounds another surface."""
     height, width = image.shape[:2]
     gray = image[:, :, 0] if image.shape[2] == 1 else image.mean(axis=2)
     gray = gray.astype(np.float32)
@@ -138,10 +156,9 @@ def fabric_region(image: np.ndarray, margin: int = 0, texture: bool = False) -> 
         top, bottom = top + first, bottom - last
         if top >= bottom:
             return region
-    if texture and (left == 0 or right == width):
-        cut_left, cut_right = texture_borders(gray[top:bottom, left:right])
-        left += cut_left if left == 0 else 0
-        right -= cut_right if right == width else 0
+    if texture:
+        cut_left, cut_right = texture_borders(gray[top:bottom, left:right], (left > 0, right < width))
+        left, right = left + cut_left, right - cut_right
         if left >= right:
             return region
     if margin:

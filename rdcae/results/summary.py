@@ -145,7 +145,9 @@ def weak_test_lines(test: dict) -> list[str]:
     if auc is None or math.isnan(auc) or auc >= WEAK_TEST_AUC:
         return []
     return [f"                    the test patches' AUC is below {WEAK_TEST_AUC}: this model tells defects from "
-            "clean patches little better than chance; train it longer (alternation.max_blocks) before using it"]
+            "clean patches little better than chance;",
+            "                    see what it trained on (python -m rdcae.data summary with the run's dataset settings: "
+            "windows off the surface, a border taken for it?) or train it longer (alternation.max_blocks)"]
 
 
 def summary(metrics: dict, output_dir: Path) -> str:

@@ -336,6 +336,39 @@ def test_aitex_framed_by_another_weave_and_an_edge_line_is_not_inspected(aitex_s
         assert np.flatnonzero(region.all(axis=0))[0] < start + 96 + 96, source.path  # the fabric itself kept
 
 
+def test_a_stripe_in_the_other_surface_does_not_cut_its_border_short(aitex_sources, aitex_regions):
+    other = by_role(aitex_sources["00"], "normal")[0].image[:, 1500:, 0]
+    source = by_role(aitex_sources["03"], "normal")[0]
+    start = band_width(aitex_regions[source.path])
+    image = framed_by_a_weave(source.image[:, :, 0], start, other, to_the_edge=True)
+    image[:, 400:408] = 240  # a bright seam in the other surface, strong enough for a fence of its own
+    assert inspected_columns(image, margin=96).min() >= start
+
+
+@pytest.mark.parametrize("width", [8, 16])
+def test_a_bright_or_a_dark_warp_stripe_in_real_fabric_is_no_edge(aitex_sources, aitex_regions, width):
+    """A full-height stripe 300 px inside fabric 03, bright (a crease's light side, a thick yarn) or dark:
+    strong enough in the weave for a fence, but one side of an edge only, so the fabric is inspected
+    from its selvedge on as without it; a dark band beside the bright stripe makes it an edge."""
+    from rdcae.data.region import FENCE_Z, _edge_marks, _weave_z
+
+    source = by_role(aitex_sources["03"], "normal")[0]
+    start = band_width(aitex_regions[source.path])
+    x, plain = start + 300, inspected_columns(source.image[:, :, 0], margin=96).min()
+    for value in (240, 15):
+        image = source.image[:, :, 0].copy()
+        image[:, x : x + width] = value
+        starts, z = _weave_z(image.astype(np.float32))
+        near = (starts >= x - 32) & (starts <= x + width)
+        assert value == 15 or z[near].max() >= FENCE_Z
+        assert not _edge_marks(image.astype(np.float32), starts)[near].any()
+        assert inspected_columns(image, margin=96).min() == plain
+    image[:, x - 24 : x] = 15  # the dark band ...
+    image[:, x : x + 2] = 245  # ... and the bright line of an edge
+    starts, _ = _weave_z(image.astype(np.float32))
+    assert _edge_marks(image.astype(np.float32), starts)[(starts >= x - 32) & (starts <= x)].any()
+
+
 def test_a_full_height_line_inside_the_fabric_is_no_fence():
     """A warp defect over the full height, fabric on both sides of it: not a border, whatever its strength."""
     from rdcae.data.region import FENCE_Z, _weave_z

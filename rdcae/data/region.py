@@ -25,10 +25,14 @@ fabric, the border runs inwards while bands stay FOREIGN_Z unlike it, through th
 edge line and the selvedge. Another weave beside the fabric may differ from it by only a few
 deviations (an AITEX fabric 00 weave beside fabric 03: 1-5), too little to tell at the edge; the
 dark band and the edge line differ by tens. So a border also starts at a fence: a band FENCE_Z
-unlike the fabric in the outer third of a side, with at least MIN_SURFACE columns outside it
-whose median band is FABRIC_Z unlike the fabric or more. This one is searched beyond a blank band
-too, where the selvedge alone lies otherwise. A warp defect over the full height near the edge
-has fabric outside it and stays fabric, however strong. The fabric is taken to run top to bottom,
+unlike the fabric in the outer third of a side that holds an edge of the web over the full height
+(a dark band and a bright line beside it), with at least MIN_SURFACE columns outside it whose
+median band is FABRIC_Z unlike the fabric or more; the innermost such fence counts, so a seam in
+the other surface does not cut the border short. This one is searched beyond a blank band too,
+where the selvedge alone lies otherwise. A bright or a dark warp stripe over the full height is
+one side of an edge only and stays fabric, and so does an edge-like line with the fabric's own weave
+outside it; a full-height crease that shows both a shadow and a highlight, with fabric outside it
+unlike the centre (near the selvedge), would be taken for an edge. The fabric is taken to run top to bottom,
 as a line-scan camera sees the web: rows are not searched, so a weft defect across the whole width
 stays fabric.
 """
@@ -49,6 +53,8 @@ FOREIGN_Z = 3.0  # a border goes on inwards while bands stay this unlike the fab
 FENCE_Z = 15.0  # a band this unlike the fabric is a fence, such as an edge line (AITEX fabric, selvedge: < 10)
 FABRIC_Z = 1.0  # ... and what lies outside it is fabric where its bands' median is below this
 MIN_SURFACE = 256  # columns outside a fence, at least, for it to bound a surface (a warp defect nearer stays)
+EDGE_CONTRAST = 6.0  # a fence holds a dark band and a bright line this many robust deviations off the fabric's columns
+EDGE_DARK = 4  # columns of dark band, at least
 
 
 def _edge_run(saturated: np.ndarray, std: np.ndarray) -> int:
@@ -99,15 +105,40 @@ def _weave_z(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return starts, np.median((distance - median) / max(float(spread), 1e-6), axis=1)
 
 
-def _border_width(z: np.ndarray, offsets: np.ndarray, blank: bool = False) -> int:
-    """Columns of textured border from one side, given the bands' z ordered from that side and their
-    offsets (B,) from it. The border starts at the side when the band there is unlike the fabric
-    (unless `blank`: a blank band was peeled off that side, and the fabric's selvedge lies there), or at
-    a fence in the outer third with a surface unlike the fabric outside it."""
+def _edge_marks(gray: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Whether each band of TEXTURE_WINDOW columns at `starts` (B,), with as many columns on either
+    side, holds what an edge of the web shows over the full height: a dark band (EDGE_DARK columns or
+    more whose median over the rows is EDGE_CONTRAST robust deviations below the fabric's columns) and a
+    bright line beside it (a column as far above them, each row's brightest pixel within 2 columns
+    counted, so that a line a little off vertical still shows). A dark or a bright warp defect alone is
+    no edge. (B,) bool."""
+    width = gray.shape[1]
+    darkness = np.median(gray, axis=0)  # (W,)
+    brightness = np.median(np.stack([np.roll(gray, k, axis=1) for k in range(-2, 3)]).max(axis=0), axis=0)  # (W,)
+
+    def robust_z(values: np.ndarray) -> np.ndarray:
+        centre = values[width // 4 : 3 * width // 4]
+        median = np.median(centre)
+        return (values - median) / max(1.4826 * float(np.median(np.abs(centre - median))), 1e-6)
+
+    dark, bright = robust_z(darkness) < -EDGE_CONTRAST, robust_z(brightness) > EDGE_CONTRAST
+    marks = np.zeros(len(starts), bool)
+    for i, x in enumerate(starts):
+        lo, hi = max(0, x - TEXTURE_WINDOW), min(width, x + 2 * TEXTURE_WINDOW)
+        marks[i] = dark[lo:hi].sum() >= EDGE_DARK and bright[lo:hi].any()
+    return marks
+
+
+def _border_width(z: np.ndarray, offsets: np.ndarray, blank: bool = False, edges: np.ndarray | None = None) -> int:
+    """Columns of textured border from one side, given the bands' z ordered from that side, their
+    offsets (B,) from it and whether each holds an edge of the web (B,) bool. The border starts at the
+    side when the band there is unlike the fabric (unless `blank`: a blank band was peeled off that
+    side, and the fabric's selvedge lies there), or at the innermost fence in the outer third: a band
+    far unlike the fabric that holds an edge, with a surface unlike the fabric outside it."""
     starts = [0] if not blank and z[0] >= EDGE_Z else []
-    fences = np.flatnonzero((z >= FENCE_Z) & (offsets >= MIN_SURFACE) & (offsets <= offsets[-1] / 3))
-    if fences.size and np.median(z[: fences[0]]) >= FABRIC_Z:
-        starts.append(int(fences[0]))
+    edges = np.zeros(len(z), bool) if edges is None else edges
+    fences = (z >= FENCE_Z) & edges & (offsets >= MIN_SURFACE) & (offsets <= offsets[-1] / 3)
+    starts += [int(i) for i in np.flatnonzero(fences) if np.median(z[:i]) >= FABRIC_Z]
     width = 0
     for start in starts:  # the border runs inwards from where it starts while bands stay unlike the fabric
         inside = z[start:] > FOREIGN_Z
@@ -125,8 +156,9 @@ def texture_borders(gray: np.ndarray, blank: tuple[bool, bool] = (False, False))
         return 0, 0
     starts, z = found
     width = gray.shape[1]
-    return (_border_width(z, starts, blank[0]),
-            _border_width(z[::-1], (width - TEXTURE_WINDOW - starts)[::-1], blank[1]))
+    edges = _edge_marks(gray, starts)
+    return (_border_width(z, starts, blank[0], edges),
+            _border_width(z[::-1], (width - TEXTURE_WINDOW - starts)[::-1], blank[1], edges[::-1]))
 
 
 def fabric_region(image: np.ndarray, margin: int = 0, texture: bool = False) -> np.ndarray:

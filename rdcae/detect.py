@@ -121,7 +121,7 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str, tupl
         raise ConfigError("precision=bf16: onnxruntime runs the graph in fp32; use backend=openvino or backend=torch "
                           "for bf16, or precision=fp32")
     device = torch_device(cfg.get("device", "auto"), backend)
-    precision = detection_precision(str(cfg.precision), backend, device.type)
+    precision = detection_precision(str(cfg.precision), backend, device)
     alpha = cfg.get("false_alarms_per_image")
     if alpha is not None:
         try:

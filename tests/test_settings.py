@@ -71,6 +71,27 @@ def test_precision_auto_trains_in_bf16_only_where_the_cpu_computes_it_natively(a
     assert cfg.trainer.precision == "32-true"  # a precision given is kept
 
 
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_precision_auto_on_a_gpu_counts_native_bf16_only_not_emulated(native, expected, monkeypatch):
+    import contextlib
+
+    from rdcae.precision import detection_precision
+
+    asked = []
+
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        asked.append(including_emulation)
+        return native or including_emulation  # a pre-Ampere GPU: emulated bf16 only
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert detection_precision("auto", "torch", "cuda:0") == expected
+    assert training_precision("cuda") == ("bf16-mixed" if native else "32-true")
+    assert asked and not any(asked)  # emulation never counted
+
+
 def test_a_deep_svdd_block_missing_a_setting_is_refused_naming_it():
     cfg = compose_config(TINY + ["baselines=[deep_svdd]"])
     with open_dict(cfg):

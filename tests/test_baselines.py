@@ -252,3 +252,8 @@ def test_the_run_summary_names_the_quantile_counts_patches_and_flags_a_test_auc_
     assert "  test patches    : AUC 0.5900" in text and "little better than chance" in text
     assert "python -m rdcae.data summary" in text  # where to look first: what the model trained on
     assert "little better than chance" not in summary({**run, "test": {**run["test"], "auc": 0.9}}, Path("run"))
+    assert "train it longer" in text  # stopped for another reason than its plateau: more blocks may help
+    plateau = summary({**run, "stop_reason": "validation AUC on its plateau after block 7"}, Path("run"))
+    assert "train it longer" not in plateau and "more blocks will not help" in plateau
+    empty = summary({**run, "test": {"auc": math.nan, "f1": 0.0, "tp": 0, "fp": 6, "tn": 474, "fn": 0}}, Path("run"))
+    assert "no defect patch in the test set" in empty and "little better than chance" not in empty

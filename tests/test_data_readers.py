@@ -620,6 +620,17 @@ def test_folder_mixing_gray_and_rgb_converts_all_to_rgb(tmp_path, caplog):
     assert "3 channels" in caplog.text
 
 
+def test_folder_reads_a_mask_named_as_its_image_and_prefers_the_mvtec_name(tmp_path):
+    root = mvtec_layout(tmp_path)
+    truth = root / "ground_truth" / "crack"
+    (truth / "000_mask.png").rename(truth / "000.png")  # the Magnetic Tile way
+    assert folder.load(folder_cfg(root))[2].mask.sum() == 9
+    other = np.zeros((24, 24), np.uint8)
+    other[10:12, 10:12] = 255
+    save(truth / "000_mask.png", other)
+    assert folder.load(folder_cfg(root))[2].mask.sum() == 4  # <name>_mask.png first, where both are
+
+
 def test_folder_defect_image_without_mask_is_skipped_with_a_warning(tmp_path, caplog):
     root = mvtec_layout(tmp_path)
     save(root / "test" / "hole" / "000.png", texture(24, 24))
@@ -627,6 +638,7 @@ def test_folder_defect_image_without_mask_is_skipped_with_a_warning(tmp_path, ca
         sources = folder.load(folder_cfg(root))
     assert "test/hole" not in {s.group for s in sources}
     assert str(Path("hole") / "000.png") in caplog.text and "skipped" in caplog.text
+    assert "000_mask.png (nor 000.png)" in caplog.text
 
 
 def test_folder_without_images_is_named(tmp_path):

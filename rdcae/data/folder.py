@@ -3,7 +3,7 @@
     data_dir/train/good/*                      defect-free
     data_dir/test/good/*                       defect-free
     data_dir/test/<defect type>/<name>.<ext>   defect image
-    data_dir/ground_truth/<defect type>/<name>_mask.png
+    data_dir/ground_truth/<defect type>/<name>_mask.png   (or <name>.png, as some datasets name them)
 
 Images may be gray or RGB, as png, jpg, bmp or tif.
 """
@@ -28,6 +28,13 @@ def _image_paths(folder: Path) -> list[Path]:
             f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); add some or remove the folder."
         )
     return paths
+
+
+def _mask_path(folder: Path, stem: str) -> Path | None:
+    """The mask of image `stem` in its ground_truth folder: <stem>_mask.png as MVTec AD names it, else
+    <stem>_mask or <stem> with any image suffix (Magnetic Tile and others name a mask as its image)."""
+    names = [f"{stem}_mask.png"] + [f"{stem}_mask{s}" for s in IMAGE_SUFFIXES] + [f"{stem}{s}" for s in IMAGE_SUFFIXES]
+    return next((folder / n for n in names if (folder / n).is_file()), None)
 
 
 def load(dataset_cfg) -> list[SourceImage]:
@@ -56,9 +63,10 @@ def load(dataset_cfg) -> list[SourceImage]:
             if folder.name == GOOD:
                 sources.append(SourceImage(str(path), read_image(path), "normal", group=group))
                 continue
-            mask_path = data_dir / "ground_truth" / folder.name / f"{path.stem}_mask.png"
-            if not mask_path.is_file():
-                log.warning("%s: no mask %s; image skipped", path, mask_path)
+            mask_path = _mask_path(data_dir / "ground_truth" / folder.name, path.stem)
+            if mask_path is None:
+                log.warning("%s: no mask %s (nor %s); image skipped", path,
+                            data_dir / "ground_truth" / folder.name / f"{path.stem}_mask.png", f"{path.stem}.png")
                 continue
             image = read_image(path)
             mask = read_mask([mask_path], image.shape, image_path=path)

@@ -139,15 +139,24 @@ def quantile_phrase(metrics: dict) -> str:
     return "quantile" if q is None else f"the {100 * q:g} % quantile"
 
 
-def weak_test_lines(test: dict) -> list[str]:
-    """A note under a test AUC near chance: the run has not learned this surface well enough to act on."""
+def weak_test_lines(test: dict, stop_reason: str = "") -> list[str]:
+    """A note under a test AUC near chance (the run has not learned this surface well enough to act
+    on), or without one (no defect patch to test on)."""
     auc = test.get("auc")
-    if auc is None or math.isnan(auc) or auc >= WEAK_TEST_AUC:
+    if auc is None or math.isnan(auc):
+        if not test or test.get("tp", 0) + test.get("fn", 0) > 0:
+            return []
+        return ["                    no defect patch in the test set, so no AUC or F1: give the dataset defect "
+                "images with masks (the data warnings above name any image skipped)"]
+    if auc >= WEAK_TEST_AUC:
         return []
+    longer = ("train it longer (alternation.max_blocks)" if "plateau" not in stop_reason else
+              "it stopped on its plateau, so more blocks will not help; try what changes what it sees "
+              "(dataset.lighting, dataset.n_train)")
     return [f"                    the test patches' AUC is below {WEAK_TEST_AUC}: this model tells defects from "
             "clean patches little better than chance;",
             "                    see what it trained on (python -m rdcae.data summary with the run's dataset settings: "
-            "windows off the surface, a border taken for it?) or train it longer (alternation.max_blocks)"]
+            f"windows off the surface, a border taken for it?), or {longer}"]
 
 
 def summary(metrics: dict, output_dir: Path) -> str:
@@ -167,7 +176,7 @@ def summary(metrics: dict, output_dir: Path) -> str:
         f"  test patches    : AUC {t.get('auc', math.nan):.4f}  F1 {t.get('f1', math.nan):.4f}  "
         f"accuracy {t.get('accuracy', math.nan):.4f}"
         f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",
-        *weak_test_lines(t),
+        *weak_test_lines(t, str(metrics.get("stop_reason", ""))),
         *baseline_lines(metrics),
         f"  outputs         : {output_dir}",
         f"  TensorBoard     : tensorboard --logdir {output_dir / 'tensorboard'}",

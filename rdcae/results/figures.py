@@ -3,6 +3,7 @@ reconstruction error against SSIM (Figure 5) and the ROC curves of all methods (
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +15,7 @@ import torch  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 from torchmetrics.functional.classification import binary_roc  # noqa: E402
 
+from rdcae.data.images import portable  # noqa: E402
 from rdcae.metrics import as_probability  # noqa: E402
 
 
@@ -275,10 +277,12 @@ def write_detection_figures(detector, sources, writer, output_dir: Path, step: i
     image_detector = ImageDetector.from_detector(detector)
     fig_dir = output_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
+    stems = Counter(Path(s.path).stem for s in defects)  # a stem shared by defect types takes its folder's name
     paths = []
     for index, source in enumerate(defects[:k]):
         picture = overlay(source.image, image_detector.detect(source.image), source.mask)
-        name = f"{index}_{Path(source.path).stem}"
+        path = Path(source.path)
+        name = f"{index}_" + portable(path.stem if stems[path.stem] == 1 else f"{path.parent.name}_{path.stem}")
         path = fig_dir / f"detect_{name}.png"
         picture.save(path)
         writer.add_image(f"detect/{name}", np.asarray(picture), global_step=step, dataformats="HWC")

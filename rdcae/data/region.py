@@ -114,7 +114,11 @@ def _edge_marks(gray: np.ndarray, starts: np.ndarray) -> np.ndarray:
     no edge. (B,) bool."""
     width = gray.shape[1]
     darkness = np.median(gray, axis=0)  # (W,)
-    brightness = np.median(np.stack([np.roll(gray, k, axis=1) for k in range(-2, 3)]).max(axis=0), axis=0)  # (W,)
+    brightest = gray.copy()  # each pixel's row neighbourhood of 5 columns, its brightest
+    for k in (1, 2):
+        np.maximum(brightest[:, k:], gray[:, :-k], out=brightest[:, k:])
+        np.maximum(brightest[:, :-k], gray[:, k:], out=brightest[:, :-k])
+    brightness = np.median(brightest, axis=0)  # (W,)
 
     def robust_z(values: np.ndarray) -> np.ndarray:
         centre = values[width // 4 : 3 * width // 4]
@@ -156,7 +160,9 @@ def texture_borders(gray: np.ndarray, blank: tuple[bool, bool] = (False, False))
         return 0, 0
     starts, z = found
     width = gray.shape[1]
-    edges = _edge_marks(gray, starts)
+    outer = (starts <= (width - TEXTURE_WINDOW) / 3) | (starts >= 2 * (width - TEXTURE_WINDOW) / 3)
+    candidates = (z >= FENCE_Z) & outer  # where a fence could be: only there are the columns' statistics needed
+    edges = _edge_marks(gray, starts) if candidates.any() else np.zeros(len(starts), bool)
     return (_border_width(z, starts, blank[0], edges),
             _border_width(z[::-1], (width - TEXTURE_WINDOW - starts)[::-1], blank[1], edges[::-1]))
 

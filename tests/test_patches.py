@@ -334,3 +334,11 @@ def test_the_summary_says_a_bad_setting_or_folder_in_one_line(tmp_path, capsys, 
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_contact_sheet_says_when_its_patches_are_shown_with_the_lighting_evened_out():
+    from rdcae.data.__main__ import sheet_labels
+
+    plain, evened = sheet_labels((48, 20), (1600, 428)), sheet_labels((48, 20), (1600, 428), "local")
+    assert plain[0] == "normal patches (48 of 1600, drawn at random)" and "lighting" not in plain[0]
+    assert "dataset.lighting=local" in evened[0] and evened[1] == plain[1]

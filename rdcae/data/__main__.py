@@ -30,7 +30,16 @@ USAGE = ("usage: python -m rdcae.data summary [dataset=aitex fabric=03 data_dir=
          "       python -m rdcae.data images [output_dir=DIR] [dataset=... as for summary]")
 
 
-def contact_sheet(patches: PatchSet, per_row: int = 16, rows: int = 3, zoom: int = 3, seed: int = 0) -> Image.Image:
+def sheet_labels(shown: tuple[int, int], total: tuple[int, int], lighting: str = "none") -> tuple[str, str]:
+    """The contact sheet's two captions: normal and defect patches shown of how many, and, where the run
+    evens out the lighting, that the patches are shown so, as the network sees them."""
+    seen = "" if lighting == "none" else f"; lighting evened out as the network sees it (dataset.lighting={lighting})"
+    return (f"normal patches ({shown[0]} of {total[0]}, drawn at random{seen})",
+            f"defect patches ({shown[1]} of {total[1]}), their defect pixels tinted red")
+
+
+def contact_sheet(patches: PatchSet, per_row: int = 16, rows: int = 3, zoom: int = 3, seed: int = 0,
+                  lighting: str = "none") -> Image.Image:
     """Rows of random normal patches, then rows of defect patches with their mask tinted red."""
     rng = np.random.default_rng(seed)
 
@@ -50,8 +59,7 @@ def contact_sheet(patches: PatchSet, per_row: int = 16, rows: int = 3, zoom: int
         defect = np.where(mask, 0.6 * defect + 0.4 * np.array([255.0, 0, 0]), defect)
 
     p, gap = patches.train_normal.shape[-1], 2
-    labels = (f"normal patches ({len(normal)} of {len(normals)}, drawn at random)",
-              f"defect patches ({len(defect)} of {len(patches.test_defect)}), their defect pixels tinted red")
+    labels = sheet_labels((len(normal), len(defect)), (len(normals), len(patches.test_defect)), lighting)
     pieces = []
     for label, block in zip(labels, (normal, defect)):
         if not len(block):
@@ -141,7 +149,7 @@ def summarize(overrides: list[str]) -> None:
         where = str(Path(str(cfg.dataset.data_dir)).expanduser().resolve())
         tag += f"_{Path(where).name}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
     path = out / f"{tag}.png"
-    contact_sheet(patches, seed=int(cfg.seed)).save(path)
+    contact_sheet(patches, seed=int(cfg.seed), lighting=str(cfg.dataset.get("lighting", "none"))).save(path)
     print(f"  contact sheet   : {path} (normal patches above, defect patches below, each labelled)")
 
 

@@ -205,9 +205,10 @@ def region_settings(cfg: DictConfig) -> dict:
 
 
 def input_items(spec: str, skip: Path | None = None) -> list[Item]:
-    """The images `input=` names: a file, a folder (recursively; masks named *_mask* left out, and the
-    folder `skip` when it lies inside, where a detection writes its overlays, and any other folder inside
-    that holds a detections.csv, an earlier detection's) or a glob."""
+    """The images `input=` names: a file, a folder (recursively; masks left out, named *_mask* or lying in a
+    ground_truth folder as the MVTec AD layout keeps them, and the folder `skip` when it lies inside, where a
+    detection writes its overlays, and any other folder inside that holds a detections.csv, an earlier
+    detection's) or a glob."""
     path = Path(spec).expanduser()
     if path.is_file():
         paths = [path]
@@ -220,6 +221,7 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
         skipped = [skip] * (skip is not None) + [r.parent for r in files.values() if r.name == "detections.csv"
                                                  and r.parent != root]
         paths = sorted(p for p, r in files.items() if p.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in p.stem
+                       and "ground_truth" not in p.relative_to(path).parts[:-1]
                        and not any(r.is_relative_to(s) for s in skipped))
         if not paths:
             raise ConfigError(f"input={spec}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")

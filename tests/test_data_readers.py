@@ -629,6 +629,10 @@ def test_folder_reads_a_mask_named_as_its_image_and_prefers_the_mvtec_name(tmp_p
     other[10:12, 10:12] = 255
     save(truth / "000_mask.png", other)
     assert folder.load(folder_cfg(root))[2].mask.sum() == 4  # <name>_mask.png first, where both are
+    (root / "test" / "crack" / "000.png").rename(root / "test" / "crack" / "000.PNG")
+    (truth / "000_mask.png").unlink()
+    (truth / "000.png").rename(truth / "000.PNG")  # suffixes in capitals, as images may have them
+    assert folder.load(folder_cfg(root))[2].mask.sum() == 9
 
 
 def test_folder_defect_image_without_mask_is_skipped_with_a_warning(tmp_path, caplog):

@@ -919,3 +919,15 @@ def test_detect_restates_the_rate_for_images_twice_the_training_size(trained, cl
     assert "false alarms per clean image of theirs" in capsys.readouterr().err
     assert main(common + [f"input={tmp_path / 'same.png'}", f"output_dir={tmp_path / 'b'}"]) == 0
     assert "of theirs" not in capsys.readouterr().err  # the training images' size: the rate as stated
+
+
+def test_a_folder_given_as_input_leaves_out_masks_by_name_and_in_ground_truth_folders(tmp_path):
+    from rdcae.detect import input_items
+
+    pixels = np.zeros((40, 40), np.uint8)
+    for name in ("test/crack/000.png", "test/crack/001.PNG", "ground_truth/crack/000.png", "ground_truth/crack/001.PNG",
+                 "test/good/002_mask.png", "ground_truths/003.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(tmp_path / name, format="PNG")
+    names = [item.name for item in input_items(str(tmp_path))]
+    assert names == ["ground_truths/003.png", "test/crack/000.png", "test/crack/001.PNG"]

@@ -32,9 +32,13 @@ def _image_paths(folder: Path) -> list[Path]:
 
 def _mask_path(folder: Path, stem: str) -> Path | None:
     """The mask of image `stem` in its ground_truth folder: <stem>_mask.png as MVTec AD names it, else
-    <stem>_mask or <stem> with any image suffix (Magnetic Tile and others name a mask as its image)."""
+    <stem>_mask or <stem> with any image suffix (Magnetic Tile and others name a mask as its image), in
+    any letter case of the suffix, as images are read."""
+    if not folder.is_dir():
+        return None
+    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
     names = [f"{stem}_mask.png"] + [f"{stem}_mask{s}" for s in IMAGE_SUFFIXES] + [f"{stem}{s}" for s in IMAGE_SUFFIXES]
-    return next((folder / n for n in names if (folder / n).is_file()), None)
+    return next((files[n.lower()] for n in names if n.lower() in files), None)
 
 
 def load(dataset_cfg) -> list[SourceImage]:

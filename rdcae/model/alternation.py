@@ -215,7 +215,8 @@ class Alternation(L.Callback):
                 self.stop_reason += BEFORE_S
             trainer.should_stop = True
         else:
-            self.stop_reason = f"max_blocks={self.max_blocks} reached (train AUC {record.train_auc:.4f})"
+            self.stop_reason = (f"max_blocks={self.max_blocks} reached (train AUC {record.train_auc:.4f})"
+                                + ("; validation AUC on its plateau by then" if plateau else ""))
             if module.robust and not self.s_started:
                 self.stop_reason += (
                     f"; S was never updated: more than start_fraction={self.start_fraction} of the training errors "

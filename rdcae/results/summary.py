@@ -146,8 +146,8 @@ def weak_test_lines(test: dict, stop_reason: str = "") -> list[str]:
     if auc is None or math.isnan(auc):
         if not test or test.get("tp", 0) + test.get("fn", 0) > 0:
             return []
-        return ["                    no defect patch in the test set, so no AUC or F1: give the dataset defect "
-                "images with masks (the data warnings above name any image skipped)"]
+        return ["                    no defect patch in the test set, so no AUC, and F1 0 has nothing to find: give "
+                "the dataset defect images with masks (the data warnings above name any image skipped)"]
     if auc >= WEAK_TEST_AUC:
         return []
     longer = ("train it longer (alternation.max_blocks)" if "plateau" not in stop_reason else

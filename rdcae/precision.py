@@ -51,11 +51,16 @@ def detection_precision(setting: str, backend: str, device: str | torch.device =
             import openvino as ov
         except ImportError:
             return "fp32"  # the backend itself then says how to install it
-        try:
-            return "bf16" if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "fp32"
-        except RuntimeError:  # an OpenVINO that cannot list the CPU's capabilities
-            return "fp32"
+        return "bf16" if openvino_computes_bf16(ov.Core()) else "fp32"
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_available() and cuda_computes_bf16(device.index) else "fp32"
     return "bf16" if training_precision("cpu") == "bf16-mixed" else "fp32"
+
+
+def openvino_computes_bf16(core) -> bool:
+    """Whether OpenVINO (`core`, an openvino.Core) lists bf16 arithmetic for this CPU."""
+    try:
+        return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except RuntimeError:  # an OpenVINO that cannot list the CPU's capabilities
+        return False

@@ -22,6 +22,7 @@ import torch
 from rdcae.inference.detector import Detector, PatchScorer, image_threshold
 from rdcae.metrics.threshold import OVERLAP_WINDOWS, ImageOperatingPoint, exponential_tail
 from rdcae.model.network import NetworkSpec, chunk_size_for
+from rdcae.precision import openvino_computes_bf16
 
 FORMAT = "rdcae-onnx/1"
 OPSET = 17  # what the lower bounds of onnxruntime and openvino in pyproject.toml were checked with
@@ -225,7 +226,7 @@ class OpenVinoScorer(_ExportedDetector):
         super().__init__(path)
         _check_threads(threads)
         core = ov.Core()
-        if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        if precision == "bf16" and not openvino_computes_bf16(core):
             raise ValueError("precision=bf16: this CPU has no bf16 arithmetic (AVX-512 BF16 or AMX); "
                              "use precision=fp32")
         config = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision]}

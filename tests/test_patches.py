@@ -342,3 +342,20 @@ def test_the_contact_sheet_says_when_its_patches_are_shown_with_the_lighting_eve
     plain, evened = sheet_labels((48, 20), (1600, 428)), sheet_labels((48, 20), (1600, 428), "local")
     assert plain[0] == "normal patches (48 of 1600, drawn at random)" and "lighting" not in plain[0]
     assert "dataset.lighting=local" in evened[0] and evened[1] == plain[1]
+
+
+def test_the_contact_sheet_is_wide_enough_for_its_captions_at_the_smallest_patch():
+    from types import SimpleNamespace
+
+    from PIL import ImageFont
+
+    from rdcae.data.__main__ import contact_sheet, sheet_labels
+
+    rng = np.random.default_rng(0)
+    patches = SimpleNamespace(train_normal=rng.integers(0, 255, (40, 1, 8, 8), np.uint8),
+                              test_normal=rng.integers(0, 255, (10, 1, 8, 8), np.uint8),
+                              test_defect=rng.integers(0, 255, (5, 1, 8, 8), np.uint8),
+                              test_defect_mask=np.ones((5, 8, 8), bool))
+    sheet = contact_sheet(patches, lighting="local")
+    caption = sheet_labels((48, 5), (50, 5), "local")[0]
+    assert sheet.width >= ImageFont.load_default(size=14).getlength(caption) > 16 * 10 * 3  # wider than the grid

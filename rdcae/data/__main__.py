@@ -73,7 +73,8 @@ def contact_sheet(patches: PatchSet, per_row: int = 16, rows: int = 3, zoom: int
         pieces.append((label, tile.resize((tile.width * zoom, tile.height * zoom), Image.NEAREST)))
     font = ImageFont.load_default(size=14)
     head = 22
-    sheet = Image.new("RGB", (max(t.width for _, t in pieces), sum(head + t.height for _, t in pieces)), "white")
+    wide = max(max(t.width for _, t in pieces), *(int(font.getlength(label)) + 8 for label, _ in pieces))
+    sheet = Image.new("RGB", (wide, sum(head + t.height for _, t in pieces)), "white")  # wide enough for a caption
     draw, y = ImageDraw.Draw(sheet), 0
     for label, tile in pieces:
         draw.text((4, y + 3), label, fill=(0, 0, 0), font=font)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import compose_config
+from PIL import Image
 
 import rdcae.data.patches as patches_module
 from rdcae.data.__main__ import main as data_main
@@ -239,9 +240,10 @@ def test_data_summary_prints_counts_and_writes_a_contact_sheet(tmp_path, monkeyp
     out = capsys.readouterr().out
     assert code == 0
     assert "normal patches  : 70 train + 30 test" in out
-    sheets = list((tmp_path / "outputs" / "data_summary").glob("*.png"))
+    sheets = [p for p in (tmp_path / "outputs" / "data_summary").glob("*.png") if not p.stem.endswith("_regions")]
     assert len(sheets) == 1 and sheets[0].stat().st_size > 1000
-    from PIL import Image
+    regions = Image.open(sheets[0].with_name(f"{sheets[0].stem}_regions.png"))
+    assert "fabric regions  :" in out and regions.height > 3 * 22  # one normal and two defect images, captioned
 
     head = np.asarray(Image.open(sheets[0]).convert("L"))[:22]  # the label above the normal patches
     assert (head == 255).mean() > 0.9 and head.min() < 80  # white, with dark text on it
@@ -359,3 +361,23 @@ def test_the_contact_sheet_is_wide_enough_for_its_captions_at_the_smallest_patch
     sheet = contact_sheet(patches, lighting="local")
     caption = sheet_labels((48, 5), (50, 5), "local")[0]
     assert sheet.width >= ImageFont.load_default(size=14).getlength(caption) > 16 * 10 * 3  # wider than the grid
+
+
+def test_the_region_sheet_dims_what_the_fabric_region_leaves_out_and_outlines_the_masks():
+    from omegaconf import OmegaConf
+
+    from rdcae.data.__main__ import region_sheet
+    from rdcae.data.sources import SourceImage
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 120, (64, 300, 1), np.uint8)
+    image[:, :100] = 255  # a white band, as left of AITEX's fabric
+    mask = np.zeros((64, 300), bool)
+    mask[20:40, 200:240] = True
+    sources = [SourceImage("a/clean.png", image.copy(), "normal"), SourceImage("a/flaw.png", image.copy(), "defect",
+                                                                                mask=mask)]
+    sheet = np.asarray(region_sheet(sources, OmegaConf.create({"edge_margin": 0, "texture_borders": False})))
+    clean, flaw = sheet[22 : 22 + 64], sheet[2 * 22 + 64 : 2 * 22 + 128]
+    assert (clean[:, :100] == round(255 * 0.35)).all()  # the band, dimmed
+    np.testing.assert_array_equal(clean[:, 100:300, 0], image[:, 100:, 0])  # the fabric as it is
+    assert (flaw[20, 200:240] == 255).all() and (flaw[30, 220] != 255).any()  # the mask's outline, not its inside

@@ -1,7 +1,8 @@
 """`python -m rdcae.data summary [overrides]`: what a run would train and test on.
 
 Prints images per role, patches per class, what was excluded and the paper's counts beside
-ours, and writes a contact sheet of sampled normal and defect patches to look at.
+ours, and writes a contact sheet of sampled normal and defect patches to look at, and a sheet of
+whole images with what the fabric region leaves out dimmed.
 
 `python -m rdcae.data images [output_dir=DIR] [overrides]`: the dataset's images as files in the
 MVTec AD layout (the embedded fabric's, by default), to point rdcae.detect at, to look at, or to
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,6 +24,8 @@ from hydra.errors import HydraException
 from PIL import Image, ImageDraw, ImageFont
 
 from rdcae.data.patches import PatchSet, check_patch_settings, prepare_patches
+from rdcae.data.region import fabric_region
+from rdcae.data.sources import load_sources
 from rdcae.errors import ConfigError, DataError
 from rdcae.overrides import check_overrides
 
@@ -152,6 +156,47 @@ def summarize(overrides: list[str]) -> None:
     path = out / f"{tag}.png"
     contact_sheet(patches, seed=int(cfg.seed), lighting=str(cfg.dataset.get("lighting", "none"))).save(path)
     print(f"  contact sheet   : {path} (normal patches above, defect patches below, each labelled)")
+    regions = out / f"{tag}_regions.png"
+    logging.disable(logging.WARNING)  # the data warnings were printed above, once
+    try:
+        sources = load_sources(cfg.dataset)
+    finally:
+        logging.disable(logging.NOTSET)
+    region_sheet(sources, cfg.dataset).save(regions)
+    print(f"  fabric regions  : {regions} (whole images: what windows are cut from bright, what is left out "
+          "dimmed, masks in white)")
+
+
+def region_sheet(sources: list, dataset, per_role: int = 2, width: int = 1600) -> Image.Image:
+    """The first `per_role` normal and defect images, each at most `width` pixels wide, with what the fabric
+    region leaves out dimmed (a border, a band, the selvedge margin) and the defect masks outlined in white:
+    the check that windows come from the surface alone."""
+    margin, texture = int(dataset.get("edge_margin") or 0), bool(dataset.get("texture_borders", False))
+    chosen = [s for role in ("normal", "defect") for s in [s for s in sources if s.role == role][:per_role]]
+    font, head, pieces = ImageFont.load_default(size=14), 22, []
+    for src in chosen:
+        fabric = (fabric_region(src.image, margin, texture) if dataset.get("exclude_background", True)
+                  else np.ones(src.image.shape[:2], bool))
+        rgb = np.repeat(src.image, 3, axis=2) if src.image.shape[2] == 1 else src.image[:, :, :3]
+        out = np.where(fabric[..., None], rgb, rgb * 0.35).astype(np.uint8)
+        if src.mask is not None:
+            inner = src.mask.copy()
+            inner[1:-1, 1:-1] &= src.mask[:-2, 1:-1] & src.mask[2:, 1:-1] & src.mask[1:-1, :-2] & src.mask[1:-1, 2:]
+            out[src.mask & ~inner] = 255
+        picture = Image.fromarray(out)
+        if picture.width > width:
+            picture = picture.resize((width, max(1, round(picture.height * width / picture.width))), Image.BILINEAR)
+        label = (f"{src.role}: {Path(src.path).name}; {100 * (1 - fabric.mean()):.0f} % left out"
+                 + ("" if fabric.any() else " (no fabric found)"))
+        pieces.append((label, picture))
+    wide = max(max(p.width for _, p in pieces), *(int(font.getlength(label)) + 8 for label, _ in pieces))
+    sheet = Image.new("RGB", (wide, sum(head + p.height for _, p in pieces)), "white")
+    draw, y = ImageDraw.Draw(sheet), 0
+    for label, picture in pieces:
+        draw.text((4, y + 3), label, fill=(0, 0, 0), font=font)
+        sheet.paste(picture, (0, y + head))
+        y += head + picture.height
+    return sheet
 
 
 def write_images(argv: list[str]) -> Path:
@@ -159,7 +204,7 @@ def write_images(argv: list[str]) -> Path:
     outputs/data_images/<dataset>): train/good/, test/good/ (its held-out clean images), test/defect/ and
     ground_truth/defect/<name>_mask.png. Refuses a folder that holds anything."""
     from rdcae.data.images import portable, unique
-    from rdcae.data.sources import held_out, holdout_count, load_sources
+    from rdcae.data.sources import held_out, holdout_count
 
     overrides = [a for a in argv if not a.startswith("output_dir=")]
     given = [a.partition("=")[2] for a in argv if a.startswith("output_dir=")]

@@ -2,7 +2,7 @@
 
 Prints images per role, patches per class, what was excluded and the paper's counts beside
 ours, and writes a contact sheet of sampled normal and defect patches to look at, and a sheet of
-whole images with what the fabric region leaves out dimmed.
+whole images with what the fabric region leaves out tinted.
 
 `python -m rdcae.data images [output_dir=DIR] [overrides]`: the dataset's images as files in the
 MVTec AD layout (the embedded fabric's, by default), to point rdcae.detect at, to look at, or to
@@ -30,6 +30,7 @@ from rdcae.errors import ConfigError, DataError
 from rdcae.overrides import check_overrides
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
+LEFT_OUT = np.array([30.0, 60.0, 160.0])  # the region sheet's tint over what no window is cut from
 USAGE = ("usage: python -m rdcae.data summary [dataset=aitex fabric=03 data_dir=/path/to/AITEX patch_size=32 ...]\n"
          "       python -m rdcae.data images [output_dir=DIR] [dataset=... as for summary]")
 
@@ -163,14 +164,15 @@ def summarize(overrides: list[str]) -> None:
     finally:
         logging.disable(logging.NOTSET)
     region_sheet(sources, cfg.dataset).save(regions)
-    print(f"  fabric regions  : {regions} (whole images: what windows are cut from bright, what is left out "
-          "dimmed, masks in white)")
+    print(f"  fabric regions  : {regions} (whole images: what is left out of the windows tinted blue, masks "
+          "outlined in white)")
 
 
 def region_sheet(sources: list, dataset, per_role: int = 2, width: int = 1600) -> Image.Image:
     """The first `per_role` normal and defect images, each at most `width` pixels wide, with what the fabric
-    region leaves out dimmed (a border, a band, the selvedge margin) and the defect masks outlined in white:
-    the check that windows come from the surface alone."""
+    region leaves out tinted blue (a border, a band, the selvedge margin; a tint, since a dimmed white band
+    would look like fabric) and the defect masks outlined in white: the check that windows come from the
+    surface alone."""
     margin, texture = int(dataset.get("edge_margin") or 0), bool(dataset.get("texture_borders", False))
     chosen = [s for role in ("normal", "defect") for s in [s for s in sources if s.role == role][:per_role]]
     font, head, pieces = ImageFont.load_default(size=14), 22, []
@@ -178,7 +180,7 @@ def region_sheet(sources: list, dataset, per_role: int = 2, width: int = 1600) -
         fabric = (fabric_region(src.image, margin, texture) if dataset.get("exclude_background", True)
                   else np.ones(src.image.shape[:2], bool))
         rgb = np.repeat(src.image, 3, axis=2) if src.image.shape[2] == 1 else src.image[:, :, :3]
-        out = np.where(fabric[..., None], rgb, rgb * 0.35).astype(np.uint8)
+        out = np.where(fabric[..., None], rgb, 0.3 * rgb + 0.7 * LEFT_OUT).astype(np.uint8)
         if src.mask is not None:
             inner = src.mask.copy()
             inner[1:-1, 1:-1] &= src.mask[:-2, 1:-1] & src.mask[2:, 1:-1] & src.mask[1:-1, :-2] & src.mask[1:-1, 2:]
@@ -186,7 +188,7 @@ def region_sheet(sources: list, dataset, per_role: int = 2, width: int = 1600) -
         picture = Image.fromarray(out)
         if picture.width > width:
             picture = picture.resize((width, max(1, round(picture.height * width / picture.width))), Image.BILINEAR)
-        label = (f"{src.role}: {Path(src.path).name}; {100 * (1 - fabric.mean()):.0f} % left out"
+        label = (f"{src.role}: {Path(src.path).name}; {100 * (1 - fabric.mean()):.0f} % left out (blue)"
                  + ("" if fabric.any() else " (no fabric found)"))
         pieces.append((label, picture))
     wide = max(max(p.width for _, p in pieces), *(int(font.getlength(label)) + 8 for label, _ in pieces))

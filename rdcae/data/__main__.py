@@ -76,15 +76,20 @@ def contact_sheet(patches: PatchSet, per_row: int = 16, rows: int = 3, zoom: int
             grid[r * (p + gap) : r * (p + gap) + p, c * (p + gap) : c * (p + gap) + p] = patch
         tile = Image.fromarray(grid.clip(0, 255).astype(np.uint8))
         pieces.append((label, tile.resize((tile.width * zoom, tile.height * zoom), Image.NEAREST)))
+    return captioned(pieces)
+
+
+def captioned(pieces: list[tuple[str, Image.Image]], head: int = 22) -> Image.Image:
+    """The pictures of `pieces` one under the other on white, each under its caption, as wide as the widest
+    picture or caption."""
     font = ImageFont.load_default(size=14)
-    head = 22
-    wide = max(max(t.width for _, t in pieces), *(int(font.getlength(label)) + 8 for label, _ in pieces))
-    sheet = Image.new("RGB", (wide, sum(head + t.height for _, t in pieces)), "white")  # wide enough for a caption
+    wide = max(max(p.width for _, p in pieces), *(int(font.getlength(label)) + 8 for label, _ in pieces))
+    sheet = Image.new("RGB", (wide, sum(head + p.height for _, p in pieces)), "white")
     draw, y = ImageDraw.Draw(sheet), 0
-    for label, tile in pieces:
+    for label, picture in pieces:
         draw.text((4, y + 3), label, fill=(0, 0, 0), font=font)
-        sheet.paste(tile, (0, y + head))
-        y += head + tile.height
+        sheet.paste(picture, (0, y + head))
+        y += head + picture.height
     return sheet
 
 
@@ -175,7 +180,7 @@ def region_sheet(sources: list, dataset, per_role: int = 2, width: int = 1600) -
     surface alone."""
     margin, texture = int(dataset.get("edge_margin") or 0), bool(dataset.get("texture_borders", False))
     chosen = [s for role in ("normal", "defect") for s in [s for s in sources if s.role == role][:per_role]]
-    font, head, pieces = ImageFont.load_default(size=14), 22, []
+    pieces = []
     for src in chosen:
         fabric = (fabric_region(src.image, margin, texture) if dataset.get("exclude_background", True)
                   else np.ones(src.image.shape[:2], bool))
@@ -191,14 +196,7 @@ def region_sheet(sources: list, dataset, per_role: int = 2, width: int = 1600) -
         label = (f"{src.role}: {Path(src.path).name}; {100 * (1 - fabric.mean()):.0f} % left out (blue)"
                  + ("" if fabric.any() else " (no fabric found)"))
         pieces.append((label, picture))
-    wide = max(max(p.width for _, p in pieces), *(int(font.getlength(label)) + 8 for label, _ in pieces))
-    sheet = Image.new("RGB", (wide, sum(head + p.height for _, p in pieces)), "white")
-    draw, y = ImageDraw.Draw(sheet), 0
-    for label, picture in pieces:
-        draw.text((4, y + 3), label, fill=(0, 0, 0), font=font)
-        sheet.paste(picture, (0, y + head))
-        y += head + picture.height
-    return sheet
+    return captioned(pieces)
 
 
 def write_images(argv: list[str]) -> Path:

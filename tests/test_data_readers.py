@@ -686,4 +686,6 @@ def test_the_summary_writes_one_contact_sheet_per_folder_dataset(tmp_path, monke
         assert data_main(["summary", "dataset=folder", f"data_dir={tmp_path / name}", "patch_size=16",
                           "dataset.n_normal=20", f"cache_dir={tmp_path / 'cache'}"]) == 0, capsys.readouterr().err
     sheets = sorted(p.name for p in (tmp_path / "outputs" / "data_summary").glob("*.png"))
-    assert len(sheets) == 2 and "line_a" in sheets[0] and "line_b" in sheets[1]
+    contact = [name for name in sheets if not name.endswith("_regions.png")]
+    assert len(contact) == 2 and "line_a" in contact[0] and "line_b" in contact[1]
+    assert sheets == sorted(contact + [name.replace(".png", "_regions.png") for name in contact])  # each its regions

@@ -38,9 +38,9 @@ def band_end(gray: np.ndarray) -> int:
     return int(np.argmin(saturated)) if saturated[0] else 0
 
 
-def framed(gray: np.ndarray, surface: np.ndarray, contrast: float) -> tuple[np.ndarray, int]:
+def framed(gray: np.ndarray, surface: np.ndarray, contrast: float) -> np.ndarray:
     """`gray` (H, W uint8) with its white band's last len(surface) + DARK + LINE columns replaced as
-    described above, and the column where the fabric starts."""
+    described above."""
     width = surface.shape[1]
     start = band_end(gray)
     if start < width + DARK + LINE:
@@ -54,7 +54,7 @@ def framed(gray: np.ndarray, surface: np.ndarray, contrast: float) -> tuple[np.n
     out[:, x - DARK:x] = 25.0
     texture = surface.astype(np.float32)
     out[:, x - DARK - width:x - DARK] = texture - texture.mean() + mean
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8), start
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def surface_stretches(root: Path, fabric: str, count: int, width: int = SURFACE) -> list[np.ndarray]:
@@ -79,7 +79,7 @@ def build(root: Path, out: Path, fabric: str, surface: str, contrast: float, no_
     for i, path in enumerate(images):
         gray = np.asarray(Image.open(path).convert("L"))
         surface_cols = band_end(gray) - DARK - LINE if no_band else SURFACE
-        image, _ = framed(gray, stretches[i][:, :surface_cols], contrast)
+        image = framed(gray, stretches[i][:, :surface_cols], contrast)
         target = out / path.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(target)

@@ -133,14 +133,13 @@ def _edge_marks(gray: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return marks
 
 
-def _border_width(z: np.ndarray, offsets: np.ndarray, blank: bool = False, edges: np.ndarray | None = None) -> int:
+def _border_width(z: np.ndarray, offsets: np.ndarray, blank: bool, edges: np.ndarray) -> int:
     """Columns of textured border from one side, given the bands' z ordered from that side, their
     offsets (B,) from it and whether each holds an edge of the web (B,) bool. The border starts at the
     side when the band there is unlike the fabric (unless `blank`: a blank band was peeled off that
     side, and the fabric's selvedge lies there), or at the innermost fence in the outer third: a band
     far unlike the fabric that holds an edge, with a surface unlike the fabric outside it."""
     starts = [0] if not blank and z[0] >= EDGE_Z else []
-    edges = np.zeros(len(z), bool) if edges is None else edges
     fences = (z >= FENCE_Z) & edges & (offsets >= MIN_SURFACE) & (offsets <= offsets[-1] / 3)
     starts += [int(i) for i in np.flatnonzero(fences) if np.median(z[:i]) >= FABRIC_Z]
     width = 0

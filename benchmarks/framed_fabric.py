@@ -10,8 +10,10 @@ where AITEX has its white band, lies 640 px of another textured surface (the fab
 weave, a different stretch per image, shifted to the fabric's mean gray; with `--no-band` it fills the
 white band to the image's edge), then a dark band 24 px wide, then a bright edge line 2 px wide over the
 full height, then the fabric with its own selvedge.
-The fabric's gray levels are scaled around its mean by `--contrast` (a lower-contrast weave). Masks
-are copied as they are: no defect lies in the border. Train and detect on the copy as on AITEX:
+The fabric's gray levels are scaled around its mean by `--contrast` (a lower-contrast weave). An image
+without a white band wide enough for the border (fabric 00's `0062_022_00`, framed by brushed metal
+already) is copied as it is. Masks are copied as they are: no defect lies in the border. Train and
+detect on the copy as on AITEX:
 
     python -m rdcae.train dataset=aitex fabric=03 data_dir=/tmp/framed dataset.holdout_images=5
     python -m rdcae.detect model=<run>/model.pt dataset=aitex fabric=03 data_dir=/tmp/framed
@@ -76,18 +78,24 @@ def build(root: Path, out: Path, fabric: str, surface: str, contrast: float, no_
     if not images:
         raise SystemExit(f"{root}: no image of fabric {fabric} in AITEX's layout")
     stretches = surface_stretches(root, surface, len(images), 1400 if no_band else SURFACE)
+    unframed = []
     for i, path in enumerate(images):
         gray = np.asarray(Image.open(path).convert("L"))
-        surface_cols = band_end(gray) - DARK - LINE if no_band else SURFACE
-        image = framed(gray, stretches[i][:, :surface_cols], contrast)
         target = out / path.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if band_end(gray) < SURFACE + DARK + LINE:  # no white band to replace (0062_022_00: brushed metal)
+            shutil.copyfile(path, target)
+            unframed.append(path.name)
+            continue
+        surface_cols = band_end(gray) - DARK - LINE if no_band else SURFACE
+        image = framed(gray, stretches[i][:, :surface_cols], contrast)
         Image.fromarray(image).save(target)
     masks = sorted(root.glob(f"Mask_images/*_{fabric}_mask*.png"))
     (out / "Mask_images").mkdir(parents=True, exist_ok=True)
     for mask in masks:
         shutil.copyfile(mask, out / "Mask_images" / mask.name)
-    print(f"{len(images)} images of fabric {fabric} framed ({len(masks)} masks) under {out}")
+    print(f"{len(images) - len(unframed)} images of fabric {fabric} framed ({len(masks)} masks) under {out}"
+          + (f"; copied as they are, without a white band to replace: {', '.join(unframed)}" if unframed else ""))
 
 
 def check(model: str, out: Path, fabric: str) -> None:
@@ -96,25 +104,28 @@ def check(model: str, out: Path, fabric: str) -> None:
     from rdcae.inference.image import ImageDetector
 
     detector = ImageDetector.from_detector(load_detector(model))
-    inspected = 0
+    inspected = checked = 0
     paths = sorted(out.glob(f"Defect_images/*_{fabric}.png")) + sorted(out.glob(f"NODefect_images/*/*_{fabric}.png"))
     for path in paths:
         gray = np.asarray(Image.open(path).convert("L"))
         start = fabric_start(gray)
+        if start is None:
+            print(f"{path.name}: not framed")
+            continue
         yx, _ = detector.corners(detector.check_image(gray, path.name))
         first = int(yx[:, 1].min()) if len(yx) else None
         on_border = first is not None and first < start
         inspected += on_border
+        checked += 1
         print(f"{path.name}: fabric from column {start}; first window at column {first}"
               + ("  <-- the border is inspected" if on_border else ""))
-    print(f"{inspected} of {len(paths)} images have a window on the border")
+    print(f"{inspected} of {checked} framed images have a window on the border")
 
 
-def fabric_start(gray: np.ndarray) -> int:
-    """The fabric's first column on a framed image: right of the bright edge line."""
-    means = gray.mean(axis=0)
-    line = np.flatnonzero(means >= 240)
-    return int(line[-1]) + 1
+def fabric_start(gray: np.ndarray) -> int | None:
+    """The fabric's first column on a framed image: right of the bright edge line (None: no such line)."""
+    line = np.flatnonzero(gray.min(axis=0) >= 240)
+    return int(line[-1]) + 1 if len(line) else None
 
 
 def main() -> None:

@@ -336,6 +336,21 @@ def test_aitex_framed_by_another_weave_and_an_edge_line_is_not_inspected(aitex_s
         assert np.flatnonzero(region.all(axis=0))[0] < start + 96 + 96, source.path  # the fabric itself kept
 
 
+def test_a_weave_alike_in_its_spectrum_but_not_in_its_contrast_is_fenced_off(aitex_sources, aitex_regions):
+    """Fabric 00, a low-contrast twill (std about 17), framed by fabric 03's weave out to the image's edge:
+    the two spectra are so alike that the other surface is often less than one robust deviation unlike
+    the fabric; its contrast, about 1.7 times the fabric's, tells it apart behind the fence."""
+    other = [s.image[:, 1500:, 0] for s in by_role(aitex_sources["03"], "normal")]
+    sources = by_role(aitex_sources["00"], "normal")[:8]
+    assert len(sources) == 8
+    for i, source in enumerate(sources):
+        start = band_width(aitex_regions[source.path])
+        image = framed_by_a_weave(source.image[:, :, 0], start, other[i], to_the_edge=True)
+        assert inspected_columns(image, margin=96).min() >= start, source.path
+        region = fabric_region(image[:, :, None], 96, texture=True)
+        assert np.flatnonzero(region.all(axis=0))[0] < start + 96 + 96, source.path  # the fabric itself kept
+
+
 def test_a_stripe_in_the_other_surface_does_not_cut_its_border_short(aitex_sources, aitex_regions):
     other = by_role(aitex_sources["00"], "normal")[0].image[:, 1500:, 0]
     source = by_role(aitex_sources["03"], "normal")[0]

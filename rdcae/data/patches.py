@@ -43,7 +43,7 @@ from rdcae.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 4  # 2: calibration patches; 3: defect tile positions; 4: windows per image
+CACHE_VERSION = 5  # 2: calibration patches; 3: defect tile positions; 4: windows per image; 5: fenced borders
 
 # Real defect patches the paper reports per dataset (section 5.2), printed beside ours.
 PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34,

@@ -27,14 +27,16 @@ deviations (an AITEX fabric 00 weave beside fabric 03: 1-5), too little to tell 
 dark band and the edge line differ by tens. So a border also starts at a fence: a band FENCE_Z
 unlike the fabric in the outer third of a side that holds an edge of the web over the full height
 (a dark band and a bright line beside it), with at least MIN_SURFACE columns outside it whose
-median band is FABRIC_Z unlike the fabric or more; the innermost such fence counts, so a seam in
-the other surface does not cut the border short. This one is searched beyond a blank band too,
-where the selvedge alone lies otherwise. A bright or a dark warp stripe over the full height is
-one side of an edge only and stays fabric, and so does an edge-like line with the fabric's own weave
-outside it; a full-height crease that shows both a shadow and a highlight, with fabric outside it
-unlike the centre (near the selvedge), would be taken for an edge. The fabric is taken to run top to bottom,
-as a line-scan camera sees the web: rows are not searched, so a weft defect across the whole width
-stays fabric.
+median band is FABRIC_Z unlike the fabric or more, or whose bands' median contrast is FABRIC_CONTRAST
+times the fabric's or more (or as many times less: fabric 03's weave beside fabric 00 has a spectrum
+so alike that it is often less than one deviation unlike it, and 1.6-2 times its contrast); the
+innermost such fence counts, so a seam in the other surface does not cut the border short. This one
+is searched beyond a blank band too, where the selvedge alone lies otherwise. A bright or a dark warp
+stripe over the full height is one side of an edge only and stays fabric, and so does an edge-like line
+with the fabric's own weave and contrast outside it; a full-height crease that shows both a shadow and a
+highlight, with fabric outside it unlike the centre (near the selvedge), would be taken for an edge. The
+fabric is taken to run top to bottom, as a line-scan camera sees the web: rows are not searched, so a
+weft defect across the whole width stays fabric.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ TEXTURE_STEP = 8  # ... in bands of TEXTURE_WINDOW columns every TEXTURE_STEP co
 EDGE_Z = 5.0  # robust z from which the band at the image edge is another surface (AITEX fabric: < 2)
 FOREIGN_Z = 3.0  # a border goes on inwards while bands stay this unlike the fabric (a selvedge)
 FENCE_Z = 15.0  # a band this unlike the fabric is a fence, such as an edge line (AITEX fabric, selvedge: < 10)
-FABRIC_Z = 1.0  # ... and what lies outside it is fabric where its bands' median is below this
+FABRIC_Z = 1.0  # ... and what lies outside it is fabric where its bands' median is below this ...
+FABRIC_CONTRAST = 1.5  # ... and their contrast within this factor of the fabric's (AITEX fabric: 0.71-1.07)
 MIN_SURFACE = 256  # columns outside a fence, at least, for it to bound a surface (a warp defect nearer stays)
 EDGE_CONTRAST = 6.0  # a fence holds a dark band and a bright line this many robust deviations off the fabric's columns
 EDGE_DARK = 4  # columns of dark band, at least
@@ -133,15 +136,30 @@ def _edge_marks(gray: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return marks
 
 
-def _border_width(z: np.ndarray, offsets: np.ndarray, blank: bool, edges: np.ndarray) -> int:
+def _band_contrast(gray: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The contrast of each band of TEXTURE_WINDOW columns at `starts` (B,): the median over its 32x32
+    tiles of their standard deviation, over the median of the central bands' (the fabric's). (B,)"""
+    size, width = TEXTURE_WINDOW, gray.shape[1]
+    rows = gray.shape[0] // size
+    tiles = gray[: rows * size].reshape(rows, size, width)
+    contrast = np.array([np.median(tiles[:, :, x : x + size].std(axis=(1, 2))) for x in starts])
+    centre = (starts >= width / 4) & (starts + size <= 3 * width / 4)
+    return contrast / max(float(np.median(contrast[centre])), 1e-6)
+
+
+def _border_width(z: np.ndarray, offsets: np.ndarray, blank: bool, edges: np.ndarray, contrast: np.ndarray) -> int:
     """Columns of textured border from one side, given the bands' z ordered from that side, their
-    offsets (B,) from it and whether each holds an edge of the web (B,) bool. The border starts at the
-    side when the band there is unlike the fabric (unless `blank`: a blank band was peeled off that
-    side, and the fabric's selvedge lies there), or at the innermost fence in the outer third: a band
-    far unlike the fabric that holds an edge, with a surface unlike the fabric outside it."""
+    offsets (B,) from it, whether each holds an edge of the web (B,) bool and its contrast relative to the
+    fabric's (B,). The border starts at the side when the band there is unlike the fabric (unless `blank`:
+    a blank band was peeled off that side, and the fabric's selvedge lies there), or at the innermost
+    fence in the outer third: a band far unlike the fabric that holds an edge, with a surface outside it
+    unlike the fabric in its weave or in its contrast."""
     starts = [0] if not blank and z[0] >= EDGE_Z else []
     fences = (z >= FENCE_Z) & edges & (offsets >= MIN_SURFACE) & (offsets <= offsets[-1] / 3)
-    starts += [int(i) for i in np.flatnonzero(fences) if np.median(z[:i]) >= FABRIC_Z]
+    for i in np.flatnonzero(fences):
+        outside = float(np.median(contrast[:i]))
+        if np.median(z[:i]) >= FABRIC_Z or not 1 / FABRIC_CONTRAST < outside < FABRIC_CONTRAST:
+            starts.append(int(i))
     width = 0
     for start in starts:  # the border runs inwards from where it starts while bands stay unlike the fabric
         inside = z[start:] > FOREIGN_Z
@@ -161,9 +179,12 @@ def texture_borders(gray: np.ndarray, blank: tuple[bool, bool] = (False, False))
     width = gray.shape[1]
     outer = (starts <= (width - TEXTURE_WINDOW) / 3) | (starts >= 2 * (width - TEXTURE_WINDOW) / 3)
     candidates = (z >= FENCE_Z) & outer  # where a fence could be: only there are the columns' statistics needed
-    edges = _edge_marks(gray, starts) if candidates.any() else np.zeros(len(starts), bool)
-    return (_border_width(z, starts, blank[0], edges),
-            _border_width(z[::-1], (width - TEXTURE_WINDOW - starts)[::-1], blank[1], edges[::-1]))
+    if candidates.any():
+        edges, contrast = _edge_marks(gray, starts), _band_contrast(gray, starts)
+    else:
+        edges, contrast = np.zeros(len(starts), bool), np.ones(len(starts))
+    return (_border_width(z, starts, blank[0], edges, contrast),
+            _border_width(z[::-1], (width - TEXTURE_WINDOW - starts)[::-1], blank[1], edges[::-1], contrast[::-1]))
 
 
 def fabric_region(image: np.ndarray, margin: int = 0, texture: bool = False) -> np.ndarray:

@@ -83,7 +83,7 @@ def build(root: Path, out: Path, fabric: str, surface: str, contrast: float, no_
         gray = np.asarray(Image.open(path).convert("L"))
         target = out / path.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if band_end(gray) < SURFACE + DARK + LINE:  # no white band to replace (0062_022_00: brushed metal)
+        if band_end(gray) < (1 if no_band else SURFACE) + DARK + LINE:  # no white band to replace (0062_022_00)
             shutil.copyfile(path, target)
             unframed.append(path.name)
             continue

@@ -339,7 +339,7 @@ def test_aitex_framed_by_another_weave_and_an_edge_line_is_not_inspected(aitex_s
 def test_a_weave_alike_in_its_spectrum_but_not_in_its_contrast_is_fenced_off(aitex_sources, aitex_regions):
     """Fabric 00, a low-contrast twill (std about 17), framed by fabric 03's weave out to the image's edge:
     the two spectra are so alike that the other surface is often less than one robust deviation unlike
-    the fabric; its contrast, about 1.7 times the fabric's, tells it apart behind the fence."""
+    the fabric; its contrast, 1.7-2 times the fabric's, tells it apart behind the fence."""
     other = [s.image[:, 1500:, 0] for s in by_role(aitex_sources["03"], "normal")]
     sources = by_role(aitex_sources["00"], "normal")[:8]
     assert len(sources) == 8

@@ -29,7 +29,7 @@ unlike the fabric in the outer third of a side that holds an edge of the web ove
 (a dark band and a bright line beside it), with at least MIN_SURFACE columns outside it whose
 median band is FABRIC_Z unlike the fabric or more, or whose bands' median contrast is FABRIC_CONTRAST
 times the fabric's or more (or as many times less: fabric 03's weave beside fabric 00 has a spectrum
-so alike that it is often less than one deviation unlike it, and 1.6-2 times its contrast); the
+so alike that it is often less than one deviation unlike it, and 1.5-2 times its contrast); the
 innermost such fence counts, so a seam in the other surface does not cut the border short. This one
 is searched beyond a blank band too, where the selvedge alone lies otherwise. A bright or a dark warp
 stripe over the full height is one side of an edge only and stays fabric, and so does an edge-like line
@@ -54,7 +54,8 @@ EDGE_Z = 5.0  # robust z from which the band at the image edge is another surfac
 FOREIGN_Z = 3.0  # a border goes on inwards while bands stay this unlike the fabric (a selvedge)
 FENCE_Z = 15.0  # a band this unlike the fabric is a fence, such as an edge line (AITEX fabric, selvedge: < 10)
 FABRIC_Z = 1.0  # ... and what lies outside it is fabric where its bands' median is below this ...
-FABRIC_CONTRAST = 1.5  # ... and their contrast within this factor of the fabric's (AITEX fabric: 0.71-1.07)
+FABRIC_CONTRAST = 1.5  # ... and their contrast within this factor of the fabric's (AITEX fabric: 0.71-1.07, within
+                       # 7 % of the lower bound 1/1.5 next to the selvedge: the edge marks keep that from a fence)
 MIN_SURFACE = 256  # columns outside a fence, at least, for it to bound a surface (a warp defect nearer stays)
 EDGE_CONTRAST = 6.0  # a fence holds a dark band and a bright line this many robust deviations off the fabric's columns
 EDGE_DARK = 4  # columns of dark band, at least
@@ -80,20 +81,28 @@ def _band_widths(gray: np.ndarray, axis: int) -> tuple[int, int]:
     return start, _edge_run(saturated[::-1], std[::-1])
 
 
+def _bands(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bands of TEXTURE_WINDOW columns every TEXTURE_STEP columns of `gray` (H, W): their left
+    columns (B,), the image's rows of TEXTURE_WINDOW-square tiles (rows, TEXTURE_WINDOW, W), and which
+    bands lie in the central half, where the fabric is (B,) bool."""
+    size = TEXTURE_WINDOW
+    height, width = gray.shape
+    starts = np.arange(0, width - size + 1, TEXTURE_STEP)
+    centre = (starts >= width / 4) & (starts + size <= 3 * width / 4)
+    return starts, gray[: height // size * size].reshape(height // size, size, width), centre
+
+
 def _weave_z(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Left columns (B,) of the bands of TEXTURE_WINDOW columns, and how unlike the fabric's weave
     each band is (B,): the median over its tiles of their robust z, the distance of a tile's
     spectral shape to the fabric's (the median shape of the central tiles), in units of the
     central tiles' spread. The median over a band's height keeps a local defect from making the
     band foreign. None when the image is too small to tell the fabric from its border."""
-    size, step = TEXTURE_WINDOW, TEXTURE_STEP
-    height, width = gray.shape
-    rows = height // size
-    starts = np.arange(0, width - size + 1, step)
-    centre = (starts >= width / 4) & (starts + size <= 3 * width / 4)
+    size = TEXTURE_WINDOW
+    starts, tiles, centre = _bands(gray)
+    rows = len(tiles)
     if rows == 0 or centre.sum() < 8:
         return None
-    tiles = gray[: rows * size].reshape(rows, size, width)
     shapes = np.empty((len(starts), rows, size * (size // 2 + 1)), np.float32)  # (B, rows, F)
     for i, x in enumerate(starts):
         t = tiles[:, :, x : x + size]
@@ -136,14 +145,11 @@ def _edge_marks(gray: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return marks
 
 
-def _band_contrast(gray: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """The contrast of each band of TEXTURE_WINDOW columns at `starts` (B,): the median over its 32x32
-    tiles of their standard deviation, over the median of the central bands' (the fabric's). (B,)"""
-    size, width = TEXTURE_WINDOW, gray.shape[1]
-    rows = gray.shape[0] // size
-    tiles = gray[: rows * size].reshape(rows, size, width)
-    contrast = np.array([np.median(tiles[:, :, x : x + size].std(axis=(1, 2))) for x in starts])
-    centre = (starts >= width / 4) & (starts + size <= 3 * width / 4)
+def _band_contrast(gray: np.ndarray) -> np.ndarray:
+    """The contrast of each band of `_bands(gray)` (B,): the median over its tiles of their standard
+    deviation, over the median of the central bands' (the fabric's). (B,)"""
+    starts, tiles, centre = _bands(gray)
+    contrast = np.array([np.median(tiles[:, :, x : x + TEXTURE_WINDOW].std(axis=(1, 2))) for x in starts])
     return contrast / max(float(np.median(contrast[centre])), 1e-6)
 
 
@@ -157,8 +163,8 @@ def _border_width(z: np.ndarray, offsets: np.ndarray, blank: bool, edges: np.nda
     starts = [0] if not blank and z[0] >= EDGE_Z else []
     fences = (z >= FENCE_Z) & edges & (offsets >= MIN_SURFACE) & (offsets <= offsets[-1] / 3)
     for i in np.flatnonzero(fences):
-        outside = float(np.median(contrast[:i]))
-        if np.median(z[:i]) >= FABRIC_Z or not 1 / FABRIC_CONTRAST < outside < FABRIC_CONTRAST:
+        outside_contrast = float(np.median(contrast[:i]))
+        if np.median(z[:i]) >= FABRIC_Z or not (1 / FABRIC_CONTRAST < outside_contrast < FABRIC_CONTRAST):
             starts.append(int(i))
     width = 0
     for start in starts:  # the border runs inwards from where it starts while bands stay unlike the fabric
@@ -180,8 +186,8 @@ def texture_borders(gray: np.ndarray, blank: tuple[bool, bool] = (False, False))
     outer = (starts <= (width - TEXTURE_WINDOW) / 3) | (starts >= 2 * (width - TEXTURE_WINDOW) / 3)
     candidates = (z >= FENCE_Z) & outer  # where a fence could be: only there are the columns' statistics needed
     if candidates.any():
-        edges, contrast = _edge_marks(gray, starts), _band_contrast(gray, starts)
-    else:
+        edges, contrast = _edge_marks(gray, starts), _band_contrast(gray)
+    else:  # no fence anywhere: neither is read
         edges, contrast = np.zeros(len(starts), bool), np.ones(len(starts))
     return (_border_width(z, starts, blank[0], edges, contrast),
             _border_width(z[::-1], (width - TEXTURE_WINDOW - starts)[::-1], blank[1], edges[::-1], contrast[::-1]))

@@ -354,6 +354,29 @@ def clear_earlier(out: Path, items: list[Item]) -> int:
     return removed
 
 
+def unlike_training_colour(image: np.ndarray, image_channels: int | None) -> bool:
+    """Whether `image` (H, W, C) is colour where the run trained on gray images (it is judged on its
+    luminance), or gray where it trained on colour ones (its gray stands in every channel)."""
+    if image_channels == 1 and image.shape[2] == 3:  # gray saved as RGB (a JPEG's rounding) is no colour
+        channels = image.astype(np.int16)
+        return max(float(np.abs(channels[..., c] - channels[..., c + 1]).mean()) for c in (0, 1)) > 1.0
+    return image_channels == 3 and image.shape[2] == 1
+
+
+def colour_note(names: list[str], images: int, image_channels: int | None) -> str:
+    """The note naming the images whose colour differs from the training images' (unlike_training_colour)."""
+    if not names:
+        return ""
+    listed = f"{', '.join(names[:3])}{', ...' * (len(names) > 3)}"
+    if image_channels == 1:
+        return (f"note: {len(names)} of {images} images ({listed}) are in colour and the model was trained on gray "
+                "images: they were judged on their luminance (0.299 R + 0.587 G + 0.114 B), as gray training "
+                "images would be; a defect seen only in its colour cannot show")
+    return (f"note: {len(names)} of {images} images ({listed}) are gray and the model was trained on colour "
+            "images: they were judged with their gray in every channel, which the training images never had; "
+            "train on gray images for gray cameras")
+
+
 def unlike_training(done: list) -> list[str]:
     """The images most of whose windows score above the threshold: a surface, scale or lighting the
     model has not seen rather than a defect, which covers a small part of an image."""
@@ -396,10 +419,13 @@ def flagged_at_the_edge(done: list, patch_size: int) -> list[str]:
     return names
 
 
-def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictConfig) -> tuple[list[dict], list]:
+def detect_all(detector: ImageDetector, items: list[Item], out: Path,
+               cfg: DictConfig) -> tuple[list[dict], list, list[str]]:
     """Detect on every item, writing the overlays and maps as it goes; a file that cannot be read is
-    named in its CSV row and the rest go on. Returns the CSV rows and the (item, detection) pairs."""
-    rows, done = [], []
+    named in its CSV row and the rest go on. Returns the CSV rows, the (item, detection) pairs and the
+    names of the images whose colour is unlike the training images' (unlike_training_colour)."""
+    rows, done, recoloured = [], [], []
+    image_channels = detector.preprocessing.image_channels
     stride = None if cfg.stride is None else int(cfg.stride)
     threshold = detector.threshold
     for item, stem in tqdm(zip(items, output_stems(items)), total=len(items), desc="detect", unit="image",
@@ -408,6 +434,8 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
         try:
             image = item.image if item.image is not None else read_image(item.path)
             detection = detector.detect(image, stride=stride, threshold=threshold, name=str(item.path))
+            if image.ndim == 3 and unlike_training_colour(image, image_channels):
+                recoloured.append(item.name)
         except (DataError, ValueError, OSError) as error:
             message = str(error).splitlines()[0]
             rows.append(row(item, None, time.perf_counter() - start, message))
@@ -421,7 +449,7 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictC
             np.save(out / f"{stem}_map.npy", detection.anomaly_map)
         rows.append(row(item, detection, time.perf_counter() - start))
         done.append((item, detection))
-    return rows, done
+    return rows, done, recoloured
 
 
 AUPRO_FPR_LIMIT = 0.3  # the false-positive rate the PRO curve is integrated to, as MVTec AD and anomalib do
@@ -519,7 +547,7 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     if (out / "detections.csv").is_file() and (removed := clear_earlier(out, items)):
         print(f"{out}: removed the earlier detection's overlays and maps of {removed} images", file=sys.stderr)
     start = time.perf_counter()
-    rows, done = detect_all(detector, items, out, cfg)
+    rows, done, recoloured = detect_all(detector, items, out, cfg)
     seconds = time.perf_counter() - start
     with open(out / "detections.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -549,6 +577,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
               "the training images did not have? edge_margin=<pixels> or texture_borders=true leaves it out "
               "(the overlays show where)", file=sys.stderr)
     if note := rate_for_these_images(done, stated):
+        print(note, file=sys.stderr)
+    if note := colour_note(recoloured, len(done), detector.preprocessing.image_channels):
         print(note, file=sys.stderr)
     if result["failed"]:
         others = ", and the others were judged" if result["failed"] < result["images"] else ""

@@ -143,8 +143,10 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     point = with_overlap_calibration(point, module, cfg)
     metrics["image_operating_point"] = describe_operating_point(point)
     write_metrics(metrics, output_dir / "metrics.json")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["image_channels"] = int(datamodule.patches.train_normal.shape[1])  # the images': 1 gray, 3 colour
     save_detector(output_dir / "model.pt", module.net, float(module.threshold), module.score_kind,
-                  int(module.hparams.score_width), OmegaConf.to_container(cfg, resolve=True), point)
+                  int(module.hparams.score_width), config, point)
     final = {f"hparam/{k}": v for k, v in metrics["test"].items() if k in ("auc", "f1", "accuracy")}
     final["hparam/validation_auc"] = metrics.get("validation_auc", math.nan)  # the label-free one
     try:

@@ -931,3 +931,32 @@ def test_a_folder_given_as_input_leaves_out_masks_by_name_and_in_ground_truth_fo
         Image.fromarray(pixels).save(tmp_path / name, format="PNG")
     names = [item.name for item in input_items(str(tmp_path))]
     assert names == ["ground_truths/003.png", "test/crack/000.png", "test/crack/001.PNG"]
+
+
+def test_a_colour_image_is_judged_on_its_luminance_where_the_model_trained_on_gray(trained, clean_image, tmp_path,
+                                                                                    capsys):
+    from dataclasses import replace
+
+    from rdcae.data.images import to_channels
+    from rdcae.inference.image import ImageDetector
+
+    detector = load_detector(trained[1])
+    assert detector.config["image_channels"] == 1  # the woven fabric is gray, and the model file says so
+    image = bar(clean_image)[0].astype(np.float32)
+    tinted = np.clip(np.rint(np.stack([image * 1.05, image * 0.9, image * 0.7], axis=2)), 0, 255).astype(np.uint8)
+    luminance = to_channels(tinted.transpose(2, 0, 1)[None], 1)[0, 0]
+    images = ImageDetector.from_detector(detector)
+    as_colour, as_gray = images.detect(tinted), images.detect(luminance)
+    assert as_colour.score == as_gray.score and as_colour.verdict == as_gray.verdict == "defect"
+    np.testing.assert_array_equal(as_colour.anomaly_map, as_gray.anomaly_map)
+    unrecorded = ImageDetector(images.score_fn, replace(images.preprocessing, image_channels=None), images.threshold)
+    assert unrecorded.detect(tinted).score != as_gray.score  # files written before: the colour went in as it was
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(tinted).save(folder / "tinted.png")
+    Image.fromarray(np.stack([clean_image] * 3, axis=2)).save(folder / "gray_as_rgb.jpg", quality=90)
+    assert main([f"model={trained[1]}", f"input={folder}", f"output_dir={tmp_path / 'out'}"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert any(n.startswith("note: 1 of 2 images (tinted.png) are in colour and the model was trained on gray")
+               for n in notes), notes

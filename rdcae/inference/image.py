@@ -51,6 +51,7 @@ class Preprocessing:
     edge_margin: int = 0
     texture_borders: bool = False
     lighting: str = "none"
+    image_channels: int | None = None  # the training images': 1 gray, 3 colour; None: not recorded (older files)
 
     @classmethod
     def from_config(cls, config: dict, spec: NetworkSpec) -> "Preprocessing":
@@ -59,7 +60,8 @@ class Preprocessing:
                    exclude_background=bool(dataset.get("exclude_background", True)),
                    edge_margin=int(dataset.get("edge_margin") or 0),
                    texture_borders=bool(dataset.get("texture_borders", False)),
-                   lighting=str(dataset.get("lighting", "none")))
+                   lighting=str(dataset.get("lighting", "none")),
+                   image_channels=config.get("image_channels"))
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,8 @@ class ImageDetector:
                    scorer.score_kind, scorer.score_width, overlap_windows_of(scorer.operating_point))
 
     def check_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
-        """(H, W, C) uint8 from an (H, W) or (H, W, C) uint8 array; refuses what the run cannot take."""
+        """(H, W, C) uint8 from an (H, W) or (H, W, C) uint8 array; refuses what the run cannot take. A colour
+        image becomes its luminance (H, W, 1) where the run trained on gray images, as its patches were."""
         p = self.preprocessing
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
             kind = getattr(image, "dtype", type(image).__name__)
@@ -198,6 +201,8 @@ class ImageDetector:
         if min(image.shape[:2]) < p.patch_size:
             raise ValueError(f"{name}: {image.shape[1]}x{image.shape[0]} pixels is smaller than the model's "
                              f"{p.patch_size}x{p.patch_size} patch")
+        if p.image_channels == 1 and image.shape[2] == 3:
+            image = np.ascontiguousarray(to_channels(image.transpose(2, 0, 1)[None], 1)[0].transpose(1, 2, 0))
         return image
 
     def corners(self, image: np.ndarray, stride: int | None = None, fabric: np.ndarray | None = None,

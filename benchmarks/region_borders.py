@@ -4,6 +4,7 @@
     python benchmarks/region_borders.py framed /tmp/framed00 [--fabric 00]
     python benchmarks/region_borders.py variants /path/to/AITEX [--fabric 03] [--every 3]
     python benchmarks/region_borders.py bounds DIR [DIR ...] > bounds.txt
+    python benchmarks/region_borders.py time DIR
 
 `contrast`: on AITEX as distributed (blank bands peeled off), for every place a fence could be (at least
 MIN_SURFACE columns in, in the outer third), the median contrast of the bands outside it over the
@@ -15,11 +16,14 @@ line's and the dark band's width and gray) and whether the border is found on ea
 `bounds`: the fabric region's bounds (first and last column and row, edge margin 96) of every PNG under the
 folders, outside Mask_images: run it with two checkouts on the path (PYTHONPATH=) and diff the outputs to
 see whether a change moves any region.
+`time`: the fabric region's seconds per image (edge margin 96, textured borders searched) over the PNGs of a
+folder, three passes after two to warm up.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,9 +137,21 @@ def bounds(folders: list[Path]) -> None:
             print(path, *ends)
 
 
+def timed(folder: Path) -> None:
+    images = [gray(p)[:, :, None] for p in sorted(folder.glob("*.png"))]
+    for image in images[:2]:
+        fabric_region(image, 96, texture=True)
+    start = time.perf_counter()
+    for _ in range(3):
+        for image in images:
+            fabric_region(image, 96, texture=True)
+    print(f"fabric region: {(time.perf_counter() - start) / (3 * len(images)) * 1000:.1f} ms per image "
+          f"over {len(images)} images of {folder}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["contrast", "framed", "variants", "bounds"])
+    parser.add_argument("what", choices=["contrast", "framed", "variants", "bounds", "time"])
     parser.add_argument("folders", type=Path, nargs="+", help="the AITEX folder, a framed copy, or folders to bound")
     parser.add_argument("--fabric", nargs="+", default=None, help="fabric codes (default 00 03; framed, variants: one)")
     parser.add_argument("--surface", default=None, help="variants: the weave beside the fabric (default: the other)")
@@ -148,8 +164,10 @@ def main() -> None:
         framed(args.folders[0], fabrics[0])
     elif args.what == "variants":
         variants(args.folders[0], fabrics[0], args.surface or ("00" if fabrics[0] == "03" else "03"), args.every)
-    else:
+    elif args.what == "bounds":
         bounds(args.folders)
+    else:
+        timed(args.folders[0])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, portable, read_image, unique
+from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, looks_gray, portable, read_image, unique
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
@@ -354,13 +354,12 @@ def clear_earlier(out: Path, items: list[Item]) -> int:
     return removed
 
 
-def unlike_training_colour(image: np.ndarray, image_channels: int | None) -> bool:
+def unlike_training_colour(image: np.ndarray, preprocessing) -> bool:
     """Whether `image` (H, W, C) is colour where the run trained on gray images (it is judged on its
-    luminance), or gray where it trained on colour ones (its gray stands in every channel)."""
-    if image_channels == 1 and image.shape[2] == 3:  # gray saved as RGB (a JPEG's rounding) is no colour
-        channels = image.astype(np.int16)
-        return max(float(np.abs(channels[..., c] - channels[..., c + 1]).mean()) for c in (0, 1)) > 1.0
-    return image_channels == 3 and image.shape[2] == 1
+    luminance), or gray where it trained on colour ones in colour (its gray stands in every channel)."""
+    if preprocessing.image_channels == 1:
+        return not looks_gray(image, axis=2)
+    return preprocessing.image_channels == 3 and preprocessing.channels == 3 and looks_gray(image, axis=2)
 
 
 def colour_note(names: list[str], images: int, image_channels: int | None) -> str:
@@ -425,7 +424,6 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path,
     named in its CSV row and the rest go on. Returns the CSV rows, the (item, detection) pairs and the
     names of the images whose colour is unlike the training images' (unlike_training_colour)."""
     rows, done, recoloured = [], [], []
-    image_channels = detector.preprocessing.image_channels
     stride = None if cfg.stride is None else int(cfg.stride)
     threshold = detector.threshold
     for item, stem in tqdm(zip(items, output_stems(items)), total=len(items), desc="detect", unit="image",
@@ -434,7 +432,7 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path,
         try:
             image = item.image if item.image is not None else read_image(item.path)
             detection = detector.detect(image, stride=stride, threshold=threshold, name=str(item.path))
-            if image.ndim == 3 and unlike_training_colour(image, image_channels):
+            if image.ndim == 3 and unlike_training_colour(image, detector.preprocessing):
                 recoloured.append(item.name)
         except (DataError, ValueError, OSError) as error:
             message = str(error).splitlines()[0]

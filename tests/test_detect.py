@@ -960,3 +960,35 @@ def test_a_colour_image_is_judged_on_its_luminance_where_the_model_trained_on_gr
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
     assert any(n.startswith("note: 1 of 2 images (tinted.png) are in colour and the model was trained on gray")
                for n in notes), notes
+
+
+def test_the_colour_note_names_images_unlike_the_training_images_in_colour():
+    from rdcae.detect import unlike_training_colour
+    from rdcae.inference.image import Preprocessing
+
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (64, 64, 1), dtype=np.uint8)
+    gray_as_rgb = np.repeat(gray, 3, axis=2)
+    tinted = np.clip(gray_as_rgb * np.array([1.0, 0.9, 0.7]), 0, 255).astype(np.uint8)
+
+    def unlike(image, image_channels, channels=3):
+        return unlike_training_colour(image, Preprocessing(channels, 32, image_channels=image_channels))
+
+    assert [unlike(i, 1) for i in (gray, gray_as_rgb, tinted)] == [False, False, True]  # trained on gray
+    assert [unlike(i, 3) for i in (gray, gray_as_rgb, tinted)] == [True, True, False]  # on colour, in colour
+    assert [unlike(i, 3, channels=1) for i in (gray, tinted)] == [False, False]  # on colour's luminance
+    assert [unlike(i, None) for i in (gray, tinted)] == [False, False]  # a file that does not say
+
+
+def test_patches_of_gray_saved_as_rgb_count_as_gray_images():
+    from rdcae.data.images import looks_gray
+
+    rng = np.random.default_rng(1)
+    patches = rng.integers(0, 256, (10, 1, 32, 32), dtype=np.uint8)
+    assert looks_gray(patches, axis=1) and looks_gray(np.repeat(patches, 3, axis=1), axis=1)
+    rounded = np.repeat(patches, 3, axis=1).astype(np.int16)
+    rounded[:, 2] += rng.integers(-1, 2, rounded[:, 2].shape)  # a JPEG's rounding: still gray
+    assert looks_gray(np.clip(rounded, 0, 255).astype(np.uint8), axis=1)
+    colour = np.repeat(patches, 3, axis=1)
+    colour[:, 0] = 255 - colour[:, 0]
+    assert not looks_gray(colour, axis=1)

@@ -81,6 +81,15 @@ def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
                      "or RGB (3)")
 
 
+def looks_gray(x: np.ndarray, axis: int) -> bool:
+    """Whether images or patches `x` with their channels along `axis` are gray: one channel, or three that
+    differ by at most one gray level on average (gray saved as RGB, a JPEG's rounding)."""
+    if x.shape[axis] == 1:
+        return True
+    channels = np.moveaxis(x, axis, 0).astype(np.int16)
+    return all(float(np.abs(channels[c] - channels[c + 1]).mean()) <= 1.0 for c in range(len(channels) - 1))
+
+
 def _mask_pixels(img: Image.Image) -> np.ndarray:
     # Binarise on the stored values: a 16-bit mask with value 1 is a defect pixel, and
     # scaling it to 8 bits first would erase it; anti-aliased edges (1..254) count too.

@@ -108,7 +108,7 @@ def _weave_z(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     shapes = np.empty((len(starts), rows, size * (size // 2 + 1)), np.float32)  # (B, rows, F)
     windows = np.lib.stride_tricks.sliding_window_view(tiles, size, axis=2)[:, :, ::TEXTURE_STEP]  # (rows, P, B, P)
     for lo in range(0, len(starts), BAND_CHUNK):  # a few bands' tiles at a time: one FFT call, bounded memory
-        t = windows[:, :, lo : lo + BAND_CHUNK].transpose(2, 0, 1, 3).astype(np.float32)  # (b, rows, P, P)
+        t = windows[:, :, lo : lo + BAND_CHUNK].transpose(2, 0, 1, 3).astype(np.float32, order="C")  # (b, rows, P, P)
         power = np.abs(scipy.fft.rfft2(t - t.mean(axis=(2, 3), keepdims=True))) ** 2
         power[:, :, 0, 0] = 0
         power = power.reshape(len(t), rows, -1)

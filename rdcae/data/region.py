@@ -151,8 +151,9 @@ def _edge_marks(gray: np.ndarray, starts: np.ndarray) -> np.ndarray:
 def _band_contrast(gray: np.ndarray) -> np.ndarray:
     """The contrast of each band of `_bands(gray)` (B,): the median over its tiles of their standard
     deviation, over the median of the central bands' (the fabric's). (B,)"""
-    starts, tiles, centre = _bands(gray)
-    contrast = np.array([np.median(tiles[:, :, x : x + TEXTURE_WINDOW].std(axis=(1, 2))) for x in starts])
+    _, tiles, centre = _bands(gray)
+    windows = np.lib.stride_tricks.sliding_window_view(tiles, TEXTURE_WINDOW, axis=2)[:, :, ::TEXTURE_STEP]
+    contrast = np.median(windows.std(axis=(1, 3)), axis=0)  # (rows, P, B, P) -> (B,)
     return contrast / max(float(np.median(contrast[centre])), 1e-6)
 
 

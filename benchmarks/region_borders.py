@@ -5,6 +5,7 @@
     python benchmarks/region_borders.py variants /path/to/AITEX [--fabric 03] [--every 3]
     python benchmarks/region_borders.py bounds DIR [DIR ...] > bounds.txt
     python benchmarks/region_borders.py time DIR
+    python benchmarks/region_borders.py crease /path/to/AITEX [--fabric 03 00]
 
 `contrast`: on AITEX as distributed (blank bands peeled off), for every place a fence could be (at least
 MIN_SURFACE columns in, in the outer third), the median contrast of the bands outside it over the
@@ -16,6 +17,9 @@ line's and the dark band's width and gray) and whether the border is found on ea
 `bounds`: the fabric region's bounds (first and last column and row, edge margin 96) of every PNG under the
 folders, outside Mask_images: run it with two checkouts on the path (PYTHONPATH=) and diff the outputs to
 see whether a change moves any region.
+`crease`: a soft full-height crease painted into the first 6 clean images of each fabric (a shadow and a
+highlight, Gaussian profiles of ±15, 30 or 60 gray levels, sigma 3 or 8 px, 2 sigma either side of a column
+300 or 600 px into the fabric): on how many the region is cut short there, the crease taken for an edge.
 `time`: the fabric region's seconds per image (edge margin 96, textured borders searched) over the PNGs of a
 folder, three passes after two to warm up.
 """
@@ -23,6 +27,7 @@ folder, three passes after two to warm up.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -149,15 +154,38 @@ def timed(folder: Path) -> None:
           f"over {len(images)} images of {folder}")
 
 
+def first_column(image: np.ndarray) -> int:
+    """The first column of `image`'s fabric region (no edge margin, textured borders searched)."""
+    return int(np.flatnonzero(fabric_region(image[:, :, None], 0, texture=True).any(axis=0))[0])
+
+
+def crease(root: Path, fabrics: list[str]) -> None:
+    cut = total = 0
+    for fabric, amplitude, sigma, inset in itertools.product(fabrics, (15, 30, 60), (3, 8), (300, 600)):
+        paths = sorted(root.glob(f"NODefect_images/*/*_{fabric}.png"))[:6]
+        short = 0
+        for path in paths:
+            g = gray(path)
+            start = first_column(g)
+            x = np.arange(g.shape[1]) - (start + inset)
+            shadow, highlight = np.exp(-((x + 2 * sigma) / sigma) ** 2), np.exp(-((x - 2 * sigma) / sigma) ** 2)
+            creased = np.clip(g + amplitude * (highlight - shadow)[None, :], 0, 255).astype(np.uint8)
+            short += first_column(creased) > start + 16
+        cut, total = cut + short, total + len(paths)
+        print(f"fabric {fabric}, a crease of ±{amplitude} gray, sigma {sigma} px, {inset} px into the fabric: "
+              f"the region cut short on {short} of {len(paths)}")
+    print(f"in all: cut short on {cut} of {total}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["contrast", "framed", "variants", "bounds", "time"])
+    parser.add_argument("what", choices=["contrast", "framed", "variants", "bounds", "time", "crease"])
     parser.add_argument("folders", type=Path, nargs="+", help="the AITEX folder, a framed copy, or folders to bound")
     parser.add_argument("--fabric", nargs="+", default=None, help="fabric codes (default 00 03; framed, variants: one)")
     parser.add_argument("--surface", default=None, help="variants: the weave beside the fabric (default: the other)")
     parser.add_argument("--every", type=int, default=3, help="variants: every n-th image with a white band")
     args = parser.parse_args()
-    fabrics = args.fabric or (["00", "03"] if args.what == "contrast" else ["03"])
+    fabrics = args.fabric or (["00", "03"] if args.what in ("contrast", "crease") else ["03"])
     if args.what == "contrast":
         contrast(args.folders[0], fabrics)
     elif args.what == "framed":
@@ -166,6 +194,8 @@ def main() -> None:
         variants(args.folders[0], fabrics[0], args.surface or ("00" if fabrics[0] == "03" else "03"), args.every)
     elif args.what == "bounds":
         bounds(args.folders)
+    elif args.what == "crease":
+        crease(args.folders[0], fabrics)
     else:
         timed(args.folders[0])
 

@@ -74,7 +74,7 @@ def surface_stretches(root: Path, fabric: str, count: int, width: int = SURFACE)
 
 
 def build(root: Path, out: Path, fabric: str, surface: str, contrast: float, no_band: bool = False) -> None:
-    images = sorted(root.glob(f"Defect_images/*_{fabric}.png")) + sorted(root.glob(f"NODefect_images/*/*_{fabric}.png"))
+    images = fabric_images(root, fabric)
     if not images:
         raise SystemExit(f"{root}: no image of fabric {fabric} in AITEX's layout")
     stretches = surface_stretches(root, surface, len(images), 1400 if no_band else SURFACE)
@@ -105,7 +105,7 @@ def check(model: str, out: Path, fabric: str) -> None:
 
     detector = ImageDetector.from_detector(load_detector(model))
     inspected = checked = 0
-    paths = sorted(out.glob(f"Defect_images/*_{fabric}.png")) + sorted(out.glob(f"NODefect_images/*/*_{fabric}.png"))
+    paths = fabric_images(out, fabric)
     for path in paths:
         gray = np.asarray(Image.open(path).convert("L"))
         start = fabric_start(gray)
@@ -120,6 +120,11 @@ def check(model: str, out: Path, fabric: str) -> None:
         print(f"{path.name}: fabric from column {start}; first window at column {first}"
               + ("  <-- the border is inspected" if on_border else ""))
     print(f"{inspected} of {checked} framed images have a window on the border")
+
+
+def fabric_images(root: Path, fabric: str) -> list[Path]:
+    """The defect images, then the defect-free ones, of `fabric` in AITEX's layout under `root`."""
+    return sorted(root.glob(f"Defect_images/*_{fabric}.png")) + sorted(root.glob(f"NODefect_images/*/*_{fabric}.png"))
 
 
 def fabric_start(gray: np.ndarray) -> int | None:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from framed_fabric import DARK, band_end, surface_stretches  # beside this script
+from framed_fabric import DARK, band_end, fabric_images, fabric_start, surface_stretches  # beside this script
 from PIL import Image
 
 from rdcae.data import region as region_module
@@ -41,16 +41,6 @@ from rdcae.data.region import MIN_SURFACE, TEXTURE_WINDOW, _band_widths, _weave_
 
 def gray(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L"))
-
-
-def fabric_images(root: Path, fabric: str) -> list[Path]:
-    return sorted(root.glob(f"Defect_images/*_{fabric}.png")) + sorted(root.glob(f"NODefect_images/*/*_{fabric}.png"))
-
-
-def edge_line(image: np.ndarray) -> int | None:
-    """The first column of the fabric on a framed image: right of its bright edge line (None: no line)."""
-    line = np.flatnonzero(image.min(axis=0) >= 240)
-    return int(line[-1]) + 1 if len(line) else None
 
 
 def border_found(image: np.ndarray, start: int) -> bool:
@@ -85,7 +75,7 @@ def framed(out: Path, fabric: str) -> None:
     zs, ratios = [], []
     for path in fabric_images(out, fabric):
         image = gray(path)
-        start = edge_line(image)
+        start = fabric_start(image)
         if start is None:
             print(f"{path.name}: not framed")
             continue

@@ -215,6 +215,10 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
     elif path.is_dir():
         root = path.resolve()
         skip = skip.resolve() if skip is not None else None
+        if skip == root:
+            raise ConfigError(f"output_dir={skip}: the input folder itself, where the overlays and maps written would "
+                              "be read as images by the next detection; give an output_dir outside it, or a folder "
+                              "inside it (left out when its images are read)")
         skip = skip if skip is not None and skip != root and skip.is_relative_to(root) else None  # inside it only
         files = {p: p.resolve() for p in path.rglob("*")}  # as named under input=, and where they lie
         # earlier detections' output folders inside it (a detections.csv beside their overlays) too
@@ -467,6 +471,7 @@ def evaluate(done: list) -> dict:
     done = [(item, d) for item, d in done if not item.unlabelled]
 
     labels = torch.tensor([bool(item.mask.any()) for item, _ in done])
+    throughout = set(unlike_training(done))
     scores = torch.tensor([d.score if math.isfinite(d.score) else 0.0 for _, d in done], dtype=torch.float64)
     flagged = torch.tensor([d.verdict == "defect" for _, d in done])
     maps = [np.nan_to_num(d.anomaly_map, nan=0.0) for _, d in done]
@@ -480,6 +485,8 @@ def evaluate(done: list) -> dict:
         "image_f1": (round(float(binary_f1_score(flagged.long(), labels.long())), 6)
                      if labels.any() and not labels.all() else math.nan),
         "defect_images_flagged": int((flagged & labels).sum()),
+        # flagged in most of their windows: unlike the training surface as a whole rather than at a defect
+        "defect_images_flagged_throughout": sum(bool(item.mask.any()) and item.name in throughout for item, _ in done),
         "false_alarms": int((flagged & ~labels).sum()),
         "false_alarms_per_image": float((flagged & ~labels).sum()) / n_normal if n_normal else math.nan,
         "pixel_auroc": pixel_auroc(maps, masks, valid),
@@ -523,7 +530,28 @@ def parse(argv: list[str]) -> DictConfig:
             raise ConfigError(f"{' '.join(dataset)}: {str(error).strip().splitlines()[0]}") from None
         # resolved here: its data_dir and fabric come from the composed config's top level
         cfg.dataset = OmegaConf.to_container(composed.dataset, resolve=True)
+        cfg.dataset_given = [a.partition("=")[0] for a in dataset]
     return cfg
+
+
+def from_the_model(cfg: DictConfig, model_config: dict) -> str:
+    """Evaluating on the dataset the model was trained on: every dataset setting not given on the command line
+    is the model's own, as at training (its fabric, its data folder where it still is, the embedded fabric's
+    seed). Returns a note naming what was taken, or ''."""
+    trained = model_config.get("dataset") or {}
+    if trained.get("name") != cfg.dataset.get("name"):
+        return ""
+    given = {key.removeprefix("dataset.") for key in cfg.get("dataset_given") or []}
+    taken = []
+    for key, value in trained.items():
+        if key in given or key not in cfg.dataset or value is None or str(value) == str(cfg.dataset[key]):
+            continue
+        if key == "data_dir" and not Path(str(value)).is_dir():  # a model moved to another machine
+            continue
+        cfg.dataset[key] = value
+        taken.append(f"{key}={value}")
+    return (f"note: {', '.join(taken)} from the model file, as it was trained; give them on the command line "
+            "to evaluate other images") if taken else ""
 
 
 def run(cfg: DictConfig, out: Path | None = None) -> dict:
@@ -538,6 +566,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     out = (Path(str(cfg.output_dir)) if cfg.output_dir else
            out or Path("outputs") / "detect" / time.strftime("%Y-%m-%d_%H-%M-%S"))
     if cfg.get("dataset") is not None:
+        if note := from_the_model(cfg, model_config):
+            print(note, file=sys.stderr)
         items, how = dataset_items(cfg, model_config)
     else:
         items, how = input_items(str(cfg.input), skip=out), ""
@@ -566,7 +596,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
         trained_on = surface(OmegaConf.create(model_config.get("dataset") or {}))
         print(f"warning: {len(unlike)} of {len(done)} images ({', '.join(unlike[:3])}{', ...' * (len(unlike) > 3)}) "
               f"score above the threshold in most of their windows: they look unlike the {trained_on} the model "
-              "was trained on (another surface, scale or lighting) rather than defective; train a model on them",
+              "was trained on (another surface, weave, scale or lighting) rather than defective where it shows; "
+              "where the line now makes that surface, train a model on clean images of it",
               file=sys.stderr)
     if at_edge := [name for name in flagged_at_the_edge(done, detector.preprocessing.patch_size)
                    if name not in unlike]:
@@ -605,7 +636,10 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
                  "n/a (it needs clean and defect images)")
         f1 = f"{e['image_f1']:.4f}" if math.isfinite(e["image_f1"]) else "n/a"
         lines += [f"  evaluation      : image AUROC {auroc}  F1 {f1}  "
-                  f"({e['defect_images_flagged']} of {e['defect_images']} defect images flagged, "
+                  f"({e['defect_images_flagged']} of {e['defect_images']} defect images flagged"
+                  + (f" ({e['defect_images_flagged_throughout']} of them in most of their windows: a surface unlike "
+                     "the training images', not the defect, flags those)" if e.get("defect_images_flagged_throughout")
+                     else "") + ", "
                   f"{e['false_alarms']} false alarms on {e['normal_images']} clean images)",
                   f"                    pixel AUROC {e['pixel_auroc']:.4f}  AUPRO(30 % FPR) {e['pixel_aupro']:.4f}",
                   f"  clean images    : {e['normal_images_from']}"]

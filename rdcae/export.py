@@ -122,8 +122,12 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"model={model}: a damaged rdcae detector file ({type(err).__name__}: "
                              f"{(str(err).splitlines() or [''])[0]})") from None
         patches, which = check_patches(detector, settings.get("data_dir"))
-        output.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(detector, output)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            export_onnx(detector, output)
+        except OSError as err:  # a folder that cannot be made or written (a missing one is made)
+            raise ValueError(f"output={output}: cannot write it there ({err.strerror or err}); choose another "
+                             "output=") from None
     except (ValueError, FileNotFoundError) as err:
         print(f"rdcae.export: {err}", file=sys.stderr)
         return 2

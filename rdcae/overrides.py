@@ -60,6 +60,8 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
             cfg = compose(config_name="train", overrides=chosen)
     except HydraException as error:
         raise ConfigError(f"{' '.join(chosen)}: {str(error).strip().splitlines()[0]}") from None
+    _check_dataset_settings(ours, cfg, swept_dataset=any(o.key_or_group == "dataset" and o.is_sweep_override()
+                                                         for o in ours))
     for override in (o for o in ours if o.key_or_group not in groups):
         key = override.key_or_group
         if OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
@@ -83,6 +85,25 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
         shown = ", ".join(known) if len(known) <= 12 else ", ".join(known[:12]) + ", ..."
         raise ConfigError(f"{override.input_line}: unknown setting; {hint}{where} {shown}"
                           + (" (see --help)" if not parent else ""))
+
+
+def _check_dataset_settings(overrides, cfg: DictConfig, swept_dataset: bool) -> None:
+    """Refuses `fabric=` or `data_dir=` where the run's dataset would ignore it: without `dataset=aitex` the
+    embedded fabric would train and the images named would never be read."""
+    if swept_dataset:
+        return
+    name = cfg.dataset.name
+    for override in overrides:
+        key = override.key_or_group
+        if key == "fabric" and name != "aitex":
+            raise ConfigError(f"{override.input_line}: an AITEX fabric, but the dataset is {name}"
+                              f"{_DEFAULT_NOTE.get(name, '')}, which has no fabrics; add dataset=aitex")
+        if key in ("data_dir", "dataset.data_dir") and name == "woven":
+            raise ConfigError(f"{override.input_line}: the dataset is woven{_DEFAULT_NOTE['woven']}, which reads "
+                              "no files; add dataset=aitex, dataset=ksdd2 or dataset=folder (your own images)")
+
+
+_DEFAULT_NOTE = {"woven": " (the embedded fabric, the default)"}
 
 
 def _closest(word: str, known: list[str], before: str, after: str) -> str:

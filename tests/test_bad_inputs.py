@@ -177,6 +177,12 @@ def test_a_runs_note_about_its_data_is_printed_once_though_the_run_reads_the_dat
     (["+trainer.limit_train_batche=0.5"], "+trainer.limit_train_batche=0.5: unknown setting; trainer has"),
     (["seed=[0"], "seed=[0: a setting that cannot be read"),
     (["lambda=1.0,1.6"], "lambda=1.0,1.6: a sweep, one job per value; add -m"),
+    # settings the run's dataset would ignore: without dataset=aitex the embedded fabric would train
+    (["fabric=00", "data_dir=/data/aitex"], "fabric=00: an AITEX fabric, but the dataset is woven (the embedded "
+                                            "fabric, the default), which has no fabrics; add dataset=aitex"),
+    (["data_dir=/data/aitex"], "data_dir=/data/aitex: the dataset is woven (the embedded fabric, the default), which "
+                               "reads no files; add dataset=aitex"),
+    (["dataset=folder", "fabric=3"], "fabric=3: an AITEX fabric, but the dataset is folder"),
 ])
 def test_a_misspelt_training_setting_is_one_line_before_any_work(settings, expected, tmp_path):
     from rdcae.errors import ConfigError

@@ -160,6 +160,44 @@ def test_evaluation_elsewhere_leaves_out_the_images_the_model_trained_on(trained
     assert "a surface it has never seen" not in printed.err  # its own images under another dataset's name
 
 
+def test_evaluation_without_dataset_settings_takes_the_models_own(trained, tmp_path, capsys):
+    import json
+
+    cfg, model = trained
+    assert main([f"model={model}", "dataset=woven", f"output_dir={tmp_path}", "overlays=false", "maps=false"]) == 0
+    printed = capsys.readouterr()
+    # the tiny run's images (their size and counts), not the default embedded fabric's
+    assert "n_normal_images=2, n_defect_images=3, height=128, width=256" in printed.err
+    assert "from the model file, as it was trained" in printed.err
+    assert "1 held-out defect-free images" in printed.out and "warning" not in printed.err
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == cfg.dataset.n_defect_images
+
+
+def test_defect_images_flagged_in_most_of_their_windows_are_counted_apart():
+    from types import SimpleNamespace
+
+    from rdcae.detect import evaluate, summary
+
+    def done(name, defect, windows_flagged, score):
+        mask = np.zeros((64, 64), bool)
+        mask[10:14, 10:20] = defect
+        anomaly_map = np.full((64, 64), score, np.float32)
+        item = SimpleNamespace(name=name, mask=mask, unlabelled=False)
+        detection = SimpleNamespace(score=score, verdict="defect" if windows_flagged else "ok", windows=4,
+                                    defect_windows=windows_flagged, anomaly_map=anomaly_map,
+                                    fabric=np.ones((64, 64), bool))
+        return item, detection
+
+    images = [done("whole.png", True, 4, 3.0), done("spot.png", True, 1, 2.0), done("missed.png", True, 0, 0.5),
+              done("clean.png", False, 0, 0.4), done("clean_alike.png", False, 3, 2.5)]
+    evaluation = evaluate(images)
+    assert evaluation["defect_images_flagged"] == 2 and evaluation["defect_images_flagged_throughout"] == 1
+    text = summary({"images": 5, "flagged": 3, "failed": 0, "seconds": 1.0, "output_dir": "out",
+                    "evaluation": evaluation | {"normal_images_from": "x"}}, 1.0)
+    assert "2 of 3 defect images flagged (1 of them in most of their windows" in text
+
+
 def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(trained, tmp_path, capsys):
     cfg, model = trained
     overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]
@@ -305,7 +343,7 @@ def test_a_model_file_that_is_not_a_safe_detector_is_refused_in_one_line(case, t
                 "missing": "no such file", "an_image": "not an rdcae detector file (empty, or an image",
                 "run_folder": f"a folder, not a model file; point it at model={model / 'model.pt'}",
                 "onnx_on_torch": "is an exported graph, which runs on onnx or openvino; "
-                "give the run's model.pt for backend=torch", "onnx_damaged": "not an ONNX file",
+                "give the run's model.pt for backend=torch", "onnx_damaged": "not a readable ONNX file",
                 "bad_overlap_windows": "its contents are damaged or from another rdcae version (ValueError: "
                 "overlap_windows=3", "no_weights": "its contents are damaged or from another rdcae version (KeyError",
                 "other_shape": "its contents are damaged or from another rdcae version (RuntimeError"}
@@ -324,6 +362,9 @@ def test_bad_command_lines_get_one_clear_line(trained, tmp_path, capsys):
         (f"model={trained[1]}", f"input={tmp_path}/nothing*.png"): "no image matches",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", f"output_dir={blocker}/out"): "cannot write there",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "backend=cuda"): "backend=cuda",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", f"output_dir={tmp_path / 'img'}"):
+            f"output_dir={tmp_path / 'img'}: the input folder itself, where the overlays and maps written would be "
+            "read as images by the next detection",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "device=tpu"): "device=tpu: choose auto, cpu, cuda",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "backend=onnx", "device=cuda"):
             "backend=onnx runs on the CPU; use backend=torch for the GPU",

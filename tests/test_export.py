@@ -133,7 +133,7 @@ def test_a_file_without_rdcae_metadata_is_refused_naming_it(tmp_path):
     with pytest.raises(ValueError, match=r"plain\.onnx.*without rdcae detector metadata"):
         OnnxScorer(tmp_path / "plain.onnx")
     (tmp_path / "notes.onnx").write_text("not a graph")
-    with pytest.raises(ValueError, match=r"notes\.onnx: not an ONNX file"):
+    with pytest.raises(ValueError, match=r"notes\.onnx: not a readable ONNX file"):
         OnnxScorer(tmp_path / "notes.onnx")
     with pytest.raises(FileNotFoundError, match=r"missing\.onnx"):
         OnnxScorer(tmp_path / "missing.onnx")
@@ -204,10 +204,13 @@ def test_data_dir_rebuilds_the_run_test_patches_from_where_the_data_now_lies(tmp
     (["model={model}", "ouput=x.onnx"], "ouput=x.onnx: unknown setting; did you mean output=?"),
     (["{model}"], "arguments are key=value"),
     ([], "model= is required"),
+    (["model={model}", "output={tmp}/a_file/x.onnx"], "output={tmp}/a_file/x.onnx: cannot write it there"),
 ])
 def test_bad_arguments_give_one_line_and_exit_code_2(tmp_path, capsys, args, message):
     path, _ = write_detector(tmp_path, patches=texture_patches(4))
-    argv = [a.format(model=path, missing=tmp_path / "missing.pt") for a in args]
+    (tmp_path / "a_file").write_text("")  # a file where a folder of the output would have to be
+    argv = [a.format(model=path, missing=tmp_path / "missing.pt", tmp=tmp_path) for a in args]
+    message = message.format(tmp=tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

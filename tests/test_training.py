@@ -615,8 +615,20 @@ def test_training_stops_on_the_validation_plateau_and_a_resumed_run_does_not_tra
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     resumed = run(compose_config(common + [f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
     assert resumed["blocks"] == 6 and resumed["test"]["auc"] == first["test"]["auc"]
+    assert "the resume added no block" not in resumed["stop_reason"]  # its reason already says the plateau
     scripted = iter([0.60, 0.55, 0.70, 0.701, 0.70, 0.69, 0.75, 0.8])
     assert run(compose_config(common + ["alternation.patience=null"], tmp_path), tmp_path / "full")["blocks"] == 8
+    # a run that ended at its max_blocks with the validation AUC on its plateau just then: resumed with more
+    # blocks it stops at once, as a run with them from the start would have, and says so
+    scripted = iter([0.60, 0.55, 0.70, 0.701, 0.70, 0.69])
+    short = common[:-2] + ["alternation.max_blocks=6", "alternation.patience=3"]
+    ended = run(compose_config(short, tmp_path), tmp_path / "ended")
+    assert ended["stop_reason"].startswith("max_blocks=6 reached") and "on its plateau by then" in ended["stop_reason"]
+    last = tmp_path / "ended" / "checkpoints" / "last.ckpt"
+    more = run(compose_config(common + ["alternation.max_blocks=10", f"ckpt_path={last}"], tmp_path), tmp_path / "more")
+    assert more["blocks"] == 6 and more["stop_reason"].endswith(
+        "; the resume added no block: training had ended with its validation AUC on its plateau, where a run with "
+        "max_blocks=10 from the start would have stopped too")
 
 
 def test_a_test_set_without_defects_reports_no_auc_and_valid_json(tmp_path):
@@ -642,6 +654,16 @@ def test_resuming_with_other_settings_is_refused_naming_them(tmp_path):
     shown_only = ["alternation.max_blocks=2", "figures=false", "trainer.enable_progress_bar=true"]
     resumed = run(compose_config(common + shown_only + [f"ckpt_path={last}"], tmp_path), tmp_path / "resumed")
     assert resumed["blocks"] == 2
+    # the run's detector file in place of its checkpoint, and the other way round: each names the right file
+    model = tmp_path / "first" / "model.pt"
+    with pytest.raises(ConfigError, match=rf"ckpt_path={model}: the run's exported detector, not a training "
+                                          rf"checkpoint; resume from {last}"):
+        run(compose_config(common + [f"ckpt_path={model}"], tmp_path), tmp_path / "resumed_from_model")
+    from rdcae.inference import load_detector
+
+    with pytest.raises(ValueError, match=rf"model={last}: a training checkpoint, not a detector file; the run's "
+                                         rf"detector is {model}"):
+        load_detector(last)
 
 
 def test_batches_cover_every_sample_once_in_an_order_fixed_by_seed_and_epoch():

@@ -212,3 +212,21 @@ def test_images_of_two_defect_types_with_one_name_are_both_written(tmp_path):
                               np.asarray(Image.open(tmp_path / "in" / "test" / kind / "000.png")))
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "ground_truth" / "defect" / f"{name}_mask.png")),
                               np.asarray(Image.open(tmp_path / "in" / "ground_truth" / kind / "000_mask.png")))
+
+
+def test_its_images_as_files_hold_clean_images_no_run_trained_on_beside_the_training_ones(tmp_path):
+    from PIL import Image
+
+    from rdcae.data.__main__ import WOVEN_UNSEEN
+    from rdcae.data.__main__ import main as data_main
+
+    settings = [f"dataset.{k}={v}" for k, v in SMALL.items()]
+    assert data_main(["images", f"output_dir={tmp_path}", *settings]) == 0
+    trained = [s.image[:, :, 0] for s in load_sources(OmegaConf.create(
+        {"name": "woven", "seed": 0, "weave": "twill", **SMALL})) if s.role == "normal"]
+    train = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "train/good").glob("*.png"))]
+    unseen = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "test/good").glob("*.png"))]
+    assert len(train) == SMALL["n_normal_images"] and len(unseen) == WOVEN_UNSEEN
+    assert all(np.array_equal(a, b) for a, b in zip(train, trained))  # the images a run with them trains on
+    assert not any(np.array_equal(u, t) for u in unseen for t in trained)  # and others of the same fabric
+    assert len(list((tmp_path / "test/defect").glob("*.png"))) == SMALL["n_defect_images"]

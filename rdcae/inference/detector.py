@@ -178,6 +178,9 @@ def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32")
     except Exception:  # a zip that is not one, a truncated or zero-byte file
         raise ValueError(f"model={path}: not an rdcae detector file (damaged, truncated or not written by "
                          "PyTorch); use a run's model.pt") from None
+    if isinstance(payload, dict) and "state_dict" in payload and "optimizer_states" in payload:
+        raise ValueError(f"model={path}: a training checkpoint, not a detector file; the run's detector is "
+                         f"{Path(path).parent.parent / 'model.pt'} (written at the end of training)")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"model={path}: not an rdcae detector file (expected format {FORMAT!r})")
     try:

@@ -114,7 +114,8 @@ def load_onnx_metadata(path: str | Path) -> dict:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # protobuf's DecodeError and friends: not an ONNX file at all
-        raise ValueError(f"model={path}: not an ONNX file; export one with python -m rdcae.export") from None
+        raise ValueError(f"model={path}: not a readable ONNX file (damaged, truncated or another format); export "
+                         "one with python -m rdcae.export") from None
     props = {p.key: p.value for p in model.metadata_props}
     if props.get("format") != FORMAT:
         raise ValueError(f"model={path}: an ONNX file without rdcae detector metadata (expected format {FORMAT!r}); "

@@ -179,6 +179,8 @@ def summary(metrics: dict, output_dir: Path) -> str:
         *weak_test_lines(t, str(metrics.get("stop_reason", ""))),
         *baseline_lines(metrics),
         f"  outputs         : {output_dir}",
+        *([f"  detector        : python -m rdcae.detect model={output_dir / 'model.pt'} input=<image, folder or glob>"]
+          if (output_dir / "model.pt").is_file() else []),
         f"  TensorBoard     : tensorboard --logdir {output_dir / 'tensorboard'}",
         "",
     ])

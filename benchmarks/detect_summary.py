@@ -25,6 +25,7 @@ from rdcae.paper.report import find_run_folders, swept_settings
 
 COLUMNS = [("patch AUC", "test", "auc"), ("patch F1", "test", "f1"), ("image AUROC", "evaluation", "image_auroc"),
            ("image F1", "evaluation", "image_f1"), ("defect images flagged", "evaluation", "defect_images_flagged"),
+           ("of them in most windows", "evaluation", "defect_images_flagged_throughout"),
            ("false alarms per clean image", "evaluation", "false_alarms_per_image"),
            ("pixel AUROC", "evaluation", "pixel_auroc"), ("AUPRO (30 % FPR)", "evaluation", "pixel_aupro"),
            ("seconds per image", "evaluation", "seconds")]
@@ -56,8 +57,8 @@ def main(folders: list[str], detects: list[str]) -> None:
         e = runs[0]["evaluation"]
         cells = []
         for _, where, key in COLUMNS:
-            values = np.array([r[where][key] for r in runs], dtype=float)
-            cells.append(f"{values.mean():.3f} ± {values.std():.3f}" if key != "defect_images_flagged"
+            values = np.array([r[where].get(key, np.nan) for r in runs], dtype=float)  # nan: written before the key
+            cells.append(f"{values.mean():.3f} ± {values.std():.3f}" if not key.startswith("defect_images_flagged")
                          else f"{values.mean():.1f} ± {values.std():.1f}")
         images = f"{e['defect_images']} / {e['normal_images']}"
         print(f"| {dataset} | {fabric} | {setting or 'default'} | {detect} | {len(runs)} | {images} | "

@@ -485,7 +485,7 @@ def evaluate(done: list) -> dict:
         "image_f1": (round(float(binary_f1_score(flagged.long(), labels.long())), 6)
                      if labels.any() and not labels.all() else math.nan),
         "defect_images_flagged": int((flagged & labels).sum()),
-        # flagged in most of their windows: unlike the training surface as a whole rather than at a defect
+        # flagged in most of their windows: more than most defects cover, as a surface unlike the training one is
         "defect_images_flagged_throughout": sum(bool(item.mask.any()) and item.name in throughout for item, _ in done),
         "false_alarms": int((flagged & ~labels).sum()),
         "false_alarms_per_image": float((flagged & ~labels).sum()) / n_normal if n_normal else math.nan,
@@ -637,9 +637,8 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
         f1 = f"{e['image_f1']:.4f}" if math.isfinite(e["image_f1"]) else "n/a"
         lines += [f"  evaluation      : image AUROC {auroc}  F1 {f1}  "
                   f"({e['defect_images_flagged']} of {e['defect_images']} defect images flagged"
-                  + (f" ({e['defect_images_flagged_throughout']} of them in most of their windows: a surface unlike "
-                     "the training images', not the defect, flags those)" if e.get("defect_images_flagged_throughout")
-                     else "") + ", "
+                  + (f" ({e['defect_images_flagged_throughout']} of them in most of their windows, as a surface unlike "
+                     "the training images' would be)" if e.get("defect_images_flagged_throughout") else "") + ", "
                   f"{e['false_alarms']} false alarms on {e['normal_images']} clean images)",
                   f"                    pixel AUROC {e['pixel_auroc']:.4f}  AUPRO(30 % FPR) {e['pixel_aupro']:.4f}",
                   f"  clean images    : {e['normal_images_from']}"]

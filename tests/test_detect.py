@@ -195,7 +195,7 @@ def test_defect_images_flagged_in_most_of_their_windows_are_counted_apart():
     assert evaluation["defect_images_flagged"] == 2 and evaluation["defect_images_flagged_throughout"] == 1
     text = summary({"images": 5, "flagged": 3, "failed": 0, "seconds": 1.0, "output_dir": "out",
                     "evaluation": evaluation | {"normal_images_from": "x"}}, 1.0)
-    assert "2 of 3 defect images flagged (1 of them in most of their windows" in text
+    assert "2 of 3 defect images flagged (1 of them in most of their windows, as a surface unlike" in text
 
 
 def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(trained, tmp_path, capsys):

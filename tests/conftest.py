@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from omegaconf import open_dict
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# the real AITEX sample (fabrics 00 and 03 in the original layout): beside the checkout, or where RDCAE_TEST_AITEX says
+AITEX_SAMPLE = Path(os.environ.get("RDCAE_TEST_AITEX") or SHARED_DATA / "aitex")
 
 # A tiny but complete run: short blocks, small batches, no progress bar ...
 TINY_TRAINING = [
@@ -64,7 +67,6 @@ def tiny_cfg(tmp_path):
 
 @pytest.fixture
 def aitex_dir() -> Path:
-    path = SHARED_DATA / "aitex"
-    if not path.is_dir():
-        pytest.skip("real AITEX sample not present (../shared/data/aitex)")
-    return path
+    if not AITEX_SAMPLE.is_dir():
+        pytest.skip(f"real AITEX sample not present ({AITEX_SAMPLE}; RDCAE_TEST_AITEX= points elsewhere)")
+    return AITEX_SAMPLE

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import AITEX_SAMPLE
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
@@ -19,7 +20,6 @@ from rdcae.data.sources import SourceImage, load_sources
 from rdcae.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
-AITEX_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aitex"
 SHARED_KEYS = {
     "name", "data_dir", "n_normal", "train_fraction", "n_train", "defect_rule", "defect_min_fraction",
     "exclude_background", "edge_margin", "texture_borders", "normals_from_defect_images", "holdout_images",

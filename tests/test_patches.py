@@ -21,11 +21,11 @@ from rdcae.errors import ConfigError
 
 @pytest.fixture(scope="module")
 def aitex_patches(request):
-    from conftest import SHARED_DATA
+    from conftest import AITEX_SAMPLE
 
-    root = SHARED_DATA / "aitex"
+    root = AITEX_SAMPLE
     if not root.is_dir():
-        pytest.skip("real AITEX sample not present (../shared/data/aitex)")
+        pytest.skip(f"real AITEX sample not present ({root}; RDCAE_TEST_AITEX= points elsewhere)")
     built = {}
     for fabric in ("00", "03"):
         # recipe=paper: the fabric up to the white band, as the paper counted its defect tiles

@@ -21,7 +21,7 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
@@ -44,6 +44,8 @@ from rdcae.model.score import AUTO
 from rdcae.overrides import check_overrides
 from rdcae.results.figures import write_detection_figures, write_run_figures
 from rdcae.results.summary import describe_operating_point, hparams, run_metrics, summary, write_metrics
+
+LOG_REFRESH_STEPS = 100  # training steps between progress-bar redraws when the output is not a terminal
 
 
 class _WithoutTips(logging.Filter):
@@ -87,8 +89,12 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
         save_top_k=1, monitor=None, save_last=True, auto_insert_metric_name=False,
     )
     logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
+    callbacks = [alternation, checkpoints]
+    if cfg.trainer.get("enable_progress_bar", True) and not sys.stdout.isatty():
+        # a log file or CI: each redraw is a line of its own there, so redraw seldom
+        callbacks.append(TQDMProgressBar(refresh_rate=LOG_REFRESH_STEPS))
     trainer = instantiate(
-        cfg.trainer, max_epochs=alternation.max_epochs, callbacks=[alternation, checkpoints], logger=logger,
+        cfg.trainer, max_epochs=alternation.max_epochs, callbacks=callbacks, logger=logger,
         default_root_dir=str(output_dir), plugins=[AtomicCheckpointIO()],
     )
     return datamodule, module, alternation, trainer

@@ -58,7 +58,8 @@ model file that stops the run.
 
 Evaluate on a labelled dataset (image AUROC and F1, false alarms per clean image, pixel AUROC, AUPRO):
   python -m rdcae.detect model=.../model.pt dataset=aitex fabric=03 data_dir=/path/to/AITEX
-  dataset=aitex|ksdd2|folder|woven, with fabric=, data_dir=, cache_dir= and dataset.<key>= as for training.
+  dataset=aitex|ksdd2|folder|woven, with fabric=, data_dir=, cache_dir= and dataset.<key>= as for training;
+  on the model's own dataset, those not given are the model's (python -m rdcae.detect model=... dataset=aitex).
 The clean images are those the model never trained on (dataset.holdout_images=N at training), or
 all of them for a dataset or fabric it was not trained on.
 
@@ -215,10 +216,8 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
     elif path.is_dir():
         root = path.resolve()
         skip = skip.resolve() if skip is not None else None
-        if skip == root:
-            raise ConfigError(f"output_dir={skip}: the input folder itself, where the overlays and maps written would "
-                              "be read as images by the next detection; give an output_dir outside it, or a folder "
-                              "inside it (left out when its images are read)")
+        # the output folder is the input folder itself: the overlays an earlier detection wrote there are no input
+        written = earlier_outputs(root) if skip == root else set()
         skip = skip if skip is not None and skip != root and skip.is_relative_to(root) else None  # inside it only
         files = {p: p.resolve() for p in path.rglob("*")}  # as named under input=, and where they lie
         # earlier detections' output folders inside it (a detections.csv beside their overlays) too
@@ -226,7 +225,7 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
                                                  and r.parent != root]
         paths = sorted(p for p, r in files.items() if p.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in p.stem
                        and "ground_truth" not in p.relative_to(path).parts[:-1]
-                       and not any(r.is_relative_to(s) for s in skipped))
+                       and not any(r.is_relative_to(s) for s in skipped) and r not in written)
         if not paths:
             raise ConfigError(f"input={spec}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
     else:
@@ -338,20 +337,30 @@ def output_stems(items: list[Item]) -> list[str]:
                    for item, s in zip(items, stems)])
 
 
-def clear_earlier(out: Path, items: list[Item]) -> int:
-    """Removes the overlays and maps an earlier detection wrote into `out`, as its detections.csv names
-    them, so that the folder shows this detection's alone; anything else there stays, and so does any
-    file among `items`, this detection's images. Returns how many images' outputs it removed."""
+def earlier_outputs(out: Path) -> set[Path]:
+    """The overlays and maps an earlier detection wrote into `out`, as its detections.csv names them
+    (resolved paths of the files there); none without a readable detections.csv."""
+    return {f.resolve() for files in _earlier_outputs(out) for f in files}
+
+
+def _earlier_outputs(out: Path) -> list[list[Path]]:
     try:
         with open(out / "detections.csv", newline="") as f:
             names = [r["image"] for r in csv.DictReader(f) if r.get("image")]
     except (OSError, KeyError, csv.Error, UnicodeDecodeError):
-        return 0
+        return []
+    return [[f for f in (out / f"{stem}_overlay.png", out / f"{stem}_map.npy") if f.is_file()]
+            for stem in output_stems([Item(name, name) for name in names])]
+
+
+def clear_earlier(out: Path, items: list[Item]) -> int:
+    """Removes the overlays and maps an earlier detection wrote into `out`, as its detections.csv names
+    them, so that the folder shows this detection's alone; anything else there stays, and so does any
+    file among `items`, this detection's images. Returns how many images' outputs it removed."""
     inputs = {Path(item.path).resolve() for item in items}
     removed = 0
-    for stem in output_stems([Item(name, name) for name in names]):
-        files = [f for f in (out / f"{stem}_overlay.png", out / f"{stem}_map.npy")
-                 if f.is_file() and f.resolve() not in inputs]
+    for written in _earlier_outputs(out):
+        files = [f for f in written if f.resolve() not in inputs]
         removed += bool(files)
         for f in files:
             f.unlink()

@@ -362,9 +362,7 @@ def test_bad_command_lines_get_one_clear_line(trained, tmp_path, capsys):
         (f"model={trained[1]}", f"input={tmp_path}/nothing*.png"): "no image matches",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", f"output_dir={blocker}/out"): "cannot write there",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "backend=cuda"): "backend=cuda",
-        (f"model={trained[1]}", f"input={tmp_path / 'img'}", f"output_dir={tmp_path / 'img'}"):
-            f"output_dir={tmp_path / 'img'}: the input folder itself, where the overlays and maps written would be "
-            "read as images by the next detection",
+
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "device=tpu"): "device=tpu: choose auto, cpu, cuda",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "backend=onnx", "device=cuda"):
             "backend=onnx runs on the CPU; use backend=torch for the GPU",
@@ -549,12 +547,20 @@ def test_a_second_detection_on_a_folder_does_not_read_the_overlays_the_first_wro
         assert main([f"model={trained[1]}", f"input={folder}", f"output_dir={folder / 'out'}", "maps=false"]) == 0
         assert [r["image"] for r in csv.DictReader(open(folder / "out" / "detections.csv"))] == ["a.png"]
     assert (folder / "out" / "a_overlay.png").is_file()
-    # the output folder that is the input folder itself, or holds it, leaves out nothing
-    assert main([f"model={trained[1]}", f"input={folder / 'out'}", f"output_dir={folder / 'out'}", "maps=false",
-                 "overlays=false"]) == 0
-    assert [r["image"] for r in csv.DictReader(open(folder / "out" / "detections.csv"))] == ["a_overlay.png"]
+    # an output folder that holds the input folder leaves out nothing: the overlay is an image under input=
     assert main([f"model={trained[1]}", f"input={folder / 'out'}", f"output_dir={folder}", "maps=false"]) == 0
     assert [r["image"] for r in csv.DictReader(open(folder / "detections.csv"))] == ["a_overlay.png"]
+    # the input folder itself as the output folder: the overlays and maps an earlier detection wrote there, as
+    # its detections.csv names them, are not read again (else each run would judge the last one's overlays)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    Image.fromarray(clean_image).save(alone / "b.png")
+    Image.fromarray(clean_image).save(alone / "c_overlay.png")  # an image of the user's own, named so
+    for _ in range(2):
+        assert main([f"model={trained[1]}", f"input={alone}", f"output_dir={alone}"]) == 0
+        assert sorted(r["image"] for r in csv.DictReader(open(alone / "detections.csv"))) == ["b.png", "c_overlay.png"]
+    assert (alone / "b_overlay.png").is_file() and (alone / "b_map.npy").is_file()
+    assert not (alone / "b_overlay_overlay.png").exists()
 
 
 def test_an_onnx_file_exported_without_its_calibration_scores_keeps_its_own_operating_point(trained, clean_image,

@@ -137,8 +137,9 @@ def load_checkpoint(path: str | Path) -> dict:
         raise ConfigError(f"ckpt_path={path}: the checkpoint is damaged or not a checkpoint "
                           f"({type(error).__name__}){_earlier(path)}") from None
     if isinstance(checkpoint, dict) and str(checkpoint.get("format", "")).startswith("rdcae-detector/"):
+        last = path.resolve().parent / "checkpoints" / "last.ckpt"
         raise ConfigError(f"ckpt_path={path}: the run's exported detector, not a training checkpoint; resume from "
-                          f"{path.parent / 'checkpoints' / 'last.ckpt'}")
+                          + (str(last) if last.is_file() else "the run folder's checkpoints/last.ckpt"))
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"ckpt_path={path}: not an rdcae training checkpoint (no state_dict)")
     if checkpoint.get("state_digest") not in (None, state_digest(checkpoint["state_dict"])):

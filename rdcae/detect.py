@@ -551,16 +551,19 @@ def from_the_model(cfg: DictConfig, model_config: dict) -> str:
     if trained.get("name") != cfg.dataset.get("name"):
         return ""
     given = {key.removeprefix("dataset.") for key in cfg.get("dataset_given") or []}
-    taken = []
+    taken, moved = [], ""
     for key, value in trained.items():
         if key in given or key not in cfg.dataset or value is None or str(value) == str(cfg.dataset[key]):
             continue
         if key == "data_dir" and not Path(str(value)).is_dir():  # a model moved to another machine
+            moved = f"; the model's data_dir={value} is not here, so data_dir={cfg.dataset[key]} (give data_dir=)"
             continue
         cfg.dataset[key] = value
         taken.append(f"{key}={value}")
+    if not taken:
+        return f"note: {moved[2:]}" if moved else ""
     return (f"note: {', '.join(taken)} from the model file, as it was trained; give them on the command line "
-            "to evaluate other images") if taken else ""
+            f"to evaluate other images{moved}")
 
 
 def run(cfg: DictConfig, out: Path | None = None) -> dict:
@@ -605,8 +608,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
         trained_on = surface(OmegaConf.create(model_config.get("dataset") or {}))
         print(f"warning: {len(unlike)} of {len(done)} images ({', '.join(unlike[:3])}{', ...' * (len(unlike) > 3)}) "
               f"score above the threshold in most of their windows: they look unlike the {trained_on} the model "
-              "was trained on (another surface, weave, scale or lighting) rather than defective where it shows; "
-              "where the line now makes that surface, train a model on clean images of it",
+              "was trained on (another surface, weave, scale or lighting) rather than defective; if that is the "
+              "surface you now produce, train a model on clean images of it",
               file=sys.stderr)
     if at_edge := [name for name in flagged_at_the_edge(done, detector.preprocessing.patch_size)
                    if name not in unlike]:

@@ -60,8 +60,8 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
             cfg = compose(config_name="train", overrides=chosen)
     except HydraException as error:
         raise ConfigError(f"{' '.join(chosen)}: {str(error).strip().splitlines()[0]}") from None
-    _check_dataset_settings(ours, cfg, swept_dataset=any(o.key_or_group == "dataset" and o.is_sweep_override()
-                                                         for o in ours))
+    _check_dataset_settings(ours, cfg, chosen, swept_dataset=any(o.key_or_group == "dataset" and o.is_sweep_override()
+                                                                 for o in ours))
     for override in (o for o in ours if o.key_or_group not in groups):
         key = override.key_or_group
         if OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
@@ -87,23 +87,33 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
                           + (" (see --help)" if not parent else ""))
 
 
-def _check_dataset_settings(overrides, cfg: DictConfig, swept_dataset: bool) -> None:
+def _check_dataset_settings(overrides, cfg: DictConfig, chosen: list[str], swept_dataset: bool) -> None:
     """Refuses `fabric=` or `data_dir=` where the run's dataset would ignore it: without `dataset=aitex` the
-    embedded fabric would train and the images named would never be read."""
+    embedded fabric would train and the images named would never be read. A `fabric=` that pins the fabric
+    sweep of an experiment (`experiment=table1 dataset=ksdd2 fabric=00`: one job per seed) is left alone."""
     if swept_dataset:
         return
     name = cfg.dataset.name
+    chose = any(o.key_or_group == "dataset" for o in overrides)
+    where = f"dataset={name}" if chose else f"dataset={name} (the embedded fabric, the default)"
     for override in overrides:
         key = override.key_or_group
-        if key == "fabric" and name != "aitex":
-            raise ConfigError(f"{override.input_line}: an AITEX fabric, but the dataset is {name}"
-                              f"{_DEFAULT_NOTE.get(name, '')}, which has no fabrics; add dataset=aitex")
+        if key == "fabric" and name != "aitex" and not _sweeps_fabric(chosen):
+            raise ConfigError(f"{override.input_line}: an AITEX fabric, but {where} has no fabrics; "
+                              + (f"drop {key}= or use dataset=aitex" if chose else "add dataset=aitex"))
         if key in ("data_dir", "dataset.data_dir") and name == "woven":
-            raise ConfigError(f"{override.input_line}: the dataset is woven{_DEFAULT_NOTE['woven']}, which reads "
-                              "no files; add dataset=aitex, dataset=ksdd2 or dataset=folder (your own images)")
+            raise ConfigError(f"{override.input_line}: {where} reads no files; "
+                              + ("drop data_dir= or use" if chose else "add") +
+                              " dataset=aitex, dataset=ksdd2 or dataset=folder (your own images)")
 
 
-_DEFAULT_NOTE = {"woven": " (the embedded fabric, the default)"}
+def _sweeps_fabric(chosen: list[str]) -> bool:
+    """Whether the config groups chosen set up a sweep over fabrics (the paper's experiments)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=chosen, return_hydra_config=True)
+    return OmegaConf.select(cfg, "hydra.sweeper.params.fabric", default=None) is not None
 
 
 def _closest(word: str, known: list[str], before: str, after: str) -> str:

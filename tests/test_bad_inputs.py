@@ -178,11 +178,12 @@ def test_a_runs_note_about_its_data_is_printed_once_though_the_run_reads_the_dat
     (["seed=[0"], "seed=[0: a setting that cannot be read"),
     (["lambda=1.0,1.6"], "lambda=1.0,1.6: a sweep, one job per value; add -m"),
     # settings the run's dataset would ignore: without dataset=aitex the embedded fabric would train
-    (["fabric=00", "data_dir=/data/aitex"], "fabric=00: an AITEX fabric, but the dataset is woven (the embedded "
-                                            "fabric, the default), which has no fabrics; add dataset=aitex"),
-    (["data_dir=/data/aitex"], "data_dir=/data/aitex: the dataset is woven (the embedded fabric, the default), which "
-                               "reads no files; add dataset=aitex"),
-    (["dataset=folder", "fabric=3"], "fabric=3: an AITEX fabric, but the dataset is folder"),
+    (["fabric=00", "data_dir=/data/aitex"], "fabric=00: an AITEX fabric, but dataset=woven (the embedded fabric, "
+                                            "the default) has no fabrics; add dataset=aitex"),
+    (["data_dir=/data/aitex"], "data_dir=/data/aitex: dataset=woven (the embedded fabric, the default) reads no "
+                               "files; add dataset=aitex"),
+    (["dataset=folder", "fabric=3"], "fabric=3: an AITEX fabric, but dataset=folder has no fabrics; drop fabric= or "
+                                     "use dataset=aitex"),
 ])
 def test_a_misspelt_training_setting_is_one_line_before_any_work(settings, expected, tmp_path):
     from rdcae.errors import ConfigError
@@ -199,6 +200,9 @@ def test_a_misspelt_training_setting_is_one_line_before_any_work(settings, expec
 
 def test_settings_the_config_has_pass_the_check():
     from rdcae.overrides import check_overrides
+
+    # a fabric= that pins an experiment's own fabric sweep to one value, as docs/REPRODUCING.md runs KSDD2
+    check_overrides(["experiment=table1", "dataset=ksdd2", "fabric=00", "data_dir=/data/ksdd2", "seed=0,1,2"])
 
     check_overrides(["dataset=aitex,folder", "dataset.holdout_images=5", "fabric=03,00", "seed=0,1,2", "model=dcae",
                      "recipe=paper", "experiment=table1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",

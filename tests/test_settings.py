@@ -35,7 +35,10 @@ def test_the_patch_threshold_is_the_99_percent_quantile_and_the_papers_999_under
 
 @pytest.mark.parametrize("override, message", [
     ("alternation.block_epochs=0", "alternation.block_epochs=0"),
-    ("alternation.warmup_blocks=9", r"alternation.warmup_blocks=9 must be in \[0, max_blocks=2\)"),
+    ("alternation.warmup_blocks=9", r"alternation.warmup_blocks=9 must be in \[0, max_blocks=2\): the S-updates wait "
+                                    r"at least warmup_blocks blocks; raise alternation.max_blocks above 9 or set "
+                                    r"alternation.warmup_blocks=1"),
+    ("alternation.warmup_blocks=-1", r"alternation.warmup_blocks=-1 must be >= 0"),
     ("+alternation.blok_epochs=3", "alternation.blok_epochs: unknown setting"),
     ("alternation.s_fraction=1.5", "alternation.s_fraction=1.5"),
     ("operating_point.quantile=1.0", "operating_point.quantile=1.0"),

@@ -753,12 +753,20 @@ def test_a_run_killed_at_a_random_point_resumes_to_the_same_result(tmp_path):
     assert math.isclose(resumed["threshold"], full["threshold"], rel_tol=1e-5), delay
 
 
-def test_the_progress_bar_redraws_seldom_where_the_output_is_no_terminal(tmp_path):
+def test_the_progress_bar_redraws_seldom_where_the_output_is_no_terminal(tmp_path, monkeypatch):
+    import io
+
     from rdcae.config import validate
     from rdcae.train import LOG_REFRESH_STEPS
 
-    cfg = compose_config(TINY + ["trainer.enable_progress_bar=true"], tmp_path)  # pytest's stdout is no terminal
-    trainer = build(cfg, tmp_path / "run", validate(cfg))[3]
-    assert trainer.progress_bar_callback.refresh_rate == LOG_REFRESH_STEPS
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    cfg = compose_config(TINY + ["trainer.enable_progress_bar=true"], tmp_path)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # a log file
+    assert build(cfg, tmp_path / "run", validate(cfg))[3].progress_bar_callback.refresh_rate == LOG_REFRESH_STEPS
+    monkeypatch.setattr(sys, "stdout", Terminal())  # a terminal: Lightning's own bar, redrawn every step
+    assert build(cfg, tmp_path / "tty", validate(cfg))[3].progress_bar_callback.refresh_rate == 1
     quiet = compose_config(TINY, tmp_path)  # the bar off: no bar at all
     assert build(quiet, tmp_path / "quiet", validate(quiet))[3].progress_bar_callback is None

@@ -179,8 +179,10 @@ def load_detector(path: str | Path, map_location="cpu", precision: str = "fp32")
         raise ValueError(f"model={path}: not an rdcae detector file (damaged, truncated or not written by "
                          "PyTorch); use a run's model.pt") from None
     if isinstance(payload, dict) and "state_dict" in payload and "optimizer_states" in payload:
+        model = Path(path).resolve().parent.parent / "model.pt"
         raise ValueError(f"model={path}: a training checkpoint, not a detector file; the run's detector is "
-                         f"{Path(path).parent.parent / 'model.pt'} (written at the end of training)")
+                         + (f"{model}" if model.is_file() else "model.pt in the run folder")
+                         + " (written at the end of training)")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"model={path}: not an rdcae detector file (expected format {FORMAT!r})")
     try:

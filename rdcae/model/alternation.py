@@ -75,11 +75,14 @@ class AlternationSettings:
         if self.block_epochs < 1 or self.max_blocks < 1:
             raise ValueError(f"alternation.block_epochs={self.block_epochs} and "
                              f"alternation.max_blocks={self.max_blocks} must be >= 1")
-        if not 0 <= self.warmup_blocks < self.max_blocks:
+        if self.warmup_blocks < 0:
+            raise ValueError(f"alternation.warmup_blocks={self.warmup_blocks} must be >= 0 (0: the S-updates may "
+                             "start after the first block, as in the paper)")
+        if not self.warmup_blocks < self.max_blocks:
             raise ValueError(f"alternation.warmup_blocks={self.warmup_blocks} must be in [0, max_blocks="
                              f"{self.max_blocks}): the S-updates wait at least warmup_blocks blocks; raise "
                              f"alternation.max_blocks above {self.warmup_blocks} or set alternation.warmup_blocks="
-                             f"{max(self.max_blocks - 1, 0)}")
+                             f"{self.max_blocks - 1}")
         if not 0 < self.auc_target <= 1:
             raise ValueError(f"alternation.auc_target={self.auc_target} must be in (0, 1]")
         if self.start_fraction is not None and not 0 <= self.start_fraction <= 1:
@@ -190,13 +193,13 @@ class Alternation(L.Callback):
         if self.history and (self.history[-1].train_auc > self.auc_target
                              or self.on_plateau([r.validation_auc for r in self.history])):
             trainer.should_stop = True
-            # a run that had ended at its max_blocks, resumed with more: say why no block follows
+            # a run that had ended at its max_blocks on its plateau, resumed with more: say why no block follows
+            # (one that ended on its train AUC says so in its reason already)
             if (self.history[-1].block < self.max_blocks and self.stop_reason.startswith("max_blocks=")
                     and "the resume added" not in self.stop_reason):
-                done = ("its train AUC above auc_target" if self.history[-1].train_auc > self.auc_target
-                        else "its validation AUC on its plateau")
-                self.stop_reason += (f"; the resume added no block: training had ended with {done}, where a run "
-                                     f"with max_blocks={self.max_blocks} from the start would have stopped too")
+                self.stop_reason += ("; the resume added no block: training had ended with its validation AUC on "
+                                     f"its plateau, where a run with max_blocks={self.max_blocks} from the start "
+                                     "would have stopped too")
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
         epoch = trainer.current_epoch + 1

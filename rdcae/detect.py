@@ -209,7 +209,8 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
     """The images `input=` names: a file, a folder (recursively; masks left out, named *_mask* or lying in a
     ground_truth folder as the MVTec AD layout keeps them, and the folder `skip` when it lies inside, where a
     detection writes its overlays, and any other folder inside that holds a detections.csv, an earlier
-    detection's) or a glob."""
+    detection's) or a glob; where the images lie in `skip` itself, the overlays and maps its detections.csv
+    names are left out."""
     path = Path(spec).expanduser()
     if path.is_file():
         paths = [path]
@@ -230,7 +231,9 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
             raise ConfigError(f"input={spec}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
     else:
         matches = glob.glob(str(path), recursive=True)
-        paths = sorted(Path(p) for p in matches if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        written = earlier_outputs(skip.resolve()) if skip is not None else set()  # where the glob meets output_dir
+        paths = sorted(Path(p) for p in matches if Path(p).suffix.lower() in IMAGE_SUFFIXES
+                       and Path(p).resolve() not in written)
         if not paths:
             raise ConfigError(f"input={spec}: no such file or folder, and no image matches it as a glob")
     root = path if path.is_dir() else None

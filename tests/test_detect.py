@@ -561,6 +561,9 @@ def test_a_second_detection_on_a_folder_does_not_read_the_overlays_the_first_wro
         assert sorted(r["image"] for r in csv.DictReader(open(alone / "detections.csv"))) == ["b.png", "c_overlay.png"]
     assert (alone / "b_overlay.png").is_file() and (alone / "b_map.npy").is_file()
     assert not (alone / "b_overlay_overlay.png").exists()
+    # a glob over that folder alike
+    assert main([f"model={trained[1]}", f"input={alone}/*.png", f"output_dir={alone}"]) == 0
+    assert sorted(r["image"] for r in csv.DictReader(open(alone / "detections.csv"))) == ["b.png", "c_overlay.png"]
 
 
 def test_an_onnx_file_exported_without_its_calibration_scores_keeps_its_own_operating_point(trained, clean_image,

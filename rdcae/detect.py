@@ -554,19 +554,19 @@ def from_the_model(cfg: DictConfig, model_config: dict) -> str:
     if trained.get("name") != cfg.dataset.get("name"):
         return ""
     given = {key.removeprefix("dataset.") for key in cfg.get("dataset_given") or []}
-    taken, moved = [], ""
+    taken, notes = [], []
     for key, value in trained.items():
         if key in given or key not in cfg.dataset or value is None or str(value) == str(cfg.dataset[key]):
             continue
         if key == "data_dir" and not Path(str(value)).is_dir():  # a model moved to another machine
-            moved = f"; the model's data_dir={value} is not here, so data_dir={cfg.dataset[key]} (give data_dir=)"
+            notes.append(f"the model's data_dir={value} is not here, so data_dir={cfg.dataset[key]} (give data_dir=)")
             continue
         cfg.dataset[key] = value
         taken.append(f"{key}={value}")
-    if not taken:
-        return f"note: {moved[2:]}" if moved else ""
-    return (f"note: {', '.join(taken)} from the model file, as it was trained; give them on the command line "
-            f"to evaluate other images{moved}")
+    if taken:
+        notes.insert(0, f"{', '.join(taken)} from the model file, as it was trained; give them on the command line "
+                        "to evaluate other images")
+    return f"note: {'; '.join(notes)}" if notes else ""
 
 
 def run(cfg: DictConfig, out: Path | None = None) -> dict:

@@ -174,6 +174,30 @@ def test_evaluation_without_dataset_settings_takes_the_models_own(trained, tmp_p
     assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == cfg.dataset.n_defect_images
 
 
+def test_the_models_data_folder_is_taken_only_where_it_still_is(tmp_path):
+    from omegaconf import OmegaConf
+
+    from rdcae.detect import from_the_model
+
+    def cfg(given):
+        return OmegaConf.create({"dataset": {"name": "aitex", "fabric": "03", "data_dir": "data/aitex"},
+                                 "dataset_given": given})
+
+    here = cfg(["dataset"])
+    note = from_the_model(here, {"dataset": {"name": "aitex", "fabric": "00", "data_dir": str(tmp_path)}})
+    assert here.dataset.fabric == "00" and here.dataset.data_dir == str(tmp_path)
+    assert note == (f"note: fabric=00, data_dir={tmp_path} from the model file, as it was trained; give them on the "
+                    "command line to evaluate other images")
+    moved = cfg(["dataset"])
+    note = from_the_model(moved, {"dataset": {"name": "aitex", "fabric": "03", "data_dir": str(tmp_path / "gone")}})
+    assert moved.dataset.data_dir == "data/aitex"
+    assert note == (f"note: the model's data_dir={tmp_path / 'gone'} is not here, so data_dir=data/aitex "
+                    "(give data_dir=)")
+    told = cfg(["dataset", "fabric"])  # a setting given stays as given; another dataset takes nothing
+    assert from_the_model(told, {"dataset": {"name": "aitex", "fabric": "00"}}) == "" and told.dataset.fabric == "03"
+    assert from_the_model(cfg(["dataset"]), {"dataset": {"name": "ksdd2", "data_dir": str(tmp_path)}}) == ""
+
+
 def test_defect_images_flagged_in_most_of_their_windows_are_counted_apart():
     from types import SimpleNamespace
 

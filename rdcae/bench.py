@@ -36,6 +36,7 @@ from rdcae.model.alternation import Alternation
 from rdcae.model.network import NetworkSpec
 from rdcae.model.score import reconstruction_error
 from rdcae.noise.decorate import decorate
+from rdcae.overrides import check_overrides
 from rdcae.results.summary import json_safe
 from rdcae.train import build, run
 
@@ -360,7 +361,7 @@ def table(results: dict) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     try:
         measure(cfg)
     except (ConfigError, DataError, FileNotFoundError) as error:  # bad settings or data: one line, no traceback
@@ -380,6 +381,24 @@ def measure(cfg: DictConfig) -> None:
         print(image_table(rows))
         return
     benchmark(cfg, out)
+
+
+def main() -> None:
+    """`python -m rdcae.bench`: the command-line settings checked against the benchmark's config first (a
+    misspelt key, or `fabric=` without the dataset that reads it, is one line and exit code 2), then Hydra's
+    run."""
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(sys.argv[1:])
+    own_config = args.config_path or args.config_name or args.config_dir
+    if not (args.help or args.hydra_help or own_config) and os.environ.get("HYDRA_FULL_ERROR") != "1":
+        try:
+            check_overrides(args.overrides, "python -m rdcae.bench", multirun=bool(args.multirun),
+                            config_name="bench")
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -22,12 +22,14 @@ SET_BY_RDCAE = {  # Trainer arguments the run sets itself, and what to set inste
 }
 
 
-def check_overrides(overrides: list[str], command: str = "python -m rdcae.train", multirun: bool = True) -> None:
+def check_overrides(overrides: list[str], command: str = "python -m rdcae.train", multirun: bool = True,
+                    config_name: str = "train") -> None:
     """Refuses, in one line that names it, a command-line setting the training config does not have: a
     misspelt key (model.scor=), a `+key=` that adds one nothing reads, a config group option that does
     not exist (dataset=aitx), a sweep without -m (`multirun=False`), or a line Hydra cannot read. Values are
     `validate`'s to check; hydra.* and hydra/* settings are Hydra's own. Sweeps (seed=0,1,2) are checked
-    value by value for groups."""
+    value by value for groups. `config_name` is the command's config in conf/ (bench adds its own settings to
+    the training config's)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import Glob
@@ -57,7 +59,7 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
             chosen.append(f"{'+' if override.is_add() else ''}{key}={options[0]}")
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=chosen)
+            cfg = compose(config_name=config_name, overrides=chosen)
     except HydraException as error:
         raise ConfigError(f"{' '.join(chosen)}: {str(error).strip().splitlines()[0]}") from None
     _check_dataset_settings(ours, cfg, chosen, swept_dataset=any(o.key_or_group == "dataset" and o.is_sweep_override()

@@ -77,3 +77,21 @@ def test_the_reference_loop_trains_the_network_the_run_asks_for():
     out = paper.reconstruct(x)
     assert out.min() >= 0 and out.max() <= 1  # sigmoid pixels, the paper's [0, 1] range
     assert paper.fit(block_epochs=1, max_blocks=2, warmup_blocks=1)["epochs"] == 2
+
+
+def test_the_benchmark_command_line_is_checked_against_its_own_config(tmp_path):
+    import subprocess
+    import sys
+
+    from rdcae.errors import ConfigError
+    from rdcae.overrides import check_overrides
+
+    check_overrides(["bench.strides=[32]", "bench.model=m.pt"], "python -m rdcae.bench", config_name="bench")
+    with pytest.raises(ConfigError, match=r"bench.modle=m.pt: unknown setting; did you mean bench.model=\?"):
+        check_overrides(["bench.modle=m.pt"], "python -m rdcae.bench", config_name="bench")
+    out = subprocess.run([sys.executable, "-m", "rdcae.bench", "fabric=03", f"hydra.run.dir={tmp_path / 'b'}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: fabric=03: an AITEX fabric, but dataset=woven (the embedded fabric, the default) has no fabrics; "
+        "add dataset=aitex"]
+    assert not (tmp_path / "b").exists()

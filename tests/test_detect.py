@@ -789,6 +789,7 @@ def test_a_model_file_without_the_overlap_calibration_scores_windows_alone_and_r
     assert main([f"model={older}", f"input={tmp_path / 'clean.png'}", "overlap=true"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "overlap=true" in err and "overlap=false" in err and str(older) in err
+    assert "fewer than 20 tiles" in err  # the other way to a file without it: too few calibration tiles
     assert main([f"model={trained[1]}", f"input={tmp_path / 'clean.png'}", "overlap=maybe"]) == 2
     assert "must be true or false" in capsys.readouterr().err
     # the benchmark's image rows refuse it the same way, before timing anything

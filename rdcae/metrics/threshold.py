@@ -108,7 +108,8 @@ def tail_rate(scores: np.ndarray, threshold: float) -> float:
 
 
 NO_OVERLAP = ("the model has no calibration for overlapping windows (a file written before detection averaged "
-              "them): detect with overlap=false, or train it again")
+              "them, or a run whose defect-free calibration images held fewer than 20 tiles): detect with "
+              "overlap=false, or train it again, with more defect-free images for the latter")
 
 
 # windows averaged per pixel by the overlap mode: the tiles' own grid and the one shifted by half a patch

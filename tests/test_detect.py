@@ -1067,3 +1067,37 @@ def test_patches_of_gray_saved_as_rgb_count_as_gray_images():
     colour = np.repeat(patches, 3, axis=1)
     colour[:, 0] = 255 - colour[:, 0]
     assert not looks_gray(colour, axis=1)
+
+
+@pytest.mark.parametrize("channels", [None, 1, 3])
+def test_the_overlay_blends_the_tint_dims_what_was_not_inspected_and_outlines_the_truth_pixel_by_pixel(channels):
+    from rdcae.inference.image import Detection
+    from rdcae.inference.overlay import RED, TINT_FROM, YELLOW, overlay
+
+    rng = np.random.default_rng(0)
+    shape = (64, 200) if channels is None else (64, 200, channels)
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    anomaly_map = rng.uniform(0, 1.5, (64, 200)).astype(np.float32)
+    anomaly_map[:, :40] = np.nan  # a band never inspected
+    mask = np.zeros((64, 200), bool)
+    mask[20:30, 100:120] = True
+    detection = Detection(score=1.5, threshold=1.2, anomaly_map=anomaly_map, fabric=~np.isnan(anomaly_map))
+    picture = np.asarray(overlay(image, detection, mask))
+    rgb = np.repeat(image.reshape(64, 200, -1), 3 // image.reshape(64, 200, -1).shape[2], axis=2).astype(float)
+    ratio = anomaly_map / 1.2
+    with np.errstate(invalid="ignore"):
+        tinted = ratio >= TINT_FROM
+    alpha = (0.15 + 0.3 * np.clip((ratio - TINT_FROM) / (1 - TINT_FROM), 0, 1))[..., None]
+    colour = np.where((ratio > 1)[..., None], RED, YELLOW)
+    expected = np.where(tinted[..., None], rgb * (1 - alpha) + colour * alpha, rgb)
+    expected[np.isnan(anomaly_map)] *= 0.55
+    expected = expected.clip(0, 255).astype(np.uint8)
+    edge = mask.copy()
+    edge[21:29, 101:119] = False  # the truth's outline, one pixel wide
+    expected[edge] = 255
+    body = np.ones((64, 200), bool)
+    body[:24] = body[-24:] = False  # leave out the caption's corner, wherever it went
+    close = np.abs(picture.astype(int) - expected.astype(int)) <= 1  # float32 against float64 rounding
+    assert close[body].all()
+    assert (picture[:, :40][body[:, :40]] == (rgb[:, :40][body[:, :40]] * 0.55).astype(np.uint8)).all()
+    assert (picture[edge & body] == 255).all()

@@ -14,30 +14,30 @@ from rdcae.inference.image import Detection
 YELLOW, RED, OUTLINE = np.array([255.0, 220.0, 0.0]), np.array([230.0, 20.0, 20.0]), (0, 255, 255)
 NOT_INSPECTED = (70, 70, 70)  # the legend's swatch for the dimmed part: mid-gray at the dimming's 0.55
 TINT_FROM = 0.85  # of the threshold: normal weave mostly scores below, so the tint marks what is close
+DIMMED = (np.arange(256) * 0.55).astype(np.uint8)  # a gray level outside the inspected part, dimmed
 
 
 def overlay(image: np.ndarray, detection: Detection, mask: np.ndarray | None = None) -> Image.Image:
     """An RGB picture of `detection` on `image` ((H, W) or (H, W, C) uint8); `mask` (H, W) bool, the
     ground truth where known, is outlined in white."""
     rgb = image if image.ndim == 3 else image[:, :, None]
-    rgb = np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb[:, :, :3]
-    out = rgb.astype(np.float32)
-    ratio = np.nan_to_num(detection.anomaly_map / detection.threshold, nan=0.0)  # 1 at the threshold
-    near = np.clip((ratio - TINT_FROM) / (1 - TINT_FROM), 0, 1)[..., None]  # 0 below TINT_FROM, 1 from the threshold up
+    rgb = rgb if rgb.shape[2] == 1 else rgb[:, :, :3]
+    # not fabric, or no whole window fits: never scored, never reported; dimmed before the gray becomes RGB
+    rgb = np.where(np.isnan(detection.anomaly_map)[:, :, None], DIMMED[rgb], rgb)
+    pixels = np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
+    with np.errstate(invalid="ignore"):
+        ratio = detection.anomaly_map / detection.threshold  # 1 at the threshold; NaN where not inspected
+        ys, xs = np.nonzero(ratio >= TINT_FROM)  # the tint, computed where there is one
+    ratio = ratio[ys, xs]
+    near = np.clip((ratio - TINT_FROM) / (1 - TINT_FROM), 0, 1)[:, None]  # 0 at TINT_FROM, 1 from the threshold up
     alpha = 0.15 + 0.3 * near  # faint while below the threshold, stronger above it, the weave still showing
-    colour = YELLOW + (RED - YELLOW) * (ratio > 1)[..., None]
-    tinted = (ratio >= TINT_FROM)[..., None]
-    out = np.where(tinted, out * (1 - alpha) + colour * alpha, out)
-    inspected = ~np.isnan(detection.anomaly_map)
-    out[~inspected] *= 0.55  # not fabric, or no whole window fits: never scored, never reported
-    picture = Image.fromarray(out.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(picture)
+    colour = YELLOW + (RED - YELLOW) * (ratio > 1)[:, None]
+    tint = pixels[ys, xs].astype(np.float32) * (1 - alpha) + colour * alpha
+    pixels[ys, xs] = tint.clip(0, 255).astype(np.uint8)
     if mask is not None and mask.any():
-        edge = mask & ~_eroded(mask)
-        pixels = np.asarray(picture).copy()
-        pixels[edge] = 255
-        picture = Image.fromarray(pixels)
-        draw = ImageDraw.Draw(picture)
+        pixels[mask & ~_eroded(mask)] = 255
+    picture = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(picture)
     for r in detection.regions:
         draw.rectangle((r.x0 - 1, r.y0 - 1, r.x1, r.y1), outline=OUTLINE, width=2)
     _caption(draw, picture.size, detection, mask is not None and mask.any())
@@ -110,7 +110,7 @@ def _caption(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection, tru
     can avoid."""
     c = caption_layout(draw, size, d, truth)
     w, h, line, (left, top) = c.width, c.height, c.line, c.offset
-    scores = np.nan_to_num(d.anomaly_map, nan=0.0)
+    scores = np.fmax(d.anomaly_map, 0)  # NaN (not inspected) as 0; the corners compare maxima from 0 up
     corners = [(0, 0), (0, size[1] - h), (size[0] - w, 0), (size[0] - w, size[1] - h)]
     x, y = min(corners, key=lambda c: float(scores[max(c[1], 0):c[1] + h, max(c[0], 0):c[0] + w].max(initial=0)))
     x, y = max(x, 0), max(y, 0)

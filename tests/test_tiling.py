@@ -50,3 +50,19 @@ def test_a_defect_tile_is_the_crop_of_its_image_at_its_kept_position():
 def test_stitching_a_grid_of_constant_windows_gives_back_a_constant_map(stride):
     yx = grid(64, 96, 32, stride)
     assert np.allclose(stitch(np.full(len(yx), 2.5), yx, (64, 96), 32), 2.5)
+
+
+def test_inside_at_says_what_windows_inside_says_at_the_corners_for_rectangles_and_other_regions():
+    from rdcae.data.tiling import inside_at, windows_inside
+
+    rng = np.random.default_rng(0)
+    yx = grid(100, 300, 32, 8, cover=True)
+    rectangle = np.zeros((100, 300), bool)
+    rectangle[5:90, 40:263] = True
+    holed = rectangle.copy()
+    holed[50, 100] = False  # one pixel off: no longer a rectangle, the windows over it are not inside
+    speckled = rng.random((100, 300)) > 0.001
+    for allowed in (rectangle, holed, speckled, np.zeros((100, 300), bool), np.ones((100, 300), bool)):
+        expected = windows_inside(allowed, 32)[yx[:, 0], yx[:, 1]]
+        assert (inside_at(allowed, yx, 32) == expected).all()
+    assert inside_at(rectangle, yx, 32).sum() > inside_at(holed, yx, 32).sum() > 0

@@ -33,6 +33,19 @@ def windows_inside(allowed: np.ndarray, size: int) -> np.ndarray:
     return count == 0
 
 
+def inside_at(allowed: np.ndarray, yx: np.ndarray, size: int) -> np.ndarray:
+    """(K,) bool: whether the P×P window at each top-left corner yx (K, 2) lies wholly on the True pixels of
+    `allowed` (H, W), as windows_inside says; at once where `allowed` is one rectangle, as a fabric region is."""
+    rows, cols = np.flatnonzero(allowed.any(axis=1)), np.flatnonzero(allowed.any(axis=0))
+    if not len(rows):
+        return np.zeros(len(yx), bool)
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    if not allowed[top:bottom, left:right].all():
+        return windows_inside(allowed, size)[yx[:, 0], yx[:, 1]]
+    y, x = yx[:, 0], yx[:, 1]
+    return (y >= top) & (y + size <= bottom) & (x >= left) & (x + size <= right)
+
+
 def crop(image: np.ndarray, yx: np.ndarray, size: int) -> np.ndarray:
     """The windows of an (H, W, C) image at top-left corners yx (K, 2). (K, C, P, P)"""
     rows = yx[:, 0, None] + np.arange(size)  # (K, P)

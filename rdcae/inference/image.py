@@ -32,7 +32,7 @@ from skimage.measure import label, regionprops
 from rdcae.data.images import read_image, to_channels
 from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
-from rdcae.data.tiling import crop, grid, stitch, windows_inside
+from rdcae.data.tiling import crop, grid, inside_at, stitch
 from rdcae.metrics.threshold import OVERLAP_WINDOWS
 from rdcae.model.network import NetworkSpec, chunk_size_for
 from rdcae.model.score import energy_score
@@ -215,7 +215,7 @@ class ImageDetector:
             fabric = (fabric_region(image, p.edge_margin, p.texture_borders) if p.exclude_background
                       else np.ones((height, width), bool))
         yx = grid(height, width, p.patch_size, stride or p.patch_size, cover=True)
-        return yx[windows_inside(fabric, p.patch_size)[yx[:, 0], yx[:, 1]]], fabric
+        return yx[inside_at(fabric, yx, p.patch_size)], fabric
 
     def cut(self, image: np.ndarray, yx: np.ndarray) -> np.ndarray:
         """uint8 windows (K, C, P, P) at corners yx of the image with its lighting evened out, in the run's
@@ -243,7 +243,7 @@ class ImageDetector:
         # pixels none of them covers (beside a bend of the fabric's edge, at an image's last row or
         # column of tiles) brings its own
         covered = ~np.isnan(stitch(np.ones(len(dense)), dense, image.shape[:2], size, reduce="max"))
-        alone = ~windows_inside(covered, size)[yx[:, 0], yx[:, 1]]
+        alone = ~inside_at(covered, yx, size)
         dense = np.concatenate([dense, yx[alone]]) if alone.any() else dense
         energy = self.score_fn(self.cut(image, dense))[1]
         return yx, overlap_tile_scores(energy, dense, yx, image.shape[:2], size, self.score_kind,

@@ -20,6 +20,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -76,14 +77,6 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
     """The DataModule, the module, the alternation and the trainer of one run (`settings`: validate(cfg))."""
     settings = settings or validate(cfg)
     alternation = Alternation(settings.alternation, settings.threshold_quantile)
-    datamodule = DefectDataModule(cfg, instantiate(cfg.noise), batch_size=int(cfg.model.batch_size))
-    datamodule.setup("fit")
-    if cfg.model.score == AUTO and not len(datamodule.validation_x):
-        warnings.warn("model.score=auto has no held-out synthetic defects to choose by "
-                      "(dataset.n_calibration=0 or noise=none): "
-                      "the run scores with norm, the paper's ‖x − x̂‖₂", stacklevel=2)
-    module = RobustAutoencoder.from_config(cfg, datamodule.train_x)
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)
     checkpoints = ModelCheckpoint(
         dirpath=output_dir / "checkpoints", filename="epoch{epoch:03d}", every_n_epochs=alternation.block_epochs,
         save_top_k=1, monitor=None, save_last=True, auto_insert_metric_name=False,
@@ -93,10 +86,24 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
     if cfg.trainer.get("enable_progress_bar", True) and not sys.stdout.isatty():
         # a log file or CI: each redraw is a line of its own there, so redraw seldom
         callbacks.append(TQDMProgressBar(refresh_rate=LOG_REFRESH_STEPS))
-    trainer = instantiate(
-        cfg.trainer, max_epochs=alternation.max_epochs, callbacks=callbacks, logger=logger,
-        default_root_dir=str(output_dir), plugins=[AtomicCheckpointIO()],
-    )
+    try:  # before any data is read: a setting Lightning refuses is one line naming it
+        trainer = instantiate(
+            cfg.trainer, max_epochs=alternation.max_epochs, callbacks=callbacks, logger=logger,
+            default_root_dir=str(output_dir), plugins=[AtomicCheckpointIO()],
+        )
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        raise ConfigError(f"trainer.*: Lightning's Trainer refuses these settings ({detail}); see "
+                          "https://lightning.ai/docs/pytorch/stable/common/trainer.html#trainer-flags") from None
+    datamodule = DefectDataModule(cfg, instantiate(cfg.noise), batch_size=int(cfg.model.batch_size))
+    datamodule.setup("fit")
+    if cfg.model.score == AUTO and not len(datamodule.validation_x):
+        warnings.warn("model.score=auto has no held-out synthetic defects to choose by "
+                      "(dataset.n_calibration=0 or noise=none): "
+                      "the run scores with norm, the paper's ‖x − x̂‖₂", stacklevel=2)
+    module = RobustAutoencoder.from_config(cfg, datamodule.train_x)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
     return datamodule, module, alternation, trainer
 
 
@@ -109,7 +116,7 @@ def with_overlap_calibration(point, module, cfg):
     detector = Detector(copy.deepcopy(module.net).eval(), float(module.threshold), config, score=module.score_kind,
                         score_width=int(module.hparams.score_width), operating_point=point).to(module.device)
     with quiet_data():  # the patches have read these images already, and said what was odd about them
-        images = [s.image for s in calibration_sources(cfg.dataset)]
+        images = [s.image for s in calibration_sources(cfg.dataset, int(cfg.patch_size))]
     scores = overlap_calibration(detector, images, len(point.scores))
     return point.with_overlap(scores) if len(scores) >= 20 else point
 

@@ -198,6 +198,16 @@ def test_a_misspelt_training_setting_is_one_line_before_any_work(settings, expec
         assert out.returncode == 2 and out.stderr.strip() == f"error: {error.value}" and not (tmp_path / "run").exists()
 
 
+def test_a_trainer_setting_lightning_refuses_is_one_line_before_any_data_and_leaves_no_run_folder(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "rdcae.train", "trainer.precision=fp16",
+                          f"hydra.run.dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    err = out.stderr.strip()
+    assert out.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: trainer.*: Lightning's Trainer refuses these settings (") and "fp16" in err
+    assert not (tmp_path / "run").exists() and "patches" not in out.stdout  # refused before any data was read
+
+
 def test_settings_the_config_has_pass_the_check():
     from rdcae.overrides import check_overrides
 

@@ -697,7 +697,7 @@ def test_a_trained_model_carries_the_overlap_calibration_of_its_calibration_imag
     cfg, model = trained
     detector = load_detector(model)
     point = detector.operating_point
-    images = [s.image for s in calibration_sources(cfg.dataset)]
+    images = [s.image for s in calibration_sources(cfg.dataset, int(cfg.patch_size))]
     assert len(images) == cfg.dataset.n_normal_images - 1  # the held-out image does not calibrate
     again = overlap_calibration(detector, images, len(point.scores))
     assert point.overlap_scores is not None and len(point.overlap_scores) == len(again) == 32

@@ -264,6 +264,23 @@ def test_normal_image_smaller_than_the_patch_is_skipped_with_a_warning(caplog):
     assert patches.shape == (20, 1, 32, 32)
 
 
+def test_calibration_images_are_taken_among_images_that_hold_a_patch_and_a_window_less_set_is_named():
+    from rdcae.data.patches import normal_positions, split_calibration
+    from rdcae.data.sources import SourceImage
+    from rdcae.errors import DataError
+
+    rng = np.random.default_rng(0)
+    normal = [SourceImage(f"n{i}.png", rng.integers(0, 200, (64, 64, 1), dtype=np.uint8), "normal") for i in range(5)]
+    normal += [SourceImage(f"zz_narrow{i}.png", rng.integers(0, 200, (20, 300, 1), dtype=np.uint8), "normal")
+               for i in range(2)]  # sorted last, where the calibration images are taken from
+    training, calibrating = split_calibration(normal, 2, 32)
+    assert [s.path for s in calibrating] == ["n3.png", "n4.png"]
+    assert [s.path for s in training] == ["n0.png", "n1.png", "n2.png", "zz_narrow0.png", "zz_narrow1.png"]
+    assert split_calibration(normal, 0, 32) == (normal, [])
+    with pytest.raises(DataError, match=r"in the 2 calibration image\(s\) \(zz_narrow0.png, zz_narrow1.png\)"):
+        normal_positions(normal[-2:], 32, what="calibration")
+
+
 def test_held_out_clean_images_feed_no_patch_and_are_listed():
     common = ["dataset.n_normal_images=3", "dataset.n_defect_images=1", "dataset.width=256", "dataset.height=128",
               "dataset.n_normal=100", "dataset.n_calibration=20", "cache_dir="]
@@ -313,7 +330,7 @@ def test_auto_calibration_images_spares_one_in_five_clean_images_and_none_of_a_f
     patches = build_patches(compose_config(common))
     assert patches.stats.get("calibration_images", []) == [f"woven://twill/{name}" for name in calibrating]
     assert patches.stats["images"]["normal"] == clean_images - 1 - len(calibrating)  # the held-out one, then these
-    assert calibration_sources(compose_config(common).dataset)[-1].path.endswith(
+    assert calibration_sources(compose_config(common).dataset, 32)[-1].path.endswith(
         calibrating[-1] if calibrating else f"normal_{clean_images - 2:03d}")
     check_patch_settings(compose_config(common + ["dataset.n_calibration=0"]))  # auto then spares none
     assert calibration_count(compose_config(common + ["dataset.n_calibration=0"]).dataset, 100) == 0

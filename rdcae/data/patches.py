@@ -81,9 +81,10 @@ def fabric_of(src: SourceImage, edge_margin: int = 0, texture_borders: bool = Fa
 
 def normal_positions(
     sources: list[SourceImage], size: int, exclude_background: bool = True, edge_margin: int = 0,
-    texture_borders: bool = False
+    texture_borders: bool = False, what: str = "normal"
 ) -> tuple[list[np.ndarray], dict]:
-    """Every allowed top-left corner (K_i, 2) of a P×P window in each normal source, and counts."""
+    """Every allowed top-left corner (K_i, 2) of a P×P window in each normal source, and counts; `what` the
+    sources are, as an error names them."""
     positions, excluded, skipped, inspected = [], 0, [], []
     for src in sources:
         h, w = src.image.shape[:2]
@@ -103,8 +104,9 @@ def normal_positions(
         inspected.append(int(ok[yx[:, 0], yx[:, 1]].sum()))
     total = sum(len(p) for p in positions)
     if total == 0:
+        names = ", ".join(str(src.path) for src in sources[:3]) + (", ..." if len(sources) > 3 else "")
         raise DataError(
-            f"no {size}x{size} window lies entirely on fabric in the {len(sources)} normal image(s); "
+            f"no {size}x{size} window lies entirely on fabric in the {len(sources)} {what} image(s) ({names}); "
             "check data_dir, patch_size or dataset.exclude_background"
         )
     return positions, {"normal_positions": total, "normal_positions_excluded": excluded,
@@ -268,12 +270,23 @@ def check_patch_settings(cfg) -> None:
             raise ConfigError(message)
 
 
-def calibration_sources(ds) -> list[SourceImage]:
-    """The defect-free images of dataset config `ds` that its calibration patches come from: those before
-    the held-out ones (dataset.holdout_images), or the dataset.calibration_images among them, as read."""
+def split_calibration(normal: list[SourceImage], n: int, size: int) -> tuple[list[SourceImage], list[SourceImage]]:
+    """The defect-free images a run trains on and the last `n` (dataset.calibration_images) that give its
+    calibration patches alone, these taken among the images that hold a `size`-pixel window: one too small
+    for the patch is not used (normal_positions) and would leave a calibration place empty."""
+    fits = [s for s in normal if min(s.image.shape[:2]) >= size]
+    _, calibrating = held_out(fits, n)
+    chosen = {id(s) for s in calibrating}
+    return [s for s in normal if id(s) not in chosen], calibrating
+
+
+def calibration_sources(ds, size: int) -> list[SourceImage]:
+    """The defect-free images of dataset config `ds` that its calibration patches of `size` pixels come from:
+    those before the held-out ones (dataset.holdout_images), or the dataset.calibration_images among them,
+    as read."""
     normal = [s for s in load_sources(ds) if s.role == "normal"]
     normal = held_out(normal, holdout_count(ds, normal))[0]
-    normal, calibrating = held_out(normal, calibration_count(ds, len(normal)))
+    normal, calibrating = split_calibration(normal, calibration_count(ds, len(normal)), size)
     return calibrating or normal
 
 
@@ -305,7 +318,7 @@ def build_patches(cfg) -> PatchSet:
     if calibration_images and calibration_images >= len(normal):
         raise ConfigError(f"dataset.calibration_images={calibration_images} leaves none of the {len(normal)} "
                           f"defect-free images of dataset {ds.name} (after dataset.holdout_images) to train on")
-    normal, calibrating = held_out(normal, calibration_images)
+    normal, calibrating = split_calibration(normal, calibration_images, size)
     if ds.get("normals_from_defect_images", False):
         normal = normal + defect
     if not normal:
@@ -319,7 +332,8 @@ def build_patches(cfg) -> PatchSet:
         raise ConfigError(f"patch_size={size} is larger than every normal image (largest side pair min {largest})")
 
     rng = np.random.default_rng(int(cfg.seed))
-    positions, stats = normal_positions(normal, size, ds.exclude_background, edge_margin, texture_borders)
+    positions, stats = normal_positions(normal, size, ds.exclude_background, edge_margin, texture_borders,
+                                        "defect-free training")
     normal_patches = draw_windows(normal, positions, int(ds.n_normal), size, rng)
     n_train = int(round(ds.train_fraction * len(normal_patches)))
     order = rng.permutation(len(normal_patches))
@@ -346,7 +360,8 @@ def build_patches(cfg) -> PatchSet:
         # A stream of its own, so that n_calibration leaves the train/test patches unchanged; with
         # dataset.calibration_images, from whole images the network never sees, as a new image is to it.
         images, where = (calibrating, normal_positions(calibrating, size, ds.exclude_background, edge_margin,
-                                                       texture_borders)[0]) if calibrating else (normal, positions)
+                                                       texture_borders, "calibration (dataset.calibration_images)")[0]
+                         ) if calibrating else (normal, positions)
         calibration = draw_windows(images, where, n_calibration, size, np.random.default_rng([int(cfg.seed), 1]))
     stats.update(
         images={"normal": len(normal), "defect": len(defect)},

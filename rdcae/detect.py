@@ -209,16 +209,17 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
     """The images `input=` names: a file, a folder (recursively; masks left out, named *_mask* or lying in a
     ground_truth folder as the MVTec AD layout keeps them, and the folder `skip` when it lies inside, where a
     detection writes its overlays, and any other folder inside that holds a detections.csv, an earlier
-    detection's) or a glob; where the images lie in `skip` itself, the overlays and maps its detections.csv
-    names are left out."""
+    detection's) or a glob; in the folder itself, and where a glob's images lie, the overlays and maps that a
+    detections.csv there names are left out."""
     path = Path(spec).expanduser()
     if path.is_file():
         paths = [path]
     elif path.is_dir():
         root = path.resolve()
         skip = skip.resolve() if skip is not None else None
-        # the output folder is the input folder itself: the overlays an earlier detection wrote there are no input
-        written = earlier_outputs(root) if skip == root else set()
+        # the overlays and maps an earlier detection wrote into the input folder itself are no input, whatever
+        # the output folder is now
+        written = earlier_outputs(root)
         skip = skip if skip is not None and skip != root and skip.is_relative_to(root) else None  # inside it only
         files = {p: p.resolve() for p in path.rglob("*")}  # as named under input=, and where they lie
         # earlier detections' output folders inside it (a detections.csv beside their overlays) too
@@ -227,11 +228,16 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
         paths = sorted(p for p, r in files.items() if p.suffix.lower() in IMAGE_SUFFIXES and "_mask" not in p.stem
                        and "ground_truth" not in p.relative_to(path).parts[:-1]
                        and not any(r.is_relative_to(s) for s in skipped) and r not in written)
+        if not paths and written:
+            raise ConfigError(f"input={spec}: the folder holds no image but the overlays an earlier detection wrote "
+                              "there (its detections.csv names them); give the folder of the images it judged")
         if not paths:
             raise ConfigError(f"input={spec}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
     else:
         matches = glob.glob(str(path), recursive=True)
-        written = earlier_outputs(skip.resolve()) if skip is not None else set()  # where the glob meets output_dir
+        # what earlier detections wrote where the glob's files lie (the output folder among them, or not)
+        folders = {Path(p).resolve().parent for p in matches} | ({skip.resolve()} if skip is not None else set())
+        written = {f for folder in folders for f in earlier_outputs(folder)}
         paths = sorted(Path(p) for p in matches if Path(p).suffix.lower() in IMAGE_SUFFIXES
                        and Path(p).resolve() not in written)
         if not paths:

@@ -563,7 +563,7 @@ def test_an_exported_onnx_file_alone_decides_as_the_model_file_it_came_from(trai
 
 
 def test_a_second_detection_on_a_folder_does_not_read_the_overlays_the_first_wrote_inside_it(trained, clean_image,
-                                                                                             tmp_path):
+                                                                                             tmp_path, capsys):
     folder = tmp_path / "line3"
     folder.mkdir()
     Image.fromarray(clean_image).save(folder / "a.png")
@@ -571,9 +571,10 @@ def test_a_second_detection_on_a_folder_does_not_read_the_overlays_the_first_wro
         assert main([f"model={trained[1]}", f"input={folder}", f"output_dir={folder / 'out'}", "maps=false"]) == 0
         assert [r["image"] for r in csv.DictReader(open(folder / "out" / "detections.csv"))] == ["a.png"]
     assert (folder / "out" / "a_overlay.png").is_file()
-    # an output folder that holds the input folder leaves out nothing: the overlay is an image under input=
-    assert main([f"model={trained[1]}", f"input={folder / 'out'}", f"output_dir={folder}", "maps=false"]) == 0
-    assert [r["image"] for r in csv.DictReader(open(folder / "detections.csv"))] == ["a_overlay.png"]
+    # an earlier detection's output folder as input=: its overlays are no images to judge
+    capsys.readouterr()
+    assert main([f"model={trained[1]}", f"input={folder / 'out'}", f"output_dir={folder}", "maps=false"]) == 2
+    assert "holds no image but the overlays an earlier detection wrote there" in capsys.readouterr().err
     # the input folder itself as the output folder: the overlays and maps an earlier detection wrote there, as
     # its detections.csv names them, are not read again (else each run would judge the last one's overlays)
     alone = tmp_path / "alone"
@@ -588,6 +589,11 @@ def test_a_second_detection_on_a_folder_does_not_read_the_overlays_the_first_wro
     # a glob over that folder alike
     assert main([f"model={trained[1]}", f"input={alone}/*.png", f"output_dir={alone}"]) == 0
     assert sorted(r["image"] for r in csv.DictReader(open(alone / "detections.csv"))) == ["b.png", "c_overlay.png"]
+    # and a later detection that writes elsewhere does not judge them either, for a folder or a glob
+    for given in (str(alone), f"{alone}/*.png"):
+        out = tmp_path / f"elsewhere{len(given)}"
+        assert main([f"model={trained[1]}", f"input={given}", f"output_dir={out}"]) == 0
+        assert sorted(r["image"] for r in csv.DictReader(open(out / "detections.csv"))) == ["b.png", "c_overlay.png"]
 
 
 def test_an_onnx_file_exported_without_its_calibration_scores_keeps_its_own_operating_point(trained, clean_image,

@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
     try:
         settings = parse(argv)
     except ValueError as err:
-        print(f"rdcae.export: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 2
 
     from rdcae.inference import load_detector
@@ -114,13 +114,13 @@ def main(argv: list[str]) -> int:
     if output.is_dir() or settings.get("output", "").endswith(("/", "\\")):
         output = output / model.with_suffix(".onnx").name
     try:
-        if output.resolve() == model.resolve():
-            raise ValueError(f"output={output} is the model file itself; choose another path")
-        try:
+        try:  # first: what model= is (an .onnx given there is named as one, not as the output it would be)
             detector = load_detector(model)
         except (KeyError, TypeError, RuntimeError) as err:  # the right format tag, but pieces missing or mismatched
             raise ValueError(f"model={model}: a damaged rdcae detector file ({type(err).__name__}: "
                              f"{(str(err).splitlines() or [''])[0]})") from None
+        if output.resolve() == model.resolve():
+            raise ValueError(f"output={output} is the model file itself; choose another path")
         patches, which = check_patches(detector, settings.get("data_dir"))
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -129,10 +129,10 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"output={output}: cannot write it there ({err.strerror or err}); choose another "
                              "output=") from None
     except (ValueError, FileNotFoundError) as err:
-        print(f"rdcae.export: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"rdcae.export: output={output}: cannot write it ({err.strerror or err})", file=sys.stderr)
+        print(f"error: output={output}: cannot write it ({err.strerror or err})", file=sys.stderr)
         return 2
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB; ONNX opset {OPSET}, dynamic batch axis; "
           f"patch threshold {float(detector.threshold):.6g} for the patch metrics, score {detector.score_kind}"
@@ -148,7 +148,7 @@ def main(argv: list[str]) -> int:
           f"{check['max_relative_difference']:.2e}, decisions agree on {100 * check['decisions_agree']:.2f} % "
           f"({check['patches'] - check['disagreements']} of {check['patches']})")
     if check["max_relative_difference"] > TOLERANCE:
-        print(f"rdcae.export: onnxruntime's scores differ from PyTorch's by more than {TOLERANCE:g} (relative); "
+        print(f"error: onnxruntime's scores differ from PyTorch's by more than {TOLERANCE:g} (relative); "
               f"do not deploy {output}", file=sys.stderr)
         return 1
     return 0

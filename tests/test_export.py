@@ -205,6 +205,7 @@ def test_data_dir_rebuilds_the_run_test_patches_from_where_the_data_now_lies(tmp
     (["{model}"], "arguments are key=value"),
     ([], "model= is required"),
     (["model={model}", "output={tmp}/a_file/x.onnx"], "output={tmp}/a_file/x.onnx: cannot write it there"),
+    (["model={model}", "output={model}"], "is the model file itself; choose another path"),
 ])
 def test_bad_arguments_give_one_line_and_exit_code_2(tmp_path, capsys, args, message):
     path, _ = write_detector(tmp_path, patches=texture_patches(4))
@@ -271,3 +272,5 @@ def test_an_onnx_file_given_to_export_is_named_as_one_in_one_line(tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"model={graph}: an ONNX export, not a run's model.pt" in err
     assert "rdcae.detect" in err and not (tmp_path / "again.onnx").exists()
+    assert main([f"model={graph}"]) == 2  # no output=: named as what it is, not as the output it would be
+    assert f"error: model={graph}: an ONNX export, not a run's model.pt" in capsys.readouterr().err

@@ -19,6 +19,8 @@ SET_BY_RDCAE = {  # Trainer arguments the run sets itself, and what to set inste
     "trainer.logger": "the run logs to TensorBoard in its folder itself",
     "trainer.default_root_dir": "the run's folder is Hydra's: set hydra.run.dir (or hydra.sweep.dir with -m)",
     "trainer.plugins": "the run sets its checkpoint plugin itself",
+    "output_dir": ("the folder a run writes to is Hydra's: set hydra.run.dir=<folder> "
+                   "(hydra.sweep.dir=<folder> with -m)"),
 }
 
 

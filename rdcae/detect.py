@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, looks_gray, portable, read_image, unique
+from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, looks_gray, portable, read_image, read_mask, unique
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
@@ -78,6 +78,7 @@ class Item:
     image: np.ndarray | None = None
     mask: np.ndarray | None = None
     unlabelled: bool = False  # filed among a dataset's defect images, but its mask marks nothing
+    mask_path: str | None = None  # its ground truth on disk, read when its overlay is drawn (MVTec AD layout)
 
 
 def torch_device(setting, backend: str) -> torch.device:
@@ -242,8 +243,11 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
                        and Path(p).resolve() not in written)
         if not paths:
             raise ConfigError(f"input={spec}: no such file or folder, and no image matches it as a glob")
+    from rdcae.data.folder import ground_truth_of
+
     root = path if path.is_dir() else None
-    return [Item(str(p.relative_to(root)) if root else p.name, str(p)) for p in paths]
+    return [Item(str(p.relative_to(root)) if root else p.name, str(p),
+                 mask_path=str(m) if (m := ground_truth_of(p.resolve())) is not None else None) for p in paths]
 
 
 def surface(dataset) -> str:
@@ -464,12 +468,24 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path,
             continue
         wanted = {True: True, False: False, FLAGGED: detection.verdict == "defect"}  # overlays=, maps=
         if wanted[cfg.overlays]:
-            overlay(image, detection, item.mask).save(out / f"{stem}_overlay.png", compress_level=1)
+            overlay(image, detection, ground_truth(item, image)).save(out / f"{stem}_overlay.png", compress_level=1)
         if wanted[cfg.maps]:
             np.save(out / f"{stem}_map.npy", detection.anomaly_map)
         rows.append(row(item, detection, time.perf_counter() - start))
         done.append((item, detection))
     return rows, done, recoloured
+
+
+def ground_truth(item: Item, image: np.ndarray) -> np.ndarray | None:
+    """The item's ground truth for its overlay: its mask, or the mask file beside it in the MVTec AD layout;
+    one that cannot be read or has another size is named, and the overlay drawn without it."""
+    if item.mask is not None or item.mask_path is None:
+        return item.mask
+    try:
+        return read_mask([item.mask_path], image.shape, image_path=item.path)
+    except (DataError, ValueError, OSError) as error:
+        tqdm.write(f"warning: {str(error).splitlines()[0]}; {item.name}'s overlay is drawn without it", file=sys.stderr)
+        return None
 
 
 AUPRO_FPR_LIMIT = 0.3  # the false-positive rate the PRO curve is integrated to, as MVTec AD and anomalib do

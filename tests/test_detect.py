@@ -1107,3 +1107,29 @@ def test_the_overlay_blends_the_tint_dims_what_was_not_inspected_and_outlines_th
     assert close[body].all()
     assert (picture[:, :40][body[:, :40]] == (rgb[:, :40][body[:, :40]] * 0.55).astype(np.uint8)).all()
     assert (picture[edge & body] == 255).all()
+
+
+def test_images_of_a_folder_in_the_mvtec_layout_show_their_ground_truth_in_the_overlay(trained, clean_image, tmp_path,
+                                                                                       capsys):
+    painted, (rows, cols) = bar(clean_image)
+    for folder in ("test/bar", "ground_truth/bar", "test/good"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    Image.fromarray(painted).save(tmp_path / "data" / "test" / "bar" / "000.png")
+    Image.fromarray(painted).save(tmp_path / "data" / "test" / "bar" / "001.png")
+    Image.fromarray(clean_image).save(tmp_path / "data" / "test" / "good" / "000.png")
+    mask = np.zeros(painted.shape, np.uint8)
+    mask[rows, cols] = 255
+    Image.fromarray(mask).save(tmp_path / "data" / "ground_truth" / "bar" / "000_mask.png")
+    Image.fromarray(mask[:40]).save(tmp_path / "data" / "ground_truth" / "bar" / "001_mask.png")  # the wrong size
+    out = tmp_path / "out"
+    assert main([f"model={trained[1]}", f"input={tmp_path / 'data' / 'test'}", f"output_dir={out}", "maps=false"]) == 0
+    err = capsys.readouterr().err
+    assert "001_mask.png is" in err and "bar/001.png's overlay is drawn without it" in err
+    assert sorted(r["image"] for r in csv.DictReader(open(out / "detections.csv"))) == [
+        "bar/000.png", "bar/001.png", "good/000.png"]  # the masks are no images to judge
+
+    def white(name):  # the truth's outline: pure white where the bar's border is
+        picture = np.asarray(Image.open(out / f"{name}_overlay.png"))
+        return bool((picture[rows.start, cols.start + 10:cols.stop - 10] == 255).all())
+
+    assert white("bar__000") and not white("bar__001") and not white("good__000")

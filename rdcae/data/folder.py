@@ -24,8 +24,10 @@ GOOD = "good"  # its test/good images come last, held out by dataset.holdout_ima
 def _image_paths(folder: Path) -> list[Path]:
     paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
+        training = folder.name == GOOD and folder.parent.name == "train"  # the one folder a run cannot do without
         raise FileNotFoundError(
-            f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); add some or remove the folder."
+            f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+            + ("add the defect-free training images there." if training else "add some or remove the folder.")
         )
     return paths
 
@@ -39,6 +41,14 @@ def _mask_path(folder: Path, stem: str) -> Path | None:
     files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
     names = [f"{stem}_mask.png"] + [f"{stem}_mask{s}" for s in IMAGE_SUFFIXES] + [f"{stem}{s}" for s in IMAGE_SUFFIXES]
     return next((files[n.lower()] for n in names if n.lower() in files), None)
+
+
+def ground_truth_of(image: Path) -> Path | None:
+    """The mask of an image that lies in the MVTec AD layout, test/<defect type>/<stem>.png with
+    ground_truth/<defect type>/ beside test/ (_mask_path's names), else None."""
+    if image.parent.parent.name != "test" or image.parent.name == GOOD:
+        return None
+    return _mask_path(image.parent.parent.parent / "ground_truth" / image.parent.name, image.stem)
 
 
 def load(dataset_cfg) -> list[SourceImage]:

@@ -615,7 +615,7 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     rows, done, recoloured = detect_all(detector, items, out, cfg)
     seconds = time.perf_counter() - start
     with open(out / "detections.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")  # as the other files here end lines
         writer.writeheader()
         writer.writerows(rows)
     result = {"images": len(items), "flagged": sum(r["verdict"] == "defect" for r in rows),

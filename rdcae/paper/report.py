@@ -453,7 +453,7 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     md, csv_path = out_dir / "report.md", out_dir / "report.csv"
     md.write_text(report.markdown)
     with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=report.columns, restval="")
+        writer = csv.DictWriter(f, fieldnames=report.columns, restval="", lineterminator="\n")
         writer.writeheader()
         for row in report.rows:
             writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)

@@ -538,7 +538,10 @@ def parse(argv: list[str]) -> DictConfig:
     for arg in argv:
         key, sep, _ = arg.partition("=")
         if not sep:
-            raise ConfigError(f"{arg}: settings are key=value (python -m rdcae.detect --help)")
+            hint = (f"model={arg}" if Path(arg).suffix.lower() in (".pt", ".onnx") else
+                    f"input={arg}" if Path(arg).suffix.lower() in IMAGE_SUFFIXES or Path(arg).is_dir() else "")
+            raise ConfigError(f"{arg}: settings are key=value" + (f"; did you mean {hint}?" if hint else "")
+                              + " (python -m rdcae.detect --help)")
         if key in DATASET_KEYS or key.startswith("dataset."):
             dataset.append(arg)
         elif key in cfg:
@@ -694,7 +697,7 @@ def settings_help() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or any(arg in ("-h", "--help") for arg in argv):  # anywhere on the line, as rdcae.train takes it
         print(USAGE + settings_help(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     try:

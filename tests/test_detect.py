@@ -499,6 +499,15 @@ def test_help_shows_usage_with_model_and_input_examples():
     assert "two grids" in out.stdout and "# `python -m rdcae.detect`" not in out.stdout
 
 
+def test_help_anywhere_on_the_line_shows_the_usage_and_a_bare_path_is_named_as_the_setting_it_wants(tmp_path, capsys):
+    assert main(["model=m.pt", "--help"]) == 0 and "model=outputs/runs/<run>/model.pt" in capsys.readouterr().out
+    for arg, hint in [("run/model.pt", "did you mean model=run/model.pt?"), ("a.png", "did you mean input=a.png?"),
+                      (str(tmp_path), f"did you mean input={tmp_path}?"), ("nonsense", "key=value (python")]:
+        assert main([arg]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and err.startswith(f"error: {arg}: settings are key=value") and hint in err
+
+
 def test_the_onnx_backend_gives_the_torch_decisions_without_importing_lightning(trained, clean_image, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

@@ -151,3 +151,9 @@ def test_a_run_folder_config_written_before_the_layout_upgrades_and_validates():
     assert "threshold_quantile" not in upgraded.alternation
     assert upgraded.noise.name == cfg.noise.name == "julia_lines" and upgraded.dataset.name == "woven"
     assert validate(upgraded).alternation == validate(cfg).alternation
+
+
+def test_an_aitex_fabric_given_as_a_number_is_settled_as_its_two_digit_code():
+    cfg = compose_config(["dataset=aitex", "fabric=3", "data_dir=/nowhere"])
+    validate(cfg)
+    assert cfg.fabric == "03" and cfg.dataset.fabric == "03"  # what config.yaml and the file names then say

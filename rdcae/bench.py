@@ -36,7 +36,7 @@ from rdcae.model.alternation import Alternation
 from rdcae.model.network import NetworkSpec
 from rdcae.model.score import reconstruction_error
 from rdcae.noise.decorate import decorate
-from rdcae.overrides import check_overrides
+from rdcae.overrides import check_command_line
 from rdcae.results.summary import json_safe
 from rdcae.train import build, run
 
@@ -387,17 +387,7 @@ def main() -> None:
     """`python -m rdcae.bench`: the command-line settings checked against the benchmark's config first (a
     misspelt key, or `fabric=` without the dataset that reads it, is one line and exit code 2), then Hydra's
     run."""
-    from hydra._internal.utils import get_args_parser
-
-    args = get_args_parser().parse_args(sys.argv[1:])
-    own_config = args.config_path or args.config_name or args.config_dir
-    if not (args.help or args.hydra_help or own_config) and os.environ.get("HYDRA_FULL_ERROR") != "1":
-        try:
-            check_overrides(args.overrides, "python -m rdcae.bench", multirun=bool(args.multirun),
-                            config_name="bench")
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+    check_command_line(sys.argv[1:], "python -m rdcae.bench", config_name="bench")
     hydra_main()
 
 

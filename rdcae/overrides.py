@@ -91,6 +91,26 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
                           + (" (see --help)" if not parent else ""))
 
 
+def check_command_line(argv: list[str], command: str, config_name: str = "train") -> None:
+    """A Hydra app's command line (`argv`, as sys.argv[1:]) checked by check_overrides before Hydra runs it: a
+    refused setting is one line on stderr and exit code 2. Left to Hydra: --help, a config of the user's own,
+    and HYDRA_FULL_ERROR=1 (Hydra's own messages, with their tracebacks)."""
+    import os
+    import sys
+
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    own_config = args.config_path or args.config_name or args.config_dir
+    if args.help or args.hydra_help or own_config or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return
+    try:
+        check_overrides(args.overrides, command, multirun=bool(args.multirun), config_name=config_name)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 def _check_dataset_settings(overrides, cfg: DictConfig, chosen: list[str], swept_dataset: bool) -> None:
     """Refuses `fabric=` or `data_dir=` where the run's dataset would ignore it: without `dataset=aitex` the
     embedded fabric would train and the images named would never be read. A `fabric=` that pins the fabric

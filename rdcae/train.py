@@ -42,7 +42,7 @@ from rdcae.model.alternation import Alternation
 from rdcae.model.network import chunk_size_for
 from rdcae.model.robust import RobustAutoencoder
 from rdcae.model.score import AUTO
-from rdcae.overrides import check_overrides
+from rdcae.overrides import check_command_line
 from rdcae.results.figures import write_detection_figures, write_run_figures
 from rdcae.results.summary import describe_operating_point, hparams, run_metrics, summary, write_metrics
 
@@ -204,16 +204,7 @@ def hydra_main(cfg: DictConfig) -> float:
 def main() -> None:
     """`python -m rdcae.train`: the command-line settings checked against the config first (a misspelt
     key or group option is one line and exit code 2, as a bad value is), then Hydra's run."""
-    from hydra._internal.utils import get_args_parser
-
-    args = get_args_parser().parse_args(sys.argv[1:])
-    own_config = args.config_path or args.config_name or args.config_dir
-    if not (args.help or args.hydra_help or own_config) and os.environ.get("HYDRA_FULL_ERROR") != "1":
-        try:
-            check_overrides(args.overrides, multirun=bool(args.multirun))
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+    check_command_line(sys.argv[1:], "python -m rdcae.train")
     hydra_main()
 
 

@@ -78,7 +78,6 @@ class Item:
     image: np.ndarray | None = None
     mask: np.ndarray | None = None
     unlabelled: bool = False  # filed among a dataset's defect images, but its mask marks nothing
-    mask_path: str | None = None  # its ground truth on disk, read when its overlay is drawn (MVTec AD layout)
 
 
 def torch_device(setting, backend: str) -> torch.device:
@@ -241,13 +240,13 @@ def input_items(spec: str, skip: Path | None = None) -> list[Item]:
         written = {f for folder in folders for f in earlier_outputs(folder)}
         paths = sorted(Path(p) for p in matches if Path(p).suffix.lower() in IMAGE_SUFFIXES
                        and Path(p).resolve() not in written)
+        if not paths and matches and all(Path(p).resolve() in written for p in matches):
+            raise ConfigError(f"input={spec}: matches no image but the overlays an earlier detection wrote (its "
+                              "detections.csv names them); give the images it judged")
         if not paths:
             raise ConfigError(f"input={spec}: no such file or folder, and no image matches it as a glob")
-    from rdcae.data.folder import ground_truth_of
-
     root = path if path.is_dir() else None
-    return [Item(str(p.relative_to(root)) if root else p.name, str(p),
-                 mask_path=str(m) if (m := ground_truth_of(p.resolve())) is not None else None) for p in paths]
+    return [Item(str(p.relative_to(root)) if root else p.name, str(p)) for p in paths]
 
 
 def surface(dataset) -> str:
@@ -449,7 +448,7 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path,
     """Detect on every item, writing the overlays and maps as it goes; a file that cannot be read is
     named in its CSV row and the rest go on. Returns the CSV rows, the (item, detection) pairs and the
     names of the images whose colour is unlike the training images' (unlike_training_colour)."""
-    rows, done, recoloured = [], [], []
+    rows, done, recoloured, listings = [], [], [], {}
     stride = None if cfg.stride is None else int(cfg.stride)
     threshold = detector.threshold
     for item, stem in tqdm(zip(items, output_stems(items)), total=len(items), desc="detect", unit="image",
@@ -468,7 +467,8 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path,
             continue
         wanted = {True: True, False: False, FLAGGED: detection.verdict == "defect"}  # overlays=, maps=
         if wanted[cfg.overlays]:
-            overlay(image, detection, ground_truth(item, image)).save(out / f"{stem}_overlay.png", compress_level=1)
+            picture = overlay(image, detection, ground_truth(item, image, listings))
+            picture.save(out / f"{stem}_overlay.png", compress_level=1)
         if wanted[cfg.maps]:
             np.save(out / f"{stem}_map.npy", detection.anomaly_map)
         rows.append(row(item, detection, time.perf_counter() - start))
@@ -476,13 +476,19 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path,
     return rows, done, recoloured
 
 
-def ground_truth(item: Item, image: np.ndarray) -> np.ndarray | None:
-    """The item's ground truth for its overlay: its mask, or the mask file beside it in the MVTec AD layout;
-    one that cannot be read or has another size is named, and the overlay drawn without it."""
-    if item.mask is not None or item.mask_path is None:
+def ground_truth(item: Item, image: np.ndarray, listings: dict) -> np.ndarray | None:
+    """The item's ground truth for its overlay: its mask, or the mask file beside an image of input= in the
+    MVTec AD layout (`listings` keeps each ground_truth folder's files, read once a detection); one that
+    cannot be read or has another size is named, and the overlay drawn without it."""
+    if item.mask is not None:
         return item.mask
+    from rdcae.data.folder import ground_truth_of
+
+    mask_path = ground_truth_of(Path(item.path).resolve(), listings)
+    if mask_path is None:
+        return None
     try:
-        return read_mask([item.mask_path], image.shape, image_path=item.path)
+        return read_mask([mask_path], image.shape, image_path=item.path)
     except (DataError, ValueError, OSError) as error:
         tqdm.write(f"warning: {str(error).splitlines()[0]}; {item.name}'s overlay is drawn without it", file=sys.stderr)
         return None
@@ -567,6 +573,10 @@ def parse(argv: list[str]) -> DictConfig:
             raise ConfigError(f"{' '.join(dataset)}: {str(error).strip().splitlines()[0]}") from None
         # resolved here: its data_dir and fabric come from the composed config's top level
         cfg.dataset = OmegaConf.to_container(composed.dataset, resolve=True)
+        if cfg.dataset.get("name") == "aitex" and cfg.dataset.get("fabric") is not None:
+            from rdcae.data.aitex import fabric_code
+
+            cfg.dataset.fabric = fabric_code(cfg.dataset.fabric)  # fabric=3 is 03, as training settles it
         cfg.dataset_given = [a.partition("=")[0] for a in dataset]
     return cfg
 

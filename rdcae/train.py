@@ -94,8 +94,8 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
     except InstantiationException as error:
         cause = error.__cause__ or error
         detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
-        raise ConfigError(f"trainer.*: Lightning's Trainer refuses these settings ({detail}); see "
-                          "https://lightning.ai/docs/pytorch/stable/common/trainer.html#trainer-flags") from None
+        raise ConfigError(f"trainer.*: Lightning's Trainer cannot start with these settings ({detail}); see "
+                          "https://lightning.ai/docs/pytorch/stable/common/trainer.html#trainer-flags") from error
     datamodule = DefectDataModule(cfg, instantiate(cfg.noise), batch_size=int(cfg.model.batch_size))
     datamodule.setup("fit")
     if cfg.model.score == AUTO and not len(datamodule.validation_x):

@@ -205,7 +205,7 @@ def test_a_trainer_setting_lightning_refuses_is_one_line_before_any_data_and_lea
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     err = out.stderr.strip()
     assert out.returncode == 2 and len(err.splitlines()) == 1, err
-    assert err.startswith("error: trainer.*: Lightning's Trainer refuses these settings (") and "fp16" in err
+    assert err.startswith("error: trainer.*: Lightning's Trainer cannot start with these settings (") and "fp16" in err
     assert not (tmp_path / "run").exists() and "patches" not in out.stdout  # refused before any data was read
 
 

@@ -1098,13 +1098,12 @@ def test_the_overlay_blends_the_tint_dims_what_was_not_inspected_and_outlines_th
     mask[20:30, 100:120] = True
     detection = Detection(score=1.5, threshold=1.2, anomaly_map=anomaly_map, fabric=~np.isnan(anomaly_map))
     picture = np.asarray(overlay(image, detection, mask))
-    rgb = np.repeat(image.reshape(64, 200, -1), 3 // image.reshape(64, 200, -1).shape[2], axis=2).astype(float)
-    ratio = anomaly_map / 1.2
-    with np.errstate(invalid="ignore"):
-        tinted = ratio >= TINT_FROM
-    alpha = (0.15 + 0.3 * np.clip((ratio - TINT_FROM) / (1 - TINT_FROM), 0, 1))[..., None]
-    colour = np.where((ratio > 1)[..., None], RED, YELLOW)
-    expected = np.where(tinted[..., None], rgb * (1 - alpha) + colour * alpha, rgb)
+    # the blend as written out: float32 pixels and alpha, float64 colours, the dimming in float64
+    rgb = np.repeat(image.reshape(64, 200, -1), 3 // image.reshape(64, 200, -1).shape[2], axis=2).astype(np.float32)
+    ratio = np.nan_to_num(anomaly_map / 1.2, nan=0.0)
+    alpha = 0.15 + 0.3 * np.clip((ratio - TINT_FROM) / (1 - TINT_FROM), 0, 1)[..., None]
+    colour = YELLOW + (RED - YELLOW) * (ratio > 1)[..., None]
+    expected = np.where((ratio >= TINT_FROM)[..., None], rgb * (1 - alpha) + colour * alpha, rgb)
     expected[np.isnan(anomaly_map)] *= 0.55
     expected = expected.clip(0, 255).astype(np.uint8)
     edge = mask.copy()
@@ -1112,8 +1111,7 @@ def test_the_overlay_blends_the_tint_dims_what_was_not_inspected_and_outlines_th
     expected[edge] = 255
     body = np.ones((64, 200), bool)
     body[:24] = body[-24:] = False  # leave out the caption's corner, wherever it went
-    close = np.abs(picture.astype(int) - expected.astype(int)) <= 1  # float32 against float64 rounding
-    assert close[body].all()
+    assert (picture[body] == expected[body]).all()  # to the last bit, outside the caption's corners
     assert (picture[:, :40][body[:, :40]] == (rgb[:, :40][body[:, :40]] * 0.55).astype(np.uint8)).all()
     assert (picture[edge & body] == 255).all()
 
@@ -1142,3 +1140,17 @@ def test_images_of_a_folder_in_the_mvtec_layout_show_their_ground_truth_in_the_o
         return bool((picture[rows.start, cols.start + 10:cols.stop - 10] == 255).all())
 
     assert white("bar__000") and not white("bar__001") and not white("good__000")
+
+
+def test_an_aitex_fabric_given_as_a_number_is_evaluated_as_its_two_digit_code_as_training_records_it():
+    from rdcae.detect import parse
+
+    assert parse(["model=m.pt", "dataset=aitex", "fabric=3", "data_dir=/nowhere"]).dataset["fabric"] == "03"
+
+
+def test_a_glob_that_matches_only_an_earlier_detections_overlays_says_so(trained, clean_image, tmp_path, capsys):
+    Image.fromarray(clean_image).save(tmp_path / "a.png")
+    assert main([f"model={trained[1]}", f"input={tmp_path / 'a.png'}", f"output_dir={tmp_path / 'out'}"]) == 0
+    capsys.readouterr()
+    assert main([f"model={trained[1]}", f"input={tmp_path / 'out'}/*.png", f"output_dir={tmp_path / 'again'}"]) == 2
+    assert "matches no image but the overlays an earlier detection wrote" in capsys.readouterr().err

@@ -281,6 +281,23 @@ def test_calibration_images_are_taken_among_images_that_hold_a_patch_and_a_windo
         normal_positions(normal[-2:], 32, what="calibration")
 
 
+def test_calibration_images_that_leave_no_image_holding_a_patch_to_train_on_are_refused_naming_the_small_ones(
+        tmp_path):
+    for folder in ("train/good", "test/good"):
+        (tmp_path / folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 200, (64, 96), dtype=np.uint8)).save(tmp_path / "train" / "good" / f"n{i}.png")
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 200, (20, 300), dtype=np.uint8)).save(tmp_path / "train" / "good" / f"z{i}.png")
+    Image.fromarray(rng.integers(0, 200, (64, 96), dtype=np.uint8)).save(tmp_path / "test" / "good" / "t.png")
+    cfg = compose_config(["dataset=folder", f"data_dir={tmp_path}", "dataset.calibration_images=3", "cache_dir="])
+    with pytest.raises(ConfigError, match=r"dataset.calibration_images=3 leaves none of the 3 defect-free images of "
+                                          r"dataset folder \(after dataset.holdout_images; 2 more are smaller than "
+                                          r"the 32x32 patch\) to train on"):
+        build_patches(cfg)
+
+
 def test_held_out_clean_images_feed_no_patch_and_are_listed():
     common = ["dataset.n_normal_images=3", "dataset.n_defect_images=1", "dataset.width=256", "dataset.height=128",
               "dataset.n_normal=100", "dataset.n_calibration=20", "cache_dir="]

@@ -32,23 +32,28 @@ def _image_paths(folder: Path) -> list[Path]:
     return paths
 
 
-def _mask_path(folder: Path, stem: str) -> Path | None:
+def _mask_path(folder: Path, stem: str, listings: dict | None = None) -> Path | None:
     """The mask of image `stem` in its ground_truth folder: <stem>_mask.png as MVTec AD names it, else
     <stem>_mask or <stem> with any image suffix (Magnetic Tile and others name a mask as its image), in
-    any letter case of the suffix, as images are read."""
-    if not folder.is_dir():
+    any letter case of the suffix, as images are read. `listings` keeps the folder's files for later calls."""
+    if listings is not None and folder in listings:
+        files = listings[folder]
+    elif not folder.is_dir():
         return None
-    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    else:
+        files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+        if listings is not None:
+            listings[folder] = files
     names = [f"{stem}_mask.png"] + [f"{stem}_mask{s}" for s in IMAGE_SUFFIXES] + [f"{stem}{s}" for s in IMAGE_SUFFIXES]
     return next((files[n.lower()] for n in names if n.lower() in files), None)
 
 
-def ground_truth_of(image: Path) -> Path | None:
+def ground_truth_of(image: Path, listings: dict | None = None) -> Path | None:
     """The mask of an image that lies in the MVTec AD layout, test/<defect type>/<stem>.png with
-    ground_truth/<defect type>/ beside test/ (_mask_path's names), else None."""
+    ground_truth/<defect type>/ beside test/ (_mask_path's names, `listings` its cache), else None."""
     if image.parent.parent.name != "test" or image.parent.name == GOOD:
         return None
-    return _mask_path(image.parent.parent.parent / "ground_truth" / image.parent.name, image.stem)
+    return _mask_path(image.parent.parent.parent / "ground_truth" / image.parent.name, image.stem, listings)
 
 
 def load(dataset_cfg) -> list[SourceImage]:

@@ -315,9 +315,11 @@ def build_patches(cfg) -> PatchSet:
                           f"dataset {ds.name} to train on")
     normal, kept_out = held_out(normal, holdout)
     calibration_images = calibration_count(ds, len(normal))
-    if calibration_images and calibration_images >= len(normal):
-        raise ConfigError(f"dataset.calibration_images={calibration_images} leaves none of the {len(normal)} "
-                          f"defect-free images of dataset {ds.name} (after dataset.holdout_images) to train on")
+    fits = sum(min(s.image.shape[:2]) >= size for s in normal)  # the calibration images come from these
+    if calibration_images and calibration_images >= fits:
+        small = f"; {len(normal) - fits} more are smaller than the {size}x{size} patch" if fits < len(normal) else ""
+        raise ConfigError(f"dataset.calibration_images={calibration_images} leaves none of the {fits} "
+                          f"defect-free images of dataset {ds.name} (after dataset.holdout_images{small}) to train on")
     normal, calibrating = split_calibration(normal, calibration_images, size)
     if ds.get("normals_from_defect_images", False):
         normal = normal + defect

@@ -101,8 +101,9 @@ AUTO_CALIBRATION_SHARE = 5  # dataset.calibration_images=auto: one in this many 
 def calibration_count(dataset_cfg, n_normal: int) -> int:
     """How many of `n_normal` defect-free images (those left after dataset.holdout_images) give the
     calibration patches alone: dataset.calibration_images as a number, or for `auto` one in five of
-    them (the last, in the adapter's order), none when fewer than five, as a run on a few images keeps
-    them all for training, or when there are no calibration patches (dataset.n_calibration=0)."""
+    them (the last, in the adapter's order, of those that hold a patch: rdcae.data.patches.split_calibration),
+    none when fewer than five, as a run on a few images keeps them all for training, or when there are no
+    calibration patches (dataset.n_calibration=0)."""
     setting = dataset_cfg.get("calibration_images", 0)
     if str(setting) == "auto":
         return n_normal // AUTO_CALIBRATION_SHARE if int(dataset_cfg.get("n_calibration") or 0) else 0

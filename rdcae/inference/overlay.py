@@ -20,6 +20,7 @@ DIMMED = (np.arange(256) * 0.55).astype(np.uint8)  # a gray level outside the in
 def overlay(image: np.ndarray, detection: Detection, mask: np.ndarray | None = None) -> Image.Image:
     """An RGB picture of `detection` on `image` ((H, W) or (H, W, C) uint8); `mask` (H, W) bool, the
     ground truth where known, is outlined in white."""
+    image = image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
     rgb = image if image.ndim == 3 else image[:, :, None]
     rgb = rgb if rgb.shape[2] == 1 else rgb[:, :, :3]
     # not fabric, or no whole window fits: never scored, never reported; dimmed before the gray becomes RGB

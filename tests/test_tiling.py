@@ -66,3 +66,15 @@ def test_inside_at_says_what_windows_inside_says_at_the_corners_for_rectangles_a
         expected = windows_inside(allowed, 32)[yx[:, 0], yx[:, 1]]
         assert (inside_at(allowed, yx, 32) == expected).all()
     assert inside_at(rectangle, yx, 32).sum() > inside_at(holed, yx, 32).sum() > 0
+
+
+def test_stitching_window_values_by_their_maximum_at_once_gives_the_window_by_window_map():
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        height, width, size = int(rng.integers(32, 200)), int(rng.integers(32, 300)), int(rng.choice([8, 16, 32]))
+        yx = grid(height, width, size, int(rng.integers(1, size + 1)), cover=bool(rng.integers(2)))
+        yx = yx[rng.random(len(yx)) > 0.3] if len(yx) > 1 else yx  # gaps, as windows off the fabric leave
+        values = rng.normal(size=len(yx))
+        per_pixel = np.broadcast_to(values[:, None, None], (len(yx), size, size))  # the window-by-window path
+        expected = stitch(per_pixel, yx, (height, width), size, reduce="max")
+        assert np.array_equal(stitch(values, yx, (height, width), size, reduce="max"), expected, equal_nan=True)

@@ -58,6 +58,8 @@ def stitch(values: np.ndarray, yx: np.ndarray, shape: tuple[int, int], size: int
     pixel of a window its window's value, (K, P, P) its own; where windows overlap, their mean
     (reduce="mean") or their largest (reduce="max"); NaN where no window lies."""
     values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1 and reduce == "max" and len(values):
+        return _stitch_max(values, np.asarray(yx), shape, size)
     if values.ndim == 1:
         values = np.broadcast_to(values[:, None, None], (len(values), size, size))
     count = np.zeros(shape)
@@ -73,3 +75,23 @@ def stitch(values: np.ndarray, yx: np.ndarray, shape: tuple[int, int], size: int
         return np.where(count > 0, total, np.nan)
     with np.errstate(invalid="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _stitch_max(values: np.ndarray, yx: np.ndarray, shape: tuple[int, int], size: int) -> np.ndarray:
+    """stitch(values (K,), reduce="max") at once: the window edges cut the image into cells that each window
+    covers whole, so each cell takes the largest value of the windows over it, and its pixels the cell's."""
+    height, width = shape
+    ys = np.unique(np.concatenate([[0, height], yx[:, 0], yx[:, 0] + size]).clip(0, height))
+    xs = np.unique(np.concatenate([[0, width], yx[:, 1], yx[:, 1] + size]).clip(0, width))
+    y0, y1 = np.searchsorted(ys, yx[:, 0]), np.searchsorted(ys, np.minimum(yx[:, 0] + size, height))
+    x0, x1 = np.searchsorted(xs, yx[:, 1]), np.searchsorted(xs, np.minimum(yx[:, 1] + size, width))
+    cells = np.full((len(ys) - 1, len(xs) - 1), -np.inf)
+    covered = np.zeros(cells.shape, bool)
+    for dy in range(int((y1 - y0).max())):  # a window spans a few cells each way: one pass per offset
+        for dx in range(int((x1 - x0).max())):
+            inside = (y0 + dy < y1) & (x0 + dx < x1)
+            where = (y0[inside] + dy, x0[inside] + dx)
+            np.maximum.at(cells, where, values[inside])
+            covered[where] = True
+    cells[~covered] = np.nan  # no window there
+    return np.repeat(np.repeat(cells, np.diff(ys), axis=0), np.diff(xs), axis=1)

@@ -175,6 +175,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
             sources = load_sources(cfg.dataset)
         write_detection_figures(load_detector(output_dir / "model.pt"), sources, trainer.logger.experiment,
                                 output_dir, step=alternation.blocks)
+    trainer.logger.experiment.flush()  # written after the trainer closed its writer: on disk before the run ends
     text = summary(metrics, output_dir)
     print(text)
     if (output_dir / "train.log").is_file():  # Hydra's log of the run: the summary too, as the console showed it

@@ -235,7 +235,9 @@ def test_tensorboard_has_block_scalars_images_and_hparams(tiny_run):
     assert len(events.Scalars("block/train_auc")) == metrics["blocks"]
     images = set(events.Tags()["images"])
     assert {"fig4a_train_xls", "fig4b_test_xr", "roc_test"} <= images
-    assert any(tag.startswith("detect/") for tag in images)
+    detected = sorted(tag for tag in images if tag.startswith("detect/"))  # every figure's, the last one too
+    assert detected and detected == sorted(f"detect/{p.stem[len('detect_'):]}" for p in (out / "figures").glob(
+        "detect_*.png"))
     plugin_files = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert any(b"hparams" in f.read_bytes() for f in plugin_files)
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
@@ -770,3 +772,16 @@ def test_the_progress_bar_redraws_seldom_where_the_output_is_no_terminal(tmp_pat
     assert build(cfg, tmp_path / "tty", validate(cfg))[3].progress_bar_callback.refresh_rate == 1
     quiet = compose_config(TINY, tmp_path)  # the bar off: no bar at all
     assert build(quiet, tmp_path / "quiet", validate(quiet))[3].progress_bar_callback is None
+
+
+def test_every_detection_figure_reaches_tensorboard_when_the_command_ends(tmp_path):
+    # full-width images: their figures are large events, which the writer queues until it is flushed
+    out = subprocess.run([sys.executable, "-m", "rdcae.train", *TINY, "dataset.width=4096", "dataset.height=256",
+                          f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-500:]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    figures = sorted(p.stem[len("detect_"):] for p in (tmp_path / "run" / "figures").glob("detect_*.png"))
+    assert len(figures) == 3
+    assert sorted(t[len("detect/"):] for t in events.Tags()["images"] if t.startswith("detect/")) == figures

@@ -591,6 +591,8 @@ def from_the_model(cfg: DictConfig, model_config: dict) -> str:
     given = {key.removeprefix("dataset.") for key in cfg.get("dataset_given") or []}
     taken, notes = [], []
     for key, value in trained.items():
+        if key in MODEL_SPLIT:  # not a setting of the evaluation: which images the model never saw
+            continue
         if key in given or key not in cfg.dataset or value is None or str(value) == str(cfg.dataset[key]):
             continue
         if key == "data_dir" and not Path(str(value)).is_dir():  # a model moved to another machine
@@ -601,7 +603,17 @@ def from_the_model(cfg: DictConfig, model_config: dict) -> str:
     if taken:
         notes.insert(0, f"{', '.join(taken)} from the model file, as it was trained; give them on the command line "
                         "to evaluate other images")
+    for key in (k for k in MODEL_SPLIT if k in given and str(cfg.dataset.get(k)) != str(trained.get(k))):
+        why = (f"an evaluation takes which images the model never saw from the model file (dataset.{key}="
+               f"{trained.get(key)} at training)" if surface(trained) == surface(cfg.dataset) else
+               "on a surface the model was not trained on, every defect-free image is evaluated")
+        raise ConfigError(f"dataset.{key}={cfg.dataset.get(key)}: {why}; drop dataset.{key}=")
     return f"note: {'; '.join(notes)}" if notes else ""
+
+
+# dataset settings that say which of its images a model trained, calibrated or never saw: an evaluation takes
+# them from the model file (dataset_items), and they are no setting of its own
+MODEL_SPLIT = ("holdout_images", "calibration_images")
 
 
 def run(cfg: DictConfig, out: Path | None = None) -> dict:

@@ -198,6 +198,27 @@ def test_the_models_data_folder_is_taken_only_where_it_still_is(tmp_path):
     assert from_the_model(cfg(["dataset"]), {"dataset": {"name": "ksdd2", "data_dir": str(tmp_path)}}) == ""
 
 
+def test_which_images_the_model_never_saw_comes_from_the_model_file_and_is_refused_on_the_command_line():
+    from omegaconf import OmegaConf
+
+    from rdcae.detect import from_the_model
+
+    def cfg(given, **dataset):
+        return OmegaConf.create({"dataset": {"name": "aitex", "fabric": "03", "holdout_images": 0} | dataset,
+                                 "dataset_given": given})
+
+    trained = {"dataset": {"name": "aitex", "fabric": "03", "holdout_images": 5}}
+    taken = cfg(["dataset"])
+    assert from_the_model(taken, trained) == ""  # no note offering to change it: it is no evaluation setting
+    with pytest.raises(ConfigError, match=r"dataset.holdout_images=3: an evaluation takes which images the model "
+                                          r"never saw from the model file \(dataset.holdout_images=5 at training\)"):
+        from_the_model(cfg(["dataset", "dataset.holdout_images"], holdout_images=3), trained)
+    with pytest.raises(ConfigError, match="dataset.holdout_images=3: on a surface the model was not trained on, every "
+                                          "defect-free image is evaluated"):
+        from_the_model(cfg(["dataset", "fabric", "dataset.holdout_images"], fabric="00", holdout_images=3), trained)
+    assert from_the_model(cfg(["dataset", "dataset.holdout_images"], holdout_images=5), trained) == ""  # the same
+
+
 def test_defect_images_flagged_in_most_of_their_windows_are_counted_apart():
     from types import SimpleNamespace
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rdcae.baselines import check_methods
 from rdcae.baselines.deep_svdd import DeepSVDDSettings
+from rdcae.data.aitex import settle_fabric
 from rdcae.data.patches import check_patch_settings
 from rdcae.errors import ConfigError
 from rdcae.metrics.threshold import check_false_alarms
@@ -59,10 +60,7 @@ def validate(cfg: DictConfig) -> RunSettings:
 
     with open_dict(cfg):  # settled here, so config.yaml records what ran
         cfg.trainer.precision = trainer_precision(cfg.trainer)
-        if cfg.dataset.get("name") == "aitex" and cfg.get("fabric") is not None:
-            from rdcae.data.aitex import fabric_code
-
-            cfg.fabric = fabric_code(cfg.fabric)  # fabric=3 is AITEX's 03, the code its file names and the paper use
+        settle_fabric(cfg)
     lambda_ = cfg["lambda"]
     require(isinstance(lambda_, (int, float)) and not isinstance(lambda_, bool), f"lambda={lambda_!r} must be a number")
     require(math.isfinite(float(lambda_)) and float(lambda_) > 0,

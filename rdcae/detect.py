@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from rdcae.data.aitex import settle_fabric
 from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, looks_gray, portable, read_image, read_mask, unique
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
@@ -572,11 +573,8 @@ def parse(argv: list[str]) -> DictConfig:
         except HydraException as error:  # what check_overrides leaves to Hydra, e.g. a list for a number
             raise ConfigError(f"{' '.join(dataset)}: {str(error).strip().splitlines()[0]}") from None
         # resolved here: its data_dir and fabric come from the composed config's top level
+        settle_fabric(composed)  # fabric=3 is 03, as training settles it
         cfg.dataset = OmegaConf.to_container(composed.dataset, resolve=True)
-        if cfg.dataset.get("name") == "aitex" and cfg.dataset.get("fabric") is not None:
-            from rdcae.data.aitex import fabric_code
-
-            cfg.dataset.fabric = fabric_code(cfg.dataset.fabric)  # fabric=3 is 03, as training settles it
         cfg.dataset_given = [a.partition("=")[0] for a in dataset]
     return cfg
 

@@ -415,3 +415,9 @@ def test_the_region_sheet_tints_what_the_fabric_region_leaves_out_and_outlines_t
     np.testing.assert_array_equal(clean[:, :100], np.broadcast_to([97, 118, 188], (64, 100, 3)))  # the band, tinted
     np.testing.assert_array_equal(clean[:, 100:300, 0], image[:, 100:, 0])  # the fabric as it is
     assert (flaw[20, 200:240] == 255).all() and (flaw[30, 220] != 255).any()  # the mask's outline, not its inside
+
+
+def test_the_data_commands_settle_an_aitex_fabric_given_as_a_number_as_its_code():
+    from rdcae.data.__main__ import composed
+
+    assert composed(["dataset=aitex", "fabric=3", "data_dir=/nowhere"], "summary").fabric == "03"

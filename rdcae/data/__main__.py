@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from PIL import Image, ImageDraw, ImageFont
 
+from rdcae.data.aitex import settle_fabric
 from rdcae.data.patches import PatchSet, check_patch_settings, prepare_patches
 from rdcae.data.region import fabric_region
 from rdcae.data.sources import load_sources
@@ -144,7 +145,9 @@ def composed(overrides: list[str], command: str):
     """The training config with the command line's settings, checked first (rdcae.overrides)."""
     check_overrides(overrides, f"python -m rdcae.data {command}")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        cfg = compose(config_name="train", overrides=overrides)
+    settle_fabric(cfg)
+    return cfg
 
 
 def summarize(overrides: list[str]) -> None:

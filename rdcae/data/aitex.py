@@ -13,6 +13,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from omegaconf import open_dict
+
 from rdcae.data.images import read_image, read_mask, unify_channels
 from rdcae.data.sources import SourceImage
 from rdcae.errors import ConfigError
@@ -33,6 +35,14 @@ def fabric_code(fabric) -> str:
     if not text.isdigit() or len(text) > 2:
         raise ConfigError(f"fabric={fabric!r} is not an AITEX fabric code; use two digits, 00..06.")
     return text.zfill(2)
+
+
+def settle_fabric(cfg) -> None:
+    """fabric=3 in a composed config is AITEX's fabric 03, the code its file names, the paper and a run's
+    config.yaml use (refused, as fabric_code says, where it is no code)."""
+    if cfg.dataset.get("name") == "aitex" and cfg.get("fabric") is not None:
+        with open_dict(cfg):
+            cfg.fabric = fabric_code(cfg.fabric)
 
 
 def _folder(data_dir: Path, name: str) -> Path:

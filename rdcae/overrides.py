@@ -84,7 +84,7 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
         if not isinstance(node, DictConfig):
             raise ConfigError(f"{override.input_line}: unknown setting; {parent} has no settings inside it")
         known = sorted({str(k) for k in node} | (set() if parent else set(groups)))
-        hint = _closest(leaf, known, parent + "." if parent else "", "=? ")
+        hint = _closest(leaf, known, parent + "." if parent else "", "=? ") or _elsewhere(key, cfg)
         where = f"{parent} has" if parent else f"{command} takes"
         shown = ", ".join(known) if len(known) <= 12 else ", ".join(known[:12]) + ", ..."
         raise ConfigError(f"{override.input_line}: unknown setting; {hint}{where} {shown}"
@@ -138,6 +138,21 @@ def _sweeps_fabric(chosen: list[str]) -> bool:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=chosen, return_hydra_config=True)
     return OmegaConf.select(cfg, "hydra.sweeper.params.fabric", default=None) is not None
+
+
+def _elsewhere(key: str, cfg: DictConfig) -> str:
+    """'did you mean <path>=? ' for a setting of that name deeper in the config (holdout_images= for
+    dataset.holdout_images=), or ''."""
+    def paths(node: dict, prefix: str = ""):
+        for name, child in node.items():
+            yield f"{prefix}{name}"
+            if isinstance(child, dict):
+                yield from paths(child, f"{prefix}{name}.")
+
+    leaf = key.rpartition(".")[2]
+    tree = OmegaConf.to_container(cfg, resolve=False)  # names alone: no interpolation is resolved
+    found = sorted((p for p in paths(tree) if p.rpartition(".")[2] == leaf and p != key), key=len)
+    return f"did you mean {found[0]}=? " if found else ""
 
 
 def _closest(word: str, known: list[str], before: str, after: str) -> str:

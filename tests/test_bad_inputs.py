@@ -182,6 +182,7 @@ def test_a_runs_note_about_its_data_is_printed_once_though_the_run_reads_the_dat
                                             "the default) has no fabrics; add dataset=aitex"),
     (["data_dir=/data/aitex"], "data_dir=/data/aitex: dataset=woven (the embedded fabric, the default) reads no "
                                "files; add dataset=aitex"),
+    (["holdout_images=5"], "holdout_images=5: unknown setting; did you mean dataset.holdout_images=?"),
     (["output_dir=/tmp/x"], "output_dir=/tmp/x: the folder a run writes to is Hydra's: set hydra.run.dir=<folder>"),
     (["dataset=folder", "fabric=3"], "fabric=3: an AITEX fabric, but dataset=folder has no fabrics; drop fabric= or "
                                      "use dataset=aitex"),

@@ -704,3 +704,17 @@ def test_the_summary_writes_one_contact_sheet_per_folder_dataset(tmp_path, monke
     contact = [name for name in sheets if not name.endswith("_regions.png")]
     assert len(contact) == 2 and "line_a" in contact[0] and "line_b" in contact[1]
     assert sheets == sorted(contact + [name.replace(".png", "_regions.png") for name in contact])  # each its regions
+
+
+def test_an_aitex_data_dir_one_level_off_is_pointed_to_the_folder_that_holds_the_layout(tmp_path):
+    from omegaconf import OmegaConf
+
+    root = tmp_path / "data" / "aitex"
+    for name in ("Defect_images", "Mask_images", "NODefect_images"):
+        (root / name).mkdir(parents=True)
+    for given in (tmp_path / "data", root / "Defect_images"):
+        with pytest.raises(FileNotFoundError, match=f"did you mean data_dir={root}\\?$"):
+            aitex.load(OmegaConf.create({"name": "aitex", "fabric": "03", "data_dir": str(given)}))
+    with pytest.raises(FileNotFoundError) as error:  # nothing near: no guess
+        aitex.load(OmegaConf.create({"name": "aitex", "fabric": "03", "data_dir": str(tmp_path / "elsewhere")}))
+    assert "did you mean" not in str(error.value)

@@ -48,9 +48,16 @@ def settle_fabric(cfg) -> None:
 def _folder(data_dir: Path, name: str) -> Path:
     folder = data_dir / name
     if not folder.is_dir():
+        # one level off: the folder above AITEX's, or one of its own folders
+        near = [data_dir.parent] if data_dir.name in ("Defect_images", "Mask_images", "NODefect_images") else []
+        try:
+            near += sorted(p for p in data_dir.iterdir() if (p / name).is_dir()) if data_dir.is_dir() else []
+        except OSError:  # a folder that cannot be listed: no hint
+            pass
+        hint = f"; did you mean data_dir={near[0]}?" if near and (near[0] / name).is_dir() else ""
         raise FileNotFoundError(
             f"{folder} does not exist; data_dir={data_dir} must hold the AITEX folders "
-            f"Defect_images/, Mask_images/ and NODefect_images/ as distributed at {SOURCE}"
+            f"Defect_images/, Mask_images/ and NODefect_images/ as distributed at {SOURCE}{hint}"
         )
     return folder
 

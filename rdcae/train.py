@@ -176,7 +176,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         write_detection_figures(load_detector(output_dir / "model.pt"), sources, trainer.logger.experiment,
                                 output_dir, step=alternation.blocks)
     trainer.logger.experiment.flush()  # written after the trainer closed its writer: on disk before the run ends
-    text = summary(metrics, output_dir)
+    text = summary(metrics, output_dir, dataset=str(cfg.dataset.name))
     print(text)
     if (output_dir / "train.log").is_file():  # Hydra's log of the run: the summary too, as the console showed it
         with open(output_dir / "train.log", "a") as log_file:

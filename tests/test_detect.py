@@ -1175,3 +1175,17 @@ def test_a_glob_that_matches_only_an_earlier_detections_overlays_says_so(trained
     capsys.readouterr()
     assert main([f"model={trained[1]}", f"input={tmp_path / 'out'}/*.png", f"output_dir={tmp_path / 'again'}"]) == 2
     assert "matches no image but the overlays an earlier detection wrote" in capsys.readouterr().err
+
+
+def test_the_training_summary_gives_the_evaluation_command_where_the_run_kept_clean_images_out(trained):
+    import json
+
+    from rdcae.results.summary import summary
+
+    out = Path(trained[1]).parent
+    metrics = json.loads((out / "metrics.json").read_text())
+    line = f"  evaluate        : python -m rdcae.detect model={out / 'model.pt'} dataset=woven  (image and pixel"
+    assert line in summary(metrics, out, dataset="woven") and "the 1 defect-free image it never saw)" in summary(
+        metrics, out, dataset="woven")
+    metrics["patches"]["held_out_images"] = []  # a run that kept none out: nothing to evaluate on
+    assert "evaluate" not in summary(metrics, out, dataset="woven")

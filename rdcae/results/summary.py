@@ -159,8 +159,11 @@ def weak_test_lines(test: dict, stop_reason: str = "") -> list[str]:
             f"windows off the surface, a border taken for it?), or {longer}"]
 
 
-def summary(metrics: dict, output_dir: Path) -> str:
+def summary(metrics: dict, output_dir: Path, dataset: str | None = None) -> str:
+    """The run's summary as printed at its end; `dataset` (its name) adds the evaluation command where the run
+    kept defect-free images out of training."""
     t = metrics["test"]
+    held_out = len((metrics.get("patches") or {}).get("held_out_images") or [])
     return "\n".join([
         "",
         "rdcae run finished",
@@ -181,6 +184,10 @@ def summary(metrics: dict, output_dir: Path) -> str:
         f"  outputs         : {output_dir}",
         *([f"  detector        : python -m rdcae.detect model={output_dir / 'model.pt'} input=<image, folder or glob>"]
           if (output_dir / "model.pt").is_file() else []),
+        *([f"  evaluate        : python -m rdcae.detect model={output_dir / 'model.pt'} dataset={dataset}  (image "
+           f"and pixel metrics on its defect images and the {held_out} defect-free image{'s' * (held_out != 1)} it "
+           "never saw)"]
+          if dataset and held_out and (output_dir / "model.pt").is_file() else []),
         f"  TensorBoard     : tensorboard --logdir {output_dir / 'tensorboard'}",
         "",
     ])

@@ -359,7 +359,7 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
 
 def _per_image_section(groups: list[list[Run]], rows: list[dict], keys: list[str]) -> list[str]:
     """Markdown: for each row, every defect image's tiles, test AUC of its tiles against the
-    held-out normals and tiles above the threshold, mean ± std over seeds (metrics.json
+    held-out normals and tiles above the patch threshold, mean ± std over seeds (metrics.json
     `per_defect_image`; rows of runs without it are left out)."""
     lines = []
     for members, row in zip(groups, rows):
@@ -378,7 +378,7 @@ def _per_image_section(groups: list[list[Run]], rows: list[dict], keys: list[str
                          f"{detected[0]:.1f} ± {detected[1]:.1f}"])
         lines += [f"## Per defect image: {what} ({len(members)} seed{'s' * (len(members) != 1)})", "",
                   _markdown_table(["defect image", "tiles", "AUC against the held-out normals",
-                                   "tiles above the threshold"], body), ""]
+                                   "tiles above the patch threshold"], body), ""]
     return lines
 
 

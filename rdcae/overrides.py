@@ -88,7 +88,8 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
         where = f"{parent} has" if parent else f"{command} takes"
         shown = ", ".join(known) if len(known) <= 12 else ", ".join(known[:12]) + ", ..."
         raise ConfigError(f"{override.input_line}: unknown setting; {hint}{where} {shown}"
-                          + (" (see --help)" if not parent else ""))
+                          + ((" (see --help)" if command.startswith(("python -m rdcae.train", "python -m rdcae.bench"))
+                              else " (python -m rdcae.train --help lists them)") if not parent else ""))
 
 
 def check_command_line(argv: list[str], command: str, config_name: str = "train") -> None:

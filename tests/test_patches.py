@@ -369,6 +369,8 @@ def test_the_summary_says_a_bad_setting_or_folder_in_one_line(tmp_path, capsys, 
         assert data_main(["summary", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+        if args == ["notakey=1"]:  # the settings are the training config's: its --help lists them
+            assert err.endswith("(python -m rdcae.train --help lists them)")
     assert not (tmp_path / "outputs").exists()
 
 

@@ -73,10 +73,40 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
+def check_trainer(cfg: DictConfig) -> None:
+    """Lightning's Trainer built once, quietly, from the run's trainer settings before any data is read: a
+    setting it refuses is one line naming it (ConfigError), not a Hydra error after the data."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:  # its "GPU available" lines come with the run's own trainer, after the data
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            instantiate(cfg.trainer, max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[])
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        raise ConfigError(f"trainer.*: Lightning's Trainer cannot start with these settings ({detail}); see "
+                          "https://lightning.ai/docs/pytorch/stable/common/trainer.html#trainer-flags") from error
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None):
     """The DataModule, the module, the alternation and the trainer of one run (`settings`: validate(cfg))."""
     settings = settings or validate(cfg)
     alternation = Alternation(settings.alternation, settings.threshold_quantile)
+    check_trainer(cfg)
+    datamodule = DefectDataModule(cfg, instantiate(cfg.noise), batch_size=int(cfg.model.batch_size))
+    datamodule.setup("fit")
+    if cfg.model.score == AUTO and not len(datamodule.validation_x):
+        warnings.warn("model.score=auto has no held-out synthetic defects to choose by "
+                      "(dataset.n_calibration=0 or noise=none): "
+                      "the run scores with norm, the paper's ‖x − x̂‖₂", stacklevel=2)
+    module = RobustAutoencoder.from_config(cfg, datamodule.train_x)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
     checkpoints = ModelCheckpoint(
         dirpath=output_dir / "checkpoints", filename="epoch{epoch:03d}", every_n_epochs=alternation.block_epochs,
         save_top_k=1, monitor=None, save_last=True, auto_insert_metric_name=False,
@@ -86,24 +116,10 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
     if cfg.trainer.get("enable_progress_bar", True) and not sys.stdout.isatty():
         # a log file or CI: each redraw is a line of its own there, so redraw seldom
         callbacks.append(TQDMProgressBar(refresh_rate=LOG_REFRESH_STEPS))
-    try:  # before any data is read: a setting Lightning refuses is one line naming it
-        trainer = instantiate(
-            cfg.trainer, max_epochs=alternation.max_epochs, callbacks=callbacks, logger=logger,
-            default_root_dir=str(output_dir), plugins=[AtomicCheckpointIO()],
-        )
-    except InstantiationException as error:
-        cause = error.__cause__ or error
-        detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
-        raise ConfigError(f"trainer.*: Lightning's Trainer cannot start with these settings ({detail}); see "
-                          "https://lightning.ai/docs/pytorch/stable/common/trainer.html#trainer-flags") from error
-    datamodule = DefectDataModule(cfg, instantiate(cfg.noise), batch_size=int(cfg.model.batch_size))
-    datamodule.setup("fit")
-    if cfg.model.score == AUTO and not len(datamodule.validation_x):
-        warnings.warn("model.score=auto has no held-out synthetic defects to choose by "
-                      "(dataset.n_calibration=0 or noise=none): "
-                      "the run scores with norm, the paper's ‖x − x̂‖₂", stacklevel=2)
-    module = RobustAutoencoder.from_config(cfg, datamodule.train_x)
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    trainer = instantiate(
+        cfg.trainer, max_epochs=alternation.max_epochs, callbacks=callbacks, logger=logger,
+        default_root_dir=str(output_dir), plugins=[AtomicCheckpointIO()],
+    )
     return datamodule, module, alternation, trainer
 
 

@@ -208,6 +208,14 @@ def test_a_trainer_setting_lightning_refuses_is_one_line_before_any_data_and_lea
     assert out.returncode == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("error: trainer.*: Lightning's Trainer cannot start with these settings (") and "fp16" in err
     assert not (tmp_path / "run").exists() and "patches" not in out.stdout  # refused before any data was read
+    # the trainer is built once, quietly, to check it: a data error after it is still the only line there is
+    for name in ("Defect_images", "Mask_images", "NODefect_images"):
+        (tmp_path / "aitex" / name).mkdir(parents=True)
+    out = subprocess.run([sys.executable, "-m", "rdcae.train", "dataset=aitex", "fabric=05",
+                          f"data_dir={tmp_path / 'aitex'}", f"hydra.run.dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip().startswith("error: fabric=05: no defect-free images")
+    assert "GPU available" not in out.stdout + out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_settings_the_config_has_pass_the_check():

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from rdcae.data.aitex import settle_fabric
+from rdcae.data.folder import ground_truth_of
 from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, looks_gray, portable, read_image, read_mask, unique
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
@@ -483,8 +484,6 @@ def ground_truth(item: Item, image: np.ndarray, listings: dict) -> np.ndarray | 
     cannot be read or has another size is named, and the overlay drawn without it."""
     if item.mask is not None:
         return item.mask
-    from rdcae.data.folder import ground_truth_of
-
     mask_path = ground_truth_of(Path(item.path).resolve(), listings)
     if mask_path is None:
         return None
@@ -579,6 +578,11 @@ def parse(argv: list[str]) -> DictConfig:
     return cfg
 
 
+# dataset settings that say which of its images a model trained, calibrated or never saw: an evaluation takes
+# them from the model file (dataset_items), and they are no setting of its own
+MODEL_SPLIT = ("holdout_images", "calibration_images")
+
+
 def from_the_model(cfg: DictConfig, model_config: dict) -> str:
     """Evaluating on the dataset the model was trained on: every dataset setting not given on the command line
     is the model's own, as at training (its fabric, its data folder where it still is, the embedded fabric's
@@ -607,11 +611,6 @@ def from_the_model(cfg: DictConfig, model_config: dict) -> str:
                "on a surface the model was not trained on, every defect-free image is evaluated")
         raise ConfigError(f"dataset.{key}={cfg.dataset.get(key)}: {why}; drop dataset.{key}=")
     return f"note: {'; '.join(notes)}" if notes else ""
-
-
-# dataset settings that say which of its images a model trained, calibrated or never saw: an evaluation takes
-# them from the model file (dataset_items), and they are no setting of its own
-MODEL_SPLIT = ("holdout_images", "calibration_images")
 
 
 def run(cfg: DictConfig, out: Path | None = None) -> dict:

@@ -74,8 +74,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    """Lightning's Trainer built once, quietly, from the run's trainer settings before any data is read: a
-    setting it refuses is one line naming it (ConfigError), not a Hydra error after the data."""
+    """Lightning's Trainer built once, quietly, from the run's trainer settings (as validate settled them:
+    trainer.precision=auto is made concrete there) before any data is read: a setting it refuses is one line
+    naming it (ConfigError), not a Hydra error after the data."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     try:

@@ -79,6 +79,11 @@ def fabric_of(src: SourceImage, edge_margin: int = 0, texture_borders: bool = Fa
     return src.fabric if src.fabric is not None else fabric_region(src.image, edge_margin, texture_borders)
 
 
+def holds_patch(src: SourceImage, size: int) -> bool:
+    """Whether an image holds a `size`-pixel window at all (one that does not is not used)."""
+    return min(src.image.shape[:2]) >= size
+
+
 def normal_positions(
     sources: list[SourceImage], size: int, exclude_background: bool = True, edge_margin: int = 0,
     texture_borders: bool = False, what: str = "normal"
@@ -88,7 +93,7 @@ def normal_positions(
     positions, excluded, skipped, inspected = [], 0, [], []
     for src in sources:
         h, w = src.image.shape[:2]
-        if h < size or w < size:
+        if not holds_patch(src, size):
             skipped.append(src.path)
             log.warning("%s: image %dx%d is smaller than patch_size=%d; not used", src.path, w, h, size)
             positions.append(np.zeros((0, 2), dtype=np.int64))
@@ -274,8 +279,7 @@ def split_calibration(normal: list[SourceImage], n: int, size: int) -> tuple[lis
     """The defect-free images a run trains on and the last `n` (dataset.calibration_images) that give its
     calibration patches alone, these taken among the images that hold a `size`-pixel window: one too small
     for the patch is not used (normal_positions) and would leave a calibration place empty."""
-    fits = [s for s in normal if min(s.image.shape[:2]) >= size]
-    _, calibrating = held_out(fits, n)
+    _, calibrating = held_out([s for s in normal if holds_patch(s, size)], n)
     chosen = {id(s) for s in calibrating}
     return [s for s in normal if id(s) not in chosen], calibrating
 
@@ -315,7 +319,7 @@ def build_patches(cfg) -> PatchSet:
                           f"dataset {ds.name} to train on")
     normal, kept_out = held_out(normal, holdout)
     calibration_images = calibration_count(ds, len(normal))
-    fits = sum(min(s.image.shape[:2]) >= size for s in normal)  # the calibration images come from these
+    fits = sum(holds_patch(s, size) for s in normal)  # the calibration images come from these
     if calibration_images and calibration_images >= fits:
         small = f"; {len(normal) - fits} more are smaller than the {size}x{size} patch" if fits < len(normal) else ""
         raise ConfigError(f"dataset.calibration_images={calibration_images} leaves none of the {fits} "

@@ -236,6 +236,19 @@ def write_run(folder: Path, cfg, auc: float, baselines: dict[str, float]) -> Non
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
+def test_a_single_seed_shows_its_value_without_a_spread(tmp_path):
+    cfg = compose_config(["data_dir=/nowhere"])
+    write_run(tmp_path / "0", cfg, 0.9, {})
+    report = build_report([tmp_path])
+    row = [line for line in report.markdown.splitlines() if "| 0.900 |" in line]
+    assert row and "±" not in row[0] and "| 0.800 |" in row[0]  # AUC and F1, each alone
+    write_run(tmp_path / "1", cfg, 0.9, {})  # a second seed: mean ± std again
+    with open_dict(cfg):
+        cfg.seed = 1
+    OmegaConf.save(cfg, tmp_path / "1" / "config.yaml", resolve=True)
+    assert "0.900 ± 0.000" in build_report([tmp_path]).markdown
+
+
 def test_table4_metrics_give_one_column_per_method_beside_the_paper(tmp_path):
     cfg = compose_config(["experiment=table4", "data_dir=/nowhere"])
     aucs = {("00", 0): 0.90, ("00", 1): 0.94, ("03", 0): 0.80, ("03", 1): 0.82}

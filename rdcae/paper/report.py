@@ -341,7 +341,7 @@ def build_report(folders: list[str | Path], table: int | None = None) -> Report:
         f"# {title}",
         "",
         f"{len(runs)} run{'s' * (len(runs) != 1)} from {', '.join(str(f) for f in folders)}. "
-        "Ours: mean ± std over seeds (population std, ddof=0); "
+        "Ours: mean ± std over seeds (population std, ddof=0; one seed: its value); "
         "paper: the paper's mean ± std, where it has a row with the same dataset and settings.",
         "",
         _markdown_table(head, body),
@@ -374,8 +374,8 @@ def _per_image_section(groups: list[list[Run]], rows: list[dict], keys: list[str
             tiles = next(e["tiles"] for e in found if e)
             auc = summarize([e["auc"] if e else None for e in found])
             detected = summarize([e["detected"] if e else None for e in found])
-            body.append([image, str(tiles), f"{auc[0]:.3f} ± {auc[1]:.3f}" if auc[2] else "—",
-                         f"{detected[0]:.1f} ± {detected[1]:.1f}"])
+            body.append([image, str(tiles), _mean_std(*auc) if auc[2] else "—",
+                         _mean_std(*detected, digits=1)])
         lines += [f"## Per defect image: {what} ({len(members)} seed{'s' * (len(members) != 1)})", "",
                   _markdown_table(["defect image", "tiles", "AUC against the held-out normals",
                                    "tiles above the patch threshold"], body), ""]
@@ -431,8 +431,13 @@ def _ours(row: dict, prefix: str) -> str:
     mean, std, n = row.get(f"{prefix}_mean"), row.get(f"{prefix}_std"), row.get(f"{prefix}_n")
     if mean is None or n == 0:
         return "—"
-    text = f"{mean:.3f} ± {std:.3f}"
+    text = _mean_std(mean, std, n)
     return text if n == row["n_seeds"] else f"{text} (n={n})"
+
+
+def _mean_std(mean: float, std: float, n: int, digits: int = 3) -> str:
+    """mean ± std, or the value alone where one seed gave it: a spread of one run is no spread."""
+    return f"{mean:.{digits}f}" if n == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _theirs(row: dict, prefix: str) -> str:

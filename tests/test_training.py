@@ -511,6 +511,12 @@ def test_help_lists_the_config_groups(tmp_path):
     assert len(alternation) == 8 and all(name in cfg.alternation for name in alternation), alternation
     points = re.findall(r"([\w.]+) \(", lines["The operating points"])
     assert len(points) == 2 and all(OmegaConf.select(cfg, name) is not None for name in points), points
+    # the settings shown are those of the dataset on the line, as the heading says
+    aitex = _cli("dataset=aitex", "--help", cwd=tmp_path).stdout
+    block = re.compile(r"^  block_epochs: (\d+)$", re.M)
+    assert "dataset=aitex --help" in result.stdout
+    assert (int(block.search(result.stdout)[1]), int(block.search(aitex)[1])) == (
+        cfg.alternation.block_epochs, compose_config(["dataset=aitex"]).alternation.block_epochs)
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path):

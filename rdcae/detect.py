@@ -498,8 +498,10 @@ AUPRO_FPR_LIMIT = 0.3  # the false-positive rate the PRO curve is integrated to,
 
 
 def evaluate(done: list) -> dict:
-    """Image-level AUROC and F1 (an image is a defect when its mask has a pixel), false alarms per clean
-    image, pixel-level AUROC and AUPRO over the fabric each detection inspected. An image filed among the
+    """Image-level AUROC and F1 (an image is a defect when its mask has a pixel; F1 of the verdicts at the
+    image threshold), false alarms per clean image, pixel-level AUROC and AUPRO over the fabric each
+    detection inspected, and over whole images with the pixels not inspected scored lowest (as metrics
+    of the written maps over every pixel, anomalib's way, would count them). An image filed among the
     defect images whose mask marks nothing is neither clean nor a known defect: it is detected and
     written, left out of the metrics and named under `unlabelled_images`."""
     import torch
@@ -514,13 +516,13 @@ def evaluate(done: list) -> dict:
     throughout = set(unlike_training(done))
     scores = torch.tensor([d.score if math.isfinite(d.score) else 0.0 for _, d in done], dtype=torch.float64)
     flagged = torch.tensor([d.verdict == "defect" for _, d in done])
-    maps = [np.nan_to_num(d.anomaly_map, nan=0.0) for _, d in done]
+    maps = [d.anomaly_map for _, d in done]  # NaN where no window scored a pixel: the lowest score
     masks = [item.mask for item, _ in done]
     valid = [d.fabric for _, d in done]
     n_normal = int((~labels).sum())
     return {
         "images": len(done), "defect_images": int(labels.sum()), "normal_images": n_normal,
-        "image_auroc": auc(scores[~labels], scores[labels]),
+        "image_auroc": round(auc(scores[~labels], scores[labels]), 6),
         # with no clean image no false alarm can count against it: F1 would be the recall alone
         "image_f1": (round(float(binary_f1_score(flagged.long(), labels.long())), 6)
                      if labels.any() and not labels.all() else math.nan),
@@ -529,11 +531,20 @@ def evaluate(done: list) -> dict:
         "defect_images_flagged_throughout": sum(bool(item.mask.any()) and item.name in throughout for item, _ in done),
         "false_alarms": int((flagged & ~labels).sum()),
         "false_alarms_per_image": float((flagged & ~labels).sum()) / n_normal if n_normal else math.nan,
-        "pixel_auroc": pixel_auroc(maps, masks, valid),
-        "pixel_aupro": aupro(maps, masks, valid, AUPRO_FPR_LIMIT),
+        "pixel_auroc": round(pixel_auroc(maps, masks, valid), 6),
+        "pixel_aupro": round(aupro(maps, masks, valid, AUPRO_FPR_LIMIT), 6),
         "pixel_aupro_fpr_limit": AUPRO_FPR_LIMIT,
+        "pixel_region": PIXEL_REGION,
+        "pixel_auroc_whole_image": round(pixel_auroc(maps, masks), 6),
+        "pixel_aupro_whole_image": round(aupro(maps, masks, None, AUPRO_FPR_LIMIT), 6),
+        "defect_image_names": [item.name for item, _ in done if item.mask.any()],
+        "normal_image_names": [item.name for item, _ in done if not item.mask.any()],
         "unlabelled_images": unlabelled,
     }
+
+
+PIXEL_REGION = ("pixel_auroc and pixel_aupro: the pixels of the fabric each detection inspected (a blank band, a "
+                "border and the edge margin left out); *_whole_image: every pixel, those not inspected scored lowest")
 
 
 def parse(argv: list[str]) -> DictConfig:
@@ -603,8 +614,8 @@ def from_the_model(cfg: DictConfig, model_config: dict) -> str:
         cfg.dataset[key] = value
         taken.append(f"{key}={value}")
     if taken:
-        notes.insert(0, f"{', '.join(taken)} from the model file, as it was trained; give them on the command line "
-                        "to evaluate other images")
+        notes.insert(0, f"{', '.join(taken)} from the model file, as it was trained; give "
+                        f"{'it' if len(taken) == 1 else 'them'} on the command line to evaluate other images")
     for key in (k for k in MODEL_SPLIT if k in given and str(cfg.dataset.get(k)) != str(trained.get(k))):
         why = (f"an evaluation takes which images the model never saw from the model file (dataset.{key}="
                f"{trained.get(key)} at training)" if surface(trained) == surface(cfg.dataset) else
@@ -647,8 +658,12 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
                           for f, on in zip(OUTPUTS, (True, cfg.overlays, cfg.maps)) if on]}
     if cfg.get("dataset") is not None and done:
         result["evaluation"] = evaluate(done) | {
-            "normal_images_from": how, "model": str(cfg.model), "data_dir": (cfg.dataset or {}).get("data_dir"),
-            "threshold": detector.threshold, "operating_point": what}
+            "normal_images_from": how, "model": str(cfg.model), "dataset": cfg.dataset.get("name"),
+            **({"fabric": cfg.dataset.fabric} if cfg.dataset.get("fabric") is not None else {}),
+            "data_dir": (cfg.dataset or {}).get("data_dir"),
+            "threshold": detector.threshold, "operating_point": what, "image_f1_at": "the image threshold above",
+            "stride": cfg.stride or detector.preprocessing.patch_size, "overlap": bool(cfg.overlap),
+            "runtime": runtime}
         (out / "evaluation.json").write_text(json.dumps(json_safe(result["evaluation"]), indent=2))
     print(summary(result, detector.threshold, what))
     if unlike := unlike_training(done):
@@ -694,12 +709,17 @@ def summary(result: dict, threshold: float, what: str = "window score") -> str:
         auroc = (f"{e['image_auroc']:.4f}" if math.isfinite(e["image_auroc"]) else
                  "n/a (it needs clean and defect images)")
         f1 = f"{e['image_f1']:.4f}" if math.isfinite(e["image_f1"]) else "n/a"
+        if e.get("dataset"):
+            lines += [f"  evaluated on    : {e['dataset']}" + (f" fabric {e['fabric']}" if e.get("fabric") else "")
+                      + (f" in {e['data_dir']}" if e.get("data_dir") else "")]
         lines += [f"  evaluation      : image AUROC {auroc}  F1 {f1}  "
                   f"({e['defect_images_flagged']} of {e['defect_images']} defect images flagged"
                   + (f" ({e['defect_images_flagged_throughout']} of them in most of their windows, as a surface unlike "
                      "the training images' would be)" if e.get("defect_images_flagged_throughout") else "") + ", "
                   f"{e['false_alarms']} false alarms on {e['normal_images']} clean images)",
-                  f"                    pixel AUROC {e['pixel_auroc']:.4f}  AUPRO(30 % FPR) {e['pixel_aupro']:.4f}",
+                  f"                    pixel AUROC {e['pixel_auroc']:.4f}  AUPRO(30 % FPR) {e['pixel_aupro']:.4f}"
+                  + (f" over the inspected fabric; {e['pixel_auroc_whole_image']:.4f} and "
+                     f"{e['pixel_aupro_whole_image']:.4f} over whole images" if "pixel_auroc_whole_image" in e else ""),
                   f"  clean images    : {e['normal_images_from']}"]
         if e.get("unlabelled_images"):
             lines += [f"  left out        : {', '.join(e['unlabelled_images'])} (filed as defect images, "

@@ -193,6 +193,9 @@ def test_the_models_data_folder_is_taken_only_where_it_still_is(tmp_path):
     assert moved.dataset.data_dir == "data/aitex"
     assert note == (f"note: the model's data_dir={tmp_path / 'gone'} is not here, so data_dir=data/aitex "
                     "(give data_dir=)")
+    one = cfg(["dataset"])
+    assert from_the_model(one, {"dataset": {"name": "aitex", "fabric": "00"}}) == (
+        "note: fabric=00 from the model file, as it was trained; give it on the command line to evaluate other images")
     told = cfg(["dataset", "fabric"])  # a setting given stays as given; another dataset takes nothing
     assert from_the_model(told, {"dataset": {"name": "aitex", "fabric": "00"}}) == "" and told.dataset.fabric == "03"
     assert from_the_model(cfg(["dataset"]), {"dataset": {"name": "ksdd2", "data_dir": str(tmp_path)}}) == ""
@@ -217,6 +220,31 @@ def test_which_images_the_model_never_saw_comes_from_the_model_file_and_is_refus
                                           "defect-free image is evaluated"):
         from_the_model(cfg(["dataset", "fabric", "dataset.holdout_images"], fabric="00", holdout_images=3), trained)
     assert from_the_model(cfg(["dataset", "dataset.holdout_images"], holdout_images=5), trained) == ""  # the same
+
+
+def test_pixel_metrics_over_whole_images_count_defect_pixels_the_detection_did_not_inspect():
+    from types import SimpleNamespace
+
+    from rdcae.detect import evaluate
+
+    fabric = np.ones((64, 64), bool)
+    fabric[:, :16] = False  # a band the detection left out, with part of the defect in it
+    mask = np.zeros((64, 64), bool)
+    mask[20:30, 8:40] = True
+    anomaly_map = np.where(mask, 2.0, 1.0).astype(np.float32)
+    anomaly_map[~fabric] = np.nan  # as detection writes it: NaN where not inspected
+    item = SimpleNamespace(name="d.png", mask=mask, unlabelled=False)
+    done = [(item, SimpleNamespace(score=2.0, verdict="defect", anomaly_map=anomaly_map, fabric=fabric,
+                                   windows=4, defect_windows=1))]
+    e = evaluate(done)
+    assert e["pixel_auroc"] == 1.0 and e["pixel_aupro"] == 1.0  # over the inspected fabric: every defect pixel found
+    # over the whole image the band's 80 defect pixels score lowest, tied with the band's normal ones
+    normal_band, defect_band, normal_fabric = 64 * 16 - 80, 80, 64 * 48 - 240
+    normals = normal_band + normal_fabric
+    expected = (240 * normals + defect_band * normal_band / 2) / (320 * normals)
+    assert e["pixel_auroc_whole_image"] == pytest.approx(expected, abs=1e-6)
+    assert e["pixel_aupro_whole_image"] < 1.0
+    assert (e["defect_image_names"], e["normal_image_names"]) == (["d.png"], [])
 
 
 def test_defect_images_flagged_in_most_of_their_windows_are_counted_apart():
@@ -259,6 +287,12 @@ def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(t
     # the file says what it measured: the model, the operating point and its threshold, the AUPRO's FPR limit
     assert evaluation["model"] == str(model) and evaluation["pixel_aupro_fpr_limit"] == 0.3
     assert "false alarms per clean image" in evaluation["operating_point"] and evaluation["threshold"] > 0
+    # ... which images, how they were scored, and over which pixels
+    assert (evaluation["dataset"], evaluation["stride"], evaluation["overlap"]) == ("woven", cfg.patch_size, False)
+    assert evaluation["runtime"].startswith("torch") and "inspected" in evaluation["pixel_region"]
+    assert (len(evaluation["defect_image_names"]), len(evaluation["normal_image_names"])) == (3, 1)
+    assert 0 <= evaluation["pixel_auroc_whole_image"] <= 1 and 0 <= evaluation["pixel_aupro_whole_image"] <= 1
+    assert "over whole images" in printed.out and "evaluated on    : woven" in printed.out
     # the last defect image is a training image of a run with dataset.unmarked_defect_images=1: not evaluated
     assert main([f"model={model}", "dataset=woven", *overrides, "dataset.unmarked_defect_images=1",
                  f"output_dir={tmp_path / 'unmarked'}", "overlays=false", "maps=false"]) == 0

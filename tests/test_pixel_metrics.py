@@ -273,3 +273,19 @@ def test_an_outlier_that_squeezes_the_bins_falls_back_to_the_exact_value():
     maps[0][0, 0] = 1e12  # a normal pixel: all other scores land in the lowest of the equal-width bins
     assert pixel_auroc(maps, masks, bins=2**10) == pixel_auroc(maps, masks, bins=None)
     assert aupro(maps, masks, bins=2**10) == aupro(maps, masks, bins=None)
+
+
+def test_pixels_not_scored_are_one_tie_that_keeps_the_binned_value(monkeypatch):
+    """A quarter of the pixels NaN (not inspected): one segment at the lowest level, exact as it is, so the binned
+    value stands instead of a second, exact pass over every pixel; and it is within TOLERANCE of that pass."""
+    import rdcae.metrics.pixel as pixel
+
+    maps, masks = smooth_images(n=8)
+    for m in maps:
+        m[:, :64] = np.nan
+    exact = pixel_auroc(maps, masks, bins=None)
+    passes = []
+    real = pixel._curve
+    monkeypatch.setattr(pixel, "_curve", lambda *a: passes.append(a[-1]) or real(*a))
+    binned = pixel_auroc(maps, masks, bins=2**18)
+    assert passes == [2**18] and abs(binned - exact) < TOLERANCE

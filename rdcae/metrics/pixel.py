@@ -71,7 +71,11 @@ def _area_to(scores: torch.Tensor, defect: torch.Tensor, weight: torch.Tensor | 
         x, y = torch.cat([x, x.new_tensor([limit])]), torch.cat([y, (tpr[k - 1] + t * (tpr[k] - tpr[k - 1]))[None]])
     # Between two exact points the exact curve stays inside their rectangle: the trapezoid is off by at most half of
     # it, the segment cut at the limit (interpolated between other points) by at most all of it.
-    gaps = (fpr.diff() * tpr.diff())[:k if crossing else k - 1]  # (segments inside [0, limit],)
+    gaps = fpr.diff() * tpr.diff()
+    if bins is not None and not bool((scores > -torch.inf).all()):
+        # the last segment leads to the lowest level, NaN and -inf alone: one tie, straight on the exact curve too
+        gaps[-1] = 0
+    gaps = gaps[:k if crossing else k - 1]  # (segments inside [0, limit],)
     if bins is not None and float(gaps.sum() + (gaps[-1] if crossing else 0)) / 2 / limit > TOLERANCE:
         return _area_to(scores, defect, weight, limit, None)
     return float(auc(x, y)) / limit

@@ -41,6 +41,25 @@ def test_encoder_has_the_three_lenet_style_modules_of_section_4_1():
     assert sum(isinstance(m, torch.nn.LeakyReLU) for m in net.encoder) == 3
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_without_gradients_the_encoder_pools_first_and_answers_the_same_to_the_bit(bf16):
+    net = ConvAutoencoder(NetworkSpec(channels=3, patch_size=32))
+    net.fit_normalization(torch.rand(64, 3, 32, 32))
+    x = torch.rand(16, 3, 32, 32)
+    seen = []  # the size of what each LeakyReLU of the encoder takes
+    for m in net.encoder:
+        if isinstance(m, torch.nn.LeakyReLU):
+            m.register_forward_hook(lambda _, args, out: seen.append(tuple(args[0].shape[2:])))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        trained_order = net(x)
+        assert seen == [(32, 32), (16, 16), (8, 8)]
+        seen.clear()
+        with torch.no_grad():
+            pooled_first = net(x)
+        assert seen == [(16, 16), (8, 8), (4, 4)]  # the activation on a quarter of the pixels
+    assert torch.equal(trained_order.detach(), pooled_first)
+
+
 def test_patch_size_not_divisible_by_8_is_rejected():
     with pytest.raises(ValueError, match="patch_size=36"):
         ConvAutoencoder(NetworkSpec(channels=1, patch_size=36))

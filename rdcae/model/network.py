@@ -50,6 +50,26 @@ class NetworkSpec:
         return {**asdict(self), "filters": list(self.filters)}
 
 
+class Encoder(nn.Sequential):
+    """The encoder's layers in order while gradients are on; without them (scoring, detection, export) each
+    max-pool runs before the LeakyReLU ahead of it. The activation is increasing, so the two commute to the
+    bit, and it then runs on a quarter of the pixels: the network scores 15 % faster on a CPU
+    (docs/PERFORMANCE.md). Training keeps the written order, where pooling after the activation chooses
+    which pixel a gradient flows to among values the activation's rounding made equal."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        layers, i = list(self), 0
+        while i < len(layers):
+            if (i + 1 < len(layers) and isinstance(layers[i], nn.LeakyReLU)
+                    and isinstance(layers[i + 1], nn.MaxPool2d)):
+                x, i = layers[i](layers[i + 1](x)), i + 2
+            else:
+                x, i = layers[i](x), i + 1
+        return x
+
+
 class ConvAutoencoder(nn.Module):
     """Three conv modules (5×5 conv, LeakyReLU, 2×2 max-pool) into a dense latent, and back.
 
@@ -83,7 +103,7 @@ class ConvAutoencoder(nn.Module):
                 nn.MaxPool2d(2),
             ]
         encoder += [nn.Flatten(), nn.Linear(filters[-1] * self._bottom[1] * self._bottom[2], latent_dim, bias=bias)]
-        self.encoder = nn.Sequential(*encoder)
+        self.encoder = Encoder(*encoder)
 
         # Mirror: upsample back to each encoder resolution and undo its conv (c_out -> c_in).
         decoder: list[nn.Module] = [

@@ -656,6 +656,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
               "runtime": runtime,
               "written": [f + (" of the flagged images" if on == FLAGGED else "")
                           for f, on in zip(OUTPUTS, (True, cfg.overlays, cfg.maps)) if on]}
+    if result["failed"] == result["images"]:  # no image judged: no overlay or map either
+        result["written"] = result["written"][:1]
     if cfg.get("dataset") is not None and done:
         result["evaluation"] = evaluate(done) | {
             "normal_images_from": how, "model": str(cfg.model), "dataset": cfg.dataset.get("name"),

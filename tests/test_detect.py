@@ -106,6 +106,14 @@ def test_the_command_writes_a_csv_row_an_overlay_and_a_map_per_image(trained, cl
     clean.mkdir()
     Image.fromarray(painted).save(clean / "barred.png")
     assert main([f"model={trained[1]}", f"input={clean}", f"output_dir={tmp_path / 'out2'}"]) == 0  # all judged
+    capsys.readouterr()
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "notes.png").write_text("not an image")
+    assert main([f"model={trained[1]}", f"input={unreadable}", f"output_dir={tmp_path / 'out3'}"]) == 1
+    printed = capsys.readouterr().out
+    assert f"outputs         : {tmp_path / 'out3'} (detections.csv)" in printed  # nothing else was written
+    assert sorted(p.name for p in (tmp_path / "out3").iterdir()) == ["detections.csv"]
 
 
 def test_overlays_and_maps_can_be_written_for_the_flagged_images_alone(trained, clean_image, tmp_path, capsys):

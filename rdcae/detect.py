@@ -497,11 +497,16 @@ def ground_truth(item: Item, image: np.ndarray, listings: dict) -> np.ndarray | 
 AUPRO_FPR_LIMIT = 0.3  # the false-positive rate the PRO curve is integrated to, as MVTec AD and anomalib do
 
 
+PIXEL_REGION = ("pixel_auroc and pixel_aupro: the pixels each detection inspected (where the dataset leaves part of "
+                "an image out: a blank band, a border, the edge margin); *_whole_image: every pixel, those without a "
+                "score (NaN in the maps) counted as the lowest")
+
+
 def evaluate(done: list) -> dict:
     """Image-level AUROC and F1 (an image is a defect when its mask has a pixel; F1 of the verdicts at the
     image threshold), false alarms per clean image, pixel-level AUROC and AUPRO over the fabric each
-    detection inspected, and over whole images with the pixels not inspected scored lowest (as metrics
-    of the written maps over every pixel, anomalib's way, would count them). An image filed among the
+    detection inspected, and over whole images, where the pixels without a score count as the lowest (to
+    repeat it with another tool, replace the maps' NaN by a value below every score). An image filed among the
     defect images whose mask marks nothing is neither clean nor a known defect: it is detected and
     written, left out of the metrics and named under `unlabelled_images`."""
     import torch
@@ -542,9 +547,6 @@ def evaluate(done: list) -> dict:
         "unlabelled_images": unlabelled,
     }
 
-
-PIXEL_REGION = ("pixel_auroc and pixel_aupro: the pixels of the fabric each detection inspected (a blank band, a "
-                "border and the edge margin left out); *_whole_image: every pixel, those not inspected scored lowest")
 
 
 def parse(argv: list[str]) -> DictConfig:
@@ -663,7 +665,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
             "normal_images_from": how, "model": str(cfg.model), "dataset": cfg.dataset.get("name"),
             **({"fabric": cfg.dataset.fabric} if cfg.dataset.get("fabric") is not None else {}),
             "data_dir": (cfg.dataset or {}).get("data_dir"),
-            "threshold": detector.threshold, "operating_point": what, "image_f1_at": "the image threshold above",
+            "threshold": detector.threshold, "operating_point": what,
+            "image_f1_at": "the verdicts at threshold, not the best threshold for these images",
             "stride": cfg.stride or detector.preprocessing.patch_size, "overlap": bool(cfg.overlap),
             "runtime": runtime}
         (out / "evaluation.json").write_text(json.dumps(json_safe(result["evaluation"]), indent=2))

@@ -60,6 +60,13 @@ def test_without_gradients_the_encoder_pools_first_and_answers_the_same_to_the_b
     assert torch.equal(trained_order.detach(), pooled_first)
 
 
+def test_an_activation_that_can_decrease_keeps_its_place_before_the_pool():
+    net = ConvAutoencoder(NetworkSpec(channels=1, patch_size=32, negative_slope=-0.5))
+    x = torch.rand(4, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(net.encoder(x), torch.nn.Sequential(*net.encoder)(x))
+
+
 def test_patch_size_not_divisible_by_8_is_rejected():
     with pytest.raises(ValueError, match="patch_size=36"):
         ConvAutoencoder(NetworkSpec(channels=1, patch_size=36))

@@ -289,3 +289,7 @@ def test_pixels_not_scored_are_one_tie_that_keeps_the_binned_value(monkeypatch):
     monkeypatch.setattr(pixel, "_curve", lambda *a: passes.append(a[-1]) or real(*a))
     binned = pixel_auroc(maps, masks, bins=2**18)
     assert passes == [2**18] and abs(binned - exact) < TOLERANCE
+    # the PRO curve too, with the FPR limit inside that segment (the NaN pixels: the last quarter of the normals)
+    exact, passes[:] = aupro(maps, masks, None, 0.9, bins=None), []
+    binned = aupro(maps, masks, None, 0.9, bins=2**18)
+    assert passes == [2**18] and abs(binned - exact) < TOLERANCE

@@ -7,7 +7,8 @@ on a CPU (and torchmetrics' binned curves loop over their thresholds, a pass ove
 than BINS pixels is first put into BINS equal-width bins: one pass, and every bin edge is an exact point of the
 curve. Between two exact points the trapezoid can differ from the exact area by at most half the product of their
 FPR and TPR (PRO) steps; where these bounds add up to more than TOLERANCE (an outlier has squeezed the scores into
-a few bins), the curve is computed again with every distinct score a threshold.
+a few bins), the curve is computed again with every distinct score a threshold. The segment down to NaN and -inf,
+the lowest level, is one tie and exact as it is: it never calls for that.
 """
 
 from __future__ import annotations

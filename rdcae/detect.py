@@ -548,7 +548,6 @@ def evaluate(done: list) -> dict:
     }
 
 
-
 def parse(argv: list[str]) -> DictConfig:
     """conf/detect.yaml with the command line's key=value settings; dataset settings composed from the
     training config's dataset group."""

@@ -275,9 +275,14 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     trained_on, evaluated = surface(trained), surface(ds)
     if trained_on == evaluated:
         normal = held_out(normal, holdout_count(trained, normal))[1]
-        how = (f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)" if normal else
-               "no defect-free image: the model trained on all of them (train with dataset.holdout_images=N, or "
-               "for dataset=folder with clean images in test/good, to measure false alarms per image)")
+        how = f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)"
+        if trained.get("data_dir") is not None and (Path(str(trained["data_dir"])).resolve()
+                                                    != Path(str(ds.get("data_dir"))).resolve()):
+            how = (f"the {len(normal)} defect-free images that dataset.holdout_images={trained.get('holdout_images')} "
+                   f"of the model's training picks in {ds.get('data_dir')} (it trained on {trained['data_dir']})")
+        if not normal:
+            how = ("no defect-free image: the model trained on all of them (train with dataset.holdout_images=N, or "
+                   "for dataset=folder with clean images in test/good, to measure false alarms per image)")
     else:
         seen = trained_fingerprints(trained)  # the same images under another dataset's name (a copy, an export)
         unseen = [s for s in normal if fingerprint(s.image) not in seen]

@@ -706,6 +706,21 @@ def test_the_summary_writes_one_contact_sheet_per_folder_dataset(tmp_path, monke
     assert sheets == sorted(contact + [name.replace(".png", "_regions.png") for name in contact])  # each its regions
 
 
+def test_the_summary_command_says_which_images_it_skipped_when_it_builds_the_patches_and_from_its_cache(tmp_path):
+    import subprocess
+    import sys
+
+    root = mvtec_layout(tmp_path / "line")
+    save(root / "test" / "scratch" / "007.png", texture(24, 24, seed=9))  # a defect image without its mask
+    command = [sys.executable, "-m", "rdcae.data", "summary", "dataset=folder", f"data_dir={root}", "patch_size=16",
+               "dataset.n_normal=20", f"cache_dir={tmp_path / 'cache'}"]
+    for _ in ("built", "from the cache"):
+        out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        skipped = [line for line in out.stderr.splitlines() if "007.png: no mask" in line]
+        assert len(skipped) == 1 and skipped[0].endswith("image skipped"), out.stderr
+
+
 def test_an_aitex_data_dir_one_level_off_is_pointed_to_the_folder_that_holds_the_layout(tmp_path):
     from omegaconf import OmegaConf
 

@@ -182,6 +182,25 @@ def test_evaluation_without_dataset_settings_takes_the_models_own(trained, tmp_p
     assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == cfg.dataset.n_defect_images
 
 
+def test_an_evaluation_of_another_folder_says_where_its_clean_images_come_from(tmp_path):
+    from rdcae.detect import dataset_items, parse
+
+    for i, sub in enumerate(("train/good/000", "train/good/001", "test/good/000", "test/crack/000")):
+        (tmp_path / "new" / sub).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (48, 48), dtype=np.uint8)).save(
+            tmp_path / "new" / f"{sub}.png")
+    (tmp_path / "new" / "ground_truth" / "crack").mkdir(parents=True)
+    Image.fromarray(np.full((48, 48), 255, np.uint8)).save(tmp_path / "new" / "ground_truth/crack/000_mask.png")
+    cfg = parse(["model=m.pt", "dataset=folder", f"data_dir={tmp_path / 'new'}"])
+    trained = {"dataset": {"name": "folder", "data_dir": str(tmp_path / "old"), "holdout_images": "auto"}}
+    items, how = dataset_items(cfg, trained)
+    assert sorted(item.name for item in items if not item.mask.any()) == ["test/good/000.png"]
+    assert how == (f"the 1 defect-free images that dataset.holdout_images=auto of the model's training picks in "
+                   f"{tmp_path / 'new'} (it trained on {tmp_path / 'old'})")
+    trained["dataset"]["data_dir"] = str(tmp_path / "new")  # the folder it trained on
+    assert dataset_items(cfg, trained)[1] == "1 held-out defect-free images (dataset.holdout_images at training)"
+
+
 def test_the_models_data_folder_is_taken_only_where_it_still_is(tmp_path):
     from omegaconf import OmegaConf
 

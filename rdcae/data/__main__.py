@@ -247,4 +247,7 @@ def write_images(argv: list[str]) -> Path:
 
 
 if __name__ == "__main__":
+    # what reading the data says (a missing mask, an image skipped), once, as rdcae.train's log shows it;
+    # without a handler of its own the patch cache's collecting one would keep it from the terminal
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     sys.exit(main(sys.argv[1:]))

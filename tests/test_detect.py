@@ -1250,3 +1250,23 @@ def test_the_training_summary_gives_the_evaluation_command_where_the_run_kept_cl
         metrics, out, dataset="woven")
     metrics["patches"]["held_out_images"] = []  # a run that kept none out: nothing to evaluate on
     assert "evaluate" not in summary(metrics, out, dataset="woven")
+
+
+def test_the_training_summary_notes_clean_patches_flagged_far_above_the_rate_and_thresholds_from_training_images(
+        trained):
+    import json
+
+    from rdcae.results.summary import summary
+
+    out = Path(trained[1]).parent
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["test"].update(fp=2, tn=478)
+    metrics["threshold_quantile"] = 0.99
+    metrics["threshold_from"] = "4000 calibration patches of 3 images never trained on"
+    quiet = summary(metrics, out, dataset="folder")
+    assert "clean test patches" not in quiet and "windows of the training images" not in quiet
+    metrics["test"].update(fp=34, tn=446)  # 7 % of the clean test patches, the threshold set for 1 %
+    assert "34 of the 480 clean test patches (7.1 %) score above the threshold, set for 1 %" in summary(metrics, out)
+    metrics["threshold_from"] = "normal training patches"  # too few clean images to spare calibration images
+    assert "the thresholds come from windows of the training images" in summary(metrics, out, dataset="folder")
+    assert "the thresholds come from windows of the training images" not in summary(metrics, out, dataset="woven")

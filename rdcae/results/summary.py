@@ -159,6 +159,27 @@ def weak_test_lines(test: dict, stop_reason: str = "") -> list[str]:
             f"windows off the surface, a border taken for it?), or {longer}"]
 
 
+FALSE_ALARM_EXCESS = 5  # clean test patches above the threshold this many times the share it was set for: say so
+
+
+def false_alarm_lines(metrics: dict, dataset: str | None = None) -> list[str]:
+    """A note where the clean test patches pass the patch threshold far more often than it was set for (the
+    defect-free images may hold defects), and, for dataset=folder, where the thresholds come from the training
+    images' own windows (too few clean images to spare some): a stated rate new images will exceed."""
+    t, q = metrics.get("test") or {}, metrics.get("threshold_quantile")
+    fp, clean = t.get("fp", 0), t.get("fp", 0) + t.get("tn", 0)
+    lines = []
+    if q is not None and clean and fp >= 10 and fp / clean > FALSE_ALARM_EXCESS * (1 - q):
+        lines.append(f"                    {fp:.0f} of the {clean:.0f} clean test patches ({100 * fp / clean:.1f} %) "
+                     f"score above the threshold, set for {100 * (1 - q):g} %: do the defect-free images hold "
+                     "defects, or differ from one another? rdcae.detect on them shows where")
+    if dataset == "folder" and "never trained on" not in str(metrics.get("threshold_from", "")):
+        lines.append("                    the thresholds come from windows of the training images (fewer than five "
+                     "defect-free images, none to spare): new images score higher, so expect more false alarms "
+                     "than stated; more clean images in train/good/ give calibration images of their own")
+    return lines
+
+
 def summary(metrics: dict, output_dir: Path, dataset: str | None = None) -> str:
     """The run's summary as printed at its end; `dataset` (its name) adds the evaluation command where the run
     kept defect-free images out of training."""
@@ -180,6 +201,7 @@ def summary(metrics: dict, output_dir: Path, dataset: str | None = None) -> str:
         f"accuracy {t.get('accuracy', math.nan):.4f}"
         f"  (TP {t.get('tp', 0):.0f} FP {t.get('fp', 0):.0f} TN {t.get('tn', 0):.0f} FN {t.get('fn', 0):.0f})",
         *weak_test_lines(t, str(metrics.get("stop_reason", ""))),
+        *false_alarm_lines(metrics, dataset),
         *baseline_lines(metrics),
         f"  outputs         : {output_dir}",
         *([f"  detector        : python -m rdcae.detect model={output_dir / 'model.pt'} input=<image, folder or glob>"]

@@ -30,7 +30,7 @@ def _decode(path: str | Path) -> Image.Image:
     except (OSError, SyntaxError, EOFError, ValueError) as err:
         raise DataError(
             f"{path}: cannot be read as an image ({err}). The file is damaged or not an image; "
-            "download it again or remove it from its folder."
+            "copy or save it again, or remove it from its folder."
         ) from err
     return img
 

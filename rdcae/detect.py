@@ -9,6 +9,7 @@ import csv
 import difflib
 import glob
 import json
+import logging
 import math
 import os
 import sys
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from rdcae.data.aitex import settle_fabric
-from rdcae.data.folder import ground_truth_of
+from rdcae.data.folder import NO_MASK, ground_truth_of, unmasked_defects
 from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, looks_gray, portable, read_image, read_mask, unique
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
@@ -80,6 +81,7 @@ class Item:
     image: np.ndarray | None = None
     mask: np.ndarray | None = None
     unlabelled: bool = False  # filed among a dataset's defect images, but its mask marks nothing
+    unmasked: bool = False  # a defect image without a mask (dataset=folder): its verdict counts, not its pixels
 
 
 def torch_device(setting, backend: str) -> torch.device:
@@ -269,7 +271,14 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     from rdcae.data.sources import held_out, holdout_count, load_sources, unmarked
 
     ds = cfg.dataset
-    sources = load_sources(ds)
+    folder_log = logging.getLogger("rdcae.data.folder")
+    judged = logging.Filter()  # a defect image without a mask is judged as an image here, not skipped
+    judged.filter = lambda record: record.msg != NO_MASK
+    folder_log.addFilter(judged)
+    try:
+        sources = load_sources(ds)
+    finally:
+        folder_log.removeFilter(judged)
     trained = model_config.get("dataset", {}) or {}
     normal = [s for s in sources if s.role == "normal"]
     trained_on, evaluated = surface(trained), surface(ds)
@@ -303,6 +312,14 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     items = [Item(display_name(s.path, ds.get("data_dir")), s.path, s.image,
                   s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool),
                   unlabelled=s.role == "defect" and (s.mask is None or not s.mask.any())) for s in chosen]
+    if ds.get("name") == "folder":  # defect images without masks, which training skips: judged as images
+        unmasked = [Item(display_name(str(p), ds.get("data_dir")), str(p), mask=None, unmasked=True)
+                    for p in unmasked_defects(ds.get("data_dir"))]
+        if unmasked:
+            names = ", ".join(item.name for item in unmasked[:3]) + ", ..." * (len(unmasked) > 3)
+            print(f"note: {len(unmasked)} defect images have no mask ({names}): their verdicts count in the image "
+                  "metrics, and they are left out of the pixel metrics", file=sys.stderr)
+        items += unmasked
     return items, how
 
 
@@ -508,12 +525,13 @@ PIXEL_REGION = ("pixel_auroc and pixel_aupro: the pixels each detection inspecte
 
 
 def evaluate(done: list) -> dict:
-    """Image-level AUROC and F1 (an image is a defect when its mask has a pixel; F1 of the verdicts at the
-    image threshold), false alarms per clean image, pixel-level AUROC and AUPRO over the fabric each
-    detection inspected, and over whole images, where the pixels without a score count as the lowest (to
-    repeat it with another tool, replace the maps' NaN by a value below every score). An image filed among the
-    defect images whose mask marks nothing is neither clean nor a known defect: it is detected and
-    written, left out of the metrics and named under `unlabelled_images`."""
+    """Image-level AUROC and F1 (an image is a defect when its mask has a pixel, or when it is a defect
+    image without a mask; F1 of the verdicts at the image threshold), false alarms per clean image, and
+    pixel-level AUROC and AUPRO of the images with masks: over the fabric each detection inspected, and over
+    whole images, where the pixels without a score count as the lowest (to repeat it with another tool,
+    replace the maps' NaN by a value below every score). An image filed among the defect images whose mask
+    marks nothing is neither clean nor a known defect: it is detected and written, left out of the metrics
+    and named under `unlabelled_images`."""
     import torch
     from torchmetrics.functional.classification import binary_f1_score
 
@@ -522,13 +540,15 @@ def evaluate(done: list) -> dict:
     unlabelled = [item.name for item, _ in done if item.unlabelled]
     done = [(item, d) for item, d in done if not item.unlabelled]
 
-    labels = torch.tensor([bool(item.mask.any()) for item, _ in done])
+    defect = [item.unmasked or bool(item.mask.any()) for item, _ in done]
+    labels = torch.tensor(defect)
     throughout = set(unlike_training(done))
     scores = torch.tensor([d.score if math.isfinite(d.score) else 0.0 for _, d in done], dtype=torch.float64)
     flagged = torch.tensor([d.verdict == "defect" for _, d in done])
-    maps = [d.anomaly_map for _, d in done]  # NaN where no window scored a pixel: the lowest score
-    masks = [item.mask for item, _ in done]
-    valid = [d.fabric for _, d in done]
+    pixels = [(item, d) for item, d in done if not item.unmasked]  # the images whose pixels are labelled
+    maps = [d.anomaly_map for _, d in pixels]  # NaN where no window scored a pixel: the lowest score
+    masks = [item.mask for item, _ in pixels]
+    valid = [d.fabric for _, d in pixels]
     n_normal = int((~labels).sum())
     return {
         "images": len(done), "defect_images": int(labels.sum()), "normal_images": n_normal,
@@ -538,7 +558,8 @@ def evaluate(done: list) -> dict:
                      if labels.any() and not labels.all() else math.nan),
         "defect_images_flagged": int((flagged & labels).sum()),
         # flagged in most of their windows: more than most defects cover, as a surface unlike the training one is
-        "defect_images_flagged_throughout": sum(bool(item.mask.any()) and item.name in throughout for item, _ in done),
+        "defect_images_flagged_throughout": sum(is_defect and item.name in throughout
+                                                for is_defect, (item, _) in zip(defect, done)),
         "false_alarms": int((flagged & ~labels).sum()),
         "false_alarms_per_image": float((flagged & ~labels).sum()) / n_normal if n_normal else math.nan,
         "pixel_auroc": round(pixel_auroc(maps, masks, valid), 6),
@@ -547,8 +568,9 @@ def evaluate(done: list) -> dict:
         "pixel_region": PIXEL_REGION,
         "pixel_auroc_whole_image": round(pixel_auroc(maps, masks), 6),
         "pixel_aupro_whole_image": round(aupro(maps, masks, None, AUPRO_FPR_LIMIT), 6),
-        "defect_image_names": [item.name for item, _ in done if item.mask.any()],
-        "normal_image_names": [item.name for item, _ in done if not item.mask.any()],
+        "defect_image_names": [item.name for is_defect, (item, _) in zip(defect, done) if is_defect],
+        "normal_image_names": [item.name for is_defect, (item, _) in zip(defect, done) if not is_defect],
+        "defect_images_without_masks": [item.name for item, _ in done if item.unmasked],
         "unlabelled_images": unlabelled,
     }
 

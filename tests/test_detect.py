@@ -201,6 +201,37 @@ def test_an_evaluation_of_another_folder_says_where_its_clean_images_come_from(t
     assert dataset_items(cfg, trained)[1] == "1 held-out defect-free images (dataset.holdout_images at training)"
 
 
+def test_a_folder_defect_image_without_a_mask_counts_as_a_defect_image_and_not_in_the_pixel_metrics(trained,
+                                                                                                    tmp_path, capsys):
+    import json
+
+    rng = np.random.default_rng(0)
+    for sub in ("train/good/000", "train/good/001", "test/good/000", "test/crack/000", "test/scratch/000"):
+        (tmp_path / "line" / sub).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "line" / f"{sub}.png")
+    (tmp_path / "line" / "ground_truth" / "crack").mkdir(parents=True)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:30, 10:30] = 255
+    Image.fromarray(mask).save(tmp_path / "line" / "ground_truth" / "crack" / "000_mask.png")
+    assert main([f"model={trained[1]}", "dataset=folder", f"data_dir={tmp_path / 'line'}",
+                 f"output_dir={tmp_path / 'out'}", "overlays=false", "maps=false"]) == 0
+    err = capsys.readouterr().err
+    assert "note: 1 defect images have no mask (test/scratch/000.png)" in err and "image skipped" not in err
+    e = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert (e["defect_images"], e["normal_images"]) == (2, 3)  # another surface: every clean image counts
+    assert e["defect_images_without_masks"] == ["test/scratch/000.png"]
+    assert "test/scratch/000.png" in e["defect_image_names"] and e["image_auroc"] is not None
+    # its pixels are in no pixel metric: the crack's image alone is, as with the scratch left out
+    with open(tmp_path / "out" / "detections.csv") as f:
+        assert {r["image"] for r in csv.DictReader(f)} >= {"test/scratch/000.png", "test/crack/000.png"}
+    (tmp_path / "line" / "test" / "scratch" / "000.png").unlink()
+    (tmp_path / "line" / "test" / "scratch").rmdir()
+    assert main([f"model={trained[1]}", "dataset=folder", f"data_dir={tmp_path / 'line'}",
+                 f"output_dir={tmp_path / 'out2'}", "overlays=false", "maps=false"]) == 0
+    without = json.loads((tmp_path / "out2" / "evaluation.json").read_text())
+    assert (without["pixel_auroc"], without["pixel_aupro"]) == (e["pixel_auroc"], e["pixel_aupro"])
+
+
 def test_the_models_data_folder_is_taken_only_where_it_still_is(tmp_path):
     from omegaconf import OmegaConf
 
@@ -260,7 +291,7 @@ def test_pixel_metrics_over_whole_images_count_defect_pixels_the_detection_did_n
     mask[20:30, 8:40] = True
     anomaly_map = np.where(mask, 2.0, 1.0).astype(np.float32)
     anomaly_map[~fabric] = np.nan  # as detection writes it: NaN where not inspected
-    item = SimpleNamespace(name="d.png", mask=mask, unlabelled=False)
+    item = SimpleNamespace(name="d.png", mask=mask, unlabelled=False, unmasked=False)
     done = [(item, SimpleNamespace(score=2.0, verdict="defect", anomaly_map=anomaly_map, fabric=fabric,
                                    windows=4, defect_windows=1))]
     e = evaluate(done)
@@ -283,7 +314,7 @@ def test_defect_images_flagged_in_most_of_their_windows_are_counted_apart():
         mask = np.zeros((64, 64), bool)
         mask[10:14, 10:20] = defect
         anomaly_map = np.full((64, 64), score, np.float32)
-        item = SimpleNamespace(name=name, mask=mask, unlabelled=False)
+        item = SimpleNamespace(name=name, mask=mask, unlabelled=False, unmasked=False)
         detection = SimpleNamespace(score=score, verdict="defect" if windows_flagged else "ok", windows=4,
                                     defect_windows=windows_flagged, anomaly_map=anomaly_map,
                                     fabric=np.ones((64, 64), bool))

@@ -19,6 +19,7 @@ from rdcae.data.sources import SourceImage
 log = logging.getLogger(__name__)
 
 GOOD = "good"  # its test/good images come last, held out by dataset.holdout_images=auto
+NO_MASK = "%s: no mask %s (nor %s); image skipped"  # what training says of a defect image without a mask
 
 
 def _image_paths(folder: Path) -> list[Path]:
@@ -56,6 +57,17 @@ def ground_truth_of(image: Path, listings: dict | None = None) -> Path | None:
     return _mask_path(image.parent.parent.parent / "ground_truth" / image.parent.name, image.stem, listings)
 
 
+def unmasked_defects(data_dir) -> list[Path]:
+    """The images of test/<defect type>/ without a mask, which `load` skips: defect images without pixel
+    labels, which an evaluation judges at the image level alone."""
+    test_dir = Path(str(data_dir)).expanduser() / "test"
+    if not test_dir.is_dir():
+        return []
+    return [path for folder in sorted(p for p in test_dir.iterdir() if p.is_dir() and p.name != GOOD)
+            for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if _mask_path(test_dir.parent / "ground_truth" / folder.name, path.stem) is None]
+
+
 def load(dataset_cfg) -> list[SourceImage]:
     """train/good and test/good as "normal", test/<defect type> with masks as "defect"."""
     data_dir = Path(str(dataset_cfg.data_dir)).expanduser()
@@ -84,7 +96,7 @@ def load(dataset_cfg) -> list[SourceImage]:
                 continue
             mask_path = _mask_path(data_dir / "ground_truth" / folder.name, path.stem)
             if mask_path is None:
-                log.warning("%s: no mask %s (nor %s); image skipped", path,
+                log.warning(NO_MASK, path,
                             data_dir / "ground_truth" / folder.name / f"{path.stem}_mask.png", f"{path.stem}.png")
                 continue
             image = read_image(path)

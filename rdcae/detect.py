@@ -272,8 +272,9 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
 
     ds = cfg.dataset
     folder_log = logging.getLogger("rdcae.data.folder")
-    judged = logging.Filter()  # a defect image without a mask is judged as an image here, not skipped
-    judged.filter = lambda record: record.msg != NO_MASK
+    def judged(record: logging.LogRecord) -> bool:  # a defect image without a mask: judged as an image below
+        return record.msg != NO_MASK
+
     folder_log.addFilter(judged)
     try:
         sources = load_sources(ds)

@@ -272,6 +272,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
 
     ds = cfg.dataset
     folder_log = logging.getLogger("rdcae.data.folder")
+
     def judged(record: logging.LogRecord) -> bool:  # a defect image without a mask: judged as an image below
         return record.msg != NO_MASK
 

@@ -54,6 +54,11 @@ def ground_truth_of(image: Path, listings: dict | None = None) -> Path | None:
     ground_truth/<defect type>/ beside test/ (_mask_path's names, `listings` its cache), else None."""
     if image.parent.parent.name != "test" or image.parent.name == GOOD:
         return None
+    return _defect_mask(image, listings)
+
+
+def _defect_mask(image: Path, listings: dict | None = None) -> Path | None:
+    """The mask of test/<defect type>/<stem>.<ext>: in ground_truth/<defect type>/ beside test/."""
     return _mask_path(image.parent.parent.parent / "ground_truth" / image.parent.name, image.stem, listings)
 
 
@@ -63,9 +68,9 @@ def unmasked_defects(data_dir) -> list[Path]:
     test_dir = Path(str(data_dir)).expanduser() / "test"
     if not test_dir.is_dir():
         return []
+    listings: dict = {}  # each ground_truth folder listed once
     return [path for folder in sorted(p for p in test_dir.iterdir() if p.is_dir() and p.name != GOOD)
-            for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if _mask_path(test_dir.parent / "ground_truth" / folder.name, path.stem) is None]
+            for path in _image_paths(folder) if _defect_mask(path, listings) is None]
 
 
 def load(dataset_cfg) -> list[SourceImage]:
@@ -94,7 +99,7 @@ def load(dataset_cfg) -> list[SourceImage]:
             if folder.name == GOOD:
                 sources.append(SourceImage(str(path), read_image(path), "normal", group=group))
                 continue
-            mask_path = _mask_path(data_dir / "ground_truth" / folder.name, path.stem)
+            mask_path = _defect_mask(path)
             if mask_path is None:
                 log.warning(NO_MASK, path,
                             data_dir / "ground_truth" / folder.name / f"{path.stem}_mask.png", f"{path.stem}.png")

@@ -23,7 +23,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from rdcae.bench import median, timed
-from rdcae.metrics import aucs_by_kind
+from rdcae.metrics.classification import aucs_by_kind
 from rdcae.train import build
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

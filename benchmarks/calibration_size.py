@@ -23,7 +23,7 @@ from torchmetrics.functional.classification import binary_f1_score
 
 from rdcae.config import upgrade
 from rdcae.inference import load_detector
-from rdcae.metrics import QuantileThreshold
+from rdcae.metrics.threshold import QuantileThreshold
 from rdcae.paper.report import find_run_folders
 from rdcae.train import build
 

@@ -43,7 +43,7 @@ from torchmetrics.functional.classification import binary_f1_score, binary_preci
 
 from rdcae.config import upgrade
 from rdcae.inference import load_detector
-from rdcae.metrics import auc
+from rdcae.metrics.classification import auc
 from rdcae.paper.report import find_run_folders, summarize
 from rdcae.train import build
 

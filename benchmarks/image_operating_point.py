@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from rdcae.data.sources import held_out, load_sources, quiet_data
 from rdcae.inference import load_detector
 from rdcae.inference.image import ImageDetector
-from rdcae.metrics.threshold import has_overlap, tail_threshold
+from rdcae.metrics.operating_point import has_overlap, tail_threshold
 from rdcae.paper.report import find_run_folders, swept_settings
 
 LEVELS = (1e-2, 1e-3, 1e-4)

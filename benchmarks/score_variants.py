@@ -53,7 +53,8 @@ from omegaconf import OmegaConf
 from rdcae.config import upgrade
 from rdcae.data.datamodule import VALIDATION_STREAM
 from rdcae.inference import load_detector
-from rdcae.metrics import QuantileThreshold, auc
+from rdcae.metrics.classification import auc
+from rdcae.metrics.threshold import QuantileThreshold
 from rdcae.model.score import anomaly_score, energy_score, worst_run
 from rdcae.noise import decorate
 from rdcae.paper.report import find_run_folders, read_overrides, summarize

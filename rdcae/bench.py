@@ -30,8 +30,8 @@ from rdcae.config import validate
 from rdcae.data.patches import build_patches
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
-from rdcae.metrics import auc
-from rdcae.metrics.threshold import has_overlap, no_overlap
+from rdcae.metrics.classification import auc
+from rdcae.metrics.operating_point import has_overlap, no_overlap
 from rdcae.model.alternation import Alternation
 from rdcae.model.network import NetworkSpec
 from rdcae.model.score import reconstruction_error

@@ -22,7 +22,7 @@ from rdcae.baselines.deep_svdd import DeepSVDDSettings
 from rdcae.data.aitex import settle_fabric
 from rdcae.data.patches import check_patch_settings
 from rdcae.errors import ConfigError
-from rdcae.metrics.threshold import check_false_alarms
+from rdcae.metrics.operating_point import check_false_alarms
 from rdcae.model.alternation import AlternationSettings
 from rdcae.model.network import NetworkSpec
 from rdcae.model.robust import state_digest

@@ -31,7 +31,7 @@ from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
 from rdcae.inference.image import Detection, ImageDetector
 from rdcae.inference.overlay import overlay
-from rdcae.metrics.threshold import check_false_alarms, has_overlap, image_rate, no_overlap, window_rate
+from rdcae.metrics.operating_point import check_false_alarms, has_overlap, image_rate, no_overlap, window_rate
 from rdcae.overrides import check_overrides
 from rdcae.precision import detection_precision
 from rdcae.results.summary import json_safe
@@ -537,7 +537,8 @@ def evaluate(done: list) -> dict:
     import torch
     from torchmetrics.functional.classification import binary_f1_score
 
-    from rdcae.metrics import auc, aupro, pixel_auroc
+    from rdcae.metrics.classification import auc
+    from rdcae.metrics.pixel import aupro, pixel_auroc
 
     unlabelled = [item.name for item, _ in done if item.unlabelled]
     done = [(item, d) for item, d in done if not item.unlabelled]

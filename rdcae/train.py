@@ -37,7 +37,7 @@ from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector, save_detector
 from rdcae.inference.detector import Detector
 from rdcae.inference.image import overlap_calibration
-from rdcae.metrics.threshold import image_operating_point
+from rdcae.metrics.operating_point import image_operating_point
 from rdcae.model.alternation import Alternation
 from rdcae.model.network import chunk_size_for
 from rdcae.model.robust import RobustAutoencoder

@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 import rdcae.baselines as baselines
 from rdcae.baselines import METHODS, dcae_features, run_baselines
 from rdcae.data.datamodule import DefectDataModule
-from rdcae.metrics import as_unit_interval, evaluate
+from rdcae.metrics.classification import as_unit_interval, evaluate
 from rdcae.model.network import ConvAutoencoder, NetworkSpec
 from rdcae.model.score import reconstruction_error
 from rdcae.paper.tables import METHOD_LABELS

@@ -104,7 +104,7 @@ def test_the_metadata_round_trips(tmp_path):
 
 
 def test_the_image_operating_point_travels_in_the_metadata_as_a_formula_without_rdcae(tmp_path):
-    from rdcae.metrics.threshold import ImageOperatingPoint, window_rate
+    from rdcae.metrics.operating_point import ImageOperatingPoint, window_rate
 
     torch.manual_seed(0)
     point = ImageOperatingPoint(np.random.default_rng(0).gamma(4, 0.2, 500), 700, 0.01)

@@ -80,9 +80,18 @@ def test_no_rdcae_module_imports_itself_back_through_others():
     assert find_cycle(graph) is None
 
 
-def test_inference_loads_without_lightning_or_hydra():
-    code = ("import sys, rdcae.inference; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'hydra')))")
+def loaded_packages(module: str, packages: tuple[str, ...]) -> list[str]:
+    code = f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(packages)!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.strip() == "[]"
+    return ast.literal_eval(out.stdout)
+
+
+def test_inference_loads_without_lightning_or_hydra():
+    assert loaded_packages("rdcae.inference", ("lightning", "pytorch_lightning", "hydra", "torch")) == ["torch"]
+
+
+def test_detection_loads_without_the_training_stack_or_the_metrics():
+    # torchmetrics alone (with scipy.signal and matplotlib) took longer to import than an image to judge
+    training = ("lightning", "pytorch_lightning", "torchmetrics", "matplotlib", "tensorboard")
+    assert loaded_packages("rdcae.detect", training + ("torch",)) == ["torch"]
 

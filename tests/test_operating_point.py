@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from rdcae.metrics.threshold import ImageOperatingPoint, tail_rate, tail_threshold, threshold_source, window_rate
+from rdcae.metrics.operating_point import ImageOperatingPoint, tail_rate, tail_threshold, window_rate
+from rdcae.metrics.threshold import threshold_source
 
 
 def test_the_window_rate_makes_the_image_rate_for_independent_windows():

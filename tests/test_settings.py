@@ -11,7 +11,7 @@ from omegaconf import OmegaConf, open_dict
 from rdcae.config import upgrade, validate
 from rdcae.errors import ConfigError
 from rdcae.inference import load_detector, save_detector
-from rdcae.metrics import QuantileThreshold
+from rdcae.metrics.threshold import QuantileThreshold
 from rdcae.model.alternation import AlternationSettings
 from rdcae.model.network import ConvAutoencoder, NetworkSpec
 from rdcae.model.robust import RobustAutoencoder

@@ -126,7 +126,7 @@ def test_the_held_out_synthetic_defects_decorate_the_first_calibration_patches_o
 def test_the_final_threshold_uses_every_calibration_patch_and_the_validation_auc_the_decorated_ones_clean(
         tmp_path, monkeypatch):
     import rdcae.data.datamodule as datamodule_module
-    from rdcae.metrics import auc
+    from rdcae.metrics.classification import auc
 
     monkeypatch.setattr(datamodule_module, "VALIDATION_SIZE", 20)
     cfg = compose_config(TINY + ["alternation.max_blocks=2", "figures=false"], tmp_path)
@@ -198,7 +198,7 @@ def test_auto_score_takes_the_score_with_the_higher_validation_auc_everywhere(tm
 
 
 def test_auto_score_prefers_the_strip_for_line_defects_and_the_norm_on_ties():
-    from rdcae.metrics import aucs_by_kind
+    from rdcae.metrics.classification import aucs_by_kind
     from rdcae.model.robust import RobustAutoencoder
     from rdcae.noise import LineNoise
 

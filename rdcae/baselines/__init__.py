@@ -52,7 +52,8 @@ from torchmetrics.functional.classification import binary_roc
 
 from rdcae.baselines.deep_svdd import DeepSVDD, DeepSVDDSettings, train_deep_svdd
 from rdcae.errors import ConfigError
-from rdcae.metrics import as_unit_interval, aucs_by_kind, detection_threshold, evaluate
+from rdcae.metrics.classification import as_unit_interval, aucs_by_kind, evaluate
+from rdcae.metrics.threshold import detection_threshold
 from rdcae.model.network import NetworkSpec, map_in_chunks
 from rdcae.model.robust import RobustAutoencoder
 from rdcae.paper.tables import METHOD_LABELS

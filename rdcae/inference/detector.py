@@ -1,6 +1,6 @@
 """The detector file (model.pt): the network spec and weights, the anomaly score, the patch
 threshold, the image operating point (calibration scores and windows per image,
-rdcae.metrics.threshold) and the run's config, as plain tensors and dicts that load with
+rdcae.metrics.operating_point) and the run's config, as plain tensors and dicts that load with
 weights_only=True; and the Detector rebuilt from it. Needs torch, not the training stack (no
 Lightning, no Hydra)."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rdcae.metrics.threshold import NO_OVERLAP, ImageOperatingPoint
+from rdcae.metrics.operating_point import NO_OVERLAP, ImageOperatingPoint
 from rdcae.model.network import ConvAutoencoder, NetworkSpec, chunk_size_for, map_in_chunks
 from rdcae.model.score import reconstruction_error, residual_energy, strip_score
 

@@ -11,7 +11,7 @@ the texture's error at a window's border averages out and a defect's does not (d
 entries 25 and 34). Model files written before the two grids averaged every window at half the patch
 size's stride (four per pixel), as their calibration was scored; they keep that.
 
-The threshold is the image operating point of rdcae.metrics.threshold: the window score at which
+The threshold is the image operating point of rdcae.metrics.operating_point: the window score at which
 clean images are flagged at the run's rate (operating_point.false_alarms_per_image), not the patch
 threshold that lets 0.1 % of windows by; with overlap, from the averaged tiles of defect-free images.
 Only windows lying wholly on fabric are scored, as only such windows were trained and calibrated on:
@@ -33,7 +33,7 @@ from rdcae.data.images import read_image, to_channels
 from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
 from rdcae.data.tiling import crop, grid, inside_at, stitch
-from rdcae.metrics.threshold import OVERLAP_WINDOWS
+from rdcae.metrics.operating_point import OVERLAP_WINDOWS
 from rdcae.model.network import NetworkSpec, chunk_size_for
 from rdcae.model.score import energy_score
 

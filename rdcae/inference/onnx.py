@@ -20,7 +20,7 @@ import onnx
 import torch
 
 from rdcae.inference.detector import Detector, PatchScorer, image_threshold
-from rdcae.metrics.threshold import OVERLAP_WINDOWS, ImageOperatingPoint, exponential_tail
+from rdcae.metrics.operating_point import OVERLAP_WINDOWS, ImageOperatingPoint, exponential_tail
 from rdcae.model.network import NetworkSpec, chunk_size_for
 from rdcae.precision import openvino_computes_bf16
 

@@ -48,8 +48,8 @@ from dataclasses import asdict, dataclass, field
 import lightning as L
 import torch
 
-from rdcae.metrics import auc, aucs_by_kind, detection_threshold
-from rdcae.metrics.threshold import threshold_source
+from rdcae.metrics.classification import auc, aucs_by_kind
+from rdcae.metrics.threshold import detection_threshold, threshold_source
 from rdcae.model.robust import RobustAutoencoder
 
 

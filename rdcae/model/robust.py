@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryStatScores
 
-from rdcae.metrics import as_probability
+from rdcae.metrics.classification import as_probability
 from rdcae.model.network import ConvAutoencoder, NetworkSpec, chunk_size_for, map_in_chunks
 from rdcae.model.prox import prox_l21
 from rdcae.model.score import AUTO, SCORES, anomaly_score, reconstruction_error

@@ -16,7 +16,7 @@ from skimage.metrics import structural_similarity  # noqa: E402
 from torchmetrics.functional.classification import binary_roc  # noqa: E402
 
 from rdcae.data.images import portable  # noqa: E402
-from rdcae.metrics import as_probability  # noqa: E402
+from rdcae.metrics.classification import as_probability  # noqa: E402
 
 
 def _tile(x: torch.Tensor, gap: int = 2) -> np.ndarray:

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rdcae.metrics import per_defect_image
 from rdcae.paper.report import CONTEXT
 from rdcae.paper.tables import METHOD_LABELS
 
 
 def run_metrics(module, datamodule, alternation, trainer, test: dict, fit_seconds: float, device: str) -> dict:
     """Everything metrics.json holds about a tested RDCAE run (`test`: the trainer's test results)."""
+    from rdcae.metrics.classification import per_defect_image  # torchmetrics: not loaded where only json_safe is
+
     history = alternation.history
     return {
         "test": {k.removeprefix("test/"): float(v) for k, v in test.items()},

@@ -278,7 +278,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
 
     folder_log.addFilter(judged)
     try:
-        sources = load_sources(ds)
+        sources = load_sources(ds, training=False)
     finally:
         folder_log.removeFilter(judged)
     trained = model_config.get("dataset", {}) or {}

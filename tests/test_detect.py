@@ -140,7 +140,7 @@ def test_evaluation_without_clean_images_writes_strict_json_and_portable_file_na
 
     cfg, model = trained
     real = sources.load_sources
-    monkeypatch.setattr(sources, "load_sources", lambda ds: [s for s in real(ds) if s.role == "defect"])
+    monkeypatch.setattr(sources, "load_sources", lambda ds, **kw: [s for s in real(ds, **kw) if s.role == "defect"])
     overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]
     assert main([f"model={model}", "dataset=woven", *overrides, f"output_dir={tmp_path}", "maps=false"]) == 0
     assert "n/a (it needs clean and defect images)" in capsys.readouterr().out
@@ -199,6 +199,37 @@ def test_an_evaluation_of_another_folder_says_where_its_clean_images_come_from(t
                    f"{tmp_path / 'new'} (it trained on {tmp_path / 'old'})")
     trained["dataset"]["data_dir"] = str(tmp_path / "new")  # the folder it trained on
     assert dataset_items(cfg, trained)[1] == "1 held-out defect-free images (dataset.holdout_images at training)"
+
+
+def test_a_folder_of_test_images_alone_is_evaluated_and_a_folder_without_test_is_refused_in_one_line(trained,
+                                                                                                     tmp_path, capsys):
+    import json
+
+    rng = np.random.default_rng(0)
+    for sub in ("test/good/000", "test/good/001", "test/crack/000"):
+        (tmp_path / "new" / sub).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "new" / f"{sub}.png")
+    (tmp_path / "new" / "ground_truth" / "crack").mkdir(parents=True)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:30, 10:30] = 255
+    Image.fromarray(mask).save(tmp_path / "new" / "ground_truth" / "crack" / "000_mask.png")
+    assert main([f"model={trained[1]}", "dataset=folder", f"data_dir={tmp_path / 'new'}",
+                 f"output_dir={tmp_path / 'out'}", "overlays=false", "maps=false"]) == 0
+    e = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert (e["defect_images"], e["normal_images"]) == (1, 2) and e["pixel_auroc"] is not None
+    capsys.readouterr()
+    assert main([f"model={trained[1]}", "dataset=folder", f"data_dir={tmp_path / 'out'}",
+                 f"output_dir={tmp_path / 'out2'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "neither" in err and "train/good does not exist" not in err
+    assert str(tmp_path / "out" / "test") in err and not (tmp_path / "out2").exists()
+    # training still needs train/good
+    from omegaconf import OmegaConf
+
+    from rdcae.data.folder import load
+
+    with pytest.raises(FileNotFoundError, match="train/good does not exist"):
+        load(OmegaConf.create({"data_dir": str(tmp_path / "new")}))
 
 
 def test_a_folder_defect_image_without_a_mask_counts_as_a_defect_image_and_not_in_the_pixel_metrics(trained,
@@ -368,8 +399,8 @@ def test_a_defect_image_whose_mask_marks_nothing_is_left_out_of_the_metrics_and_
     cfg, model = trained
     real = sources.load_sources
 
-    def one_mask_lost(dataset_cfg):
-        loaded = real(dataset_cfg)
+    def one_mask_lost(dataset_cfg, **options):
+        loaded = real(dataset_cfg, **options)
         first = next(i for i, s in enumerate(loaded) if s.role == "defect")
         loaded[first] = dataclasses.replace(loaded[first], mask=np.zeros_like(loaded[first].mask))
         return loaded

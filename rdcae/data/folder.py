@@ -73,8 +73,9 @@ def unmasked_defects(data_dir) -> list[Path]:
             for path in _image_paths(folder) if _defect_mask(path, listings) is None]
 
 
-def load(dataset_cfg) -> list[SourceImage]:
-    """train/good and test/good as "normal", test/<defect type> with masks as "defect"."""
+def load(dataset_cfg, training: bool = True) -> list[SourceImage]:
+    """train/good and test/good as "normal", test/<defect type> with masks as "defect". `training`: the
+    folder must hold train/good; an evaluation (rdcae.detect dataset=folder) needs test/ alone."""
     data_dir = Path(str(dataset_cfg.data_dir)).expanduser()
     if not data_dir.is_dir():
         raise FileNotFoundError(
@@ -82,16 +83,18 @@ def load(dataset_cfg) -> list[SourceImage]:
             "MVTec AD layout."
         )
     train_good = data_dir / "train" / GOOD
-    if not train_good.is_dir():
+    test_dir = data_dir / "test"
+    if not train_good.is_dir() and (training or not test_dir.is_dir()):
+        needs = f"{train_good} does not exist" if training else f"neither {train_good} nor {test_dir} exists"
         raise FileNotFoundError(
-            f"{train_good} does not exist; data_dir={data_dir} must be in the MVTec AD layout "
+            f"{needs}; data_dir={data_dir} must be in the MVTec AD layout "
             "(train/good/, test/good/, test/<defect type>/, ground_truth/<defect type>/)."
         )
-    test_dir = data_dir / "test"
     test_folders = sorted(p for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
 
     sources = [
-        SourceImage(str(p), read_image(p), "normal", group=f"train/{GOOD}") for p in _image_paths(train_good)
+        SourceImage(str(p), read_image(p), "normal", group=f"train/{GOOD}")
+        for p in (_image_paths(train_good) if train_good.is_dir() else [])
     ]
     for folder in test_folders:
         group = f"test/{folder.name}"

@@ -116,10 +116,12 @@ def unmarked(defect: list[SourceImage], n: int) -> tuple[list[SourceImage], list
     return (defect[:-n], defect[-n:]) if n else (defect, [])
 
 
-def load_sources(dataset_cfg) -> list[SourceImage]:
-    """Read the images of the dataset named by `dataset_cfg.name`."""
+def load_sources(dataset_cfg, training: bool = True) -> list[SourceImage]:
+    """Read the images of the dataset named by `dataset_cfg.name`. `training=False`: for an evaluation,
+    where a folder in the MVTec AD layout needs no train/good (rdcae.data.folder)."""
     name = dataset_cfg.name
     if name not in ADAPTERS:
         raise ConfigError(f"dataset.name={name!r} is not known; choose one of {sorted(ADAPTERS)}")
     module_name, function = ADAPTERS[name].split(":")
-    return getattr(importlib.import_module(module_name), function)(dataset_cfg)
+    load = getattr(importlib.import_module(module_name), function)
+    return load(dataset_cfg) if training or name != "folder" else load(dataset_cfg, training=False)

@@ -538,7 +538,7 @@ def evaluate(done: list) -> dict:
     from torchmetrics.functional.classification import binary_f1_score
 
     from rdcae.metrics.classification import auc
-    from rdcae.metrics.pixel import aupro, pixel_auroc
+    from rdcae.metrics.pixel import pixel_metrics
 
     unlabelled = [item.name for item, _ in done if item.unlabelled]
     done = [(item, d) for item, d in done if not item.unlabelled]
@@ -553,6 +553,8 @@ def evaluate(done: list) -> dict:
     masks = [item.mask for item, _ in pixels]
     valid = [d.fabric for _, d in pixels]
     n_normal = int((~labels).sum())
+    pixel_auroc, pixel_aupro = pixel_metrics(maps, masks, valid, AUPRO_FPR_LIMIT)
+    pixel_auroc_whole, pixel_aupro_whole = pixel_metrics(maps, masks, None, AUPRO_FPR_LIMIT)
     return {
         "images": len(done), "defect_images": int(labels.sum()), "normal_images": n_normal,
         "image_auroc": round(auc(scores[~labels], scores[labels]), 6),
@@ -565,12 +567,12 @@ def evaluate(done: list) -> dict:
                                                 for is_defect, (item, _) in zip(defect, done)),
         "false_alarms": int((flagged & ~labels).sum()),
         "false_alarms_per_image": float((flagged & ~labels).sum()) / n_normal if n_normal else math.nan,
-        "pixel_auroc": round(pixel_auroc(maps, masks, valid), 6),
-        "pixel_aupro": round(aupro(maps, masks, valid, AUPRO_FPR_LIMIT), 6),
+        "pixel_auroc": round(pixel_auroc, 6),
+        "pixel_aupro": round(pixel_aupro, 6),
         "pixel_aupro_fpr_limit": AUPRO_FPR_LIMIT,
         "pixel_region": PIXEL_REGION,
-        "pixel_auroc_whole_image": round(pixel_auroc(maps, masks), 6),
-        "pixel_aupro_whole_image": round(aupro(maps, masks, None, AUPRO_FPR_LIMIT), 6),
+        "pixel_auroc_whole_image": round(pixel_auroc_whole, 6),
+        "pixel_aupro_whole_image": round(pixel_aupro_whole, 6),
         "defect_image_names": [item.name for is_defect, (item, _) in zip(defect, done) if is_defect],
         "normal_image_names": [item.name for is_defect, (item, _) in zip(defect, done) if not is_defect],
         "defect_images_without_masks": [item.name for item, _ in done if item.unmasked],

@@ -11,7 +11,7 @@ import torch
 from scipy import ndimage
 from torchmetrics.functional.classification import binary_auroc
 
-from rdcae.metrics.pixel import TOLERANCE, aupro, pixel_auroc, pro_curve
+from rdcae.metrics.pixel import TOLERANCE, aupro, pixel_auroc, pixel_metrics, pro_curve
 
 # The reference and the exact metrics compute the same sums in another order: float64 rounding over a few thousand
 # terms stays far below this.
@@ -286,10 +286,56 @@ def test_pixels_not_scored_are_one_tie_that_keeps_the_binned_value(monkeypatch):
     exact = pixel_auroc(maps, masks, bins=None)
     passes = []
     real = pixel._curve
-    monkeypatch.setattr(pixel, "_curve", lambda *a: passes.append(a[-1]) or real(*a))
+    monkeypatch.setattr(pixel, "_curve", lambda *a: passes.append(a[3]) or real(*a))  # bins
     binned = pixel_auroc(maps, masks, bins=2**18)
     assert passes == [2**18] and abs(binned - exact) < TOLERANCE
     # the PRO curve too, with the FPR limit inside that segment (the NaN pixels: the last quarter of the normals)
     exact, passes[:] = aupro(maps, masks, None, 0.9, bins=None), []
     binned = aupro(maps, masks, None, 0.9, bins=2**18)
     assert passes == [2**18] and abs(binned - exact) < TOLERANCE
+
+
+def stitched_images(n: int = 6, size: int = 128, patch: int = 16, seed: int = 0):
+    """Maps as detection stitches them: one score per window, constant over its patch, a defect square in some."""
+    rng = np.random.default_rng(seed)
+    maps, masks = [], []
+    for i in range(n):
+        cells = rng.gamma(4.0, 0.25, (size // patch, size // patch))
+        mask = np.zeros((size, size), bool)
+        if i % 2:
+            mask[40:60, 70:90] = True
+            cells[40 // patch: 60 // patch + 1, 70 // patch: 90 // patch + 1] += 1.0
+        maps.append(np.kron(cells, np.ones((patch, patch))))
+        masks.append(mask)
+    return maps, masks
+
+
+def test_bins_of_one_score_each_keep_the_binned_value_and_it_is_the_exact_one(monkeypatch):
+    """Few distinct scores make big steps, whose bound alone would call for the exact pass; but each bin holds one
+    score, so the binned curve has the exact curve's points."""
+    import rdcae.metrics.pixel as pixel
+
+    maps, masks = stitched_images()
+    passes = []
+    real = pixel._curve
+    monkeypatch.setattr(pixel, "_curve", lambda *a: passes.append(a[3]) or real(*a))  # bins
+    for metric in (pixel_auroc, aupro):
+        passes[:] = []
+        binned = metric(maps, masks, bins=2**16)
+        assert passes == [2**16] and binned == pytest.approx(metric(maps, masks, bins=None), abs=1e-12)
+    # an image whose scores are two within one bin, its defect in one of them: that bin's bound counts again, and
+    # the exact pass runs
+    maps[1][:, :64], maps[1][:, 64:] = 3.0, 3.0 + 1e-9  # among the highest scores: inside the FPR limit
+    passes[:] = []
+    aupro(maps, masks, bins=2**16)
+    assert passes == [2**16, None]
+
+
+@pytest.mark.parametrize("bins", [None, 2**10])
+def test_both_metrics_at_once_are_each_metric_alone(bins):
+    maps, masks, valid = random_images(3)
+    assert pixel_metrics(maps, masks, valid, 0.3, bins=bins) == (pixel_auroc(maps, masks, valid, bins=bins),
+                                                                  aupro(maps, masks, valid, 0.3, bins=bins))
+    maps, masks = stitched_images()
+    assert pixel_metrics(maps, masks, bins=bins) == (pixel_auroc(maps, masks, bins=bins), aupro(maps, masks, bins=bins))
+    assert all(math.isnan(v) for v in pixel_metrics(maps, [np.zeros_like(m, bool) for m in masks]))

@@ -6,9 +6,12 @@ Both sweep one threshold over the pooled pixels. A pool of 40 images of 4096 × 
 on a CPU (and torchmetrics' binned curves loop over their thresholds, a pass over the pool each), so a pool of more
 than BINS pixels is first put into BINS equal-width bins: one pass, and every bin edge is an exact point of the
 curve. Between two exact points the trapezoid can differ from the exact area by at most half the product of their
-FPR and TPR (PRO) steps; where these bounds add up to more than TOLERANCE (an outlier has squeezed the scores into
-a few bins), the curve is computed again with every distinct score a threshold. The segment down to NaN and -inf,
-the lowest level, is one tie and exact as it is: it never calls for that.
+FPR and TPR (PRO) steps, unless the bin holds one distinct score (a tie: a straight segment on the exact curve too,
+as the lowest level of NaN and -inf always is). Where the bounds of the bins holding several scores add up to more
+than TOLERANCE (an outlier has squeezed the scores into a few bins), the curve is computed again with every
+distinct score a threshold. Stitched maps hold few distinct scores (one per window), so their bins seldom do.
+
+An evaluation reports both metrics of the same pixels: `pixel_metrics` pools them and sorts them into levels once.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def pro_curve(maps, masks, valid=None, *, bins: int | None = BINS) -> tuple[torc
     (8-connected, as in anomalib and MVTec's code) of the fraction of the region's valid pixels at or above it.
     A region is labelled on its whole mask; one without valid pixels does not count. NaN PRO without a region."""
     scores, defect, weight = _regions_pool(maps, masks, valid)
-    return _curve(scores, defect, weight, bins)
+    return _curve(scores, defect, weight, bins)[:2]
 
 
 def aupro(maps, masks, valid=None, fpr_limit: float = 0.3, *, bins: int | None = BINS) -> float:
@@ -59,11 +62,36 @@ def aupro(maps, masks, valid=None, fpr_limit: float = 0.3, *, bins: int | None =
     return min(1.0, _area_to(scores, defect, weight, fpr_limit, bins))
 
 
+def pixel_metrics(maps, masks, valid=None, fpr_limit: float = 0.3, *, bins: int | None = BINS) -> tuple[float, float]:
+    """(pixel_auroc, aupro) of the same pixels, as the two functions give them, from one pool and one set of levels."""
+    if not 0 < fpr_limit <= 1:
+        raise ValueError(f"fpr_limit={fpr_limit} must be in (0, 1]")
+    scores, defect, weight = _regions_pool(maps, masks, valid)
+    if defect.all() or not defect.any():
+        return math.nan, math.nan
+    levels = _Levels(scores, bins)
+    return (min(1.0, _area_to(scores, defect, None, 1.0, bins, levels)),
+            min(1.0, _area_to(scores, defect, weight, fpr_limit, bins, levels)))
+
+
+class _Levels:
+    """The levels of one pool of scores (`_levels`), binned and exact, each computed once, when first asked for."""
+
+    def __init__(self, scores: torch.Tensor, bins: int | None) -> None:
+        self.scores, self.bins, self.found = scores, bins, {}
+
+    def __call__(self, bins: int | None) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+        if bins not in self.found:
+            self.found[bins] = _levels(self.scores, bins)
+        return self.found[bins]
+
+
 def _area_to(scores: torch.Tensor, defect: torch.Tensor, weight: torch.Tensor | None, limit: float,
-             bins: int | None) -> float:
+             bins: int | None, levels: _Levels | None = None) -> float:
     """Area under the curve of `_curve` up to FPR `limit`, over `limit`, the curve linearly interpolated at the
     limit (MVTec's `trapezoid`); binned, or exact where binning may be off by more than TOLERANCE."""
-    fpr, tpr = _curve(scores, defect, weight, bins)
+    levels = levels or _Levels(scores, bins)
+    fpr, tpr, mixed = _curve(scores, defect, weight, bins, levels)
     k = int(torch.searchsorted(fpr, fpr.new_tensor([limit]), right=True))  # points with FPR ≤ limit, ≥ 1
     x, y = fpr[:k], tpr[:k]
     crossing = bool(x[-1] < limit)  # the curve crosses the limit between points k-1 and k
@@ -72,42 +100,46 @@ def _area_to(scores: torch.Tensor, defect: torch.Tensor, weight: torch.Tensor | 
         x, y = torch.cat([x, x.new_tensor([limit])]), torch.cat([y, (tpr[k - 1] + t * (tpr[k] - tpr[k - 1]))[None]])
     # Between two exact points the exact curve stays inside their rectangle: the trapezoid is off by at most half of
     # it, the segment cut at the limit (interpolated between other points) by at most all of it.
-    gaps = fpr.diff() * tpr.diff()
-    if bins is not None and not bool((scores > -torch.inf).all()):
-        # the last segment leads to the lowest level, NaN and -inf alone: one tie, straight on the exact curve too
-        gaps[-1] = 0
-    gaps = gaps[:k if crossing else k - 1]  # (segments inside [0, limit],)
-    if bins is not None and float(gaps.sum() + (gaps[-1] if crossing else 0)) / 2 / limit > TOLERANCE:
-        return _area_to(scores, defect, weight, limit, None)
+    # the segments inside [0, limit]: a bin of one distinct score is a tie, straight on the exact curve too
+    gaps = (fpr.diff() * tpr.diff() if mixed is None else fpr.diff() * tpr.diff() * mixed)[:k if crossing else k - 1]
+    if mixed is not None and float(gaps.sum() + (gaps[-1] if crossing else 0)) / 2 / limit > TOLERANCE:
+        return _area_to(scores, defect, weight, limit, None, levels)
     return float(auc(x, y)) / limit
 
 
-def _curve(scores: torch.Tensor, defect: torch.Tensor, weight: torch.Tensor | None,
-           bins: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(FPR, TPR) (K,) float64 at falling thresholds, from (0, 0) to (1, 1). The TPR weighs each defect pixel by
-    `weight` (D,) (1 when None): with 1 / its region's size, the TPR is the PRO. One point per nonempty level."""
-    level, n = _levels(scores, bins)
+def _curve(scores: torch.Tensor, defect: torch.Tensor, weight: torch.Tensor | None, bins: int | None,
+           levels: _Levels | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(FPR, TPR) (K,) float64 at falling thresholds, from (0, 0) to (1, 1), and for each of the K - 1 segments
+    whether its level holds more than one distinct score (None where every level is one score). The TPR weighs
+    each defect pixel by `weight` (D,) (1 when None): with 1 / its region's size, the TPR is the PRO. One point per
+    nonempty level."""
+    level, n, mixed = (levels or _Levels(scores, bins))(bins)
     normal = torch.bincount(level[~defect], minlength=n).double()  # (n,) pixels per level, lowest level first
     hit = torch.bincount(level[defect], weight, minlength=n).double()
     keep = (normal > 0) | (hit > 0)
     normal, hit = normal[keep].flip(0), hit[keep].flip(0)
     zero = normal.new_zeros(1)
-    return torch.cat([zero, normal.cumsum(0)]) / normal.sum(), torch.cat([zero, hit.cumsum(0)]) / hit.sum()
+    return (torch.cat([zero, normal.cumsum(0)]) / normal.sum(), torch.cat([zero, hit.cumsum(0)]) / hit.sum(),
+            None if mixed is None else mixed[keep].flip(0))
 
 
-def _levels(scores: torch.Tensor, bins: int | None) -> tuple[torch.Tensor, int]:
-    """Each score's level (N,) long, monotone in the score, and the number of levels: 0 for NaN and -inf, then one
-    level per distinct score (bins=None or at most `bins` scores: a sort) or per equal-width bin between the finite
-    min and max."""
+def _levels(scores: torch.Tensor, bins: int | None) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """Each score's level (N,) long, monotone in the score, the number of levels, and whether each level (n,) holds
+    more than one distinct score (None where none does): 0 for NaN and -inf, then one level per distinct score
+    (bins=None or at most `bins` scores: a sort) or per equal-width bin between the finite min and max."""
     lowest = ~(scores > -torch.inf)  # NaN and -inf
     finite = scores[torch.isfinite(scores)]
     if bins is None or len(scores) <= bins or not len(finite):
         values, level = torch.unique(torch.where(lowest, -torch.inf, scores), return_inverse=True)
-        return level, len(values)
+        return level, len(values), None
     low, high = finite.min(), finite.max()
     scale = float(bins / (high - low)) if high > low else 0.0  # 0 when the span overflows: one bin, then exact
     level = ((scores.clamp(low, high) - low) * scale).floor_().clamp_(max=bins - 1) + 1  # 1 ... bins
-    return torch.where(lowest, 0, level).long(), bins + 1
+    level = torch.where(lowest, 0, level).long()
+    inside = torch.where(lowest, low, scores)  # the lowest level: one tie, whatever NaN and -inf it holds
+    smallest = scores.new_full((bins + 1,), torch.inf).scatter_reduce_(0, level, inside, "amin")
+    largest = scores.new_full((bins + 1,), -torch.inf).scatter_reduce_(0, level, inside, "amax")
+    return level, bins + 1, smallest < largest
 
 
 def _regions_pool(maps, masks, valid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -51,13 +51,38 @@ def test_without_gradients_the_encoder_pools_first_and_answers_the_same_to_the_b
         if isinstance(m, torch.nn.LeakyReLU):
             m.register_forward_hook(lambda _, args, out: seen.append(tuple(args[0].shape[2:])))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        trained_order = net(x)
+        trained_order = net.encode(x.requires_grad_())
         assert seen == [(32, 32), (16, 16), (8, 8)]
         seen.clear()
         with torch.no_grad():
-            pooled_first = net(x)
+            pooled_first = net.encode(x)
         assert seen == [(16, 16), (8, 8), (4, 4)]  # the activation on a quarter of the pixels
     assert torch.equal(trained_order.detach(), pooled_first)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5, 7])
+def test_without_gradients_the_decoder_convolves_the_coarse_grid_into_four_phases_with_the_same_sums(kernel_size):
+    torch.manual_seed(0)
+    net = ConvAutoencoder(NetworkSpec(channels=3, patch_size=32, kernel_size=kernel_size))
+    for m in net.decoder:  # biases that differ per channel: each channel's four phases must carry its own
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.bias)
+    upsampled = []
+    for m in net.decoder:
+        if isinstance(m, torch.nn.Upsample):
+            m.register_forward_hook(lambda *_: upsampled.append(1))
+    z = torch.randn(16, 256)
+    written = net.decoder(z)  # with gradients: the layers as written
+    assert len(upsampled) == 3
+    upsampled.clear()
+    with torch.no_grad():
+        fused = net.decoder(z)
+        assert not upsampled  # no upsampling ran
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fused_bf16, written_bf16 = net.decoder(z).float(), torch.nn.Sequential.forward(net.decoder, z).float()
+    assert torch.allclose(fused, written.detach(), rtol=1e-5, atol=1e-5)
+    # in bf16 as close to the fp32 sums as the written order is
+    assert (fused_bf16 - fused).abs().max() < 2 * (written_bf16 - fused).abs().max()
 
 
 def test_an_activation_that_can_decrease_keeps_its_place_before_the_pool():

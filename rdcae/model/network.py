@@ -79,6 +79,72 @@ class Encoder(nn.Sequential):
         return x
 
 
+class Decoder(nn.Sequential):
+    """The decoder's layers in their written order where a gradient may be recorded (training); elsewhere
+    (scoring, detection, export) each nearest-neighbour 2× upsampling and the k×k convolution after it run
+    as one convolution on the coarse grid into the four phases of the fine one, interleaved (pixel
+    shuffle). A fine pixel's k×k taps fall on at most 3×3 coarse pixels (k = 5), whose weights are added
+    first: the same sums up to rounding, with 9 products where there were 25, on a quarter of the
+    positions (docs/PERFORMANCE.md). Training keeps the written order."""
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__(*layers)
+        steps, i = [], 0  # (index,): a layer as written; (index, index + 1): an upsampling and its convolution
+        self._phases = {}  # convolution index -> its taps' coarse offsets per parity (2, k, n), a constant
+        while i < len(layers):
+            if i + 1 < len(layers) and _fusable(layers[i], layers[i + 1]):
+                steps.append((i, i + 1))
+                self._phases[i + 1] = _phases(layers[i + 1].kernel_size[0])
+                i += 2
+            else:
+                steps.append((i,))
+                i += 1
+        self._fused = steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return super().forward(x)
+        for step in self._fused:
+            if len(step) == 1:
+                x = self[step[0]](x)
+                continue
+            conv, phases = self[step[1]], self._phases[step[1]]
+            bias = None if conv.bias is None else conv.bias[:, None].expand(-1, 4).reshape(-1)  # each o's 4 phases
+            x = nn.functional.conv2d(x.contiguous(memory_format=torch.channels_last),
+                                     _phase_weight(conv.weight, phases.to(conv.weight)), bias,
+                                     padding=phases.shape[2] // 2)
+            x = nn.functional.pixel_shuffle(x, 2)
+        return x
+
+
+def _fusable(upsample: nn.Module, conv: nn.Module) -> bool:
+    """A nearest-neighbour 2× upsampling followed by a square, odd, 'same' convolution of stride 1."""
+    return (isinstance(upsample, nn.Upsample) and upsample.mode == "nearest" and upsample.size is None
+            and upsample.scale_factor in (2, 2.0, (2.0, 2.0)) and isinstance(conv, nn.Conv2d)
+            and conv.kernel_size[0] == conv.kernel_size[1] and conv.kernel_size[0] % 2 == 1
+            and conv.padding == (conv.kernel_size[0] // 2,) * 2 and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
+
+
+def _phases(k: int) -> torch.Tensor:
+    """(2, k, n) 0/1: tap u ∈ [-p, p] (p = k // 2) of a fine pixel at parity a reads the coarse pixel at offset
+    floor((a + u) / 2), one of the n = 2·ceil(p / 2) + 1 offsets around it."""
+    p, half = k // 2, (k // 2 + 1) // 2
+    return torch.tensor([[[float((a + u - p) // 2 + half == r) for r in range(2 * half + 1)] for u in range(k)]
+                         for a in (0, 1)])
+
+
+def _phase_weight(weight: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+    """The weights (O, I, k, k) of a 'same' convolution after a nearest 2× upsampling as one convolution on the
+    coarse grid into 4·O channels (4·O, I, n, n), output channel 4o + 2a + b the fine pixels at row parity a and
+    column parity b (pixel_shuffle's order): the taps on the same coarse pixel added. Sums of products with the
+    0/1 `phases` (2, k, n), so that bf16 autocast leaves the weights in their own precision."""
+    rows = (weight[:, :, None, :, None, :] * phases[:, :, :, None]).sum(dim=3)  # (O, I, a, r, v): rows' taps added
+    both = (rows[:, :, :, :, None, None, :] * phases.transpose(1, 2)).sum(dim=-1)  # (O, I, a, r, b, c): and columns'
+    n = phases.shape[2]
+    return both.permute(0, 2, 4, 1, 3, 5).reshape(-1, weight.shape[1], n, n)
+
+
 class ConvAutoencoder(nn.Module):
     """Three conv modules (5×5 conv, LeakyReLU, 2×2 max-pool) into a dense latent, and back.
 
@@ -128,7 +194,7 @@ class ConvAutoencoder(nn.Module):
                 decoder.append(nn.LeakyReLU(negative_slope))
         if output == "sigmoid":
             decoder.append(nn.Sigmoid())
-        self.decoder = nn.Sequential(*decoder)
+        self.decoder = Decoder(*decoder)
         # Glorot init with zero biases: PyTorch's default init (scaled for fan-in with a=√5)
         # left the 8-layer autoencoder at the mean patch for a hundred steps or more.
         for m in self.modules():

@@ -120,3 +120,22 @@ def test_strip_score_is_the_norm_of_the_worst_run_of_rows_or_columns():
         anomaly_score(x, x, "max")
     with pytest.raises(ValueError, match="score_width=17"):
         anomaly_score(x, x, "strip", width=17)
+
+
+def test_the_decoders_phase_weights_follow_an_optimizer_step_and_a_load():
+    torch.manual_seed(0)
+    net = ConvAutoencoder(NetworkSpec(channels=1, patch_size=16, filters=(4, 8), latent_dim=8))
+    z = torch.randn(4, 8)
+
+    def agree() -> bool:
+        with torch.no_grad():
+            return torch.allclose(net.decoder(z), torch.nn.Sequential.forward(net.decoder, z), atol=1e-5)
+
+    assert agree()
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+    net.decoder(z).square().sum().backward()
+    optimizer.step()  # the weights change in place
+    assert agree()
+    other = ConvAutoencoder(NetworkSpec(channels=1, patch_size=16, filters=(4, 8), latent_dim=8))
+    net.load_state_dict(other.state_dict())
+    assert agree()

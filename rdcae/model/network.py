@@ -100,6 +100,7 @@ class Decoder(nn.Sequential):
                 steps.append((i,))
                 i += 1
         self._fused = steps
+        self._weights = {}  # convolution index -> (its weight's identity and version, the phase weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
@@ -110,11 +111,19 @@ class Decoder(nn.Sequential):
                 continue
             conv, phases = self[step[1]], self._phases[step[1]]
             bias = None if conv.bias is None else conv.bias[:, None].expand(-1, 4).reshape(-1)  # each o's 4 phases
-            x = nn.functional.conv2d(x.contiguous(memory_format=torch.channels_last),
-                                     _phase_weight(conv.weight, phases.to(conv.weight)), bias,
+            x = nn.functional.conv2d(x.contiguous(memory_format=torch.channels_last), self._phase_weight(step[1]), bias,
                                      padding=phases.shape[2] // 2)
             x = nn.functional.pixel_shuffle(x, 2)
         return x
+
+    def _phase_weight(self, index: int) -> torch.Tensor:
+        """The phase weights of convolution `index`, made again only once its weight has changed (an optimizer
+        step, a load, a move to another device): detection and a block end score many chunks with the same."""
+        weight = self[index].weight
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        if self._weights.get(index, (None,))[0] != key:
+            self._weights[index] = key, _phase_weight(weight.detach(), self._phases[index].to(weight))
+        return self._weights[index][1]
 
 
 def _fusable(upsample: nn.Module, conv: nn.Module) -> bool:

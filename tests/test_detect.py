@@ -201,18 +201,23 @@ def test_an_evaluation_of_another_folder_says_where_its_clean_images_come_from(t
     assert dataset_items(cfg, trained)[1] == "1 held-out defect-free images (dataset.holdout_images at training)"
 
 
+def mvtec_folder(root, images: tuple[str, ...]) -> None:
+    """64×64 noise images at `images` (paths without .png) under `root`, and a mask for test/crack/000 alone."""
+    rng = np.random.default_rng(0)
+    for sub in images:
+        (root / sub).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(root / f"{sub}.png")
+    (root / "ground_truth" / "crack").mkdir(parents=True)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:30, 10:30] = 255
+    Image.fromarray(mask).save(root / "ground_truth" / "crack" / "000_mask.png")
+
+
 def test_a_folder_of_test_images_alone_is_evaluated_and_a_folder_without_test_is_refused_in_one_line(trained,
                                                                                                      tmp_path, capsys):
     import json
 
-    rng = np.random.default_rng(0)
-    for sub in ("test/good/000", "test/good/001", "test/crack/000"):
-        (tmp_path / "new" / sub).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "new" / f"{sub}.png")
-    (tmp_path / "new" / "ground_truth" / "crack").mkdir(parents=True)
-    mask = np.zeros((64, 64), np.uint8)
-    mask[10:30, 10:30] = 255
-    Image.fromarray(mask).save(tmp_path / "new" / "ground_truth" / "crack" / "000_mask.png")
+    mvtec_folder(tmp_path / "new", ("test/good/000", "test/good/001", "test/crack/000"))
     assert main([f"model={trained[1]}", "dataset=folder", f"data_dir={tmp_path / 'new'}",
                  f"output_dir={tmp_path / 'out'}", "overlays=false", "maps=false"]) == 0
     e = json.loads((tmp_path / "out" / "evaluation.json").read_text())
@@ -236,14 +241,8 @@ def test_a_folder_defect_image_without_a_mask_counts_as_a_defect_image_and_not_i
                                                                                                     tmp_path, capsys):
     import json
 
-    rng = np.random.default_rng(0)
-    for sub in ("train/good/000", "train/good/001", "test/good/000", "test/crack/000", "test/scratch/000"):
-        (tmp_path / "line" / sub).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "line" / f"{sub}.png")
-    (tmp_path / "line" / "ground_truth" / "crack").mkdir(parents=True)
-    mask = np.zeros((64, 64), np.uint8)
-    mask[10:30, 10:30] = 255
-    Image.fromarray(mask).save(tmp_path / "line" / "ground_truth" / "crack" / "000_mask.png")
+    mvtec_folder(tmp_path / "line", ("train/good/000", "train/good/001", "test/good/000", "test/crack/000",
+                                      "test/scratch/000"))
     assert main([f"model={trained[1]}", "dataset=folder", f"data_dir={tmp_path / 'line'}",
                  f"output_dir={tmp_path / 'out'}", "overlays=false", "maps=false"]) == 0
     err = capsys.readouterr().err

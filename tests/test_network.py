@@ -132,10 +132,21 @@ def test_the_decoders_phase_weights_follow_an_optimizer_step_and_a_load():
             return torch.allclose(net.decoder(z), torch.nn.Sequential.forward(net.decoder, z), atol=1e-5)
 
     assert agree()
-    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
-    net.decoder(z).square().sum().backward()
-    optimizer.step()  # the weights change in place
-    assert agree()
+    for optimizer in (torch.optim.SGD(net.parameters(), lr=1.0),
+                      torch.optim.Adam(net.parameters(), lr=0.1, fused=True)):  # fused: no new tensor version
+        net.decoder(z).square().sum().backward()
+        optimizer.step()  # the weights change in place
+        assert agree()
     other = ConvAutoencoder(NetworkSpec(channels=1, patch_size=16, filters=(4, 8), latent_dim=8))
     net.load_state_dict(other.state_dict())
     assert agree()
+
+
+def test_a_slice_of_the_encoder_or_the_decoder_runs_all_of_its_layers():
+    net = ConvAutoencoder(NetworkSpec(channels=1, patch_size=16, filters=(4, 8), latent_dim=8))
+    x, z = torch.rand(2, 1, 16, 16), torch.randn(2, 8)
+    with torch.no_grad():
+        for part, given in ((net.encoder, x), (net.decoder, z)):
+            head = part[:5]
+            assert type(head) is type(part)
+            assert torch.allclose(head(given), torch.nn.Sequential(*list(part)[:5])(given), atol=1e-6)

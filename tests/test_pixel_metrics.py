@@ -339,3 +339,12 @@ def test_both_metrics_at_once_are_each_metric_alone(bins):
     maps, masks = stitched_images()
     assert pixel_metrics(maps, masks, bins=bins) == (pixel_auroc(maps, masks, bins=bins), aupro(maps, masks, bins=bins))
     assert all(math.isnan(v) for v in pixel_metrics(maps, [np.zeros_like(m, bool) for m in masks]))
+
+
+def test_scores_whose_span_cannot_be_binned_give_the_exact_values():
+    for values in ([-1e308, 0.0, 1e308], [0.0, 5e-324]):  # a span that overflows, one too small to divide
+        scores = np.array(values * 20).reshape(4, -1)
+        masks = np.zeros(scores.shape, bool)
+        masks[0, :2] = True
+        assert pixel_auroc([scores], [masks], bins=4) == pixel_auroc([scores], [masks], bins=None)
+        assert aupro([scores], [masks], bins=4) == aupro([scores], [masks], bins=None)

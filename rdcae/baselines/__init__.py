@@ -15,7 +15,7 @@ returns      {method: {"auc": float|None, "f1": float|None, "accuracy": float|No
              JSON-able; AUC is None when the test set has only one class; epochs is None for the
              scikit-learn methods (they read the DCAE's epochs).
 
-`score_methods` gives the raw test scores and decisions of each method; rdcae.metrics.evaluate the
+`score_methods` gives the raw test scores and decisions of each method; rdcae.metrics.classification.evaluate the
 metrics of a score vector.
 
 The methods:

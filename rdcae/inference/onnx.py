@@ -51,8 +51,10 @@ def export_onnx(detector: Detector, path: str | Path) -> Path:
         # ~20x slower here; this one needs only torch and onnx, and runs to the same numbers.
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", DeprecationWarning)
+            scorer = _fp32_scorer(detector)
+            scorer(example)  # the decoder's phase weights made once: constants in the graph, not made at every run
             torch.onnx.export(
-                _fp32_scorer(detector), (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                scorer, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                 input_names=["patches"], output_names=["score", "energy"],
                 dynamic_axes={"patches": {0: "batch"}, "score": {0: "batch"}, "energy": {0: "batch"}},
             )

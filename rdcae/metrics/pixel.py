@@ -69,7 +69,7 @@ def pixel_metrics(maps, masks, valid=None, fpr_limit: float = 0.3, *, bins: int 
     scores, defect, weight = _regions_pool(maps, masks, valid)
     if defect.all() or not defect.any():
         return math.nan, math.nan
-    levels = _Levels(scores, bins)
+    levels = _Levels(scores)
     return (min(1.0, _area_to(scores, defect, None, 1.0, bins, levels)),
             min(1.0, _area_to(scores, defect, weight, fpr_limit, bins, levels)))
 
@@ -77,8 +77,8 @@ def pixel_metrics(maps, masks, valid=None, fpr_limit: float = 0.3, *, bins: int 
 class _Levels:
     """The levels of one pool of scores (`_levels`), binned and exact, each computed once, when first asked for."""
 
-    def __init__(self, scores: torch.Tensor, bins: int | None) -> None:
-        self.scores, self.bins, self.found = scores, bins, {}
+    def __init__(self, scores: torch.Tensor) -> None:
+        self.scores, self.found = scores, {}
 
     def __call__(self, bins: int | None) -> tuple[torch.Tensor, int, torch.Tensor | None]:
         if bins not in self.found:
@@ -90,7 +90,7 @@ def _area_to(scores: torch.Tensor, defect: torch.Tensor, weight: torch.Tensor | 
              bins: int | None, levels: _Levels | None = None) -> float:
     """Area under the curve of `_curve` up to FPR `limit`, over `limit`, the curve linearly interpolated at the
     limit (MVTec's `trapezoid`); binned, or exact where binning may be off by more than TOLERANCE."""
-    levels = levels or _Levels(scores, bins)
+    levels = levels or _Levels(scores)
     fpr, tpr, mixed = _curve(scores, defect, weight, bins, levels)
     k = int(torch.searchsorted(fpr, fpr.new_tensor([limit]), right=True))  # points with FPR ≤ limit, ≥ 1
     x, y = fpr[:k], tpr[:k]
@@ -113,7 +113,7 @@ def _curve(scores: torch.Tensor, defect: torch.Tensor, weight: torch.Tensor | No
     whether its level holds more than one distinct score (None where every level is one score). The TPR weighs
     each defect pixel by `weight` (D,) (1 when None): with 1 / its region's size, the TPR is the PRO. One point per
     nonempty level."""
-    level, n, mixed = (levels or _Levels(scores, bins))(bins)
+    level, n, mixed = (levels or _Levels(scores))(bins)
     normal = torch.bincount(level[~defect], minlength=n).double()  # (n,) pixels per level, lowest level first
     hit = torch.bincount(level[defect], weight, minlength=n).double()
     keep = (normal > 0) | (hit > 0)
@@ -133,7 +133,9 @@ def _levels(scores: torch.Tensor, bins: int | None) -> tuple[torch.Tensor, int, 
         values, level = torch.unique(torch.where(lowest, -torch.inf, scores), return_inverse=True)
         return level, len(values), None
     low, high = finite.min(), finite.max()
-    scale = float(bins / (high - low)) if high > low else 0.0  # 0 when the span overflows: one bin, then exact
+    scale = bins / float(high - low) if high > low else math.inf
+    if not math.isfinite(scale) or scale == 0:  # one score, a span too small to divide or too large to hold: exact
+        return _levels(scores, None)
     level = ((scores.clamp(low, high) - low) * scale).floor_().clamp_(max=bins - 1) + 1  # 1 ... bins
     level = torch.where(lowest, 0, level).long()
     inside = torch.where(lowest, low, scores)  # the lowest level: one tie, whatever NaN and -inf it holds

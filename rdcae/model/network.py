@@ -59,6 +59,7 @@ class Encoder(nn.Sequential):
 
     def __init__(self, *layers: nn.Module) -> None:
         super().__init__(*layers)
+        layers = list(self)  # also where nn.Sequential passes one OrderedDict (a slice)
         steps, i = [], 0  # runs of layer indices, each pooled first where it may
         while i < len(layers):
             if (i + 1 < len(layers) and isinstance(layers[i], nn.LeakyReLU) and layers[i].negative_slope >= 0
@@ -71,7 +72,7 @@ class Encoder(nn.Sequential):
         self._pooled_first = steps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and (x.requires_grad or self[0].weight.requires_grad):
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
             return super().forward(x)
         for step in self._pooled_first:
             for i in step:
@@ -89,41 +90,45 @@ class Decoder(nn.Sequential):
 
     def __init__(self, *layers: nn.Module) -> None:
         super().__init__(*layers)
+        layers = list(self)  # also where nn.Sequential passes one OrderedDict (a slice)
         steps, i = [], 0  # (index,): a layer as written; (index, index + 1): an upsampling and its convolution
-        self._phases = {}  # convolution index -> its taps' coarse offsets per parity (2, k, n), a constant
+        self._offsets = {}  # convolution index -> its taps' coarse offsets per parity (2, k, n), a constant
         while i < len(layers):
             if i + 1 < len(layers) and _fusable(layers[i], layers[i + 1]):
                 steps.append((i, i + 1))
-                self._phases[i + 1] = _phases(layers[i + 1].kernel_size[0])
+                self._offsets[i + 1] = _tap_offsets(layers[i + 1].kernel_size[0])
                 i += 2
             else:
                 steps.append((i,))
                 i += 1
-        self._fused = steps
-        self._weights = {}  # convolution index -> (its weight's identity and version, the phase weights)
+        self._steps = steps
+        self._weights = {}  # convolution index -> (its parameters' identity and version, phase weights, biases)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            self._weights.clear()  # an optimizer step follows, which a fused optimizer makes without a new version
             return super().forward(x)
-        for step in self._fused:
+        for step in self._steps:
             if len(step) == 1:
                 x = self[step[0]](x)
                 continue
-            conv, phases = self[step[1]], self._phases[step[1]]
-            bias = None if conv.bias is None else conv.bias[:, None].expand(-1, 4).reshape(-1)  # each o's 4 phases
-            x = nn.functional.conv2d(x.contiguous(memory_format=torch.channels_last), self._phase_weight(step[1]), bias,
-                                     padding=phases.shape[2] // 2)
+            weight, bias = self._phase_weights(step[1])
+            x = nn.functional.conv2d(x.contiguous(memory_format=torch.channels_last), weight, bias,
+                                     padding=self._offsets[step[1]].shape[2] // 2)
             x = nn.functional.pixel_shuffle(x, 2)
         return x
 
-    def _phase_weight(self, index: int) -> torch.Tensor:
-        """The phase weights of convolution `index`, made again only once its weight has changed (an optimizer
-        step, a load, a move to another device): detection and a block end score many chunks with the same."""
-        weight = self[index].weight
-        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+    def _phase_weights(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The phase weights and biases of convolution `index`, made again once they have changed (a training
+        step, a load, a move to another device or dtype): detection and a block end score many chunks with the
+        same, and an export traces them as constants."""
+        conv = self[index]
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in (conv.weight, conv.bias) if p is not None)
         if self._weights.get(index, (None,))[0] != key:
-            self._weights[index] = key, _phase_weight(weight.detach(), self._phases[index].to(weight))
-        return self._weights[index][1]
+            weight = _fold_taps(conv.weight.detach(), self._offsets[index].to(conv.weight))
+            bias = None if conv.bias is None else conv.bias.detach()[:, None].expand(-1, 4).reshape(-1)  # o's 4 phases
+            self._weights[index] = key, weight, bias
+        return self._weights[index][1:]
 
 
 def _fusable(upsample: nn.Module, conv: nn.Module) -> bool:
@@ -135,7 +140,7 @@ def _fusable(upsample: nn.Module, conv: nn.Module) -> bool:
             and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
 
 
-def _phases(k: int) -> torch.Tensor:
+def _tap_offsets(k: int) -> torch.Tensor:
     """(2, k, n) 0/1: tap u ∈ [-p, p] (p = k // 2) of a fine pixel at parity a reads the coarse pixel at offset
     floor((a + u) / 2), one of the n = 2·ceil(p / 2) + 1 offsets around it."""
     p, half = k // 2, (k // 2 + 1) // 2
@@ -143,7 +148,7 @@ def _phases(k: int) -> torch.Tensor:
                          for a in (0, 1)])
 
 
-def _phase_weight(weight: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+def _fold_taps(weight: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
     """The weights (O, I, k, k) of a 'same' convolution after a nearest 2× upsampling as one convolution on the
     coarse grid into 4·O channels (4·O, I, n, n), output channel 4o + 2a + b the fine pixels at row parity a and
     column parity b (pixel_shuffle's order): the taps on the same coarse pixel added. Sums of products with the

@@ -66,8 +66,9 @@ def _fabric_codes(paths) -> list[str]:
     return sorted({m.group(3) for p in paths if (m := IMAGE_NAME.match(p.name))})
 
 
-def load(dataset_cfg) -> list[SourceImage]:
-    """Defect-free images of fabric `dataset_cfg.fabric` as "normal", defect images as "defect"."""
+def load(dataset_cfg, training: bool = True) -> list[SourceImage]:
+    """Defect-free images of fabric `dataset_cfg.fabric` as "normal", defect images as "defect".
+    `training`: the same images for an evaluation."""
     data_dir = Path(str(dataset_cfg.data_dir)).expanduser()
     fabric = fabric_code(dataset_cfg.get("fabric"))
     if not data_dir.is_dir():

@@ -25,8 +25,9 @@ def _splits(dataset_cfg, key: str) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def load(dataset_cfg) -> list[SourceImage]:
-    """Defect-free images of `normal_splits` as "normal", defect images of `defect_splits` as "defect"."""
+def load(dataset_cfg, training: bool = True) -> list[SourceImage]:
+    """Defect-free images of `normal_splits` as "normal", defect images of `defect_splits` as "defect".
+    `training`: the same images for an evaluation."""
     data_dir = Path(str(dataset_cfg.data_dir)).expanduser()
     normal_splits = _splits(dataset_cfg, "normal_splits")
     defect_splits = _splits(dataset_cfg, "defect_splits")

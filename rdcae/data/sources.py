@@ -117,11 +117,10 @@ def unmarked(defect: list[SourceImage], n: int) -> tuple[list[SourceImage], list
 
 
 def load_sources(dataset_cfg, training: bool = True) -> list[SourceImage]:
-    """Read the images of the dataset named by `dataset_cfg.name`. `training=False`: for an evaluation,
-    where a folder in the MVTec AD layout needs no train/good (rdcae.data.folder)."""
+    """Read the images of the dataset named by `dataset_cfg.name`. `training=False`: for an evaluation, which
+    may need less of the dataset (a folder in the MVTec AD layout needs no train/good, rdcae.data.folder)."""
     name = dataset_cfg.name
     if name not in ADAPTERS:
         raise ConfigError(f"dataset.name={name!r} is not known; choose one of {sorted(ADAPTERS)}")
     module_name, function = ADAPTERS[name].split(":")
-    load = getattr(importlib.import_module(module_name), function)
-    return load(dataset_cfg) if training or name != "folder" else load(dataset_cfg, training=False)
+    return getattr(importlib.import_module(module_name), function)(dataset_cfg, training=training)

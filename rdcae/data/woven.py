@@ -633,9 +633,10 @@ def generate(
     return images
 
 
-def load(dataset_cfg) -> list[SourceImage]:
+def load(dataset_cfg, training: bool = True) -> list[SourceImage]:
     """The `woven` adapter: `generate` from the keys of the `dataset` config node
-    (seed, weave, n_normal_images, n_defect_images, height, width; optional defect_kinds)."""
+    (seed, weave, n_normal_images, n_defect_images, height, width; optional defect_kinds).
+    `training`: the same images for an evaluation."""
     kinds = dataset_cfg.get("defect_kinds", None) if hasattr(dataset_cfg, "get") else None
     return generate(
         seed=int(dataset_cfg.seed),

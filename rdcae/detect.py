@@ -9,7 +9,6 @@ import csv
 import difflib
 import glob
 import json
-import logging
 import math
 import os
 import sys
@@ -24,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from rdcae.data.aitex import settle_fabric
-from rdcae.data.folder import NO_MASK, ground_truth_of, unmasked_defects
+from rdcae.data.folder import ground_truth_of, unmasked_defects
 from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, looks_gray, portable, read_image, read_mask, unique
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
@@ -271,16 +270,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     from rdcae.data.sources import held_out, holdout_count, load_sources, unmarked
 
     ds = cfg.dataset
-    folder_log = logging.getLogger("rdcae.data.folder")
-
-    def judged(record: logging.LogRecord) -> bool:  # a defect image without a mask: judged as an image below
-        return record.msg != NO_MASK
-
-    folder_log.addFilter(judged)
-    try:
-        sources = load_sources(ds, training=False)
-    finally:
-        folder_log.removeFilter(judged)
+    sources = load_sources(ds, training=False)
     trained = model_config.get("dataset", {}) or {}
     normal = [s for s in sources if s.role == "normal"]
     trained_on, evaluated = surface(trained), surface(ds)

@@ -19,7 +19,6 @@ from rdcae.data.sources import SourceImage
 log = logging.getLogger(__name__)
 
 GOOD = "good"  # its test/good images come last, held out by dataset.holdout_images=auto
-NO_MASK = "%s: no mask %s (nor %s); image skipped"  # what training says of a defect image without a mask
 
 
 def _image_paths(folder: Path) -> list[Path]:
@@ -75,7 +74,8 @@ def unmasked_defects(data_dir) -> list[Path]:
 
 def load(dataset_cfg, training: bool = True) -> list[SourceImage]:
     """train/good and test/good as "normal", test/<defect type> with masks as "defect". `training`: the
-    folder must hold train/good; an evaluation (rdcae.detect dataset=folder) needs test/ alone."""
+    folder must hold train/good, and a defect image without a mask is named as skipped; an evaluation
+    (rdcae.detect dataset=folder) needs test/ alone."""
     data_dir = Path(str(dataset_cfg.data_dir)).expanduser()
     if not data_dir.is_dir():
         raise FileNotFoundError(
@@ -104,8 +104,9 @@ def load(dataset_cfg, training: bool = True) -> list[SourceImage]:
                 continue
             mask_path = _defect_mask(path)
             if mask_path is None:
-                log.warning(NO_MASK, path,
-                            data_dir / "ground_truth" / folder.name / f"{path.stem}_mask.png", f"{path.stem}.png")
+                if training:  # an evaluation judges it as an image (unmasked_defects) and says so itself
+                    log.warning("%s: no mask %s (nor %s); image skipped", path,
+                                data_dir / "ground_truth" / folder.name / f"{path.stem}_mask.png", f"{path.stem}.png")
                 continue
             image = read_image(path)
             mask = read_mask([mask_path], image.shape, image_path=path)

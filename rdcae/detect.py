@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from rdcae.data.aitex import settle_fabric
 from rdcae.data.folder import ground_truth_of, unmasked_defects
-from rdcae.data.images import IMAGE_SUFFIXES, fingerprint, looks_gray, portable, read_image, read_mask, unique
+from rdcae.data.images import IMAGE_SUFFIXES, SEEN, fingerprint, looks_gray, portable, read_image, read_mask, unique
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
@@ -62,8 +62,8 @@ Evaluate on a labelled dataset (image AUROC and F1, false alarms per clean image
   python -m rdcae.detect model=.../model.pt dataset=aitex fabric=03 data_dir=/path/to/AITEX
   dataset=aitex|ksdd2|folder|woven, with fabric=, data_dir=, cache_dir= and dataset.<key>= as for training;
   on the model's own dataset, those not given are the model's (python -m rdcae.detect model=... dataset=aitex).
-The clean images are those the model never trained on (dataset.holdout_images=N at training), or
-all of them for a dataset or fabric it was not trained on.
+The clean images are those the model never trained or calibrated on, as its model file names them:
+the held-out ones on its own dataset (dataset.holdout_images=N at training), all of them elsewhere.
 
 Settings (key=value; defaults from conf/detect.yaml):
 """
@@ -274,16 +274,29 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     trained = model_config.get("dataset", {}) or {}
     normal = [s for s in sources if s.role == "normal"]
     trained_on, evaluated = surface(trained), surface(ds)
-    if trained_on == evaluated:
+    same_dir = trained.get("data_dir") is None or (Path(str(trained["data_dir"])).resolve()
+                                                   == Path(str(ds.get("data_dir"))).resolve())
+    defect = [s for s in sources if s.role == "defect"]
+    same_images = False
+    if model_config.get(SEEN) is not None:  # the model file names every image it trained or calibrated on
+        seen = set(model_config[SEEN])
+        unseen = [s for s in normal if fingerprint(s.image) not in seen]
+        where = trained_on if same_dir else f"{trained_on} in {trained['data_dir']}"
+        if trained_on == evaluated and same_dir:
+            how = f"{len(unseen)} held-out defect-free images (dataset.holdout_images at training)"
+        elif len(unseen) == len(normal):
+            how = f"all {len(unseen)} defect-free images (the model was trained on {where})"
+        else:
+            how = (f"{len(unseen)} of the {len(normal)} defect-free images: the other {len(normal) - len(unseen)} "
+                   f"are images the model trained or calibrated on (trained on {where})")
+        same_images, normal = len(unseen) < len(normal), unseen
+        tested = [s for s in defect if fingerprint(s.image) not in seen]  # not those it trained on unmarked
+    elif trained_on == evaluated:  # model files written before they named their images
         normal = held_out(normal, holdout_count(trained, normal))[1]
         how = f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)"
-        if trained.get("data_dir") is not None and (Path(str(trained["data_dir"])).resolve()
-                                                    != Path(str(ds.get("data_dir"))).resolve()):
+        if not same_dir:
             how = (f"the {len(normal)} defect-free images that dataset.holdout_images={trained.get('holdout_images')} "
                    f"of the model's training picks in {ds.get('data_dir')} (it trained on {trained['data_dir']})")
-        if not normal:
-            how = ("no defect-free image: the model trained on all of them (train with dataset.holdout_images=N, or "
-                   "for dataset=folder with clean images in test/good, to measure false alarms per image)")
     else:
         seen = trained_fingerprints(trained)  # the same images under another dataset's name (a copy, an export)
         unseen = [s for s in normal if fingerprint(s.image) not in seen]
@@ -291,15 +304,19 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
                len(normal) else f"{len(unseen)} of the {len(normal)} defect-free images: the other "
                f"{len(normal) - len(unseen)} are images the model trained or calibrated on (trained on {trained_on})")
         same_images, normal = len(unseen) < len(normal), unseen
-        # Its threshold is the trained surface's: on another one, clean images may well be flagged. Not said
-        # where some of the images are its own training images: the same surface under another dataset's name.
-        if not same_images:
-            print(f"warning: the model was trained on {trained_on}, not on {evaluated}; its threshold and "
-                  f"operating point are those of {trained_on}, so the decisions here say how that model "
-                  f"does on a surface it has never seen (train on {evaluated} to evaluate a model of it)",
-                  file=sys.stderr)
-    # the last dataset.unmarked_defect_images are training images of such a run, not test images
-    tested = unmarked([s for s in sources if s.role == "defect"], int(ds.get("unmarked_defect_images") or 0))[0]
+    if not normal and (same_images or trained_on == evaluated):
+        how = ("no defect-free image: the model trained on all of them (train with dataset.holdout_images=N, or "
+               "for dataset=folder with clean images in test/good, to measure false alarms per image)")
+    # Its threshold is the trained surface's: on another one, clean images may well be flagged. Not said where
+    # some of the images are its own training images: the same surface under another dataset's name.
+    if trained_on != evaluated and not same_images:
+        print(f"warning: the model was trained on {trained_on}, not on {evaluated}; its threshold and "
+              f"operating point are those of {trained_on}, so the decisions here say how that model "
+              f"does on a surface it has never seen (train on {evaluated} to evaluate a model of it)",
+              file=sys.stderr)
+    if model_config.get(SEEN) is None:
+        # the last dataset.unmarked_defect_images of its training are training images of such a run, not test images
+        tested = unmarked(defect, int(trained.get("unmarked_defect_images") or 0) if trained_on == evaluated else 0)[0]
     chosen = normal + tested
     items = [Item(display_name(s.path, ds.get("data_dir")), s.path, s.image,
                   s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool),
@@ -614,7 +631,7 @@ def parse(argv: list[str]) -> DictConfig:
 
 # dataset settings that say which of its images a model trained, calibrated or never saw: an evaluation takes
 # them from the model file (dataset_items), and they are no setting of its own
-MODEL_SPLIT = ("holdout_images", "calibration_images")
+MODEL_SPLIT = ("holdout_images", "calibration_images", "unmarked_defect_images")
 
 
 def from_the_model(cfg: DictConfig, model_config: dict) -> str:

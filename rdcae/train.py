@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from rdcae.baselines import run_baselines
 from rdcae.config import RunSettings, check_resume, validate
 from rdcae.data.datamodule import DefectDataModule
-from rdcae.data.images import looks_gray
+from rdcae.data.images import SEEN, looks_gray
 from rdcae.data.patches import calibration_sources
 from rdcae.data.sources import load_sources, quiet_data
 from rdcae.errors import ConfigError, DataError
@@ -176,6 +176,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     write_metrics(metrics, output_dir / "metrics.json")
     config = OmegaConf.to_container(cfg, resolve=True)
     config["image_channels"] = 1 if looks_gray(datamodule.patches.train_normal, axis=1) else 3  # the images' colour
+    if SEEN in datamodule.patches.stats:  # the images it trained or calibrated on, which an evaluation leaves out
+        config[SEEN] = datamodule.patches.stats[SEEN]
     save_detector(output_dir / "model.pt", module.net, float(module.threshold), module.score_kind,
                   int(module.hparams.score_width), config, point)
     final = {f"hparam/{k}": v for k, v in metrics["test"].items() if k in ("auc", "f1", "accuracy")}

@@ -201,6 +201,43 @@ def test_an_evaluation_of_another_folder_says_where_its_clean_images_come_from(t
     assert dataset_items(cfg, trained)[1] == "1 held-out defect-free images (dataset.holdout_images at training)"
 
 
+def test_the_model_file_names_the_images_it_trained_on_and_an_evaluation_elsewhere_counts_the_others(tmp_path,
+                                                                                                    trained):
+    import json
+
+    from rdcae.data.images import SEEN, fingerprint
+    from rdcae.detect import dataset_items, parse
+
+    cfg, model = trained
+    config = load_detector(model).config
+    normal = [s for s in load_sources(cfg.dataset) if s.role == "normal"]
+    assert config[SEEN] == [fingerprint(normal[0].image)]  # the one it trained on, not the one held out
+    assert SEEN not in json.loads((model.parent / "metrics.json").read_text())["patches"]
+
+    mvtec_folder(tmp_path / "new", ("train/good/000", "train/good/001", "test/good/000", "test/good/001",
+                                    "test/crack/000", "test/crack/001"))
+    (tmp_path / "new" / "ground_truth" / "crack" / "000_mask.png").replace(
+        tmp_path / "new" / "ground_truth" / "crack" / "001_mask.png")
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tmp_path / "new" / "ground_truth/crack/000_mask.png")
+    evaluated = parse(["model=m.pt", "dataset=folder", f"data_dir={tmp_path / 'new'}"])
+    # trained elsewhere on none of these images, and holding out one image there: here every clean image is unseen
+    elsewhere = {"dataset": {"name": "folder", "data_dir": str(tmp_path / "old"), "holdout_images": 1}, SEEN: []}
+    items, how = dataset_items(evaluated, elsewhere)
+    assert sum(not item.mask.any() for item in items) == 4
+    assert how == f"all 4 defect-free images (the model was trained on folder in {tmp_path / 'old'})"
+    # trained on a copy of two of them (one clean, one defect image unmarked), its own folder gone since
+    first = [fingerprint(np.asarray(Image.open(tmp_path / "new" / f"{sub}.png"))[:, :, None])
+             for sub in ("train/good/000", "test/crack/000")]
+    items, how = dataset_items(evaluated, elsewhere | {SEEN: first})
+    assert sorted(item.name for item in items) == ["test/crack/001.png", "test/good/000.png", "test/good/001.png",
+                                                   "train/good/001.png"]
+    assert how == (f"3 of the 4 defect-free images: the other 1 are images the model trained or calibrated on "
+                   f"(trained on folder in {tmp_path / 'old'})")
+    # on the folder it trained on, the held-out images, as the file names them
+    here = {"dataset": {"name": "folder", "data_dir": str(tmp_path / "new"), "holdout_images": 1}, SEEN: first[:1]}
+    assert dataset_items(evaluated, here)[1] == "3 held-out defect-free images (dataset.holdout_images at training)"
+
+
 def mvtec_folder(root, images: tuple[str, ...]) -> None:
     """64×64 noise images at `images` (paths without .png) under `root`, and a mask for test/crack/000 alone."""
     rng = np.random.default_rng(0)
@@ -381,11 +418,27 @@ def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(t
     assert (len(evaluation["defect_image_names"]), len(evaluation["normal_image_names"])) == (3, 1)
     assert 0 <= evaluation["pixel_auroc_whole_image"] <= 1 and 0 <= evaluation["pixel_aupro_whole_image"] <= 1
     assert "over whole images" in printed.out and "evaluated on    : woven" in printed.out
-    # the last defect image is a training image of a run with dataset.unmarked_defect_images=1: not evaluated
+    # the last defect image is a training image of a run with dataset.unmarked_defect_images=1: not evaluated,
+    # whether the model file names the images it trained on or (written before it did) only that setting
+    from rdcae.data.images import SEEN, fingerprint
+
+    payload = torch.load(model, weights_only=True)
+    payload["config"]["dataset"]["unmarked_defect_images"] = 1
+    last = [s for s in load_sources(cfg.dataset) if s.role == "defect"][-1]
+    payload["config"][SEEN] = [*payload["config"][SEEN], fingerprint(last.image)]
+    torch.save(payload, tmp_path / "unmarked.pt")
+    del payload["config"][SEEN]
+    torch.save(payload, tmp_path / "older.pt")
+    given = [o for o in overrides if not o.startswith("dataset.unmarked_defect_images=")]
+    for name in ("unmarked", "older"):
+        assert main([f"model={tmp_path / name}.pt", "dataset=woven", *given, f"output_dir={tmp_path / name}",
+                     "overlays=false", "maps=false"]) == 0
+        evaluation = json.loads((tmp_path / name / "evaluation.json").read_text())
+        assert evaluation["defect_images"] == 2 and evaluation["normal_images"] == 1, name
+    # which images it trained on is the model's to say
     assert main([f"model={model}", "dataset=woven", *overrides, "dataset.unmarked_defect_images=1",
-                 f"output_dir={tmp_path / 'unmarked'}", "overlays=false", "maps=false"]) == 0
-    evaluation = json.loads((tmp_path / "unmarked" / "evaluation.json").read_text())
-    assert evaluation["defect_images"] == 2
+                 f"output_dir={tmp_path / 'refused'}"]) == 2
+    assert "dataset.unmarked_defect_images=1: an evaluation takes which images" in capsys.readouterr().err
 
 
 def test_a_defect_image_whose_mask_marks_nothing_is_left_out_of_the_metrics_and_named(trained, tmp_path,

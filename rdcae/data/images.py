@@ -156,6 +156,11 @@ def unique(names: list[str]) -> list[str]:
     return out
 
 
+# where a run keeps the fingerprints of the images it trained or calibrated on (its patches' stats, its model
+# file's config), so that an evaluation anywhere leaves those images out
+SEEN = "seen_images"
+
+
 def fingerprint(image: np.ndarray) -> str:
     """A short digest of an image's pixels, the same for the image as a dataset reads it and as written to
     and read back from a PNG (gray whether stored with one channel or three equal ones)."""

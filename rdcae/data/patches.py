@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from rdcae.data.images import IMAGE_SUFFIXES
+from rdcae.data.images import IMAGE_SUFFIXES, SEEN, fingerprint
 from rdcae.data.lighting import MODES as LIGHTING_MODES
 from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region
@@ -43,7 +43,8 @@ from rdcae.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 5  # 2: calibration patches; 3: defect tile positions; 4: windows per image; 5: fenced borders
+CACHE_VERSION = 6  # 2: calibration patches; 3: defect tile positions; 4: windows per image; 5: fenced borders;
+# 6: the fingerprints of the images trained or calibrated on
 
 # Real defect patches the paper reports per dataset (section 5.2), printed beside ours.
 PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34,
@@ -301,6 +302,7 @@ def build_patches(cfg) -> PatchSet:
     edge_margin = int(ds.get("edge_margin") or 0)
     texture_borders = bool(ds.get("texture_borders", False))
     sources = load_sources(ds)
+    prints = {id(s): fingerprint(s.image) for s in sources}  # of the images as read, before any lighting
     lighting = str(ds.get("lighting", "none"))
     if lighting != "none":  # as rdcae.inference.image does: the fabric found as the camera saw it, then evened
         for src in sources:
@@ -361,6 +363,8 @@ def build_patches(cfg) -> PatchSet:
     stats["held_out_images"] = [display_name(src.path, ds.get("data_dir")) for src in kept_out]
     if calibrating:
         stats["calibration_images"] = [display_name(src.path, ds.get("data_dir")) for src in calibrating]
+    # what the model has seen, so that an evaluation anywhere (another folder, a copy) leaves those images out
+    stats[SEEN] = sorted({prints[id(src)] for src in [*normal, *calibrating, *unmarked_images]})
     calibration = None
     if n_calibration:
         # A stream of its own, so that n_calibration leaves the train/test patches unchanged; with

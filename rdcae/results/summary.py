@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from rdcae.data.images import SEEN
 from rdcae.paper.report import CONTEXT
 from rdcae.paper.tables import METHOD_LABELS
 
@@ -34,7 +35,7 @@ def run_metrics(module, datamodule, alternation, trainer, test: dict, fit_second
                                              datamodule.patches.test_defect_source,
                                              datamodule.patches.stats.get("defect_images", []),
                                              float(module.threshold)),
-        "patches": datamodule.patches.stats,
+        "patches": {k: v for k, v in datamodule.patches.stats.items() if k != SEEN},  # not a digest per image
         "n_train": len(datamodule.train_x),
         "n_synthetic": int(datamodule.train_synthetic.sum()),
         "fit_seconds": fit_seconds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY, compose_config
+from conftest import CONF, TINY, compose_config
 from omegaconf import OmegaConf, open_dict
 
 from rdcae.config import upgrade, validate
@@ -157,3 +157,18 @@ def test_an_aitex_fabric_given_as_a_number_is_settled_as_its_two_digit_code():
     cfg = compose_config(["dataset=aitex", "fabric=3", "data_dir=/nowhere"])
     validate(cfg)
     assert cfg.fabric == "03" and cfg.dataset.fabric == "03"  # what config.yaml and the file names then say
+
+
+@pytest.mark.parametrize("overrides, name", [
+    (["dataset=aitex", "fabric=3"], "aitex03"),
+    (["dataset=folder", "data_dir=/lines/weave A/"], "folder-weave_A"),
+    ([], "woven"),
+])
+def test_a_run_folder_is_named_after_its_fabric_or_its_folder(overrides, name):
+    import re
+
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    assert re.fullmatch(rf"outputs/runs/\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_{name}", cfg.hydra.run.dir)

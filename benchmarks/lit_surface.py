@@ -1,13 +1,14 @@
 """A surface in the MVTec AD layout whose images are each lit differently: the test bed of
 `dataset=folder` runs under illumination changes between images (and across each image).
 
-    python benchmarks/lit_surface.py OUT [--source woven|aitex] [--data-dir DIR --fabric 03]
+    python benchmarks/lit_surface.py OUT [--source woven|aitex] [--data-dir DIR --fabric 03 [--whole]]
                                          [--gain 0.6 1.4] [--ramp 0.3] [--offset 20] [--seed 0]
 
 Sources:
   woven   the embedded fabric (rdcae.data.woven, dataset.seed 0): 12 defect-free and 8 defect images
   aitex   one AITEX fabric (--data-dir, --fabric), each image cut to its fabric columns less 96 px of
-          selvedge on either side (rdcae.data.region), so that only the surface is left
+          selvedge on either side (rdcae.data.region), so that only the surface is left; with --whole,
+          each image as the camera gave it, its white band and selvedge included
 
 Lighting, drawn per image from --seed: the pixels are multiplied by a gain, log-uniform in --gain,
 and by a ramp across the width from 1 − r to 1 + r (r uniform in ±--ramp), then shifted by an offset
@@ -47,6 +48,8 @@ def sources(args) -> list:
     if args.source == "woven":
         return woven.generate(seed=0, n_normal_images=12, n_defect_images=8, height=256, width=1024)
     cfg = OmegaConf.create({"data_dir": args.data_dir, "fabric": args.fabric})
+    if args.whole:
+        return aitex.load(cfg)
     cut = []
     for src in aitex.load(cfg):
         columns = np.flatnonzero(fabric_region(src.image).any(0))
@@ -63,6 +66,7 @@ def main() -> None:
     parser.add_argument("--source", choices=("woven", "aitex"), default="woven")
     parser.add_argument("--data-dir", help="the AITEX folder (Defect_images/, Mask_images/, NODefect_images/)")
     parser.add_argument("--fabric", default="03")
+    parser.add_argument("--whole", action="store_true", help="aitex: the whole images, band and selvedge included")
     parser.add_argument("--gain", type=float, nargs=2, default=(0.6, 1.4))
     parser.add_argument("--ramp", type=float, default=0.3)
     parser.add_argument("--offset", type=float, default=20.0)

@@ -23,8 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from rdcae.data.aitex import settle_fabric
-from rdcae.data.folder import ground_truth_of, unmasked_defects
+from rdcae.data.folder import ground_truth_of, stray_ground_truth, unmasked_defects
 from rdcae.data.images import IMAGE_SUFFIXES, SEEN, fingerprint, looks_gray, portable, read_image, read_mask, unique
+from rdcae.data.region import margin_setting
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
 from rdcae.inference.backends import BACKENDS, EXPORTED_BACKENDS, on_backend, open_exported
@@ -196,9 +197,9 @@ def region_settings(cfg: DictConfig) -> dict:
     region = {}
     margin, borders = cfg.get("edge_margin"), cfg.get("texture_borders")
     if margin is not None:
-        if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+        if margin_setting(margin) is None:
             raise ConfigError(f"edge_margin={margin} must be a whole number of pixels >= 0 (the fabric next to a band "
-                              "left out, e.g. 96 for AITEX's selvedge)")
+                              "left out, e.g. 96 for AITEX's selvedge) or auto (the selvedge as each image shows it)")
         region["edge_margin"] = margin
     if borders is not None:
         if not isinstance(borders, bool):
@@ -287,8 +288,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
         elif len(unseen) == len(normal):
             how = f"all {len(unseen)} defect-free images (the model was trained on {where})"
         else:
-            how = (f"{len(unseen)} of the {len(normal)} defect-free images: the other {len(normal) - len(unseen)} "
-                   f"are images the model trained or calibrated on (trained on {where})")
+            how = some_seen(normal, unseen, where, ds.get("data_dir"))
         same_images, normal = len(unseen) < len(normal), unseen
         tested = [s for s in defect if fingerprint(s.image) not in seen]  # not those it trained on unmarked
     elif trained_on == evaluated:  # model files written before they named their images
@@ -301,8 +301,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
         seen = trained_fingerprints(trained)  # the same images under another dataset's name (a copy, an export)
         unseen = [s for s in normal if fingerprint(s.image) not in seen]
         how = (f"all {len(unseen)} defect-free images (the model was trained on {trained_on})" if len(unseen) ==
-               len(normal) else f"{len(unseen)} of the {len(normal)} defect-free images: the other "
-               f"{len(normal) - len(unseen)} are images the model trained or calibrated on (trained on {trained_on})")
+               len(normal) else some_seen(normal, unseen, trained_on, ds.get("data_dir")))
         same_images, normal = len(unseen) < len(normal), unseen
     if not normal and (same_images or trained_on == evaluated):
         how = ("no defect-free image: the model trained on all of them (train with dataset.holdout_images=N, or "
@@ -326,10 +325,27 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
                     for p in unmasked_defects(ds.get("data_dir"))]
         if unmasked:
             names = ", ".join(item.name for item in unmasked[:3]) + ", ..." * (len(unmasked) > 3)
-            print(f"note: {len(unmasked)} defect images have no mask ({names}): their verdicts count in the image "
-                  "metrics, and they are left out of the pixel metrics", file=sys.stderr)
+            stray = stray_ground_truth(ds.get("data_dir"))
+            print(f"note: {len(unmasked)} defect images have no mask ({names}; the mask of test/<defect type>/<name> "
+                  "is ground_truth/<defect type>/<name>_mask.png"
+                  + (f", and {', '.join(stray)} matches no folder of test/" if stray else "")
+                  + "): their verdicts count in the image metrics, and they are left out of the pixel metrics",
+                  file=sys.stderr)
         items += unmasked
     return items, how
+
+
+def some_seen(normal: list, unseen: list, trained_on: str, data_dir) -> str:
+    """Where the clean images of an evaluation come from when some of them are images the model trained or
+    calibrated on: how many, and which are left out."""
+    from rdcae.data.patches import display_name
+
+    kept = {id(s) for s in unseen}
+    seen = [display_name(s.path, data_dir) for s in normal if id(s) not in kept]
+    names = ", ".join(seen[:3]) + ", ..." * (len(seen) > 3)
+    return (f"{len(unseen)} of the {len(normal)} defect-free images: the other {len(seen)} ({names}) "
+            f"{'is an image' if len(seen) == 1 else 'are images'} the model trained or calibrated on "
+            f"(trained on {trained_on})")
 
 
 def trained_fingerprints(trained: dict) -> set[str]:
@@ -461,17 +477,20 @@ EDGE_COLUMNS = 2  # patch widths from the fabric's left or right bound that coun
 
 
 def flagged_at_the_edge(done: list, patch_size: int) -> list[str]:
-    """The defect images all of whose regions are columns at least three quarters of the image's height
-    within EDGE_COLUMNS patch widths of where the inspected fabric begins or ends: the mark of a selvedge,
-    an edge line or another border that the training images did not have, rather than of a defect."""
+    """The defect images all of whose regions lie within EDGE_COLUMNS patch widths of where the inspected fabric
+    begins or ends and together cover at least half of the image's rows: a column there, whole or broken, the
+    mark of a selvedge, an edge line or another border rather than of a defect."""
     names = []
     for item, d in done:
         columns = np.flatnonzero(d.fabric.any(axis=0))
         if d.verdict != "defect" or not d.regions or not len(columns):
             continue
         near, height = EDGE_COLUMNS * patch_size, d.fabric.shape[0]
-        if all(r.y1 - r.y0 >= 0.75 * height and (r.x0 - columns[0] < near or columns[-1] + 1 - r.x1 < near)
-               for r in d.regions):
+        rows = np.zeros(height, bool)
+        for r in d.regions:
+            rows[r.y0:r.y1] = True
+        if rows.sum() >= 0.5 * height and all(r.x0 - columns[0] < near or columns[-1] + 1 - r.x1 < near
+                                              for r in d.regions):
             names.append(item.name)
     return names
 
@@ -719,9 +738,10 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     if at_edge := [name for name in flagged_at_the_edge(done, detector.preprocessing.patch_size)
                    if name not in unlike]:
         print(f"warning: {len(at_edge)} of {len(done)} images ({', '.join(at_edge[:3])}{', ...' * (len(at_edge) > 3)}) "
-              "are flagged only by columns at the edge of the inspected fabric: a selvedge, an edge line or a border "
-              "the training images did not have? edge_margin=<pixels> or texture_borders=true leaves it out "
-              "(the overlays show where)", file=sys.stderr)
+              "are flagged only by a column at the edge of the inspected fabric: a selvedge, an edge line or a "
+              "border rather than a defect? Trained with dataset.edge_margin=auto (or <pixels>) and "
+              "dataset.texture_borders=true, a model leaves it out; edge_margin= and texture_borders= here do so for "
+              "images framed unlike its training images (the overlays show where)", file=sys.stderr)
     if note := rate_for_these_images(done, stated):
         print(note, file=sys.stderr)
     if note := colour_note(recoloured, len(done), detector.preprocessing.image_channels):

@@ -22,7 +22,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
@@ -36,7 +36,7 @@ from rdcae.data.sources import load_sources, quiet_data
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector, save_detector
 from rdcae.inference.detector import Detector
-from rdcae.inference.image import overlap_calibration
+from rdcae.inference.image import LIGHTING_ON_FABRIC, overlap_calibration
 from rdcae.metrics.operating_point import image_operating_point
 from rdcae.model.alternation import Alternation
 from rdcae.model.network import chunk_size_for
@@ -45,8 +45,6 @@ from rdcae.model.score import AUTO
 from rdcae.overrides import check_command_line
 from rdcae.results.figures import write_detection_figures, write_run_figures
 from rdcae.results.summary import describe_operating_point, hparams, run_metrics, summary, write_metrics
-
-LOG_REFRESH_STEPS = 100  # training steps between progress-bar redraws when the output is not a terminal
 
 
 class _WithoutTips(logging.Filter):
@@ -61,6 +59,22 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_WithoutTip
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 # the model summary's size estimate under bf16-mixed, where the weights stay fp32 and its 32-bit guess is right
 warnings.filterwarnings("ignore", message=r"Precision bf16-mixed is not supported by the model summary")
+
+
+class BlockLines(Callback):
+    """Where the output is no terminal (a log file, CI): one line per block of the alternation in place of a
+    progress bar, whose redraws would pile up there."""
+
+    def __init__(self, alternation: Alternation) -> None:
+        self.alternation, self.shown, self.start = alternation, 0, time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
+        for record in self.alternation.history[self.shown:]:  # the block the alternation has just ended
+            validation = f", validation AUC {record.validation_auc:.4f}" if math.isfinite(record.validation_auc) else ""
+            print(f"block {record.block} of at most {self.alternation.max_blocks} (epoch {record.epoch}): loss "
+                  f"{record.loss:.4f}, train AUC {record.train_auc:.4f}{validation}, "
+                  f"{time.perf_counter() - self.start:.0f} s", flush=True)
+        self.shown = len(self.alternation.history)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -113,23 +127,34 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
         save_top_k=1, monitor=None, save_last=True, auto_insert_metric_name=False,
     )
     logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
-    callbacks = [alternation, checkpoints]
+    callbacks, shown = [alternation, checkpoints], {}
     if cfg.trainer.get("enable_progress_bar", True) and not sys.stdout.isatty():
-        # a log file or CI: each redraw is a line of its own there, so redraw seldom
-        callbacks.append(TQDMProgressBar(refresh_rate=LOG_REFRESH_STEPS))
+        callbacks.append(BlockLines(alternation))  # after the alternation, which ends the block
+        shown = {"enable_progress_bar": False}
     trainer = instantiate(
         cfg.trainer, max_epochs=alternation.max_epochs, callbacks=callbacks, logger=logger,
-        default_root_dir=str(output_dir), plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(output_dir), plugins=[AtomicCheckpointIO()], **shown,
     )
     return datamodule, module, alternation, trainer
 
 
-def with_overlap_calibration(point, module, cfg):
+def detector_config(cfg: DictConfig, datamodule: DefectDataModule) -> dict:
+    """The resolved run config, as the detector file keeps it, with what detection must know of the training
+    images beyond it: their colour, the images trained or calibrated on, and that their lighting was measured
+    on the fabric alone (model files written before that measured it over the whole image)."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["image_channels"] = 1 if looks_gray(datamodule.patches.train_normal, axis=1) else 3  # the images' colour
+    config[LIGHTING_ON_FABRIC] = True
+    if SEEN in datamodule.patches.stats:  # the images it trained or calibrated on, which an evaluation leaves out
+        config[SEEN] = datamodule.patches.stats[SEEN]
+    return config
+
+
+def with_overlap_calibration(point, module, cfg, config: dict):
     """The image operating point with the calibration of detection's overlap mode: the tile scores of the
     defect-free images the calibration patches come from (rdcae.inference.image.overlap_calibration)."""
     if point is None:
         return None
-    config = OmegaConf.to_container(cfg, resolve=True)
     detector = Detector(copy.deepcopy(module.net).eval(), float(module.threshold), config, score=module.score_kind,
                         score_width=int(module.hparams.score_width), operating_point=point).to(module.device)
     with quiet_data():  # the patches have read these images already, and said what was odd about them
@@ -171,13 +196,10 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
         )
     point = image_operating_point(lambda x: module.error_and_score(x, chunk_size_for(module.device))[1], datamodule,
                                   settings.false_alarms_per_image)
-    point = with_overlap_calibration(point, module, cfg)
+    config = detector_config(cfg, datamodule)
+    point = with_overlap_calibration(point, module, cfg, config)
     metrics["image_operating_point"] = describe_operating_point(point)
     write_metrics(metrics, output_dir / "metrics.json")
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config["image_channels"] = 1 if looks_gray(datamodule.patches.train_normal, axis=1) else 3  # the images' colour
-    if SEEN in datamodule.patches.stats:  # the images it trained or calibrated on, which an evaluation leaves out
-        config[SEEN] = datamodule.patches.stats[SEEN]
     save_detector(output_dir / "model.pt", module.net, float(module.threshold), module.score_kind,
                   int(module.hparams.score_width), config, point)
     final = {f"hparam/{k}": v for k, v in metrics["test"].items() if k in ("auc", "f1", "accuracy")}

@@ -189,6 +189,41 @@ def test_edge_margin_shrinks_the_fabric_only_next_to_bands():
     assert fabric_region(texture(64, 96)[:, :, None], margin=24).all()  # no band, nothing to leave out
 
 
+@pytest.mark.parametrize("width", [40, 96])
+def test_edge_margin_auto_leaves_out_the_selvedge_as_wide_as_each_image_shows_it(width):
+    from rdcae.data.region import SELVEDGE_REACH
+
+    image = texture(256, 2048)
+    image[:, :300] = 255  # the white band, then a selvedge: lighter, with a finer warp than the weave
+    noise = np.random.default_rng(1).normal(0, 12, (256, 2048))
+    selvedge = np.clip(140 + 20 * np.sin(np.arange(2048)[None, :] * 2.2) + noise, 0, 230).astype(np.uint8)
+    image[:, 300:300 + width] = selvedge[:, 300:300 + width]
+    region = fabric_region(image[:, :, None], "auto")
+    assert 300 + width <= band_width(region) <= 300 + width + 24  # to the last 32-column band that holds selvedge
+    assert region[:, band_width(region):].all()
+    image[:, 300:300 + width] = texture(256, 2048)[:, 300:300 + width]  # the weave right up to the band
+    assert band_width(fabric_region(image[:, :, None], "auto")) == 300
+    assert fabric_region(texture(256, 2048)[:, :, None], "auto").all()  # no band, no selvedge
+    image[:, 300:300 + 2 * SELVEDGE_REACH] = selvedge[:, 300:300 + 2 * SELVEDGE_REACH]  # a wider one: the reach
+    assert band_width(fabric_region(image[:, :, None], "auto")) <= 300 + SELVEDGE_REACH
+
+
+def test_own_folders_leave_the_selvedge_out_as_found_by_default_and_the_paper_keeps_it():
+    from conftest import compose_config
+
+    assert compose_config(["dataset=folder"]).dataset.edge_margin == "auto"
+    assert compose_config(["dataset=folder", "recipe=paper"]).dataset.edge_margin == 0
+
+
+def test_aitex_edge_margin_auto_finds_a_selvedge_as_wide_as_the_fixed_margin(aitex_sources, aitex_regions):
+    widths = []
+    for src in (s for sources in aitex_sources.values() for s in sources):
+        band = band_width(aitex_regions[src.path])
+        if band:
+            widths.append(band_width(fabric_region(src.image, "auto")) - band)
+    assert widths and 40 <= min(widths) and max(widths) <= 104  # the 96 of conf/dataset/aitex.yaml, per image
+
+
 def test_aitex_edge_margin_leaves_out_patches_next_to_the_band(aitex_dir):
     from conftest import compose_config
 
@@ -664,6 +699,16 @@ def test_folder_without_images_is_named(tmp_path):
     root = mvtec_layout(tmp_path)
     (root / "test" / "scratch").mkdir()
     with pytest.raises(FileNotFoundError, match=r"scratch holds no images"):
+        folder.load(folder_cfg(root))
+
+
+def test_a_training_folder_that_holds_folders_of_images_says_they_are_not_searched(tmp_path):
+    root = mvtec_layout(tmp_path)
+    (root / "train" / "good" / "roll1").mkdir()
+    for name in ("000.png", "001.png"):
+        (root / "train" / "good" / name).rename(root / "train" / "good" / "roll1" / name)
+    with pytest.raises(FileNotFoundError, match=r"good holds no images \(.*\), only folders \(roll1\), which are not "
+                                                r"searched; move their images into it$"):
         folder.load(folder_cfg(root))
 
 

@@ -164,7 +164,8 @@ def test_evaluation_elsewhere_leaves_out_the_images_the_model_trained_on(trained
     n = cfg.dataset.n_normal_images
     assert evaluation["normal_images"] == 1  # the held-out image; the others it trained or calibrated on
     printed = capsys.readouterr()
-    assert f"1 of the {n} defect-free images: the other {n - 1} are images the model trained" in printed.out
+    assert re.search(rf"1 of the {n} defect-free images: the other {n - 1} \(train/good/\S+\.png\) is an image the "
+                     "model trained", printed.out)
     assert "a surface it has never seen" not in printed.err  # its own images under another dataset's name
 
 
@@ -231,7 +232,8 @@ def test_the_model_file_names_the_images_it_trained_on_and_an_evaluation_elsewhe
     items, how = dataset_items(evaluated, elsewhere | {SEEN: first})
     assert sorted(item.name for item in items) == ["test/crack/001.png", "test/good/000.png", "test/good/001.png",
                                                    "train/good/001.png"]
-    assert how == (f"3 of the 4 defect-free images: the other 1 are images the model trained or calibrated on "
+    assert how == (f"3 of the 4 defect-free images: the other 1 (train/good/000.png) is an image the model trained "
+                   f"or calibrated on "
                    f"(trained on folder in {tmp_path / 'old'})")
     # on the folder it trained on, the held-out images, as the file names them
     here = {"dataset": {"name": "folder", "data_dir": str(tmp_path / "new"), "holdout_images": 1}, SEEN: first[:1]}
@@ -280,10 +282,12 @@ def test_a_folder_defect_image_without_a_mask_counts_as_a_defect_image_and_not_i
 
     mvtec_folder(tmp_path / "line", ("train/good/000", "train/good/001", "test/good/000", "test/crack/000",
                                       "test/scratch/000"))
+    (tmp_path / "line" / "ground_truth" / "scrach").mkdir()  # its masks' folder, misspelt
     assert main([f"model={trained[1]}", "dataset=folder", f"data_dir={tmp_path / 'line'}",
                  f"output_dir={tmp_path / 'out'}", "overlays=false", "maps=false"]) == 0
     err = capsys.readouterr().err
-    assert "note: 1 defect images have no mask (test/scratch/000.png)" in err and "image skipped" not in err
+    assert "note: 1 defect images have no mask (test/scratch/000.png; the mask of test/<defect type>/<name> is " in err
+    assert "ground_truth/scrach matches no folder of test/" in err and "image skipped" not in err
     e = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert (e["defect_images"], e["normal_images"]) == (2, 3)  # another surface: every clean image counts
     assert e["defect_images_without_masks"] == ["test/scratch/000.png"]
@@ -1155,6 +1159,8 @@ def test_edge_margin_and_texture_borders_replace_the_models_region_and_bad_value
 
     rows = clean_image.shape[0] // 32
     assert tiles(tmp_path / "a") - tiles(tmp_path / "b") == 2 * rows  # the two columns of windows next to the band
+    assert main(common + [f"output_dir={tmp_path / 'c'}", "edge_margin=auto"]) == 0  # the selvedge as found
+    assert "edge_margin=auto instead of the model's" in capsys.readouterr().out
     for setting, message in [("edge_margin=-1", "edge_margin=-1 must be a whole number of pixels >= 0"),
                              ("texture_borders=maybe", "texture_borders=maybe must be true or false")]:
         assert main(common + [setting]) == 2
@@ -1162,7 +1168,7 @@ def test_edge_margin_and_texture_borders_replace_the_models_region_and_bad_value
         assert err.count("\n") == 0 and message in err
 
 
-def test_images_flagged_only_by_full_height_columns_at_the_fabrics_edge_are_named_in_a_warning():
+def test_images_flagged_only_by_columns_at_the_fabrics_edge_are_named_in_a_warning():
     from rdcae.detect import flagged_at_the_edge
     from rdcae.inference.image import Detection, Region
 
@@ -1178,8 +1184,10 @@ def test_images_flagged_only_by_full_height_columns_at_the_fabrics_edge_are_name
     right = Region(940, 10, 1000, 240, 60 * 230, 2.0)  # a column at the image's right end
     done = [(Item("edge.png", "edge.png"), detection(column)), (Item("both.png", "both.png"), detection(column, speck)),
             (Item("speck.png", "speck.png"), detection(speck)), (Item("right.png", "right.png"), detection(right)),
-            (Item("short.png", "short.png"), detection(Region(300, 0, 364, 100, 6400, 2.0)))]
-    assert flagged_at_the_edge(done, 32) == ["edge.png", "right.png"]
+            (Item("short.png", "short.png"), detection(Region(300, 0, 364, 100, 6400, 2.0))),
+            (Item("broken.png", "broken.png"), detection(*[Region(300, y, 332, y + 32, 1024, 2.0)  # 5 of 8 rows
+                                                           for y in (0, 64, 128, 160, 224)]))]
+    assert flagged_at_the_edge(done, 32) == ["edge.png", "right.png", "broken.png"]
 
 
 def test_the_false_alarm_rate_is_restated_for_images_of_another_size():

@@ -127,6 +127,38 @@ def test_a_blank_band_is_found_on_the_image_as_read_not_on_its_evened_noise():
     assert not detection.fabric[:, :96].any() and detection.corners[:, 1].min() >= 96
 
 
+@pytest.mark.parametrize("mode", ["local", "image"])
+def test_a_white_band_does_not_light_the_fabric_beside_it(surface, mode):
+    from rdcae.data.region import fabric_region
+
+    image = surface.copy()
+    image[:, :96] = 255  # a white band, as a line-scan camera sees past the web's edge
+    fabric = fabric_region(image)
+    alone = even_lighting(surface[:, 96:], mode).astype(int)  # the same fabric, framed without the band
+    measured_on_fabric = even_lighting(image, mode, fabric=fabric)[:, 96:].astype(int)
+    assert np.abs(measured_on_fabric - alone)[:, :64].mean() < 0.5
+    assert np.abs(even_lighting(image, mode)[:, 96:].astype(int) - alone)[:, :64].mean() > 5  # over the whole image
+    assert (even_lighting(surface, mode, fabric=np.ones(surface.shape[:2], bool)) == even_lighting(surface, mode)).all()
+
+
+def test_detection_measures_the_lighting_as_the_model_file_says_its_training_did(surface):
+    from rdcae.inference.image import LIGHTING_ON_FABRIC
+
+    spec = SimpleNamespace(channels=1, patch_size=32)
+    config = {"dataset": {"lighting": "local"}}
+    assert Preprocessing.from_config(config | {LIGHTING_ON_FABRIC: True}, spec).lighting_on_fabric
+    assert not Preprocessing.from_config(config, spec).lighting_on_fabric  # files written before: the whole image
+    image = surface.copy()
+    image[:, :96] = 255
+
+    def windows(on_fabric: bool) -> np.ndarray:
+        preprocessing = Preprocessing(channels=1, patch_size=32, lighting="local", lighting_on_fabric=on_fabric)
+        return ImageDetector(lambda w: w, preprocessing, 1.0).windows(image)[1]
+
+    new, old = windows(True), windows(False)
+    assert len(new) == len(old) and not (new == old).all()
+
+
 def test_training_windows_keep_off_a_blank_band_when_the_lighting_is_evened(tmp_path):
     from PIL import Image
 
@@ -145,3 +177,10 @@ def test_training_windows_keep_off_a_blank_band_when_the_lighting_is_evened(tmp_
     assert evened.stats["normal_positions"] == raw.stats["normal_positions"]  # the same fabric, the band left out
     assert (evened.test_defect_position == raw.test_defect_position).all()
     assert evened.train_normal.std(axis=(1, 2, 3)).min() > 5  # no window of the flat band
+    # evened as detection evens them: the lighting measured on the fabric, the band beside it left out
+    from rdcae.data.region import fabric_region
+
+    lit = [even_lighting(banded(seed), "local", fabric=fabric_region(banded(seed))) for seed in (0, 1)]
+    pixels = {e[y:y + 32, x:x + 32, 0].tobytes() for e in lit for y in range(e.shape[0] - 31)
+              for x in range(e.shape[1] - 31)}
+    assert all(w[0].tobytes() in pixels for w in evened.train_normal)

@@ -761,19 +761,25 @@ def test_a_run_killed_at_a_random_point_resumes_to_the_same_result(tmp_path):
     assert math.isclose(resumed["threshold"], full["threshold"], rel_tol=1e-5), delay
 
 
-def test_the_progress_bar_redraws_seldom_where_the_output_is_no_terminal(tmp_path, monkeypatch):
+def test_where_the_output_is_no_terminal_each_block_is_one_line_instead_of_a_progress_bar(tmp_path, monkeypatch,
+                                                                                          capsys):
     import io
+    import re
 
     from rdcae.config import validate
-    from rdcae.train import LOG_REFRESH_STEPS
+    from rdcae.train import BlockLines
 
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
-    cfg = compose_config(TINY + ["trainer.enable_progress_bar=true"], tmp_path)
-    monkeypatch.setattr(sys, "stdout", io.StringIO())  # a log file
-    assert build(cfg, tmp_path / "run", validate(cfg))[3].progress_bar_callback.refresh_rate == LOG_REFRESH_STEPS
+    cfg = compose_config(TINY + ["trainer.enable_progress_bar=true", "figures=false"], tmp_path)
+    trainer = build(cfg, tmp_path / "run", validate(cfg))[3]  # pytest's captured output: a log file
+    assert trainer.progress_bar_callback is None and any(isinstance(c, BlockLines) for c in trainer.callbacks)
+    run(cfg, tmp_path / "run")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("block ")]
+    assert [re.match(r"block (\d) of at most 2 \(epoch (\d)\): loss [\d.]+, train AUC [\d.]+, validation AUC "
+                     r"[\d.]+, \d+ s$", line).groups() for line in lines] == [("1", "2"), ("2", "4")]
     monkeypatch.setattr(sys, "stdout", Terminal())  # a terminal: Lightning's own bar, redrawn every step
     assert build(cfg, tmp_path / "tty", validate(cfg))[3].progress_bar_callback.refresh_rate == 1
     quiet = compose_config(TINY, tmp_path)  # the bar off: no bar at all

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rdcae.data.aitex import settle_fabric
 from rdcae.data.patches import PatchSet, check_patch_settings, prepare_patches
-from rdcae.data.region import fabric_region
+from rdcae.data.region import fabric_region, margin_setting
 from rdcae.data.sources import load_sources
 from rdcae.errors import ConfigError, DataError
 from rdcae.overrides import check_overrides
@@ -96,7 +96,7 @@ def captioned(pieces: list[tuple[str, Image.Image]], head: int = 22) -> Image.Im
 
 def describe(cfg, patches: PatchSet) -> str:
     s = patches.stats
-    counts, margin = s["patches"], int(cfg.dataset.get("edge_margin") or 0)
+    counts, margin = s["patches"], margin_setting(cfg.dataset.get("edge_margin"))
     lines = [
         f"dataset {cfg.dataset.name}" + (f" fabric {cfg.dataset.fabric}" if "fabric" in cfg.dataset else "")
         + f", patch {cfg.patch_size}x{cfg.patch_size}, seed {cfg.seed}",
@@ -111,7 +111,7 @@ def describe(cfg, patches: PatchSet) -> str:
         f"{s['normal_positions_excluded']:,} positions excluded as non-fabric)",
         f"  defect patches  : {counts['test_defect']} (test only; "
         f"{s['defect_tiles_excluded']} defect tiles excluded: no defect pixel on fabric"
-        + (f" beyond dataset.edge_margin={margin} px from a band)" if margin else ")")
+        + (f" beyond dataset.edge_margin={margin}{'' if margin == 'auto' else ' px'} from a band)" if margin else ")")
         + (f"; the paper reports {s['paper_test_defect']}" if "paper_test_defect" in s else "")
         + (" (dataset.edge_margin=0 or recipe=paper gives the paper's tiles)"
            if margin and "paper_test_defect" in s else ""),
@@ -181,7 +181,7 @@ def region_sheet(sources: list, dataset, per_role: int = 2, width: int = 1600) -
     region leaves out tinted blue (a border, a band, the selvedge margin; a tint, since a dimmed white band
     would look like fabric) and the defect masks outlined in white: the check that windows come from the
     surface alone."""
-    margin, texture = int(dataset.get("edge_margin") or 0), bool(dataset.get("texture_borders", False))
+    margin, texture = margin_setting(dataset.get("edge_margin")), bool(dataset.get("texture_borders", False))
     chosen = [s for role in ("normal", "defect") for s in [s for s in sources if s.role == role][:per_role]]
     pieces = []
     for src in chosen:

@@ -25,10 +25,13 @@ def _image_paths(folder: Path) -> list[Path]:
     paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         training = folder.name == GOOD and folder.parent.name == "train"  # the one folder a run cannot do without
-        raise FileNotFoundError(
-            f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
-            + ("add the defect-free training images there." if training else "add some or remove the folder.")
-        )
+        inner = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        if inner:  # a roll or a batch per folder: images are read from the folder itself
+            hint = (f", only folders ({', '.join(inner[:3])}{', ...' * (len(inner) > 3)}), which are not searched; "
+                    "move their images into it")
+        else:
+            hint = "; add the defect-free training images there." if training else "; add some or remove the folder."
+        raise FileNotFoundError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
     return paths
 
 
@@ -113,6 +116,19 @@ def load(dataset_cfg, training: bool = True) -> list[SourceImage]:
             if not mask.any():
                 log.warning("%s: its mask marks no pixel; image kept, it adds no defect pixels", path)
             sources.append(SourceImage(str(path), image, "defect", mask=mask, group=group))
-    if not any(s.role == "defect" for s in sources):
-        log.warning("no defect images with masks under %s; the test set has no defects", test_dir)
+    if training and not any(s.role == "defect" for s in sources):
+        stray = stray_ground_truth(data_dir)
+        log.warning("no defect images with masks under %s; the test set has no defects%s", test_dir,
+                    f" ({', '.join(stray)} matches no folder of test/)" if stray else "")
     return unify_channels(sources, data_dir)
+
+
+def stray_ground_truth(data_dir) -> list[str]:
+    """The folders of ground_truth/ named like no defect type of test/ (a mask folder misnamed: ground_truth/10
+    beside test/010), as `ground_truth/<name>`."""
+    data_dir = Path(str(data_dir)).expanduser()
+    masks, test_dir = data_dir / "ground_truth", data_dir / "test"
+    if not masks.is_dir():
+        return []
+    return [f"ground_truth/{p.name}" for p in sorted(masks.iterdir())
+            if p.is_dir() and not (test_dir / p.name).is_dir()]

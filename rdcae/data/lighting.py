@@ -18,8 +18,9 @@ mode
 
 The result is uint8 again (values beyond ±4 spreads are clipped), so the patches, their cache and
 the exported graph stay as they are. Training and rdcae.detect apply the run's mode to every image
-once its fabric region has been found on the image as read: a blank band keeps its flatness there
-(evened, its noise would look like texture).
+once its fabric region has been found on the image as read, and measure the lighting on the fabric
+alone: a blank band keeps its flatness there (evened, its noise would look like texture), and does not
+light the fabric beside it.
 """
 
 from __future__ import annotations
@@ -50,13 +51,35 @@ def _spread_local(x: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(np.maximum(smooth((x - mean) ** 2), 0))
 
 
-def even_lighting(image: np.ndarray, mode: str = "none", scale: int = SCALE) -> np.ndarray:
-    """(H, W, C) uint8 → (H, W, C) uint8 with its lighting evened out per `mode` (see the module)."""
+def _spread_on(x: np.ndarray, fabric: np.ndarray, mode: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """As _spread_image and _spread_local, from the pixels of the fabric region alone (H, W) bool."""
+    if mode == "image":
+        return _spread_image(x[fabric][:, None])
+    size = (min(scale, x.shape[0]), min(scale, x.shape[1]), 1)
+    half = tuple(max(1, s // 2) for s in size[:2]) + (1,)
+    weight = fabric[:, :, None].astype(np.float32)
+
+    def smooth(a: np.ndarray) -> np.ndarray:  # the mean over a neighbourhood's fabric pixels
+        return uniform_filter(uniform_filter(a, half, mode="reflect"), half, mode="reflect")
+
+    share = np.maximum(smooth(weight), 1e-6)
+    mean = smooth(x * weight) / share
+    return mean, np.sqrt(np.maximum(smooth((x - mean) ** 2 * weight) / share, 0))
+
+
+def even_lighting(image: np.ndarray, mode: str = "none", scale: int = SCALE,
+                  fabric: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, C) uint8 → (H, W, C) uint8 with its lighting evened out per `mode` (see the module), measured on
+    the pixels of `fabric` (H, W) bool alone where given: a white band or a border beside the fabric would
+    otherwise darken and flatten the fabric next to it, by as much as its edge happens to lie near."""
     if mode == "none":
         return image
     if mode not in MODES:
         raise ValueError(f"lighting mode {mode!r}: choose one of {', '.join(MODES)}")
     x = image.astype(np.float32)
-    centre, spread = _spread_image(x) if mode == "image" else _spread_local(x, scale)
+    if fabric is not None and fabric.any() and not fabric.all():
+        centre, spread = _spread_on(x, fabric, mode, scale)
+    else:
+        centre, spread = _spread_image(x) if mode == "image" else _spread_local(x, scale)
     y = CENTRE + SPREAD * (x - centre) / np.maximum(spread, FLOOR)
     return np.clip(y, 0, 255).round().astype(np.uint8)

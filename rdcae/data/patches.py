@@ -36,15 +36,15 @@ from omegaconf import OmegaConf
 from rdcae.data.images import IMAGE_SUFFIXES, SEEN, fingerprint
 from rdcae.data.lighting import MODES as LIGHTING_MODES
 from rdcae.data.lighting import even_lighting
-from rdcae.data.region import fabric_region
+from rdcae.data.region import fabric_region, margin_setting
 from rdcae.data.sources import SourceImage, calibration_count, held_out, holdout_count, load_sources, unmarked
 from rdcae.data.tiling import crop, grid, windows_inside
 from rdcae.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 6  # 2: calibration patches; 3: defect tile positions; 4: windows per image; 5: fenced borders;
-# 6: the fingerprints of the images trained or calibrated on
+CACHE_VERSION = 7  # 2: calibration patches; 3: defect tile positions; 4: windows per image; 5: fenced borders;
+# 6: the fingerprints of the images trained or calibrated on; 7: the lighting measured on the fabric, edge_margin=auto
 
 # Real defect patches the paper reports per dataset (section 5.2), printed beside ours.
 PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34,
@@ -74,7 +74,7 @@ class PatchSet:
             self.test_defect_position = np.full((len(self.test_defect), 2), -1, dtype=np.int64)
 
 
-def fabric_of(src: SourceImage, edge_margin: int = 0, texture_borders: bool = False) -> np.ndarray:
+def fabric_of(src: SourceImage, edge_margin: int | str = 0, texture_borders: bool = False) -> np.ndarray:
     """The fabric region of a source (H, W) bool: the one found before its lighting was evened out, or
     rdcae.data.region's on its image."""
     return src.fabric if src.fabric is not None else fabric_region(src.image, edge_margin, texture_borders)
@@ -86,7 +86,7 @@ def holds_patch(src: SourceImage, size: int) -> bool:
 
 
 def normal_positions(
-    sources: list[SourceImage], size: int, exclude_background: bool = True, edge_margin: int = 0,
+    sources: list[SourceImage], size: int, exclude_background: bool = True, edge_margin: int | str = 0,
     texture_borders: bool = False, what: str = "normal"
 ) -> tuple[list[np.ndarray], dict]:
     """Every allowed top-left corner (K_i, 2) of a P×P window in each normal source, and counts; `what` the
@@ -151,7 +151,7 @@ def draw_windows(sources: list[SourceImage], positions: list[np.ndarray], n: int
 
 def tile_defect_patches(
     sources: list[SourceImage], size: int, rule: str = "any", min_fraction: float = 0.0,
-    exclude_background: bool = True, edge_margin: int = 0, texture_borders: bool = False
+    exclude_background: bool = True, edge_margin: int | str = 0, texture_borders: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Non-overlapping P×P tiles from the origin of each defect image; keep the defective ones.
     Returns the tiles (K, C, P, P), their masks (K, P, P), the index of each tile's image in
@@ -195,7 +195,7 @@ def add_unmarked_windows(train_normal: np.ndarray, unmarked: list[SourceImage], 
     fabric as the checked images give, their defects unmarked; and how many of them hold defect pixels,
     with their indices in the training set (what S should take: benchmarks/unmarked_s.py)."""
     images = [SourceImage(s.path, s.image, "normal", None, s.group, s.fabric) for s in unmarked]
-    where, _ = normal_positions(images, size, ds.exclude_background, int(ds.get("edge_margin") or 0),
+    where, _ = normal_positions(images, size, ds.exclude_background, margin_setting(ds.get("edge_margin")),
                                 bool(ds.get("texture_borders", False)))
     n = int(round(len(train_normal) * sum(map(len, where)) / sum(map(len, positions))))
     drawn = draw_positions(where, n, np.random.default_rng(rng.integers(2**63)))
@@ -252,8 +252,9 @@ def check_patch_settings(cfg) -> None:
         (int(ds.get("n_calibration") or 0) >= 0,
          f"dataset.n_calibration={ds.get('n_calibration')} must be >= 0 "
          "(0: the threshold comes from the normal training patches)"),
-        (int(ds.get("edge_margin") or 0) >= 0,
-         f"dataset.edge_margin={ds.get('edge_margin')} must be >= 0 pixels (0: all fabric next to the bands is used)"),
+        (margin_setting(ds.get("edge_margin")) is not None,
+         f"dataset.edge_margin={ds.get('edge_margin')} must be a whole number of pixels >= 0 (0: all fabric next to "
+         "the bands is used) or auto (the selvedge as each image shows it)"),
         (ds.defect_rule in ("any", "fraction"), f"dataset.defect_rule={ds.defect_rule!r}: choose 'any' or 'fraction'"),
         (str(ds.get("lighting", "none")) in LIGHTING_MODES,
          f"dataset.lighting={ds.get('lighting')!r}: choose one of {', '.join(LIGHTING_MODES)} "
@@ -299,7 +300,7 @@ def build_patches(cfg) -> PatchSet:
     """Read the sources and cut the patches (no cache; the settings checked by `check_patch_settings`)."""
     ds, size = cfg.dataset, int(cfg.patch_size)
     n_calibration = int(ds.get("n_calibration") or 0)
-    edge_margin = int(ds.get("edge_margin") or 0)
+    edge_margin = margin_setting(ds.get("edge_margin"))
     texture_borders = bool(ds.get("texture_borders", False))
     sources = load_sources(ds)
     prints = {id(s): fingerprint(s.image) for s in sources}  # of the images as read, before any lighting
@@ -307,7 +308,7 @@ def build_patches(cfg) -> PatchSet:
     if lighting != "none":  # as rdcae.inference.image does: the fabric found as the camera saw it, then evened
         for src in sources:
             src.fabric = fabric_region(src.image, edge_margin, texture_borders) if ds.exclude_background else None
-            src.image = even_lighting(src.image, lighting)
+            src.image = even_lighting(src.image, lighting, fabric=src.fabric)
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
     holdout = holdout_count(ds, normal)

@@ -62,6 +62,9 @@ FABRIC_CONTRAST = 1.5  # ... and their contrast within this factor of the fabric
 MIN_SURFACE = 256  # columns outside a fence, at least, for it to bound a surface (a warp defect nearer stays)
 EDGE_CONTRAST = 6.0  # a fence holds a dark band and a bright line this many robust deviations off the fabric's columns
 EDGE_DARK = 4  # columns of dark band, at least
+AUTO = "auto"  # edge_margin=auto: the selvedge as each image shows it, instead of a number of pixels
+SELVEDGE_Z = 3.0  # a band next to a band or border this unlike the fabric's weave is selvedge ...
+SELVEDGE_REACH = 128  # ... when it lies within this many columns of it (AITEX's selvedge: 40-104 columns)
 
 
 def _edge_run(saturated: np.ndarray, std: np.ndarray) -> int:
@@ -198,7 +201,31 @@ def texture_borders(gray: np.ndarray, blank: tuple[bool, bool] = (False, False))
             _border_width(z[::-1], (width - TEXTURE_WINDOW - starts)[::-1], blank[1], edges[::-1], contrast[::-1]))
 
 
-def fabric_region(image: np.ndarray, margin: int = 0, texture: bool = False) -> np.ndarray:
+def margin_setting(value) -> int | str | None:
+    """dataset.edge_margin (rdcae.detect's edge_margin=) as fabric_region takes it: AUTO or whole pixels >= 0
+    (unset: 0); None for anything else."""
+    if value is None or value == AUTO:
+        return value or 0
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def selvedge_widths(gray: np.ndarray, sides: tuple[bool, bool]) -> tuple[int, int]:
+    """Columns of selvedge at the left and the right of `gray` (H, W) float, the fabric once its bands and
+    borders are off, at the `sides` where one was found: out to the innermost band of TEXTURE_WINDOW columns
+    within SELVEDGE_REACH of that side that is SELVEDGE_Z unlike the fabric's weave (the selvedge's
+    looser yarn; its width changes from image to image, and its lighter shade does not count)."""
+    found = _weave_z(gray)
+    if found is None:
+        return 0, 0
+    starts, z = found
+    widths = []
+    for side, (zs, offsets) in zip(sides, ((z, starts), (z[::-1], (gray.shape[1] - TEXTURE_WINDOW - starts)[::-1]))):
+        near = np.flatnonzero((zs > SELVEDGE_Z) & (offsets + TEXTURE_WINDOW <= SELVEDGE_REACH)) if side else []
+        widths.append(int(offsets[near[-1]]) + TEXTURE_WINDOW if len(near) else 0)
+    return widths[0], widths[1]
+
+
+def fabric_region(image: np.ndarray, margin: int | str = 0, texture: bool = False) -> np.ndarray:
     """(H, W) bool, True where `image` (H, W, C) uint8 shows fabric.
 
     margin: also leave out this many pixels of fabric next to every band or border found (not at
@@ -230,7 +257,12 @@ def fabric_region(image: np.ndarray, margin: int = 0, texture: bool = False) -> 
         left, right = left + cut_left, right - cut_right
         if left >= right:
             return region
-    if margin:
+    if margin == AUTO:
+        cut_left, cut_right = selvedge_widths(gray[top:bottom, left:right], (left > 0, right < width))
+        left, right = left + cut_left, right - cut_right
+        if left >= right:
+            return region
+    elif margin:
         left, right = left + (margin if left > 0 else 0), right - (margin if right < width else 0)
         top, bottom = top + (margin if top > 0 else 0), bottom - (margin if bottom < height else 0)
         if left >= right or top >= bottom:

@@ -31,7 +31,7 @@ from skimage.measure import label, regionprops
 
 from rdcae.data.images import read_image, to_channels
 from rdcae.data.lighting import even_lighting
-from rdcae.data.region import fabric_region
+from rdcae.data.region import AUTO, fabric_region, margin_setting
 from rdcae.data.tiling import crop, grid, inside_at, stitch
 from rdcae.metrics.operating_point import OVERLAP_WINDOWS
 from rdcae.model.network import NetworkSpec, chunk_size_for
@@ -41,6 +41,10 @@ from rdcae.model.score import energy_score
 PatchScoreFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
+# the detector config's mark of files whose lighting (dataset.lighting) was measured on the fabric alone
+LIGHTING_ON_FABRIC = "lighting_on_fabric"
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How the run turned images into patches: what a detector must repeat on a new image."""
@@ -48,20 +52,22 @@ class Preprocessing:
     channels: int
     patch_size: int
     exclude_background: bool = True
-    edge_margin: int = 0
+    edge_margin: int | str = 0  # pixels, or auto (rdcae.data.region)
     texture_borders: bool = False
     lighting: str = "none"
     image_channels: int | None = None  # the training images': 1 gray, 3 colour; None: not recorded (older files)
+    lighting_on_fabric: bool = True  # the lighting measured on the fabric alone; False in older files: the image
 
     @classmethod
     def from_config(cls, config: dict, spec: NetworkSpec) -> "Preprocessing":
         dataset = config.get("dataset", {}) or {}
         return cls(channels=spec.channels, patch_size=spec.patch_size,
                    exclude_background=bool(dataset.get("exclude_background", True)),
-                   edge_margin=int(dataset.get("edge_margin") or 0),
+                   edge_margin=margin_setting(dataset.get("edge_margin")),
                    texture_borders=bool(dataset.get("texture_borders", False)),
                    lighting=str(dataset.get("lighting", "none")),
-                   image_channels=config.get("image_channels"))
+                   image_channels=config.get("image_channels"),
+                   lighting_on_fabric=bool(config.get(LIGHTING_ON_FABRIC, False)))
 
 
 @dataclass(frozen=True)
@@ -217,17 +223,18 @@ class ImageDetector:
         yx = grid(height, width, p.patch_size, stride or p.patch_size, cover=True)
         return yx[inside_at(fabric, yx, p.patch_size)], fabric
 
-    def cut(self, image: np.ndarray, yx: np.ndarray) -> np.ndarray:
-        """uint8 windows (K, C, P, P) at corners yx of the image with its lighting evened out, in the run's
-        channels."""
+    def cut(self, image: np.ndarray, yx: np.ndarray, fabric: np.ndarray | None = None) -> np.ndarray:
+        """uint8 windows (K, C, P, P) at corners yx of the image with its lighting evened out (measured on the
+        `fabric` region (H, W) bool where given), in the run's channels."""
         p = self.preprocessing
-        return to_channels(crop(even_lighting(image, p.lighting), yx, p.patch_size), p.channels)
+        return to_channels(crop(even_lighting(image, p.lighting, fabric=fabric if p.lighting_on_fabric else None),
+                                yx, p.patch_size), p.channels)
 
     def windows(self, image: np.ndarray, stride: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The windows the run would score: corners (K, 2), uint8 windows (K, C, P, P) of the image with its
         lighting evened out and the run's channels, and the fabric region (H, W) bool."""
         yx, fabric = self.corners(image, stride)
-        return yx, self.cut(image, yx), fabric
+        return yx, self.cut(image, yx, fabric), fabric
 
     def tile_scores(self, image: np.ndarray, stride: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Corners (K, 2) and scores (K,) of the image's windows at `stride` (with overlap, of its tiles), and
@@ -236,7 +243,7 @@ class ImageDetector:
         if not len(yx):
             return yx, np.zeros(0, np.float32), fabric
         if not self.overlap:
-            return yx, self.score_fn(self.cut(image, yx))[0], fabric
+            return yx, self.score_fn(self.cut(image, yx, fabric))[0], fabric
         size = self.preprocessing.patch_size
         dense = overlap_grid(self.corners(image, max(1, size // 2), fabric)[0], size, self.overlap_windows)
         # the residual is averaged over the windows the calibration used, at any stride; a tile with
@@ -245,7 +252,7 @@ class ImageDetector:
         covered = ~np.isnan(stitch(np.ones(len(dense)), dense, image.shape[:2], size, reduce="max"))
         alone = ~inside_at(covered, yx, size)
         dense = np.concatenate([dense, yx[alone]]) if alone.any() else dense
-        energy = self.score_fn(self.cut(image, dense))[1]
+        energy = self.score_fn(self.cut(image, dense, fabric))[1]
         return yx, overlap_tile_scores(energy, dense, yx, image.shape[:2], size, self.score_kind,
                                        self.score_width), fabric
 
@@ -262,8 +269,9 @@ class ImageDetector:
         yx, scores, fabric = self.tile_scores(image, stride)
         size = self.preprocessing.patch_size
         if not len(yx):
+            margin = self.preprocessing.edge_margin
             raise ValueError(f"{name}: no {size}x{size} window lies wholly on fabric (the run's region detection and "
-                             f"edge margin {self.preprocessing.edge_margin} px), so nothing could be inspected")
+                             f"edge margin {margin}{'' if margin == AUTO else ' px'}), so nothing could be inspected")
         anomaly_map = stitch(scores, yx, image.shape[:2], size, reduce="max").astype(np.float32)
         with np.errstate(invalid="ignore"):
             defect = anomaly_map > threshold

@@ -193,19 +193,21 @@ def test_edge_margin_shrinks_the_fabric_only_next_to_bands():
 def test_edge_margin_auto_leaves_out_the_selvedge_as_wide_as_each_image_shows_it(width):
     from rdcae.data.region import SELVEDGE_REACH
 
-    image = texture(256, 2048)
+    image = texture(256, 4096)  # AITEX's size: 3,800 columns of fabric
     image[:, :300] = 255  # the white band, then a selvedge: lighter, with a finer warp than the weave
-    noise = np.random.default_rng(1).normal(0, 12, (256, 2048))
-    selvedge = np.clip(140 + 20 * np.sin(np.arange(2048)[None, :] * 2.2) + noise, 0, 230).astype(np.uint8)
+    noise = np.random.default_rng(1).normal(0, 12, (256, 4096))
+    selvedge = np.clip(140 + 20 * np.sin(np.arange(4096)[None, :] * 2.2) + noise, 0, 230).astype(np.uint8)
     image[:, 300:300 + width] = selvedge[:, 300:300 + width]
     region = fabric_region(image[:, :, None], "auto")
     assert 300 + width <= band_width(region) <= 300 + width + 24  # to the last 32-column band that holds selvedge
     assert region[:, band_width(region):].all()
-    image[:, 300:300 + width] = texture(256, 2048)[:, 300:300 + width]  # the weave right up to the band
+    image[:, 300:300 + width] = texture(256, 4096)[:, 300:300 + width]  # the weave right up to the band
     assert band_width(fabric_region(image[:, :, None], "auto")) == 300
-    assert fabric_region(texture(256, 2048)[:, :, None], "auto").all()  # no band, no selvedge
+    assert fabric_region(texture(256, 4096)[:, :, None], "auto").all()  # no band, no selvedge
     image[:, 300:300 + 2 * SELVEDGE_REACH] = selvedge[:, 300:300 + 2 * SELVEDGE_REACH]  # a wider one: the reach
     assert band_width(fabric_region(image[:, :, None], "auto")) <= 300 + SELVEDGE_REACH
+    part = image[:, :900].copy()  # a part's image, a few hundred columns of it beside the band: its rim stays
+    assert band_width(fabric_region(part[:, :, None], "auto")) == 300
 
 
 def test_own_folders_leave_the_selvedge_out_as_found_by_default_and_the_paper_keeps_it():

@@ -64,7 +64,9 @@ EDGE_CONTRAST = 6.0  # a fence holds a dark band and a bright line this many rob
 EDGE_DARK = 4  # columns of dark band, at least
 AUTO = "auto"  # edge_margin=auto: the selvedge as each image shows it, instead of a number of pixels
 SELVEDGE_Z = 3.0  # a band next to a band or border this unlike the fabric's weave is selvedge ...
-SELVEDGE_REACH = 128  # ... when it lies within this many columns of it (AITEX's selvedge: 40-104 columns)
+SELVEDGE_REACH = 128  # ... when it lies within this many columns of it (AITEX's selvedge: 40-104 columns) ...
+SELVEDGE_SHARE = 0.05  # ... and within this share of the fabric's width (AITEX: 3,000 columns; a part's image of a
+                       # few hundred columns, whose rim is no selvedge, loses none)
 
 
 def _edge_run(saturated: np.ndarray, std: np.ndarray) -> int:
@@ -212,15 +214,17 @@ def margin_setting(value) -> int | str | None:
 def selvedge_widths(gray: np.ndarray, sides: tuple[bool, bool]) -> tuple[int, int]:
     """Columns of selvedge at the left and the right of `gray` (H, W) float, the fabric once its bands and
     borders are off, at the `sides` where one was found: out to the innermost band of TEXTURE_WINDOW columns
-    within SELVEDGE_REACH of that side that is SELVEDGE_Z unlike the fabric's weave (the selvedge's
-    looser yarn; its width changes from image to image, and its lighter shade does not count)."""
-    found = _weave_z(gray)
+    within SELVEDGE_REACH (and SELVEDGE_SHARE of the width) of that side that is SELVEDGE_Z unlike the fabric's
+    weave (the selvedge's looser yarn; its width changes from image to image, and its lighter shade does not
+    count)."""
+    reach = min(SELVEDGE_REACH, SELVEDGE_SHARE * gray.shape[1])
+    found = _weave_z(gray) if reach >= TEXTURE_WINDOW and any(sides) else None
     if found is None:
         return 0, 0
     starts, z = found
     widths = []
     for side, (zs, offsets) in zip(sides, ((z, starts), (z[::-1], (gray.shape[1] - TEXTURE_WINDOW - starts)[::-1]))):
-        near = np.flatnonzero((zs > SELVEDGE_Z) & (offsets + TEXTURE_WINDOW <= SELVEDGE_REACH)) if side else []
+        near = np.flatnonzero((zs > SELVEDGE_Z) & (offsets + TEXTURE_WINDOW <= reach)) if side else []
         widths.append(int(offsets[near[-1]]) + TEXTURE_WINDOW if len(near) else 0)
     return widths[0], widths[1]
 

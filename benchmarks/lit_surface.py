@@ -74,6 +74,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.source == "aitex" and not args.data_dir:
         parser.error("--source aitex needs --data-dir, the AITEX folder")
+    if args.whole and args.source != "aitex":
+        parser.error("--whole keeps AITEX's white band and selvedge: it goes with --source aitex")
 
     rng = np.random.default_rng(args.seed)
     images = sources(args)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rdcae.baselines import check_methods
 from rdcae.baselines.deep_svdd import DeepSVDDSettings
 from rdcae.data.aitex import settle_fabric
+from rdcae.data.lighting import LIGHTING_ON_FABRIC
 from rdcae.data.patches import check_patch_settings
 from rdcae.errors import ConfigError
 from rdcae.metrics.operating_point import check_false_alarms
@@ -174,9 +175,14 @@ def _earlier(path: Path) -> str:
 def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
     """A resumed run must continue the same run: S, the split and the schedule only fit the settings
     that made them, so every setting but RESUME_MAY_CHANGE must be as the checkpoint's config has it."""
-    saved = load_checkpoint(ckpt_path).get("config") or {}
+    saved = dict(load_checkpoint(ckpt_path).get("config") or {})
     if not saved:
         return
+    lighting = str((saved.get("dataset") or {}).get("lighting", "none"))
+    if saved.pop(LIGHTING_ON_FABRIC, None) is None and lighting != "none":
+        raise ConfigError(f"ckpt_path={ckpt_path} was trained by an earlier rdcae, which measured dataset.lighting="
+                          f"{lighting} over the whole image, where this one measures it on the fabric alone; its "
+                          "patches would change under it, so start the run afresh (without ckpt_path=)")
     before, now = _flat(saved), _flat(OmegaConf.to_container(cfg, resolve=True))
     changed = [k for k in sorted(set(before) | set(now))
                if before.get(k, "<unset>") != now.get(k, "<unset>")

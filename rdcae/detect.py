@@ -264,9 +264,10 @@ def surface(dataset) -> str:
 
 
 def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]:
-    """Evaluation: the dataset's defect images with their masks (but the last dataset.unmarked_defect_images,
-    which such a run trains on), and the defect-free images the model never trained on (its held-out images;
-    every one for a dataset or fabric it was not trained on)."""
+    """Evaluation: the dataset's defect images with their masks and its defect-free images, but those the model
+    trained or calibrated on, as its file names them (SEEN: its held-out images on its own dataset, every image
+    elsewhere but copies of its own). Files written before they named their images: the held-out images of
+    dataset.holdout_images, and the defect images but the last dataset.unmarked_defect_images."""
     from rdcae.data.patches import display_name
     from rdcae.data.sources import held_out, holdout_count, load_sources, unmarked
 
@@ -327,8 +328,9 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
             names = ", ".join(item.name for item in unmasked[:3]) + ", ..." * (len(unmasked) > 3)
             stray = stray_ground_truth(ds.get("data_dir"))
             print(f"note: {len(unmasked)} defect images have no mask ({names}; the mask of test/<defect type>/<name> "
-                  "is ground_truth/<defect type>/<name>_mask.png"
-                  + (f", and {', '.join(stray)} matches no folder of test/" if stray else "")
+                  "is ground_truth/<defect type>/<name>_mask.png or <name>.png"
+                  + (f", and {', '.join(stray)} {'matches' if len(stray) == 1 else 'match'} no folder of test/"
+                     if stray else "")
                   + "): their verdicts count in the image metrics, and they are left out of the pixel metrics",
                   file=sys.stderr)
         items += unmasked
@@ -477,20 +479,22 @@ EDGE_COLUMNS = 2  # patch widths from the fabric's left or right bound that coun
 
 
 def flagged_at_the_edge(done: list, patch_size: int) -> list[str]:
-    """The defect images all of whose regions lie within EDGE_COLUMNS patch widths of where the inspected fabric
-    begins or ends and together cover at least half of the image's rows: a column there, whole or broken, the
-    mark of a selvedge, an edge line or another border rather than of a defect."""
+    """The defect images all of whose regions lie at one edge of the inspected fabric (each starting within
+    EDGE_COLUMNS patch widths of where it begins or ends, and no wider than one patch more) and together cover
+    at least half of its rows: a column there, whole or broken, the mark of a selvedge, an edge line or another
+    border rather than of a defect."""
     names = []
     for item, d in done:
-        columns = np.flatnonzero(d.fabric.any(axis=0))
+        columns, inspected = np.flatnonzero(d.fabric.any(axis=0)), np.flatnonzero(d.fabric.any(axis=1))
         if d.verdict != "defect" or not d.regions or not len(columns):
             continue
-        near, height = EDGE_COLUMNS * patch_size, d.fabric.shape[0]
-        rows = np.zeros(height, bool)
+        near, first, last = EDGE_COLUMNS * patch_size, columns[0], columns[-1] + 1
+        rows = np.zeros(d.fabric.shape[0], bool)
         for r in d.regions:
             rows[r.y0:r.y1] = True
-        if rows.sum() >= 0.5 * height and all(r.x0 - columns[0] < near or columns[-1] + 1 - r.x1 < near
-                                              for r in d.regions):
+        at_left = all(r.x0 - first < near and r.x1 - first <= near + patch_size for r in d.regions)
+        at_right = all(last - r.x1 < near and last - r.x0 <= near + patch_size for r in d.regions)
+        if (at_left or at_right) and rows[inspected].sum() >= 0.5 * len(inspected):
             names.append(item.name)
     return names
 
@@ -675,10 +679,12 @@ def from_the_model(cfg: DictConfig, model_config: dict) -> str:
     if taken:
         notes.insert(0, f"{', '.join(taken)} from the model file, as it was trained; give "
                         f"{'it' if len(taken) == 1 else 'them'} on the command line to evaluate other images")
-    for key in (k for k in MODEL_SPLIT if k in given and str(cfg.dataset.get(k)) != str(trained.get(k))):
+    # (a file written before a setting existed has no value of it to hold an evaluation to)
+    for key in (k for k in MODEL_SPLIT if k in given and k in trained and str(cfg.dataset.get(k)) != str(trained[k])):
         why = (f"an evaluation takes which images the model never saw from the model file (dataset.{key}="
                f"{trained.get(key)} at training)" if surface(trained) == surface(cfg.dataset) else
-               "on a surface the model was not trained on, every defect-free image is evaluated")
+               f"on a surface the model was not trained on, every "
+               f"{'defect' if key == 'unmarked_defect_images' else 'defect-free'} image is evaluated")
         raise ConfigError(f"dataset.{key}={cfg.dataset.get(key)}: {why}; drop dataset.{key}=")
     return f"note: {'; '.join(notes)}" if notes else ""
 
@@ -739,9 +745,10 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
                    if name not in unlike]:
         print(f"warning: {len(at_edge)} of {len(done)} images ({', '.join(at_edge[:3])}{', ...' * (len(at_edge) > 3)}) "
               "are flagged only by a column at the edge of the inspected fabric: a selvedge, an edge line or a "
-              "border rather than a defect? Trained with dataset.edge_margin=auto (or <pixels>) and "
-              "dataset.texture_borders=true, a model leaves it out; edge_margin= and texture_borders= here do so for "
-              "images framed unlike its training images (the overlays show where)", file=sys.stderr)
+              "border rather than a defect? " + ("Trained with dataset.edge_margin=auto (or <pixels>) and "
+              "dataset.texture_borders=true, a model leaves it out; " if not detector.preprocessing.edge_margin else "")
+              + "edge_margin= and texture_borders= here leave it out for images framed unlike the model's training "
+              "images (the overlays show where)", file=sys.stderr)
     if note := rate_for_these_images(done, stated):
         print(note, file=sys.stderr)
     if note := colour_note(recoloured, len(done), detector.preprocessing.image_channels):

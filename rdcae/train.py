@@ -31,12 +31,13 @@ from rdcae.baselines import run_baselines
 from rdcae.config import RunSettings, check_resume, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.data.images import SEEN, looks_gray
+from rdcae.data.lighting import LIGHTING_ON_FABRIC
 from rdcae.data.patches import calibration_sources
 from rdcae.data.sources import load_sources, quiet_data
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector, save_detector
 from rdcae.inference.detector import Detector
-from rdcae.inference.image import LIGHTING_ON_FABRIC, overlap_calibration
+from rdcae.inference.image import overlap_calibration
 from rdcae.metrics.operating_point import image_operating_point
 from rdcae.model.alternation import Alternation
 from rdcae.model.network import chunk_size_for
@@ -67,6 +68,10 @@ class BlockLines(Callback):
 
     def __init__(self, alternation: Alternation) -> None:
         self.alternation, self.shown, self.start = alternation, 0, time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
+        # after the alternation's: a resumed run's earlier blocks are its history already
+        self.shown, self.start = len(self.alternation.history), time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
         for record in self.alternation.history[self.shown:]:  # the block the alternation has just ended
@@ -122,6 +127,7 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
                       "the run scores with norm, the paper's ‖x − x̂‖₂", stacklevel=2)
     module = RobustAutoencoder.from_config(cfg, datamodule.train_x)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    module.run_config[LIGHTING_ON_FABRIC] = True  # so that a resume can tell a checkpoint lit otherwise
     checkpoints = ModelCheckpoint(
         dirpath=output_dir / "checkpoints", filename="epoch{epoch:03d}", every_n_epochs=alternation.block_epochs,
         save_top_k=1, monitor=None, save_last=True, auto_insert_metric_name=False,

@@ -1186,7 +1186,10 @@ def test_images_flagged_only_by_columns_at_the_fabrics_edge_are_named_in_a_warni
             (Item("speck.png", "speck.png"), detection(speck)), (Item("right.png", "right.png"), detection(right)),
             (Item("short.png", "short.png"), detection(Region(300, 0, 364, 100, 6400, 2.0))),
             (Item("broken.png", "broken.png"), detection(*[Region(300, y, 332, y + 32, 1024, 2.0)  # 5 of 8 rows
-                                                           for y in (0, 64, 128, 160, 224)]))]
+                                                           for y in (0, 64, 128, 160, 224)])),
+            (Item("blob.png", "blob.png"), detection(Region(300, 0, 700, 200, 400 * 200, 2.0))),  # reaching inwards
+            (Item("apart.png", "apart.png"), detection(Region(300, 0, 332, 96, 3072, 2.0),  # one edge, then the other
+                                                       Region(968, 128, 1000, 256, 4096, 2.0)))]
     assert flagged_at_the_edge(done, 32) == ["edge.png", "right.png", "broken.png"]
 
 

@@ -142,7 +142,7 @@ def test_a_white_band_does_not_light_the_fabric_beside_it(surface, mode):
 
 
 def test_detection_measures_the_lighting_as_the_model_file_says_its_training_did(surface):
-    from rdcae.inference.image import LIGHTING_ON_FABRIC
+    from rdcae.data.lighting import LIGHTING_ON_FABRIC
 
     spec = SimpleNamespace(channels=1, patch_size=32)
     config = {"dataset": {"lighting": "local"}}

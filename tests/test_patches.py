@@ -423,3 +423,21 @@ def test_the_data_commands_settle_an_aitex_fabric_given_as_a_number_as_its_code(
     from rdcae.data.__main__ import composed
 
     assert composed(["dataset=aitex", "fabric=3", "data_dir=/nowhere"], "summary").fabric == "03"
+
+
+@pytest.mark.parametrize("settings, trained_on", [
+    ([], "the clean images but the held-out one"),
+    (["dataset.normals_from_defect_images=true"], "the same: the defect images stay test images"),
+    (["dataset.unmarked_defect_images=1"], "and the last defect image, trained on unmarked"),
+])
+def test_the_patches_name_the_images_the_model_trains_or_calibrates_on(settings, trained_on):
+    from rdcae.data.images import SEEN, fingerprint
+
+    cfg = compose_config(["dataset.n_normal_images=4", "dataset.n_defect_images=3", "dataset.width=256",
+                          "dataset.height=128", "dataset.n_normal=120", "dataset.n_calibration=20",
+                          "dataset.holdout_images=1", "dataset.calibration_images=1", "cache_dir=", *settings])
+    sources = load_sources(cfg.dataset)
+    normal = [fingerprint(s.image) for s in sources if s.role == "normal"]
+    defect = [fingerprint(s.image) for s in sources if s.role == "defect"]
+    expected = normal[:3] + (defect[-1:] if "dataset.unmarked_defect_images=1" in settings else [])
+    assert build_patches(cfg).stats[SEEN] == sorted(expected), trained_on

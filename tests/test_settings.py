@@ -172,3 +172,37 @@ def test_a_run_folder_is_named_after_its_fabric_or_its_folder(overrides, name):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     assert re.fullmatch(rf"outputs/runs/\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_{name}", cfg.hydra.run.dir)
+
+
+def test_a_checkpoint_lit_over_the_whole_image_is_not_resumed_under_the_fabric_only_lighting(tmp_path):
+    from rdcae.config import check_resume
+    from rdcae.data.lighting import LIGHTING_ON_FABRIC
+
+    cfg = compose_config(["dataset=folder", "data_dir=/parts"])
+    now = OmegaConf.to_container(cfg, resolve=True)
+    for name, config in (("older", now), ("unlit", now | {"dataset": now["dataset"] | {"lighting": "none"}}),
+                         ("current", now | {LIGHTING_ON_FABRIC: True})):
+        torch.save({"state_dict": {"w": torch.zeros(1)}, "config": config}, tmp_path / f"{name}.ckpt")
+    with pytest.raises(ConfigError, match=r"older.ckpt was trained by an earlier rdcae, which measured "
+                                          r"dataset.lighting=local over the whole image"):
+        check_resume(cfg, str(tmp_path / "older.ckpt"))
+    check_resume(cfg, str(tmp_path / "current.ckpt"))  # the same run: nothing refused
+    with pytest.raises(ConfigError, match="dataset.lighting=local \\(trained with none\\)"):  # a setting, not a version
+        check_resume(cfg, str(tmp_path / "unlit.ckpt"))
+
+
+@pytest.mark.parametrize("value, margin", [(96, 96), ("96", 96), (96.0, 96), ("auto", "auto"), (None, 0),
+                                           (-1, None), ("wide", None), (True, None), (1.5, None)])
+def test_an_edge_margin_is_whole_pixels_or_auto(value, margin):
+    from types import SimpleNamespace
+
+    from rdcae.data.region import margin_setting
+    from rdcae.inference.image import Preprocessing
+
+    assert margin_setting(value) == margin
+    spec, config = SimpleNamespace(channels=1, patch_size=32), {"dataset": {"edge_margin": value}}
+    if margin is None:
+        with pytest.raises(ValueError, match=f"the model file's dataset.edge_margin={value!r} is neither whole pixels"):
+            Preprocessing.from_config(config, spec)
+    else:
+        assert Preprocessing.from_config(config, spec).edge_margin == margin

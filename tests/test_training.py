@@ -564,7 +564,8 @@ def test_training_runs_on_user_folders_and_ksdd2_layout(tmp_path, kind):
     if kind == "folder":  # an image smaller than a patch among the clean ones: left out everywhere, not fatal
         Image.fromarray(np.full((20, 20), 128, np.uint8)).save(data / "train/good" / "tiny.png")
         (data / "test/good").mkdir()  # the layout's clean test image: held out, for detect's false alarms
-        (data / "test/good/000.png").write_bytes((data / "train/good/000.png").read_bytes())
+        clean = np.asarray(Image.open(data / "train/good/000.png"))
+        Image.fromarray(np.ascontiguousarray(clean[:, ::-1])).save(data / "test/good/000.png")  # one more clean part
     cfg = compose_config(TINY_TRAINING + [f"dataset={kind}", f"data_dir={data}", "dataset.n_normal=200",
                                           "figures=false"], tmp_path)
     metrics = run(cfg, tmp_path / "run")

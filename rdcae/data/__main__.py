@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rdcae.data.aitex import settle_fabric
 from rdcae.data.patches import PatchSet, check_patch_settings, prepare_patches
-from rdcae.data.region import fabric_region, margin_setting
+from rdcae.data.region import AUTO, fabric_region, margin_setting
 from rdcae.data.sources import load_sources
 from rdcae.errors import ConfigError, DataError
 from rdcae.overrides import check_overrides
@@ -111,7 +111,7 @@ def describe(cfg, patches: PatchSet) -> str:
         f"{s['normal_positions_excluded']:,} positions excluded as non-fabric)",
         f"  defect patches  : {counts['test_defect']} (test only; "
         f"{s['defect_tiles_excluded']} defect tiles excluded: no defect pixel on fabric"
-        + (f" beyond dataset.edge_margin={margin}{'' if margin == 'auto' else ' px'} from a band)" if margin else ")")
+        + (f" beyond dataset.edge_margin={margin}{'' if margin == AUTO else ' px'} from a band)" if margin else ")")
         + (f"; the paper reports {s['paper_test_defect']}" if "paper_test_defect" in s else "")
         + (" (dataset.edge_margin=0 or recipe=paper gives the paper's tiles)"
            if margin and "paper_test_defect" in s else ""),

@@ -119,7 +119,8 @@ def load(dataset_cfg, training: bool = True) -> list[SourceImage]:
     if training and not any(s.role == "defect" for s in sources):
         stray = stray_ground_truth(data_dir)
         log.warning("no defect images with masks under %s; the test set has no defects%s", test_dir,
-                    f" ({', '.join(stray)} matches no folder of test/)" if stray else "")
+                    f" ({', '.join(stray)} {'matches' if len(stray) == 1 else 'match'} no folder of test/)"
+                    if stray else "")
     return unify_channels(sources, data_dir)
 
 

@@ -33,6 +33,8 @@ CENTRE = 128.0
 SPREAD = 32.0  # gray levels per standard deviation of the surface: ±4 fit in 0-255
 SCALE = 128  # pixels: the neighbourhood of mode "local"
 FLOOR = 2.0  # gray levels: a flat area (a blank band) is not blown up into noise
+# the mark, in a detector's config and a checkpoint's, of a run whose lighting was measured on the fabric alone
+LIGHTING_ON_FABRIC = "lighting_on_fabric"
 
 
 def _spread_image(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -328,6 +328,10 @@ def build_patches(cfg) -> PatchSet:
         raise ConfigError(f"dataset.calibration_images={calibration_images} leaves none of the {fits} "
                           f"defect-free images of dataset {ds.name} (after dataset.holdout_images{small}) to train on")
     normal, calibrating = split_calibration(normal, calibration_images, size)
+    # what the model will have seen, so that an evaluation anywhere (another folder, a copy) leaves those images
+    # out (an image of its training set smaller than the patch among them, which it cannot judge either); not
+    # the test's defect images that dataset.normals_from_defect_images adds
+    seen = sorted({prints[id(src)] for src in [*normal, *calibrating, *unmarked_images]})
     if ds.get("normals_from_defect_images", False):
         normal = normal + defect
     if not normal:
@@ -364,8 +368,7 @@ def build_patches(cfg) -> PatchSet:
     stats["held_out_images"] = [display_name(src.path, ds.get("data_dir")) for src in kept_out]
     if calibrating:
         stats["calibration_images"] = [display_name(src.path, ds.get("data_dir")) for src in calibrating]
-    # what the model has seen, so that an evaluation anywhere (another folder, a copy) leaves those images out
-    stats[SEEN] = sorted({prints[id(src)] for src in [*normal, *calibrating, *unmarked_images]})
+    stats[SEEN] = seen
     calibration = None
     if n_calibration:
         # A stream of its own, so that n_calibration leaves the train/test patches unchanged; with

@@ -208,6 +208,10 @@ def margin_setting(value) -> int | str | None:
     (unset: 0); None for anything else."""
     if value is None or value == AUTO:
         return value or 0
+    if isinstance(value, str) and value.strip().isdigit():  # a number written as text in a YAML file
+        return int(value)
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
@@ -234,7 +238,8 @@ def fabric_region(image: np.ndarray, margin: int | str = 0, texture: bool = Fals
 
     margin: also leave out this many pixels of fabric next to every band or border found (not at
     image edges the fabric runs past): AITEX's fabric starts at its white band with a selvedge
-    strip, lighter and looser than the weave, about 60–100 pixels wide.
+    strip, lighter and looser than the weave, about 60–100 pixels wide; AUTO: the selvedge's columns
+    as this image shows them, at the left and the right (selvedge_widths).
     texture: also look for textured borders at the left and the right: at a side without a blank band,
     and beyond a blank band where a fence (an edge line) bounds another surface."""
     height, width = image.shape[:2]

@@ -30,7 +30,7 @@ import torch
 from skimage.measure import label, regionprops
 
 from rdcae.data.images import read_image, to_channels
-from rdcae.data.lighting import even_lighting
+from rdcae.data.lighting import LIGHTING_ON_FABRIC, even_lighting
 from rdcae.data.region import AUTO, fabric_region, margin_setting
 from rdcae.data.tiling import crop, grid, inside_at, stitch
 from rdcae.metrics.operating_point import OVERLAP_WINDOWS
@@ -39,10 +39,6 @@ from rdcae.model.score import energy_score
 
 # uint8 windows (K, C, P, P) → (scores (K,), energy (K, P, P)), numpy float32
 PatchScoreFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-# the detector config's mark of files whose lighting (dataset.lighting) was measured on the fabric alone
-LIGHTING_ON_FABRIC = "lighting_on_fabric"
 
 
 @dataclass(frozen=True)
@@ -56,11 +52,16 @@ class Preprocessing:
     texture_borders: bool = False
     lighting: str = "none"
     image_channels: int | None = None  # the training images': 1 gray, 3 colour; None: not recorded (older files)
-    lighting_on_fabric: bool = True  # the lighting measured on the fabric alone; False in older files: the image
+    # the lighting measured on the fabric alone, as training does now; from_config reads False from files
+    # written before, which measured it over the whole image
+    lighting_on_fabric: bool = True
 
     @classmethod
     def from_config(cls, config: dict, spec: NetworkSpec) -> "Preprocessing":
         dataset = config.get("dataset", {}) or {}
+        if margin_setting(dataset.get("edge_margin")) is None:
+            raise ValueError(f"the model file's dataset.edge_margin={dataset.get('edge_margin')!r} is neither whole "
+                             "pixels nor auto: the file is damaged or from another rdcae version")
         return cls(channels=spec.channels, patch_size=spec.patch_size,
                    exclude_background=bool(dataset.get("exclude_background", True)),
                    edge_margin=margin_setting(dataset.get("edge_margin")),

@@ -100,30 +100,40 @@ def _bands(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, gray[: height // size * size].reshape(height // size, size, width), centre
 
 
-def _weave_z(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _weave_z(gray: np.ndarray, reach: float | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Left columns (B,) of the bands of TEXTURE_WINDOW columns, and how unlike the fabric's weave
     each band is (B,): the median over its tiles of their robust z, the distance of a tile's
     spectral shape to the fabric's (the median shape of the central tiles), in units of the
     central tiles' spread. The median over a band's height keeps a local defect from making the
-    band foreign. None when the image is too small to tell the fabric from its border."""
+    band foreign. None when the image is too small to tell the fabric from its border. `reach`: only
+    the bands that end within this many columns of either side are wanted (the others' z is NaN)."""
     size = TEXTURE_WINDOW
     starts, tiles, centre = _bands(gray)
     rows = len(tiles)
     if rows == 0 or centre.sum() < 8:
         return None
-    shapes = np.empty((len(starts), rows, size * (size // 2 + 1)), np.float32)  # (B, rows, F)
+    wanted = np.ones(len(starts), bool) if reach is None else (
+        (starts + size <= reach) | (gray.shape[1] - starts <= reach) | centre)
+    chosen = np.flatnonzero(wanted)
+    shapes = np.empty((len(chosen), rows, size * (size // 2 + 1)), np.float32)  # (B', rows, F)
     windows = np.lib.stride_tricks.sliding_window_view(tiles, size, axis=2)[:, :, ::TEXTURE_STEP]  # (rows, P, B, P)
-    for lo in range(0, len(starts), BAND_CHUNK):  # a few bands' tiles at a time: one FFT call, bounded memory
-        t = windows[:, :, lo : lo + BAND_CHUNK].transpose(2, 0, 1, 3).astype(np.float32, order="C")  # (b, rows, P, P)
-        power = np.abs(scipy.fft.rfft2(t - t.mean(axis=(2, 3), keepdims=True))) ** 2
+    for lo in range(0, len(chosen), BAND_CHUNK):  # a few bands' tiles at a time: one FFT call, bounded memory
+        t = windows[:, :, chosen[lo : lo + BAND_CHUNK]].transpose(2, 0, 1, 3).astype(np.float32, order="C")
+        power = np.abs(scipy.fft.rfft2(t - t.mean(axis=(2, 3), keepdims=True))) ** 2  # t: (b, rows, P, P)
         power[:, :, 0, 0] = 0
         power = power.reshape(len(t), rows, -1)
         shapes[lo : lo + BAND_CHUNK] = np.log(power / np.maximum(power.sum(axis=2, keepdims=True), 1e-12) + 1e-6)
-    fabric = np.median(shapes[centre].reshape(-1, shapes.shape[-1]), axis=0)
-    distance = np.abs(shapes - fabric).mean(axis=2)  # (B, rows)
-    median = np.median(distance[centre])
-    spread = 1.4826 * np.median(np.abs(distance[centre] - median))
-    return starts, np.median((distance - median) / max(float(spread), 1e-6), axis=1)
+    central = centre[chosen]
+    fabric = np.median(shapes[central].reshape(-1, shapes.shape[-1]), axis=0)
+    distance = np.abs(shapes - fabric).mean(axis=2)  # (B', rows)
+    median = np.median(distance[central])
+    spread = 1.4826 * np.median(np.abs(distance[central] - median))
+    found = np.median((distance - median) / max(float(spread), 1e-6), axis=1)
+    if len(chosen) == len(starts):
+        return starts, found
+    z = np.full(len(starts), np.nan, found.dtype)
+    z[chosen] = found
+    return starts, z
 
 
 def _edge_marks(gray: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -222,7 +232,7 @@ def selvedge_widths(gray: np.ndarray, sides: tuple[bool, bool]) -> tuple[int, in
     weave (the selvedge's looser yarn; its width changes from image to image, and its lighter shade does not
     count)."""
     reach = min(SELVEDGE_REACH, SELVEDGE_SHARE * gray.shape[1])
-    found = _weave_z(gray) if reach >= TEXTURE_WINDOW and any(sides) else None
+    found = _weave_z(gray, reach) if reach >= TEXTURE_WINDOW and any(sides) else None
     if found is None:
         return 0, 0
     starts, z = found

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import re
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
@@ -31,21 +30,6 @@ from rdcae.model.robust import state_digest
 from rdcae.model.score import AUTO, SCORES, check_score
 from rdcae.noise import noise_name
 from rdcae.precision import trainer_precision
-
-
-def run_name(dataset: DictConfig) -> str:
-    """What a run's folder is named after (conf/train.yaml, hydra.run.dir): the dataset, with AITEX's fabric
-    or the folder of dataset=folder, so that runs on two fabrics or two folders tell apart at a glance."""
-    name = str(dataset.get("name"))
-    if name == "aitex" and dataset.get("fabric") is not None:
-        fabric = str(dataset.fabric)
-        return f"aitex{fabric.zfill(2) if fabric.isdigit() else fabric}"
-    if name == "folder" and dataset.get("data_dir"):
-        return "folder-" + re.sub(r"[^\w.-]+", "_", Path(str(dataset.data_dir)).expanduser().resolve().name)
-    return name
-
-
-OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 @dataclass(frozen=True)

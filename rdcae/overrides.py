@@ -5,6 +5,7 @@ a misspelt key or config group option is one line naming it, with the closest se
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +23,21 @@ SET_BY_RDCAE = {  # Trainer arguments the run sets itself, and what to set inste
     "output_dir": ("the folder a run writes to is Hydra's: set hydra.run.dir=<folder> "
                    "(hydra.sweep.dir=<folder> with -m)"),
 }
+
+
+def run_name(dataset: DictConfig) -> str:
+    """What a run's folder is named after (conf/train.yaml, hydra.run.dir): the dataset, with AITEX's fabric
+    or the folder of dataset=folder, so that runs on two fabrics or two folders tell apart at a glance."""
+    name = str(dataset.get("name"))
+    if name == "aitex" and dataset.get("fabric") is not None:
+        fabric = str(dataset.fabric)
+        return f"aitex{fabric.zfill(2) if fabric.isdigit() else fabric}"
+    if name == "folder" and dataset.get("data_dir"):
+        return "folder-" + re.sub(r"[^\w.-]+", "_", Path(str(dataset.data_dir)).expanduser().resolve().name)
+    return name
+
+
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 def check_overrides(overrides: list[str], command: str = "python -m rdcae.train", multirun: bool = True,

@@ -95,3 +95,12 @@ def test_detection_loads_without_the_training_stack_or_the_metrics():
     training = ("lightning", "pytorch_lightning", "torchmetrics", "matplotlib", "tensorboard")
     assert loaded_packages("rdcae.detect", training + ("torch",)) == ["torch"]
 
+
+
+def test_the_training_command_reads_its_settings_before_the_training_stack_loads():
+    # --help and a misspelt setting answer before Lightning and torch load; a run loads them (rdcae.fit)
+    stack = ("lightning", "torch", "torchmetrics", "matplotlib")
+    assert loaded_packages("rdcae.train", stack) == []
+    code = "import sys, rdcae.train; rdcae.train.run; print('lightning' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=True).stdout.strip() == "True"

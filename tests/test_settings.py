@@ -169,6 +169,8 @@ def test_a_run_folder_is_named_after_its_fabric_or_its_folder(overrides, name):
 
     from hydra import compose, initialize_config_dir
 
+    import rdcae.overrides  # noqa: F401  (registers the resolver of the name, as rdcae.train imports it)
+
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     assert re.fullmatch(rf"outputs/runs/\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_{name}", cfg.hydra.run.dir)

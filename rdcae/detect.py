@@ -279,11 +279,21 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     same_dir = trained.get("data_dir") is None or (Path(str(trained["data_dir"])).resolve()
                                                    == Path(str(ds.get("data_dir"))).resolve())
     defect = [s for s in sources if s.role == "defect"]
-    same_images = False
-    if model_config.get(SEEN) is not None:  # the model file names every image it trained or calibrated on
-        seen = set(model_config[SEEN])
+    recorded = model_config.get(SEEN)  # the images it trained or calibrated on, as its file names them
+    if recorded is None and trained_on == evaluated:  # files written before they named them: by the hold-out count
+        normal = held_out(normal, holdout_count(trained, normal))[1]
+        how = f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)"
+        if not same_dir:
+            how = (f"the {len(normal)} defect-free images that dataset.holdout_images={trained.get('holdout_images')} "
+                   f"of the model's training picks in {ds.get('data_dir')} (it trained on {trained['data_dir']})")
+        # the last dataset.unmarked_defect_images of its training are training images of such a run, not test images
+        tested = unmarked(defect, int(trained.get("unmarked_defect_images") or 0))[0]
+        same_images = False
+    else:  # older files elsewhere: the images they trained on, read again where they were (a copy, an export)
+        seen = set(recorded) if recorded is not None else trained_fingerprints(trained)
         unseen = [s for s in normal if fingerprint(s.image) not in seen]
-        where = trained_on if same_dir else f"{trained_on} in {trained['data_dir']}"
+        # the folder it trained in tells two folders apart, which surface() names alike
+        where = f"{trained_on} in {trained['data_dir']}" if trained_on == evaluated and not same_dir else trained_on
         if trained_on == evaluated and same_dir:
             how = f"{len(unseen)} held-out defect-free images (dataset.holdout_images at training)"
         elif len(unseen) == len(normal):
@@ -292,18 +302,6 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
             how = some_seen(normal, unseen, where, ds.get("data_dir"))
         same_images, normal = len(unseen) < len(normal), unseen
         tested = [s for s in defect if fingerprint(s.image) not in seen]  # not those it trained on unmarked
-    elif trained_on == evaluated:  # model files written before they named their images
-        normal = held_out(normal, holdout_count(trained, normal))[1]
-        how = f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)"
-        if not same_dir:
-            how = (f"the {len(normal)} defect-free images that dataset.holdout_images={trained.get('holdout_images')} "
-                   f"of the model's training picks in {ds.get('data_dir')} (it trained on {trained['data_dir']})")
-    else:
-        seen = trained_fingerprints(trained)  # the same images under another dataset's name (a copy, an export)
-        unseen = [s for s in normal if fingerprint(s.image) not in seen]
-        how = (f"all {len(unseen)} defect-free images (the model was trained on {trained_on})" if len(unseen) ==
-               len(normal) else some_seen(normal, unseen, trained_on, ds.get("data_dir")))
-        same_images, normal = len(unseen) < len(normal), unseen
     if not normal and (same_images or trained_on == evaluated):
         how = ("no defect-free image: the model trained on all of them (train with dataset.holdout_images=N, or "
                "for dataset=folder with clean images in test/good, to measure false alarms per image)")
@@ -314,9 +312,6 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
               f"operating point are those of {trained_on}, so the decisions here say how that model "
               f"does on a surface it has never seen (train on {evaluated} to evaluate a model of it)",
               file=sys.stderr)
-    if model_config.get(SEEN) is None:
-        # the last dataset.unmarked_defect_images of its training are training images of such a run, not test images
-        tested = unmarked(defect, int(trained.get("unmarked_defect_images") or 0) if trained_on == evaluated else 0)[0]
     chosen = normal + tested
     items = [Item(display_name(s.path, ds.get("data_dir")), s.path, s.image,
                   s.mask if s.mask is not None else np.zeros(s.image.shape[:2], bool),

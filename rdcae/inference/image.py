@@ -59,12 +59,13 @@ class Preprocessing:
     @classmethod
     def from_config(cls, config: dict, spec: NetworkSpec) -> "Preprocessing":
         dataset = config.get("dataset", {}) or {}
-        if margin_setting(dataset.get("edge_margin")) is None:
+        margin = margin_setting(dataset.get("edge_margin"))
+        if margin is None:
             raise ValueError(f"the model file's dataset.edge_margin={dataset.get('edge_margin')!r} is neither whole "
                              "pixels nor auto: the file is damaged or from another rdcae version")
         return cls(channels=spec.channels, patch_size=spec.patch_size,
                    exclude_background=bool(dataset.get("exclude_background", True)),
-                   edge_margin=margin_setting(dataset.get("edge_margin")),
+                   edge_margin=margin,
                    texture_borders=bool(dataset.get("texture_borders", False)),
                    lighting=str(dataset.get("lighting", "none")),
                    image_channels=config.get("image_channels"),

@@ -76,6 +76,11 @@ def validate(cfg: DictConfig) -> RunSettings:
     require(int(cfg.model.batch_size) > 0, f"model.batch_size={cfg.model.batch_size} must be > 0")
     require(float(cfg.model.lr) > 0, f"model.lr={cfg.model.lr} must be > 0")
     require(isinstance(cfg.seed, int), f"seed={cfg.seed} must be an integer")
+    average_epochs = cfg.model.get("average_epochs")
+    require(average_epochs is None or (isinstance(average_epochs, (int, float)) and not isinstance(average_epochs, bool)
+                                       and math.isfinite(average_epochs) and average_epochs > 0),
+            f"model.average_epochs={average_epochs!r} must be a number of epochs > 0 (the reach of the moving "
+            "average of the weights), or null for the weights of the last step")
     try:
         check_score(cfg.model.score, cfg.model.score_width, size, (*SCORES, AUTO))
         network = NetworkSpec.from_config(cfg)

@@ -39,6 +39,7 @@ from rdcae.inference.detector import Detector
 from rdcae.inference.image import overlap_calibration
 from rdcae.metrics.operating_point import image_operating_point
 from rdcae.model.alternation import Alternation
+from rdcae.model.averaging import AveragedWeights
 from rdcae.model.network import chunk_size_for
 from rdcae.model.robust import RobustAutoencoder
 from rdcae.model.score import AUTO
@@ -132,6 +133,8 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
     )
     logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="", default_hp_metric=False)
     callbacks, shown = [alternation, checkpoints], {}
+    if cfg.model.get("average_epochs") is not None:  # before the alternation, whose block end uses the average
+        callbacks.insert(0, AveragedWeights(cfg.model.average_epochs, alternation.block_epochs))
     if cfg.trainer.get("enable_progress_bar", True) and not sys.stdout.isatty():
         callbacks.append(BlockLines(alternation))  # after the alternation, which ends the block
         shown = {"enable_progress_bar": False}

@@ -609,9 +609,12 @@ def parse(argv: list[str]) -> DictConfig:
     """conf/detect.yaml with the command line's key=value settings; dataset settings composed from the
     training config's dataset group."""
     cfg = OmegaConf.load(CONF / "detect.yaml")
-    own, dataset = [], []
+    own, dataset, given = [], [], {}
     for arg in argv:
         key, sep, _ = arg.partition("=")
+        if sep and key in given:
+            raise ConfigError(f"{key}= given twice ({given[key]} and {arg}): give it once")
+        given[key] = arg
         if not sep:
             hint = (f"model={arg}" if Path(arg).suffix.lower() in (".pt", ".onnx") else
                     f"input={arg}" if Path(arg).suffix.lower() in IMAGE_SUFFIXES or Path(arg).is_dir() else "")

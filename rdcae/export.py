@@ -55,10 +55,14 @@ def parse(argv: list[str]) -> dict:
 
 
 def run_config(detector, data_dir: str | None = None):
-    """The run's config from the model file, its dataset read from data_dir when given."""
+    """The run's config from the model file, its dataset read from data_dir when given; the patch cache it names
+    is used where it exists, and none is written where it does not."""
     from omegaconf import OmegaConf, open_dict
 
     config = OmegaConf.create(detector.config)
+    with open_dict(config):  # a patch cache where there is one already (training's folder); none written elsewhere
+        if config.get("cache_dir") and not Path(str(config.cache_dir)).expanduser().is_dir():
+            config.cache_dir = None
     if data_dir:
         with open_dict(config):
             config.data_dir = data_dir

@@ -507,8 +507,8 @@ def test_patches_the_detector_cannot_take_are_refused_saying_what_it_expects(tra
         detector.score(torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match="uint8 image"):
         detector.detect(np.zeros((64, 64), np.float32))
-    with pytest.raises(ValueError, match="no 1 \\(gray\\) or 3 \\(RGB\\) channels"):
-        detector.detect(np.zeros((64, 64, 2), np.uint8))
+    with pytest.raises(ValueError, match="no 1 \\(gray\\) or 3 \\(RGB\\) channels, with or without alpha"):
+        detector.detect(np.zeros((64, 64, 5), np.uint8))
 
 
 class _RunsCode:
@@ -607,6 +607,8 @@ def test_bad_command_lines_get_one_clear_line(trained, tmp_path, capsys):
             "precision=bf16: onnxruntime runs the graph in fp32",
         (f"model={trained[1]}", f"input={tmp_path / 'img'}", "false_alarms_per_image=1"):
             "false_alarms_per_image=1 must be a share of clean images",
+        (f"model={trained[1]}", f"input={tmp_path / 'img'}", "threshold=1.0", "threshold=5"):
+            "threshold= given twice (threshold=1.0 and threshold=5): give it once",
         (f"input={tmp_path / 'img'}",): "give model=",
         (f"model={trained[1]}",): "give input=",
     }
@@ -1245,6 +1247,9 @@ def test_a_colour_image_is_judged_on_its_luminance_where_the_model_trained_on_gr
     images = ImageDetector.from_detector(detector)
     as_colour, as_gray = images.detect(tinted), images.detect(luminance)
     assert as_colour.score == as_gray.score and as_colour.verdict == as_gray.verdict == "defect"
+    alpha = np.full(tinted.shape[:2] + (1,), 255, np.uint8)  # alpha is dropped, as the image reader drops it
+    assert images.detect(np.concatenate([tinted, alpha], axis=2)).score == as_colour.score
+    assert images.detect(np.stack([luminance, alpha[..., 0]], axis=2)).score == as_gray.score
     np.testing.assert_array_equal(as_colour.anomaly_map, as_gray.anomaly_map)
     unrecorded = ImageDetector(images.score_fn, replace(images.preprocessing, image_channels=None), images.threshold)
     assert unrecorded.detect(tinted).score != as_gray.score  # files written before: the colour went in as it was

@@ -158,6 +158,10 @@ def test_the_command_writes_model_onnx_next_to_model_pt_and_checks_the_run_test_
     assert (tmp_path / "model.onnx").is_file() and f"wrote {tmp_path / 'model.onnx'}" in out
     assert "parity onnxruntime vs PyTorch on the run's" in out and "defect test patches" in out
     assert "decisions agree on 100.00 %" in out
+    assert not (tmp_path / "cache").exists()  # no patch cache left behind where the run kept none
+    (tmp_path / "cache").mkdir()
+    assert main([f"model={path}"]) == 0
+    assert list((tmp_path / "cache").glob("*.npz"))  # where the run's cache is, it serves the patches
 
 
 def test_the_command_checks_random_patches_when_the_data_cannot_be_rebuilt(tmp_path, capsys, monkeypatch):

@@ -196,16 +196,20 @@ class ImageDetector:
                    scorer.score_kind, scorer.score_width, overlap_windows_of(scorer.operating_point))
 
     def check_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
-        """(H, W, C) uint8 from an (H, W) or (H, W, C) uint8 array; refuses what the run cannot take. A colour
-        image becomes its luminance (H, W, 1) where the run trained on gray images, as its patches were."""
+        """(H, W, C) uint8 from an (H, W) or (H, W, C) uint8 array; refuses what the run cannot take. An alpha
+        channel is dropped, as the image reader drops it; a colour image becomes its luminance (H, W, 1) where the
+        run trained on gray images, as its patches were."""
         p = self.preprocessing
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
             kind = getattr(image, "dtype", type(image).__name__)
             raise ValueError(f"{name}: detect takes a uint8 image (H, W) or (H, W, C) as read from a file, got {kind}")
         if image.ndim == 2:
             image = image[:, :, None]
+        if image.ndim == 3 and image.shape[2] in (2, 4):  # gray or RGB with alpha: as a file's, alpha is dropped
+            image = np.ascontiguousarray(image[:, :, :image.shape[2] - 1])
         if image.ndim != 3 or image.shape[2] not in (1, 3):
-            raise ValueError(f"{name}: an image of shape {image.shape} has no 1 (gray) or 3 (RGB) channels")
+            raise ValueError(f"{name}: an image of shape {image.shape} has no 1 (gray) or 3 (RGB) channels, "
+                             "with or without alpha")
         if min(image.shape[:2]) < p.patch_size:
             raise ValueError(f"{name}: {image.shape[1]}x{image.shape[0]} pixels is smaller than the model's "
                              f"{p.patch_size}x{p.patch_size} patch")

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from rdcae.data.aitex import settle_fabric
 from rdcae.data.folder import ground_truth_of, stray_ground_truth, unmasked_defects
 from rdcae.data.images import IMAGE_SUFFIXES, SEEN, fingerprint, looks_gray, portable, read_image, read_mask, unique
+from rdcae.data.lighting import FABRIC_LEVELS, unlike_levels
 from rdcae.data.region import margin_setting
 from rdcae.errors import ConfigError, DataError
 from rdcae.inference import load_detector
@@ -447,6 +448,41 @@ def colour_note(names: list[str], images: int, image_channels: int | None) -> st
             "train on gray images for gray cameras")
 
 
+def unlike_training_levels(done: list, model_config: dict, images: int | None = None) -> tuple[list[str], str]:
+    """The images flagged as defect whose fabric is brighter, darker or of another contrast than that of every
+    image the model trained on (rdcae.data.lighting.unlike_levels), and the warning that names them; ([], '')
+    for none, and for models that even lighting out or whose file does not keep their training images' levels.
+    At an evaluation an image known to hold a defect is flagged rightly, and only the false alarms are named.
+    `images`: how many images were judged in all (default: those in `done`)."""
+    known = model_config.get(FABRIC_LEVELS)
+    if not known or str((model_config.get("dataset") or {}).get("lighting", "none")) != "none":
+        return [], ""
+
+    def known_defect(item: Item) -> bool:
+        return item.unmasked or item.unlabelled or (item.mask is not None and bool(item.mask.any()))
+
+    unlike = [(item.name, said, d.levels) for item, d in done
+              if d.verdict == "defect" and not known_defect(item) and d.levels is not None
+              and (said := unlike_levels(d.levels, known))]
+    if not unlike:
+        return [], ""
+    names = [name for name, _, _ in unlike]
+    ways = [w for w in ("brighter", "darker", "of higher contrast", "of lower contrast")
+            if any(w in said for _, said, _ in unlike)]
+    medians, spreads = [levels[0] for *_, levels in unlike], [levels[1] for *_, levels in unlike]
+
+    def span(values: list[float]) -> str:
+        return f"{min(values):.1f}" if max(values) - min(values) < 0.05 else f"{min(values):.1f}-{max(values):.1f}"
+
+    return names, (f"warning: {len(unlike)} of {images or len(done)} images flagged as defect ({', '.join(names[:3])}"
+            f"{', ...' * (len(names) > 3)}) are {' or '.join(ways)} than every image the model trained on (fabric "
+            f"median {span(medians)} against {span(known['median'])} gray levels, spread {span(spreads)} against "
+            f"{span(known['spread'])}): the camera's exposure or lighting has changed, the surface is another, or a "
+            "defect covers much of the image; the network judges gray levels it never saw, so where it is not a "
+            "defect these are false alarms. Keep the exposure of the training images, or train with "
+            "dataset.lighting=image, which evens out each image's gray levels (docs/EXPERIMENTS.md, entry 40)")
+
+
 def unlike_training(done: list) -> list[str]:
     """The images most of whose windows score above the threshold: a surface, scale or lighting the
     model has not seen rather than a defect, which covers a small part of an image."""
@@ -732,7 +768,13 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
             "runtime": runtime}
         (out / "evaluation.json").write_text(json.dumps(json_safe(result["evaluation"]), indent=2))
     print(summary(result, detector.threshold, what))
-    if unlike := unlike_training(done):
+    unlike = unlike_training(done)
+    # an image flagged in most of its windows is named below, as a surface unlike the training images'
+    _, levels_warning = unlike_training_levels([(i, d) for i, d in done if i.name not in unlike], model_config,
+                                               len(done))
+    if levels_warning:
+        print(levels_warning, file=sys.stderr)
+    if unlike:
         trained_on = surface(OmegaConf.create(model_config.get("dataset") or {}))
         print(f"warning: {len(unlike)} of {len(done)} images ({', '.join(unlike[:3])}{', ...' * (len(unlike) > 3)}) "
               f"score above the threshold in most of their windows: they look unlike the {trained_on} the model "

@@ -30,7 +30,7 @@ from rdcae.baselines import run_baselines
 from rdcae.config import RunSettings, check_resume, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.data.images import SEEN, looks_gray
-from rdcae.data.lighting import LIGHTING_ON_FABRIC
+from rdcae.data.lighting import FABRIC_LEVELS, LIGHTING_ON_FABRIC
 from rdcae.data.patches import calibration_sources
 from rdcae.data.sources import load_sources, quiet_data
 from rdcae.errors import ConfigError
@@ -147,13 +147,16 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
 
 def detector_config(cfg: DictConfig, datamodule: DefectDataModule) -> dict:
     """The resolved run config, as the detector file keeps it, with what detection must know of the training
-    images beyond it: their colour, the images trained or calibrated on, and that their lighting was measured
-    on the fabric alone (model files written before that measured it over the whole image)."""
+    images beyond it: their colour, the images trained or calibrated on, that their lighting was measured on the
+    fabric alone (model files written before that measured it over the whole image), and, where no lighting is
+    evened out, the range of their fabric's gray levels."""
     config = OmegaConf.to_container(cfg, resolve=True)
     config["image_channels"] = 1 if looks_gray(datamodule.patches.train_normal, axis=1) else 3  # the images' colour
     config[LIGHTING_ON_FABRIC] = True
     if SEEN in datamodule.patches.stats:  # the images it trained or calibrated on, which an evaluation leaves out
         config[SEEN] = datamodule.patches.stats[SEEN]
+    if FABRIC_LEVELS in datamodule.patches.stats:  # their fabric's gray levels, which detection compares
+        config[FABRIC_LEVELS] = datamodule.patches.stats[FABRIC_LEVELS]
     return config
 
 

@@ -440,7 +440,7 @@ def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(t
         evaluation = json.loads((tmp_path / name / "evaluation.json").read_text())
         assert evaluation["defect_images"] == 2 and evaluation["normal_images"] == 1, name
     # which images it trained on is the model's to say
-    assert main([f"model={model}", "dataset=woven", *overrides, "dataset.unmarked_defect_images=1",
+    assert main([f"model={model}", "dataset=woven", *given, "dataset.unmarked_defect_images=1",
                  f"output_dir={tmp_path / 'refused'}"]) == 2
     assert "dataset.unmarked_defect_images=1: an evaluation takes which images" in capsys.readouterr().err
 
@@ -1400,3 +1400,37 @@ def test_the_training_summary_notes_clean_patches_flagged_far_above_the_rate_and
     metrics["threshold_from"] = "normal training patches"  # too few clean images to spare calibration images
     assert "the thresholds come from windows of the training images" in summary(metrics, out, dataset="folder")
     assert "the thresholds come from windows of the training images" not in summary(metrics, out, dataset="woven")
+
+
+def test_flagged_images_brighter_than_every_training_image_are_named_in_a_warning(trained, clean_image, tmp_path,
+                                                                                   capsys):
+    from rdcae.data.lighting import FABRIC_LEVELS
+    from rdcae.detect import unlike_training_levels
+
+    detector = load_detector(trained[1])
+    known = detector.config[FABRIC_LEVELS]  # the training images' fabric, as the model file keeps it
+    assert known["median"][0] <= known["median"][1] and 0 < known["spread"][0] <= known["spread"][1]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(clean_image).save(folder / "as_trained.png")
+    Image.fromarray(bar(clean_image)[0]).save(folder / "with_a_bar.png")  # a defect on fabric lit as in training
+    # the exposure drifted: the least gain that flags the image, in some of its windows (in most of them, it is
+    # named as a surface unlike the training images' instead)
+    drifts = (np.clip(clean_image.astype(np.float32) * gain, 0, 255).astype(np.uint8) for gain in (1.05, 1.1, 1.2))
+    detections = ((image, detector.detect(image)) for image in drifts)
+    brighter = next(image for image, d in detections if d.verdict == "defect" and d.defect_windows <= d.windows / 2)
+    Image.fromarray(brighter).save(folder / "brighter.png")
+    assert main([f"model={trained[1]}", f"input={folder}", f"output_dir={tmp_path / 'out'}"]) == 0
+    with open(tmp_path / "out" / "detections.csv", newline="") as f:
+        verdicts = {r["image"]: r["verdict"] for r in csv.DictReader(f)}
+    assert verdicts == {"as_trained.png": "ok", "with_a_bar.png": "defect", "brighter.png": "defect"}
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "than every image the model trained" in line]
+    assert len(warnings) == 1 and "1 of 3 images flagged as defect (brighter.png) are brighter" in warnings[0]
+    assert "dataset.lighting=image" in warnings[0]
+    done = [(Item("x.png", "x.png"), detector.detect(brighter))]
+    assert unlike_training_levels(done, detector.config)[0] == ["x.png"]
+    marked = Item("y.png", "y.png", mask=np.ones(clean_image.shape, bool))  # at an evaluation: a known defect,
+    assert unlike_training_levels([(marked, done[0][1])], detector.config) == ([], "")  # flagged rightly
+    assert unlike_training_levels(done, {k: v for k, v in detector.config.items() if k != FABRIC_LEVELS}) == ([], "")
+    lit_model = {**detector.config, "dataset": {**detector.config["dataset"], "lighting": "image"}}
+    assert unlike_training_levels(done, lit_model) == ([], "")  # a model that evens the lighting out

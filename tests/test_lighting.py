@@ -184,3 +184,43 @@ def test_training_windows_keep_off_a_blank_band_when_the_lighting_is_evened(tmp_
     pixels = {e[y:y + 32, x:x + 32, 0].tobytes() for e in lit for y in range(e.shape[0] - 31)
               for x in range(e.shape[1] - 31)}
     assert all(w[0].tobytes() in pixels for w in evened.train_normal)
+
+
+def test_the_levels_of_an_image_unlike_the_training_images_are_named():
+    from rdcae.data.lighting import fabric_levels, levels_range, unlike_levels
+
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(100, 20, (64, 64, 1)), 0, 255).round().astype(np.uint8)
+    image[:, 40:] = 255  # a white band
+    fabric = np.zeros((64, 64), bool)
+    fabric[:, :40] = True
+    pixels = image[:, :40].ravel().astype(float)
+    q1, median, q3 = np.percentile(pixels, [25, 50, 75])
+    assert fabric_levels(image, fabric) == pytest.approx((median, (q3 - q1) / 1.349), abs=1.0)
+    assert fabric_levels(image)[0] > 110  # no region: the whole image, band and all
+    image[:8, :8] = 0  # a defect on a small part of the fabric moves neither
+    assert fabric_levels(image, fabric) == pytest.approx((median, (q3 - q1) / 1.349), abs=1.5)
+    known = levels_range([(80.0, 27.0), (84.0, 29.0), (82.0, 28.0)])
+    assert known == {"median": [80.0, 84.0], "spread": [27.0, 29.0]}
+    slack = 0.1 * 28.0  # a tenth of the fabric's spread beyond the range of medians
+    assert unlike_levels((84.0 + slack - 0.1, 28.0), known) == "" == unlike_levels((80.0 - slack + 0.1, 28.0), known)
+    assert unlike_levels((84.0 + slack + 0.1, 28.0), known) == "brighter"
+    assert unlike_levels((80.0 - slack - 0.1, 28.0), known) == "darker"
+    assert unlike_levels((82.0, 29.0 * 1.1 + 0.1), known) == "of higher contrast"
+    assert unlike_levels((90.0, 27.0 / 1.1 - 0.1), known) == "brighter and of lower contrast"
+
+
+def test_the_model_file_keeps_the_levels_of_its_training_images_where_it_evens_no_lighting_out(tmp_path):
+    from rdcae.data.lighting import FABRIC_LEVELS, fabric_levels
+    from rdcae.data.region import fabric_region
+
+    cfg = compose_config(SMALL + ["dataset.holdout_images=1"], tmp_path)
+    stats = build_patches(cfg).stats
+    normal = [s for s in load_sources(cfg.dataset) if s.role == "normal"]
+    levels = [fabric_levels(s.image, fabric_region(s.image, cfg.dataset.edge_margin, cfg.dataset.texture_borders))
+              for s in normal[:-1]]  # the held-out image is not among them
+    assert stats[FABRIC_LEVELS]["median"] == pytest.approx([min(m for m, _ in levels), max(m for m, _ in levels)],
+                                                         abs=1e-3)
+    assert stats[FABRIC_LEVELS]["spread"] == pytest.approx([min(s for _, s in levels), max(s for _, s in levels)],
+                                                        abs=1e-3)
+    assert FABRIC_LEVELS not in build_patches(compose_config(SMALL + ["dataset.lighting=image"], tmp_path)).stats

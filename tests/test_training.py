@@ -351,9 +351,7 @@ def test_threshold_comes_from_the_calibration_patches_when_there_are_some(tmp_pa
     metrics = run(cfg, tmp_path / "run")
     assert metrics["threshold_from"] == "80 calibration patches"
     datamodule, module, _, _ = build(cfg, tmp_path / "rebuild")
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu",
-                       weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    load_checkpoint(module, tmp_path / "run" / "checkpoints" / "last.ckpt")  # the weights and the score the run chose
     datamodule.setup()
     assert datamodule.calibration_x.shape[0] == 80
     expected = torch.quantile(module.score(datamodule.calibration_x), cfg.operating_point.quantile)

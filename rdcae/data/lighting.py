@@ -85,3 +85,44 @@ def even_lighting(image: np.ndarray, mode: str = "none", scale: int = SCALE,
         centre, spread = _spread_image(x) if mode == "image" else _spread_local(x, scale)
     y = CENTRE + SPREAD * (x - centre) / np.maximum(spread, FLOOR)
     return np.clip(y, 0, 255).round().astype(np.uint8)
+
+
+# The gray levels of a model's training images on their fabric (a detector config's key): where the run evens
+# no lighting out, an image brighter, darker or of another contrast than all of them is judged on levels the
+# network never saw, and a line camera's exposure drifting by a few percent is enough to flag clean fabric
+# (benchmarks/exposure_drift.py). MEDIAN_SLACK (of the fabric's spread) and SPREAD_SLACK (a ratio) widen their range.
+FABRIC_LEVELS = "fabric_levels"
+MEDIAN_SLACK = 0.1
+SPREAD_SLACK = 1.1
+
+
+def fabric_levels(image: np.ndarray, fabric: np.ndarray | None = None) -> tuple[float, float]:
+    """The median gray level (every channel) of an (H, W, C) image on its `fabric` (H, W) bool region (the whole
+    image where None or empty) and its spread (the interquartile range in standard deviations of a normal
+    distribution), from every other row: a defect on a small part of the fabric moves neither, a change of
+    exposure both."""
+    image, fabric = image[::2], None if fabric is None else fabric[::2]  # every other row: the levels in half the time
+    x = image[fabric] if fabric is not None and fabric.any() else image
+    counts = np.cumsum(np.bincount(x.ravel(), minlength=256))  # uint8: quartiles from the histogram, at once
+    q1, median, q3 = np.searchsorted(counts, np.array([0.25, 0.5, 0.75]) * counts[-1])
+    return float(median), float((q3 - q1) / 1.349)
+
+
+def levels_range(levels: list[tuple[float, float]]) -> dict:
+    """The range of the (median, spread) levels of a run's training images, as its detector config keeps it."""
+    medians, spreads = zip(*levels)
+    return {"median": [round(min(medians), 3), round(max(medians), 3)],
+            "spread": [round(min(spreads), 3), round(max(spreads), 3)]}
+
+
+def unlike_levels(levels: tuple[float, float], known: dict) -> str:
+    """How an image's fabric `levels` (median, spread) lie outside those of the training images (`known`,
+    levels_range), widened by MEDIAN_SLACK and SPREAD_SLACK: 'brighter', 'darker', 'of higher contrast', 'of lower
+    contrast' (joined by 'and'), or '' within them."""
+    (low, high), (spread_low, spread_high) = known["median"], known["spread"]
+    slack = MEDIAN_SLACK * (spread_low + spread_high) / 2
+    median, spread = levels
+    said = ["brighter"] * (median > high + slack) + ["darker"] * (median < low - slack)
+    said += (["of higher contrast"] * (spread > spread_high * SPREAD_SLACK)
+             + ["of lower contrast"] * (spread < spread_low / SPREAD_SLACK))
+    return " and ".join(said)

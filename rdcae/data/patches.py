@@ -34,8 +34,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from rdcae.data.images import IMAGE_SUFFIXES, SEEN, fingerprint
+from rdcae.data.lighting import FABRIC_LEVELS, even_lighting, fabric_levels, levels_range
 from rdcae.data.lighting import MODES as LIGHTING_MODES
-from rdcae.data.lighting import even_lighting
 from rdcae.data.region import fabric_region, margin_setting
 from rdcae.data.sources import SourceImage, calibration_count, held_out, holdout_count, load_sources, unmarked
 from rdcae.data.tiling import crop, grid, windows_inside
@@ -43,8 +43,9 @@ from rdcae.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 7  # 2: calibration patches; 3: defect tile positions; 4: windows per image; 5: fenced borders;
-# 6: the fingerprints of the images trained or calibrated on; 7: the lighting measured on the fabric, edge_margin=auto
+CACHE_VERSION = 8  # 2: calibration patches; 3: defect tile positions; 4: windows per image; 5: fenced borders;
+# 6: the fingerprints of the images trained or calibrated on; 7: the lighting measured on the fabric, edge_margin=auto;
+# 8: the gray levels of the training images' fabric
 
 # Real defect patches the paper reports per dataset (section 5.2), printed beside ours.
 PAPER_DEFECT_PATCHES = {"aitex/00": 46, "aitex/01": 404, "aitex/02": 135, "aitex/03": 690, "aitex/04": 34,
@@ -309,6 +310,9 @@ def build_patches(cfg) -> PatchSet:
         for src in sources:
             src.fabric = fabric_region(src.image, edge_margin, texture_borders) if ds.exclude_background else None
             src.image = even_lighting(src.image, lighting, fabric=src.fabric)
+    else:  # the gray levels of the defect-free images' fabric, which detection compares a new image's with
+        levels = {id(s): fabric_levels(s.image, fabric_region(s.image, edge_margin, texture_borders)
+                                       if ds.exclude_background else None) for s in sources if s.role == "normal"}
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
     holdout = holdout_count(ds, normal)
@@ -369,6 +373,8 @@ def build_patches(cfg) -> PatchSet:
     if calibrating:
         stats["calibration_images"] = [display_name(src.path, ds.get("data_dir")) for src in calibrating]
     stats[SEEN] = seen
+    if lighting == "none":
+        stats[FABRIC_LEVELS] = levels_range([levels[id(src)] for src in [*normal, *calibrating] if id(src) in levels])
     calibration = None
     if n_calibration:
         # A stream of its own, so that n_calibration leaves the train/test patches unchanged; with

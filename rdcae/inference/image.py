@@ -30,7 +30,7 @@ import torch
 from skimage.measure import label, regionprops
 
 from rdcae.data.images import read_image, to_channels
-from rdcae.data.lighting import LIGHTING_ON_FABRIC, even_lighting
+from rdcae.data.lighting import LIGHTING_ON_FABRIC, even_lighting, fabric_levels
 from rdcae.data.region import AUTO, fabric_region, margin_setting
 from rdcae.data.tiling import crop, grid, inside_at, stitch
 from rdcae.metrics.operating_point import OVERLAP_WINDOWS
@@ -99,6 +99,8 @@ class Detection:
     regions       the connected regions of anomaly_map > threshold
     windows       windows scored; defect_windows: those above the threshold
     corners, window_scores  (K, 2) top-left (y, x) and (K,) score of every window scored
+    levels        the median and spread of the gray levels on the fabric, as the camera saw them
+                  (rdcae.data.lighting.fabric_levels)
     """
 
     score: float
@@ -111,6 +113,7 @@ class Detection:
     corners: np.ndarray | None = None
     window_scores: np.ndarray | None = None
     overlap: bool = False
+    levels: tuple[float, float] | None = None
 
     @property
     def verdict(self) -> str:
@@ -289,7 +292,7 @@ class ImageDetector:
         return Detection(score=float(scores.max()), threshold=threshold,
                          anomaly_map=anomaly_map, fabric=fabric, regions=regions, windows=len(yx),
                          defect_windows=int((scores > threshold).sum()), corners=yx, window_scores=scores,
-                         overlap=self.overlap)
+                         overlap=self.overlap, levels=fabric_levels(image, fabric))
 
 
 def overlap_calibration(detector, images: list[np.ndarray], n_tiles: int) -> np.ndarray:

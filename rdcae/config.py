@@ -175,6 +175,7 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
     before, now = _flat(saved), _flat(OmegaConf.to_container(cfg, resolve=True))
     changed = [k for k in sorted(set(before) | set(now))
                if before.get(k, "<unset>") != now.get(k, "<unset>")
+               and not (k not in before and now[k] is None)  # a setting added since, whose null trains as before
                and not any(k == allowed or (allowed.endswith(".") and k.startswith(allowed))
                            for allowed in RESUME_MAY_CHANGE)]
     if changed:

@@ -474,13 +474,14 @@ def unlike_training_levels(done: list, model_config: dict, images: int | None = 
     def span(values: list[float]) -> str:
         return f"{min(values):.1f}" if max(values) - min(values) < 0.05 else f"{min(values):.1f}-{max(values):.1f}"
 
-    return names, (f"warning: {len(unlike)} of {images or len(done)} images flagged as defect ({', '.join(names[:3])}"
-            f"{', ...' * (len(names) > 3)}) are {' or '.join(ways)} than every image the model trained on (fabric "
-            f"median {span(medians)} against {span(known['median'])} gray levels, spread {span(spreads)} against "
-            f"{span(known['spread'])}): the camera's exposure or lighting has changed, the surface is another, or a "
-            "defect covers much of the image; the network judges gray levels it never saw, so where it is not a "
-            "defect these are false alarms. Keep the exposure of the training images, or train with "
-            "dataset.lighting=image, which evens out each image's gray levels (docs/EXPERIMENTS.md, entry 40)")
+    return names, (f"warning: {len(unlike)} of the {images or len(done)} images judged, flagged as defect "
+            f"({', '.join(names[:3])}{', ...' * (len(names) > 3)}), "
+            f"{'has its' if len(unlike) == 1 else 'have their'} fabric {' or '.join(ways)} than every image the "
+            f"model trained on (median {span(medians)} against {span(known['median'])} gray levels, spread "
+            f"{span(spreads)} against {span(known['spread'])}): the camera's exposure or lighting has changed, the "
+            "surface is another, or a defect covers much of the image; the network judges gray levels it never saw, "
+            "so where it is not a defect these are false alarms. Keep the exposure of the training images, or train "
+            "with dataset.lighting=image, which evens out each image's gray levels (docs/EXPERIMENTS.md, entry 40)")
 
 
 def unlike_training(done: list) -> list[str]:

@@ -95,3 +95,18 @@ def test_a_resumed_run_with_averaged_weights_gives_the_same_result(tmp_path):
 def test_a_bad_reach_is_refused_naming_the_setting(tmp_path, value):
     with pytest.raises(ConfigError, match=r"model\.average_epochs=.* must be a number of epochs > 0"):
         run(compose_config(TINY + [f"model.average_epochs={value}"], tmp_path), tmp_path)
+
+
+def test_a_checkpoint_written_before_the_setting_resumes_without_it_and_refuses_it(tmp_path):
+    common = TINY + ["alternation.block_epochs=2", "alternation.auc_target=1.0"]
+    run(compose_config(common + ["alternation.max_blocks=1"], tmp_path), tmp_path / "first")
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    del checkpoint["config"]["model"]["average_epochs"]  # as an earlier rdcae wrote it
+    torch.save(checkpoint, last)
+    resumed = run(compose_config(common + ["alternation.max_blocks=2", f"ckpt_path={last}"], tmp_path),
+                  tmp_path / "resumed")
+    assert resumed["blocks"] == 2
+    with pytest.raises(ConfigError, match=r"model\.average_epochs=1 \(trained with <unset>\)"):
+        run(compose_config(common + ["alternation.max_blocks=2", f"ckpt_path={last}", "model.average_epochs=1"],
+                           tmp_path), tmp_path / "refused")

@@ -1410,6 +1410,8 @@ def test_flagged_images_brighter_than_every_training_image_are_named_in_a_warnin
     detector = load_detector(trained[1])
     known = detector.config[FABRIC_LEVELS]  # the training images' fabric, as the model file keeps it
     assert known["median"][0] <= known["median"][1] and 0 < known["spread"][0] <= known["spread"][1]
+    # its one training image measured at detection as at training
+    assert detector.detect(clean_image).levels == pytest.approx((known["median"][0], known["spread"][0]), abs=1e-3)
     folder = tmp_path / "images"
     folder.mkdir()
     Image.fromarray(clean_image).save(folder / "as_trained.png")
@@ -1418,14 +1420,17 @@ def test_flagged_images_brighter_than_every_training_image_are_named_in_a_warnin
     # named as a surface unlike the training images' instead)
     drifts = (np.clip(clean_image.astype(np.float32) * gain, 0, 255).astype(np.uint8) for gain in (1.05, 1.1, 1.2))
     detections = ((image, detector.detect(image)) for image in drifts)
-    brighter = next(image for image, d in detections if d.verdict == "defect" and d.defect_windows <= d.windows / 2)
+    brighter = next((image for image, d in detections if d.verdict == "defect" and d.defect_windows <= d.windows / 2),
+                    None)
+    assert brighter is not None, "no drift of 5-20 % flags the image in some of its windows"
     Image.fromarray(brighter).save(folder / "brighter.png")
     assert main([f"model={trained[1]}", f"input={folder}", f"output_dir={tmp_path / 'out'}"]) == 0
     with open(tmp_path / "out" / "detections.csv", newline="") as f:
         verdicts = {r["image"]: r["verdict"] for r in csv.DictReader(f)}
     assert verdicts == {"as_trained.png": "ok", "with_a_bar.png": "defect", "brighter.png": "defect"}
     warnings = [line for line in capsys.readouterr().err.splitlines() if "than every image the model trained" in line]
-    assert len(warnings) == 1 and "1 of 3 images flagged as defect (brighter.png) are brighter" in warnings[0]
+    assert len(warnings) == 1
+    assert "1 of the 3 images judged, flagged as defect (brighter.png), has its fabric brighter" in warnings[0]
     assert "dataset.lighting=image" in warnings[0]
     done = [(Item("x.png", "x.png"), detector.detect(brighter))]
     assert unlike_training_levels(done, detector.config)[0] == ["x.png"]

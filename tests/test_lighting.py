@@ -224,3 +224,20 @@ def test_the_model_file_keeps_the_levels_of_its_training_images_where_it_evens_n
     assert stats[FABRIC_LEVELS]["spread"] == pytest.approx([min(s for _, s in levels), max(s for _, s in levels)],
                                                         abs=1e-3)
     assert FABRIC_LEVELS not in build_patches(compose_config(SMALL + ["dataset.lighting=image"], tmp_path)).stats
+
+
+def test_the_levels_of_a_colour_image_are_those_of_its_luminance():
+    from rdcae.data.lighting import fabric_levels
+
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[...] = (200, 60, 40)  # a flat colour: no contrast, whatever its channels
+    assert fabric_levels(red) == (round(0.299 * 200 + 0.587 * 60 + 0.114 * 40), 0.0)
+
+
+def test_without_defect_free_images_the_model_keeps_no_levels():
+    from rdcae.data.lighting import FABRIC_LEVELS
+
+    cfg = compose_config(["dataset.n_normal_images=0", "dataset.n_defect_images=2", "dataset.width=256",
+                          "dataset.height=128", "dataset.n_normal=120", "dataset.n_calibration=0", "cache_dir=",
+                          "dataset.normals_from_defect_images=true"])
+    assert FABRIC_LEVELS not in build_patches(cfg).stats  # its normals are the defect images' clean windows

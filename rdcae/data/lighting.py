@@ -97,12 +97,14 @@ SPREAD_SLACK = 1.1
 
 
 def fabric_levels(image: np.ndarray, fabric: np.ndarray | None = None) -> tuple[float, float]:
-    """The median gray level (every channel) of an (H, W, C) image on its `fabric` (H, W) bool region (the whole
-    image where None or empty) and its spread (the interquartile range in standard deviations of a normal
-    distribution), from every other row: a defect on a small part of the fabric moves neither, a change of
-    exposure both."""
+    """The median gray level (of the luminance, in colour) of an (H, W, C) uint8 image on its `fabric` (H, W)
+    bool region (the whole image where None or empty) and its spread (the interquartile range in standard
+    deviations of a normal distribution), from every other row: a defect on a small part of the fabric moves
+    neither, a change of exposure both."""
     image, fabric = image[::2], None if fabric is None else fabric[::2]  # every other row: the levels in half the time
-    x = image[fabric] if fabric is not None and fabric.any() else image
+    x = image[fabric] if fabric is not None and fabric.any() else image.reshape(-1, image.shape[-1])
+    if x.shape[-1] == 3:  # colour: the luminance, so that a shift of hue is no change of contrast
+        x = (x @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
     counts = np.cumsum(np.bincount(x.ravel(), minlength=256))  # uint8: quartiles from the histogram, at once
     q1, median, q3 = np.searchsorted(counts, np.array([0.25, 0.5, 0.75]) * counts[-1])
     return float(median), float((q3 - q1) / 1.349)

@@ -311,8 +311,10 @@ def build_patches(cfg) -> PatchSet:
             src.fabric = fabric_region(src.image, edge_margin, texture_borders) if ds.exclude_background else None
             src.image = even_lighting(src.image, lighting, fabric=src.fabric)
     else:  # the gray levels of the defect-free images' fabric, which detection compares a new image's with
-        levels = {id(s): fabric_levels(s.image, fabric_region(s.image, edge_margin, texture_borders)
-                                       if ds.exclude_background else None) for s in sources if s.role == "normal"}
+        levels = {}
+        for src in (s for s in sources if s.role == "normal"):
+            src.fabric = fabric_region(src.image, edge_margin, texture_borders) if ds.exclude_background else None
+            levels[id(src)] = fabric_levels(src.image, src.fabric)
     normal = [s for s in sources if s.role == "normal"]
     defect = [s for s in sources if s.role == "defect"]
     holdout = holdout_count(ds, normal)
@@ -373,8 +375,9 @@ def build_patches(cfg) -> PatchSet:
     if calibrating:
         stats["calibration_images"] = [display_name(src.path, ds.get("data_dir")) for src in calibrating]
     stats[SEEN] = seen
-    if lighting == "none":
-        stats[FABRIC_LEVELS] = levels_range([levels[id(src)] for src in [*normal, *calibrating] if id(src) in levels])
+    trained_levels = [levels[id(s)] for s in [*normal, *calibrating] if id(s) in levels] if lighting == "none" else []
+    if trained_levels:  # none where every normal image is a defect image (dataset.normals_from_defect_images)
+        stats[FABRIC_LEVELS] = levels_range(trained_levels)
     calibration = None
     if n_calibration:
         # A stream of its own, so that n_calibration leaves the train/test patches unchanged; with

@@ -46,6 +46,9 @@ class AveragedWeights(L.Callback):
         if self._restored is not None:
             self.load_state_dict(self._restored)
 
+    def on_train_start(self, trainer: L.Trainer, module) -> None:
+        self.average.to(module.device)  # built at setup, before Lightning moved the module to its device
+
     def on_train_epoch_start(self, trainer: L.Trainer, module) -> None:
         if self.swapped:  # the raw weights train on
             self._swap(module)

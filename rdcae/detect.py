@@ -481,7 +481,8 @@ def unlike_training_levels(done: list, model_config: dict, images: int | None = 
             f"{span(spreads)} against {span(known['spread'])}): the camera's exposure or lighting has changed, the "
             "surface is another, or a defect covers much of the image; the network judges gray levels it never saw, "
             "so where it is not a defect these are false alarms. Keep the exposure of the training images, or train "
-            "with dataset.lighting=image, which evens out each image's gray levels (docs/EXPERIMENTS.md, entry 40)")
+            "with dataset.lighting=gain, which scales each image's gray levels to the training images' "
+            "(docs/EXPERIMENTS.md, entry 40)")
 
 
 def unlike_training(done: list) -> list[str]:

@@ -30,7 +30,7 @@ from rdcae.baselines import run_baselines
 from rdcae.config import RunSettings, check_resume, validate
 from rdcae.data.datamodule import DefectDataModule
 from rdcae.data.images import SEEN, looks_gray
-from rdcae.data.lighting import FABRIC_LEVELS, LIGHTING_ON_FABRIC
+from rdcae.data.lighting import FABRIC_LEVELS, LIGHTING_ON_FABRIC, LIGHTING_REFERENCE
 from rdcae.data.patches import calibration_sources
 from rdcae.data.sources import load_sources, quiet_data
 from rdcae.errors import ConfigError
@@ -155,8 +155,9 @@ def detector_config(cfg: DictConfig, datamodule: DefectDataModule) -> dict:
     config[LIGHTING_ON_FABRIC] = True
     if SEEN in datamodule.patches.stats:  # the images it trained or calibrated on, which an evaluation leaves out
         config[SEEN] = datamodule.patches.stats[SEEN]
-    if FABRIC_LEVELS in datamodule.patches.stats:  # their fabric's gray levels, which detection compares
-        config[FABRIC_LEVELS] = datamodule.patches.stats[FABRIC_LEVELS]
+    for key in (FABRIC_LEVELS, LIGHTING_REFERENCE):  # their fabric's gray levels: what detection compares, or
+        if key in datamodule.patches.stats:          # scales a new image's to (dataset.lighting=gain)
+            config[key] = datamodule.patches.stats[key]
     return config
 
 

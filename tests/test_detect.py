@@ -1431,7 +1431,7 @@ def test_flagged_images_brighter_than_every_training_image_are_named_in_a_warnin
     warnings = [line for line in capsys.readouterr().err.splitlines() if "than every image the model trained" in line]
     assert len(warnings) == 1
     assert "1 of the 3 images judged, flagged as defect (brighter.png), has its fabric brighter" in warnings[0]
-    assert "dataset.lighting=image" in warnings[0]
+    assert "dataset.lighting=gain" in warnings[0]
     done = [(Item("x.png", "x.png"), detector.detect(brighter))]
     assert unlike_training_levels(done, detector.config)[0] == ["x.png"]
     marked = Item("y.png", "y.png", mask=np.ones(clean_image.shape, bool))  # at an evaluation: a known defect,

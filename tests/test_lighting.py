@@ -92,7 +92,7 @@ def test_detection_evens_each_image_as_training_did(surface):
 @pytest.mark.parametrize("value", ["bright", "true", "1"])
 def test_an_unknown_lighting_mode_is_refused_naming_the_setting(value):
     cfg = compose_config(SMALL + [f"dataset.lighting={value}"])
-    with pytest.raises(ConfigError, match=f"(?i)dataset.lighting='?{value}'?: choose one of none, image, local"):
+    with pytest.raises(ConfigError, match=f"(?i)dataset.lighting='?{value}'?: choose one of none, image, local, gain"):
         check_patch_settings(cfg)
 
 
@@ -241,3 +241,27 @@ def test_without_defect_free_images_the_model_keeps_no_levels():
                           "dataset.height=128", "dataset.n_normal=120", "dataset.n_calibration=0", "cache_dir=",
                           "dataset.normals_from_defect_images=true"])
     assert FABRIC_LEVELS not in build_patches(cfg).stats  # its normals are the defect images' clean windows
+
+
+def test_gain_mode_scales_the_fabric_median_to_the_training_images_and_keeps_the_contrast(surface):
+    from rdcae.data.lighting import LIGHTING_REFERENCE, fabric_levels
+
+    darker, brighter = lit(surface, 0.8), lit(surface, 1.2)
+    evened = [even_lighting(image, "gain", reference=120.0) for image in (darker, brighter)]
+    assert [fabric_levels(e)[0] for e in evened] == pytest.approx([120.0, 120.0], abs=1.0)
+    assert np.abs(evened[0].astype(int) - evened[1].astype(int)).mean() < 1.0  # one gain undone, the other too
+    median, spread = fabric_levels(surface)
+    assert fabric_levels(even_lighting(surface, "gain", reference=median))[1] == pytest.approx(spread, abs=1.0)
+    with pytest.raises(ValueError, match="needs the training images' fabric median"):
+        even_lighting(surface, "gain")
+
+    cfg = compose_config(SMALL + ["dataset.lighting=gain", "dataset.holdout_images=1"])
+    stats = build_patches(cfg).stats
+    trained = [s for s in load_sources(cfg.dataset) if s.role == "normal"][:-1]
+    assert stats[LIGHTING_REFERENCE] == pytest.approx(np.median([fabric_levels(s.image)[0] for s in trained]), abs=1)
+    spec = SimpleNamespace(channels=1, patch_size=32)
+    config = {"dataset": {"lighting": "gain", "exclude_background": False}, LIGHTING_REFERENCE: 120.0}
+    detector = ImageDetector(lambda w: (w.mean(axis=(1, 2, 3)), np.zeros((len(w), 32, 32), np.float32)),
+                             Preprocessing.from_config(config, spec), 1e9)
+    scores = [detector.detect(image).window_scores for image in (darker, brighter)]
+    assert np.abs(scores[0] - scores[1]).max() < 2  # detection evens each image as training did

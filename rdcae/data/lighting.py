@@ -15,6 +15,9 @@ mode
   local  the same at every pixel, with the mean and spread of its neighbourhood (a smooth window
          of about SCALE pixels, 4 patches): undoes shading across the image too; a defect much larger
          than the window is evened out with the light, one smaller keeps its contrast
+  gain   the gray levels scaled so that the fabric's median is the training images' (their median
+         median, kept in the model file as LIGHTING_REFERENCE): undoes a camera's gain, keeps the
+         texture's own contrast, and a defect on less than half the fabric moves the median little
 
 The result is uint8 again (values beyond ±4 spreads are clipped), so the patches, their cache and
 the exported graph stay as they are. Training and rdcae.detect apply the run's mode to every image
@@ -28,13 +31,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-MODES = ("none", "image", "local")
+MODES = ("none", "image", "local", "gain")
 CENTRE = 128.0
 SPREAD = 32.0  # gray levels per standard deviation of the surface: ±4 fit in 0-255
 SCALE = 128  # pixels: the neighbourhood of mode "local"
 FLOOR = 2.0  # gray levels: a flat area (a blank band) is not blown up into noise
 # the mark, in a detector's config and a checkpoint's, of a run whose lighting was measured on the fabric alone
 LIGHTING_ON_FABRIC = "lighting_on_fabric"
+# mode "gain": the fabric median every image is scaled to, in a detector's config
+LIGHTING_REFERENCE = "lighting_reference"
 
 
 def _spread_image(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,15 +75,21 @@ def _spread_on(x: np.ndarray, fabric: np.ndarray, mode: str, scale: int) -> tupl
 
 
 def even_lighting(image: np.ndarray, mode: str = "none", scale: int = SCALE,
-                  fabric: np.ndarray | None = None) -> np.ndarray:
+                  fabric: np.ndarray | None = None, reference: float | None = None) -> np.ndarray:
     """(H, W, C) uint8 → (H, W, C) uint8 with its lighting evened out per `mode` (see the module), measured on
     the pixels of `fabric` (H, W) bool alone where given: a white band or a border beside the fabric would
-    otherwise darken and flatten the fabric next to it, by as much as its edge happens to lie near."""
+    otherwise darken and flatten the fabric next to it, by as much as its edge happens to lie near. Mode
+    "gain" scales the fabric's median to `reference`."""
     if mode == "none":
         return image
     if mode not in MODES:
         raise ValueError(f"lighting mode {mode!r}: choose one of {', '.join(MODES)}")
     x = image.astype(np.float32)
+    if mode == "gain":
+        if reference is None:
+            raise ValueError("lighting mode 'gain' needs the training images' fabric median (reference=)")
+        median = fabric_levels(image, fabric if fabric is not None and fabric.any() else None)[0]
+        return np.clip(x * (reference / max(median, FLOOR)), 0, 255).round().astype(np.uint8)
     if fabric is not None and fabric.any() and not fabric.all():
         centre, spread = _spread_on(x, fabric, mode, scale)
     else:

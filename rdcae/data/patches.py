@@ -34,7 +34,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from rdcae.data.images import IMAGE_SUFFIXES, SEEN, fingerprint
-from rdcae.data.lighting import FABRIC_LEVELS, even_lighting, fabric_levels, levels_range
+from rdcae.data.lighting import FABRIC_LEVELS, LIGHTING_REFERENCE, even_lighting, fabric_levels, levels_range
 from rdcae.data.lighting import MODES as LIGHTING_MODES
 from rdcae.data.region import fabric_region, margin_setting
 from rdcae.data.sources import SourceImage, calibration_count, held_out, holdout_count, load_sources, unmarked
@@ -259,7 +259,7 @@ def check_patch_settings(cfg) -> None:
         (ds.defect_rule in ("any", "fraction"), f"dataset.defect_rule={ds.defect_rule!r}: choose 'any' or 'fraction'"),
         (str(ds.get("lighting", "none")) in LIGHTING_MODES,
          f"dataset.lighting={ds.get('lighting')!r}: choose one of {', '.join(LIGHTING_MODES)} "
-         "(image: each image's gain and offset evened out; local: its shading too)"),
+         "(image: each image's gain and offset evened out; local: its shading too; gain: its gain alone)"),
         (type(ds.get("unmarked_defect_images", 0)) is int and ds.get("unmarked_defect_images", 0) >= 0,
          f"dataset.unmarked_defect_images={ds.get('unmarked_defect_images')} must be a whole number >= 0 "
          "(defect images whose windows join the training set unmarked)"),
@@ -306,11 +306,12 @@ def build_patches(cfg) -> PatchSet:
     sources = load_sources(ds)
     prints = {id(s): fingerprint(s.image) for s in sources}  # of the images as read, before any lighting
     lighting = str(ds.get("lighting", "none"))
-    if lighting != "none":  # as rdcae.inference.image does: the fabric found as the camera saw it, then evened
+    if lighting in ("image", "local"):  # as rdcae.inference.image does: the fabric found as the camera saw it, evened
         for src in sources:
             src.fabric = fabric_region(src.image, edge_margin, texture_borders) if ds.exclude_background else None
             src.image = even_lighting(src.image, lighting, fabric=src.fabric)
-    else:  # the gray levels of the defect-free images' fabric, which detection compares a new image's with
+    else:  # the gray levels of the defect-free images' fabric, which detection compares a new image's with (none)
+        # or scales it to (gain)
         levels = {}
         for src in (s for s in sources if s.role == "normal"):
             src.fabric = fabric_region(src.image, edge_margin, texture_borders) if ds.exclude_background else None
@@ -334,6 +335,16 @@ def build_patches(cfg) -> PatchSet:
         raise ConfigError(f"dataset.calibration_images={calibration_images} leaves none of the {fits} "
                           f"defect-free images of dataset {ds.name} (after dataset.holdout_images{small}) to train on")
     normal, calibrating = split_calibration(normal, calibration_images, size)
+    reference = None
+    if lighting == "gain":  # every image scaled to the median fabric level of those trained or calibrated on
+        if not normal:
+            raise ConfigError(f"dataset.lighting=gain: dataset {ds.name} has no defect-free image to take the "
+                              "fabric's level from")
+        reference = float(np.median([levels[id(s)][0] for s in [*normal, *calibrating]]))
+        for src in sources:
+            if src.fabric is None and ds.exclude_background:
+                src.fabric = fabric_region(src.image, edge_margin, texture_borders)
+            src.image = even_lighting(src.image, lighting, fabric=src.fabric, reference=reference)
     # what the model will have seen, so that an evaluation anywhere (another folder, a copy) leaves those images
     # out (an image of its training set smaller than the patch among them, which it cannot judge either); not
     # the test's defect images that dataset.normals_from_defect_images adds
@@ -375,6 +386,8 @@ def build_patches(cfg) -> PatchSet:
     if calibrating:
         stats["calibration_images"] = [display_name(src.path, ds.get("data_dir")) for src in calibrating]
     stats[SEEN] = seen
+    if reference is not None:
+        stats[LIGHTING_REFERENCE] = reference
     trained_levels = [levels[id(s)] for s in [*normal, *calibrating] if id(s) in levels] if lighting == "none" else []
     if trained_levels:  # none where every normal image is a defect image (dataset.normals_from_defect_images)
         stats[FABRIC_LEVELS] = levels_range(trained_levels)

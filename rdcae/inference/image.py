@@ -30,7 +30,7 @@ import torch
 from skimage.measure import label, regionprops
 
 from rdcae.data.images import read_image, to_channels
-from rdcae.data.lighting import LIGHTING_ON_FABRIC, even_lighting, fabric_levels
+from rdcae.data.lighting import LIGHTING_ON_FABRIC, LIGHTING_REFERENCE, even_lighting, fabric_levels
 from rdcae.data.region import AUTO, fabric_region, margin_setting
 from rdcae.data.tiling import crop, grid, inside_at, stitch
 from rdcae.metrics.operating_point import OVERLAP_WINDOWS
@@ -55,6 +55,7 @@ class Preprocessing:
     # the lighting measured on the fabric alone, as training does now; from_config reads False from files
     # written before, which measured it over the whole image
     lighting_on_fabric: bool = True
+    lighting_reference: float | None = None  # lighting "gain": the training images' fabric median
 
     @classmethod
     def from_config(cls, config: dict, spec: NetworkSpec) -> "Preprocessing":
@@ -69,7 +70,8 @@ class Preprocessing:
                    texture_borders=bool(dataset.get("texture_borders", False)),
                    lighting=str(dataset.get("lighting", "none")),
                    image_channels=config.get("image_channels"),
-                   lighting_on_fabric=bool(config.get(LIGHTING_ON_FABRIC, False)))
+                   lighting_on_fabric=bool(config.get(LIGHTING_ON_FABRIC, False)),
+                   lighting_reference=config.get(LIGHTING_REFERENCE))
 
 
 @dataclass(frozen=True)
@@ -236,8 +238,9 @@ class ImageDetector:
         """uint8 windows (K, C, P, P) at corners yx of the image with its lighting evened out (measured on the
         `fabric` region (H, W) bool where given), in the run's channels."""
         p = self.preprocessing
-        return to_channels(crop(even_lighting(image, p.lighting, fabric=fabric if p.lighting_on_fabric else None),
-                                yx, p.patch_size), p.channels)
+        evened = even_lighting(image, p.lighting, fabric=fabric if p.lighting_on_fabric else None,
+                               reference=p.lighting_reference)
+        return to_channels(crop(evened, yx, p.patch_size), p.channels)
 
     def windows(self, image: np.ndarray, stride: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The windows the run would score: corners (K, 2), uint8 windows (K, C, P, P) of the image with its

@@ -149,7 +149,8 @@ def detector_config(cfg: DictConfig, datamodule: DefectDataModule) -> dict:
     """The resolved run config, as the detector file keeps it, with what detection must know of the training
     images beyond it: their colour, the images trained or calibrated on, that their lighting was measured on the
     fabric alone (model files written before that measured it over the whole image), and, where no lighting is
-    evened out, the range of their fabric's gray levels."""
+    evened out, the range of their fabric's gray levels (with dataset.lighting=gain, the level each image is
+    scaled to)."""
     config = OmegaConf.to_container(cfg, resolve=True)
     config["image_channels"] = 1 if looks_gray(datamodule.patches.train_normal, axis=1) else 3  # the images' colour
     config[LIGHTING_ON_FABRIC] = True

@@ -17,11 +17,12 @@ mode
          than the window is evened out with the light, one smaller keeps its contrast
   gain   the gray levels scaled so that the fabric's median is the training images' (their median
          median, kept in the model file as LIGHTING_REFERENCE): undoes a camera's gain, keeps the
-         texture's own contrast, and a defect on less than half the fabric moves the median little
+         texture's own contrast, and a defect on less than half the fabric moves the median little;
+         scaled up, the brightest levels are clipped at 255
 
-The result is uint8 again (values beyond ±4 spreads are clipped), so the patches, their cache and
-the exported graph stay as they are. Training and rdcae.detect apply the run's mode to every image
-once its fabric region has been found on the image as read, and measure the lighting on the fabric
+The result is uint8 again (values beyond ±4 spreads are clipped; with gain, beyond 0-255), so the
+patches, their cache and the exported graph stay as they are. Training and rdcae.detect apply the run's
+mode to every image once its fabric region has been found on the image as read, and measure the lighting on the fabric
 alone: a blank band keeps its flatness there (evened, its noise would look like texture), and does not
 light the fabric beside it.
 """

@@ -22,9 +22,9 @@ mode
 
 The result is uint8 again (values beyond ±4 spreads are clipped; with gain, beyond 0-255), so the
 patches, their cache and the exported graph stay as they are. Training and rdcae.detect apply the run's
-mode to every image once its fabric region has been found on the image as read, and measure the lighting on the fabric
-alone: a blank band keeps its flatness there (evened, its noise would look like texture), and does not
-light the fabric beside it.
+mode to every image once its fabric region has been found on the image as read, and measure the lighting
+on the fabric alone: a blank band keeps its flatness there (evened, its noise would look like texture),
+and does not light the fabric beside it.
 """
 
 from __future__ import annotations

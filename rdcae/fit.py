@@ -156,8 +156,9 @@ def detector_config(cfg: DictConfig, datamodule: DefectDataModule) -> dict:
     config[LIGHTING_ON_FABRIC] = True
     if SEEN in datamodule.patches.stats:  # the images it trained or calibrated on, which an evaluation leaves out
         config[SEEN] = datamodule.patches.stats[SEEN]
-    for key in (FABRIC_LEVELS, LIGHTING_REFERENCE):  # their fabric's gray levels: what detection compares, or
-        if key in datamodule.patches.stats:          # scales a new image's to (dataset.lighting=gain)
+    # their fabric's gray levels: what detection compares a new image's with, or scales them to (lighting=gain)
+    for key in (FABRIC_LEVELS, LIGHTING_REFERENCE):
+        if key in datamodule.patches.stats:
             config[key] = datamodule.patches.stats[key]
     return config
 

@@ -89,8 +89,7 @@ def even_lighting(image: np.ndarray, mode: str = "none", scale: int = SCALE,
     if mode == "gain":
         if reference is None:
             raise ValueError("lighting mode 'gain' needs the training images' fabric median (reference=)")
-        median = fabric_levels(image, fabric if fabric is not None and fabric.any() else None)[0]
-        return np.clip(x * (reference / max(median, FLOOR)), 0, 255).round().astype(np.uint8)
+        return np.clip(x * (reference / max(fabric_levels(image, fabric)[0], FLOOR)), 0, 255).round().astype(np.uint8)
     if fabric is not None and fabric.any() and not fabric.all():
         centre, spread = _spread_on(x, fabric, mode, scale)
     else:

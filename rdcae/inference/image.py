@@ -102,7 +102,7 @@ class Detection:
     windows       windows scored; defect_windows: those above the threshold
     corners, window_scores  (K, 2) top-left (y, x) and (K,) score of every window scored
     levels        the median and spread of the gray levels on the fabric, as the camera saw them
-                  (rdcae.data.lighting.fabric_levels)
+                  (rdcae.data.lighting.fabric_levels); None where the run evens the lighting out
     """
 
     score: float
@@ -295,7 +295,9 @@ class ImageDetector:
         return Detection(score=float(scores.max()), threshold=threshold,
                          anomaly_map=anomaly_map, fabric=fabric, regions=regions, windows=len(yx),
                          defect_windows=int((scores > threshold).sum()), corners=yx, window_scores=scores,
-                         overlap=self.overlap, levels=fabric_levels(image, fabric))
+                         overlap=self.overlap,
+                         # what the levels warning compares; a model that evens the lighting out has none to compare
+                         levels=fabric_levels(image, fabric) if self.preprocessing.lighting == "none" else None)
 
 
 def overlap_calibration(detector, images: list[np.ndarray], n_tiles: int) -> np.ndarray:

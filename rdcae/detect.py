@@ -454,19 +454,38 @@ def unlike_training_levels(done: list, model_config: dict, images: int | None = 
     for none, and for models that even lighting out or whose file does not keep their training images' levels.
     At an evaluation an image known to hold a defect is flagged rightly, and only the false alarms are named.
     `images`: how many images were judged in all (default: those in `done`)."""
+    unlike = outside_training_levels(done, model_config)
+    if not unlike:
+        return [], ""
+    names = [name for name, _, _ in unlike]
+    return names, (f"warning: {len(unlike)} of the {images or len(done)} images judged, flagged as defect "
+            f"({', '.join(names[:3])}{', ...' * (len(names) > 3)}), "
+            f"{'has its' if len(unlike) == 1 else 'have their'} {levels_words(unlike, model_config[FABRIC_LEVELS])}: "
+            "the camera's exposure or lighting has changed, the surface is another, or a defect covers much of the "
+            "image; the network judges gray levels it never saw, so where it is not a defect these are false alarms. "
+            "Keep the exposure of the training images, or train with dataset.lighting=gain, which scales each "
+            "image's gray levels to the training images' (docs/EXPERIMENTS.md, entry 40)")
+
+
+def outside_training_levels(done: list, model_config: dict) -> list[tuple[str, str, tuple[float, float]]]:
+    """(name, how, levels) of the images flagged as defect, not known to hold one, whose fabric's levels lie
+    outside those of every training image (rdcae.data.lighting.unlike_levels: how, e.g. 'brighter'); none for
+    models that even lighting out or whose file does not keep their training images' levels."""
     known = model_config.get(FABRIC_LEVELS)
     if not known or str((model_config.get("dataset") or {}).get("lighting", "none")) != "none":
-        return [], ""
+        return []
 
     def known_defect(item: Item) -> bool:
         return item.unmasked or item.unlabelled or (item.mask is not None and bool(item.mask.any()))
 
-    unlike = [(item.name, said, d.levels) for item, d in done
-              if d.verdict == "defect" and not known_defect(item) and d.levels is not None
-              and (said := unlike_levels(d.levels, known))]
-    if not unlike:
-        return [], ""
-    names = [name for name, _, _ in unlike]
+    return [(item.name, said, d.levels) for item, d in done
+            if d.verdict == "defect" and not known_defect(item) and d.levels is not None
+            and (said := unlike_levels(d.levels, known))]
+
+
+def levels_words(unlike: list, known: dict) -> str:
+    """'fabric brighter than every image the model trained on (median ... against ... gray levels, spread ...
+    against ...)' for the images of outside_training_levels, against the training images' range `known`."""
     ways = [w for w in ("brighter", "darker", "of higher contrast", "of lower contrast")
             if any(w in said for _, said, _ in unlike)]
     medians, spreads = [levels[0] for *_, levels in unlike], [levels[1] for *_, levels in unlike]
@@ -474,15 +493,25 @@ def unlike_training_levels(done: list, model_config: dict, images: int | None = 
     def span(values: list[float]) -> str:
         return f"{min(values):.1f}" if max(values) - min(values) < 0.05 else f"{min(values):.1f}-{max(values):.1f}"
 
-    return names, (f"warning: {len(unlike)} of the {images or len(done)} images judged, flagged as defect "
-            f"({', '.join(names[:3])}{', ...' * (len(names) > 3)}), "
-            f"{'has its' if len(unlike) == 1 else 'have their'} fabric {' or '.join(ways)} than every image the "
-            f"model trained on (median {span(medians)} against {span(known['median'])} gray levels, spread "
-            f"{span(spreads)} against {span(known['spread'])}): the camera's exposure or lighting has changed, the "
-            "surface is another, or a defect covers much of the image; the network judges gray levels it never saw, "
-            "so where it is not a defect these are false alarms. Keep the exposure of the training images, or train "
-            "with dataset.lighting=gain, which scales each image's gray levels to the training images' "
-            "(docs/EXPERIMENTS.md, entry 40)")
+    return (f"fabric {' or '.join(ways)} than every image the model trained on (median {span(medians)} against "
+            f"{span(known['median'])} gray levels, spread {span(spreads)} against {span(known['spread'])})")
+
+
+def most_windows_levels(flagged: list, model_config: dict) -> str:
+    """The clause the warning on images flagged in most of their windows ends with, naming those of `flagged`
+    whose fabric's gray levels lie outside the training images' (outside_training_levels), with the numbers:
+    an exposure that changed rather than another surface; '' for none."""
+    outside = outside_training_levels(flagged, model_config)
+    if not outside:
+        return ""
+    names = [name for name, _, _ in outside]
+    if len(flagged) == 1:
+        whose = "it has its"
+    else:
+        listed = f"{', '.join(names[:3])}{', ...' * (len(names) > 3)}"
+        whose = f"{len(outside)} of them ({listed}) {'has its' if len(outside) == 1 else 'have their'}"
+    return (f"; {whose} {levels_words(outside, model_config[FABRIC_LEVELS])}: if only the exposure or the "
+            "lighting changed, keep the training images' or train with dataset.lighting=gain")
 
 
 def unlike_training(done: list) -> list[str]:
@@ -781,8 +810,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
         print(f"warning: {len(unlike)} of {len(done)} images ({', '.join(unlike[:3])}{', ...' * (len(unlike) > 3)}) "
               f"score above the threshold in most of their windows: they look unlike the {trained_on} the model "
               "was trained on (another surface, weave, scale or lighting) rather than defective; if that is the "
-              "surface you now produce, train a model on clean images of it",
-              file=sys.stderr)
+              "surface you now produce, train a model on clean images of it" + most_windows_levels(
+                  [(i, d) for i, d in done if i.name in unlike], model_config), file=sys.stderr)
     if at_edge := [name for name in flagged_at_the_edge(done, detector.preprocessing.patch_size)
                    if name not in unlike]:
         print(f"warning: {len(at_edge)} of {len(done)} images ({', '.join(at_edge[:3])}{', ...' * (len(at_edge) > 3)}) "

@@ -4,6 +4,7 @@ whole images, and image- and pixel-level metrics on a labelled dataset."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import pickle
 import re
@@ -1099,6 +1100,32 @@ def test_images_unlike_the_training_fabric_get_a_warning_and_clean_ones_none(tra
     err = capsys.readouterr().err
     assert "warning: 1 of 2 images (noise.png) score above the threshold in most of their windows" in err
     assert "look unlike the woven fabric" in err
+
+
+def test_an_image_flagged_in_most_windows_for_its_exposure_gets_its_gray_levels_in_the_warning(trained, clean_image,
+                                                                                                tmp_path, capsys):
+    from rdcae.detect import most_windows_levels
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(clean_image).save(images / "clean.png")
+    brighter = np.clip(clean_image.astype(np.float32) * 1.6, 0, 255).astype(np.uint8)  # the exposure, far off
+    Image.fromarray(brighter).save(images / "brighter.png")
+    assert main([f"model={trained[1]}", f"input={images}", f"output_dir={tmp_path / 'out'}"]) == 0
+    err = capsys.readouterr().err
+    most = [line for line in err.splitlines() if "in most of their windows" in line]
+    assert len(most) == 1 and "(brighter.png)" in most[0]
+    assert "; it has its fabric brighter" in most[0] and "than every image the model trained on (median" in most[0]
+    assert "dataset.lighting=gain" in most[0]
+    assert "images judged, flagged as defect" not in err  # named once, in the warning above
+    detector = load_detector(trained[1])
+    clean = detector.detect(clean_image)
+    as_trained = dataclasses.replace(clean, threshold=clean.score / 2)  # flagged, its levels those trained on
+    flagged = [(Item("b.png", "b.png"), detector.detect(brighter)), (Item("c.png", "c.png"), as_trained)]
+    assert most_windows_levels(flagged[1:], detector.config) == ""
+    assert most_windows_levels(flagged, detector.config).startswith("; 1 of them (b.png) has its fabric brighter")
+    lit_model = {**detector.config, "dataset": {**detector.config["dataset"], "lighting": "image"}}
+    assert most_windows_levels(flagged, lit_model) == ""  # a model that evens the lighting out
 
 
 def test_the_overlay_keeps_the_weave_visible_under_its_tint_and_carries_a_legend_where_it_fits(trained, clean_image):

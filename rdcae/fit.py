@@ -62,11 +62,13 @@ warnings.filterwarnings("ignore", message=r"Precision bf16-mixed is not supporte
 
 
 class BlockLines(Callback):
-    """Where the output is no terminal (a log file, CI): one line per block of the alternation in place of a
-    progress bar, whose redraws would pile up there."""
+    """One line per block of the alternation: on the console where it is no terminal (a log file, CI), in
+    place of a progress bar whose redraws would pile up there (`echo`), and in the run's train.log (`log_path`,
+    where Hydra keeps one), which a progress bar never reaches."""
 
-    def __init__(self, alternation: Alternation) -> None:
+    def __init__(self, alternation: Alternation, echo: bool = True, log_path: Path | None = None) -> None:
         self.alternation, self.shown, self.start = alternation, 0, time.perf_counter()
+        self.echo, self.log_path = echo, log_path
 
     def on_train_start(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
         # after the alternation's: a resumed run's earlier blocks are its history already
@@ -75,9 +77,14 @@ class BlockLines(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, module: RobustAutoencoder) -> None:
         for record in self.alternation.history[self.shown:]:  # the block the alternation has just ended
             validation = f", validation AUC {record.validation_auc:.4f}" if math.isfinite(record.validation_auc) else ""
-            print(f"block {record.block} of at most {self.alternation.max_blocks} (epoch {record.epoch}): loss "
-                  f"{record.loss:.4f}, train AUC {record.train_auc:.4f}{validation}, "
-                  f"{time.perf_counter() - self.start:.0f} s", flush=True)
+            line = (f"block {record.block} of at most {self.alternation.max_blocks} (epoch {record.epoch}): loss "
+                    f"{record.loss:.4f}, train AUC {record.train_auc:.4f}{validation}, "
+                    f"{time.perf_counter() - self.start:.0f} s")
+            if self.echo:
+                print(line, flush=True)
+            if self.log_path is not None and self.log_path.is_file():
+                with open(self.log_path, "a") as log_file:
+                    log_file.write(line + "\n")
         self.shown = len(self.alternation.history)
 
 
@@ -135,8 +142,9 @@ def build(cfg: DictConfig, output_dir: Path, settings: RunSettings | None = None
     callbacks, shown = [alternation, checkpoints], {}
     if cfg.model.get("average_epochs") is not None:  # before the alternation, whose block end uses the average
         callbacks.insert(0, AveragedWeights(cfg.model.average_epochs, alternation.block_epochs))
-    if cfg.trainer.get("enable_progress_bar", True) and not sys.stdout.isatty():
-        callbacks.append(BlockLines(alternation))  # after the alternation, which ends the block
+    echo = cfg.trainer.get("enable_progress_bar", True) and not sys.stdout.isatty()
+    callbacks.append(BlockLines(alternation, echo, output_dir / "train.log"))  # after the alternation: the block ended
+    if echo:
         shown = {"enable_progress_bar": False}
     trainer = instantiate(
         cfg.trainer, max_epochs=alternation.max_epochs, callbacks=callbacks, logger=logger,
@@ -202,6 +210,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     module.to(trainer.strategy.root_device)
 
     metrics = run_metrics(module, datamodule, alternation, trainer, test, fit_seconds, device)
+    metrics["precision"] = str(trainer.precision)  # as trainer.precision=auto settled it for this machine
     if settings.baselines:  # Table 4: the other methods on the same patches, trained for the epochs RDCAE used
         metrics["baselines"] = run_baselines(
             cfg, datamodule, epochs=max(trainer.current_epoch, 1), methods=list(settings.baselines),

@@ -8,6 +8,7 @@ gives rdcae.fit's.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -28,6 +29,7 @@ NOTHING_YET = {".hydra", "train.log", "config.yaml"}  # what a run folder holds 
 def hydra_main(cfg: DictConfig) -> float:
     from rdcae.fit import run  # Lightning and the rest of the training stack, once the settings were read
 
+    lightning_once_on_the_console()
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = run(cfg, output_dir)
@@ -39,6 +41,22 @@ def hydra_main(cfg: DictConfig) -> float:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     return metrics["test"].get("auc", math.nan)
+
+
+class _NotLightning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith("lightning")
+
+
+def lightning_once_on_the_console() -> None:
+    """Lightning prints its messages through a console handler of its own ("INFO: ...") and passes them on to
+    the root logger, whose console handler Hydra set up: each would show twice. Hydra's console handler leaves
+    them to Lightning's; its log file (train.log) keeps them."""
+    if not logging.getLogger("lightning").handlers:
+        return
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.addFilter(_NotLightning())
 
 
 def main() -> None:

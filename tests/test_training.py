@@ -785,6 +785,24 @@ def test_where_the_output_is_no_terminal_each_block_is_one_line_instead_of_a_pro
     assert build(quiet, tmp_path / "quiet", validate(quiet))[3].progress_bar_callback is None
 
 
+def test_a_run_logs_each_block_to_its_train_log_and_each_lightning_message_once_on_the_console(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "rdcae.train", *TINY, "figures=false",
+                          "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-500:]
+    console = out.stdout + out.stderr
+    assert console.count("GPU available: False") == 1, console[:2000]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "GPU available: False" in log  # Hydra's log file keeps Lightning's messages
+    assert [line.split(":")[0] for line in log.splitlines() if line.startswith("block ")] == [
+        "block 1 of at most 2 (epoch 2)", "block 2 of at most 2 (epoch 4)"]
+    assert "block 1 of at most 2" not in console  # the bar is off: the console shows no block
+    precision = json.loads((tmp_path / "run" / "metrics.json").read_text())["precision"]  # as auto settled it
+    assert precision == str(OmegaConf.load(tmp_path / "run" / "config.yaml").trainer.precision)
+    named = {"32-true": "fp32"}.get(precision, precision)
+    assert re.search(rf"blocks run +: 2 \(4 epochs, [\d.]+ s on cpu, in {named}\)", out.stdout), out.stdout[-1500:]
+
+
 def test_every_detection_figure_reaches_tensorboard_when_the_command_ends(tmp_path):
     # full-width images: their figures are large events, which the writer queues until it is flushed
     out = subprocess.run([sys.executable, "-m", "rdcae.train", *TINY, "dataset.width=4096", "dataset.height=256",

@@ -43,6 +43,13 @@ def run_metrics(module, datamodule, alternation, trainer, test: dict, fit_second
     }
 
 
+def in_precision(precision: str | None) -> str:
+    """', in fp32' for Lightning's '32-true', ', in bf16-mixed' and the like; '' where a run did not record it."""
+    if not precision:
+        return ""
+    return f", in {'fp32' if precision in ('32', '32-true') else precision}"
+
+
 def describe_operating_point(point) -> dict | None:
     """metrics.json's view of an ImageOperatingPoint: its threshold with a bootstrap interval, the
     windows per image and the number of calibration scores it comes from."""
@@ -191,7 +198,7 @@ def summary(metrics: dict, output_dir: Path, dataset: str | None = None) -> str:
         "",
         "rdcae run finished",
         f"  blocks run      : {metrics['blocks']} ({metrics['epochs']} epochs, "
-        f"{metrics['fit_seconds']:.1f} s on {metrics['device']})",
+        f"{metrics['fit_seconds']:.1f} s on {metrics['device']}{in_precision(metrics.get('precision'))})",
         f"  stopped because : {metrics['stop_reason']}",
         f"  synthetic AUC   : {metrics['train_auc']:.4f} on the training set, "
         f"{metrics.get('validation_auc', math.nan):.4f} on held-out patches with fresh defects",

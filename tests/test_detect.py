@@ -89,7 +89,8 @@ def test_the_command_writes_a_csv_row_an_overlay_and_a_map_per_image(trained, cl
     assert rows["notes.png"]["verdict"] == "failed" and "notes.png" in rows["notes.png"]["error"]
     assert rows["tiny.png"]["verdict"] == "failed" and "smaller than" in rows["tiny.png"]["error"]
     for stem in ("barred", "clean_rgb"):
-        assert Image.open(out / f"{stem}_overlay.png").size == (clean_image.shape[1], clean_image.shape[0])
+        width, height = Image.open(out / f"{stem}_overlay.png").size  # the image, or below it a strip for the
+        assert width >= clean_image.shape[1] and height >= clean_image.shape[0]  # caption where it would hide much
         assert np.load(out / f"{stem}_map.npy").shape == clean_image.shape
     captured = capsys.readouterr()
     printed = captured.out
@@ -1348,11 +1349,47 @@ def test_the_overlay_blends_the_tint_dims_what_was_not_inspected_and_outlines_th
     edge = mask.copy()
     edge[21:29, 101:119] = False  # the truth's outline, one pixel wide
     expected[edge] = 255
-    body = np.ones((64, 200), bool)
-    body[:24] = body[-24:] = False  # leave out the caption's corner, wherever it went
-    assert (picture[body] == expected[body]).all()  # to the last bit, outside the caption's corners
-    assert (picture[:, :40][body[:, :40]] == (rgb[:, :40][body[:, :40]] * 0.55).astype(np.uint8)).all()
-    assert (picture[edge & body] == 255).all()
+    # pixels above the threshold in every corner: the caption goes in a strip below, the image whole above it
+    assert picture.shape[0] > 64 and picture.shape[1] >= 200
+    assert (picture[:64, :200] == expected).all()  # to the last bit
+    assert (picture[:, :40][:64] == (rgb[:, :40] * 0.55).astype(np.uint8)).all()
+    assert (picture[:64, :200][edge] == 255).all()
+
+
+def test_the_caption_takes_a_corner_that_hides_no_flagged_pixel_and_else_a_strip_below_the_image():
+    from rdcae.inference.image import Detection
+    from rdcae.inference.overlay import overlay
+
+    image = np.random.default_rng(0).integers(0, 256, (256, 1024), dtype=np.uint8)
+
+    def picture(flagged: list[tuple[slice, slice]], mask=None, shape=(256, 1024)):
+        anomaly_map = np.full(shape, 0.5, np.float32)
+        for where in flagged:
+            anomaly_map[where] = 2.0
+        d = Detection(score=float(anomaly_map.max()), threshold=1.0, anomaly_map=anomaly_map,
+                      fabric=np.ones(shape, bool))
+        return np.asarray(overlay(image[:shape[0], :shape[1]], d, mask)).astype(int), anomaly_map
+
+    def untouched(shown, anomaly_map):  # every flagged pixel tinted red, none under the caption's black box
+        flagged = anomaly_map > 1.0
+        return bool((shown[:256, :1024][flagged][:, 0] > shown[:256, :1024][flagged][:, 2]).all())
+
+    corners = [(slice(0, 40), slice(0, 40)), (slice(216, 256), slice(0, 40)), (slice(0, 40), slice(984, 1024)),
+               (slice(216, 256), slice(984, 1024))]
+    for free in range(4):  # three corners flagged: the caption takes the fourth, the picture keeps its size
+        shown, anomaly_map = picture([c for i, c in enumerate(corners) if i != free])
+        assert shown.shape == (256, 1024, 3) and untouched(shown, anomaly_map)
+        rows, cols = corners[free]
+        assert (shown[rows, cols] == 0).all(axis=2).mean() > 0.3  # its black box
+    shown, anomaly_map = picture(corners)  # every corner flagged: a strip below
+    assert shown.shape[0] > 256 and shown.shape[1] == 1024 and untouched(shown, anomaly_map)
+    assert (shown[256:] == 0).all(axis=2).mean() > 0.5
+    truth = np.zeros((256, 1024), bool)
+    truth[:, :600] = truth[:, 700:] = True  # ground truth in every corner, nothing flagged: a strip too
+    assert picture([], truth)[0].shape[0] > 256
+    small, _ = picture([], shape=(40, 60))  # the caption would cover the image: a strip, as wide as it needs
+    assert small.shape[0] > 40 and small.shape[1] > 60
+    assert (small[:40, :60] == np.repeat(image[:40, :60, None], 3, axis=2)).all()
 
 
 def test_images_of_a_folder_in_the_mvtec_layout_show_their_ground_truth_in_the_overlay(trained, clean_image, tmp_path,

@@ -1,6 +1,8 @@
 """The picture of a detection: the image at its own size, the anomaly map tinted over it (from faint
 yellow at 85 % of the threshold to red at the threshold and above), the defect regions outlined,
-what was not inspected dimmed, and the verdict with a legend of the colours written in its corner."""
+what was not inspected dimmed, and the verdict with a legend of the colours written in its corner; in a
+strip below the image where every corner would hide a pixel above the threshold or of the ground truth, or
+where the image is too small for it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rdcae.inference.image import Detection
 
 YELLOW, RED, OUTLINE = np.array([255.0, 220.0, 0.0]), np.array([230.0, 20.0, 20.0]), (0, 255, 255)
+STRIP_WIDTH = 320  # the least width of a caption in a strip below the image, the picture widened to it
 NOT_INSPECTED = (70, 70, 70)  # the legend's swatch for the dimmed part: mid-gray at the dimming's 0.55
 TINT_FROM = 0.85  # of the threshold: normal weave mostly scores below, so the tint marks what is close
 DIMMED = (np.arange(256) * 0.55).astype(np.uint8)  # a gray level outside the inspected part, dimmed
@@ -41,8 +44,16 @@ def overlay(image: np.ndarray, detection: Detection, mask: np.ndarray | None = N
     draw = ImageDraw.Draw(picture)
     for r in detection.regions:
         draw.rectangle((r.x0 - 1, r.y0 - 1, r.x1, r.y1), outline=OUTLINE, width=2)
-    _caption(draw, picture.size, detection, mask is not None and mask.any())
-    return picture
+    truth = mask is not None and bool(mask.any())
+    c = caption_layout(draw, picture.size, detection, truth)
+    if (corner := caption_corner(c, detection, mask)) is not None:
+        _caption(draw, c, corner, detection)
+        return picture
+    c = caption_layout(draw, picture.size, detection, truth, strip=True)
+    framed = Image.new("RGB", (max(picture.width, c.width), picture.height + c.height))
+    framed.paste(picture)
+    _caption(ImageDraw.Draw(framed), c, (0, picture.height), detection)
+    return framed
 
 
 def _eroded(mask: np.ndarray) -> np.ndarray:
@@ -80,16 +91,18 @@ class Caption:
     offset: tuple[int, int]  # the font's left and top bearing, taken off where text is drawn
 
 
-def caption_layout(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection, truth: bool = False) -> Caption:
+def caption_layout(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection, truth: bool = False,
+                   strip: bool = False) -> Caption:
     """The verdict, wrapped to the image's width, and the legend in as many rows as it needs; no rows
-    where verdict and legend together would cover more than half the image's height."""
+    where verdict and legend together would cover more than half the image's height. `strip`: for a strip
+    below the image, at least STRIP_WIDTH wide, the legend always there."""
     sign = ">" if d.verdict == "defect" else "<="  # Pillow's built-in font has no "≤"
     text = f"{d.verdict}: score {d.score:.3f} {sign} threshold {d.threshold:.3f}"
     if d.regions:
         text += f", {len(d.regions)} region{'s' * (len(d.regions) > 1)}, {d.defect_area} px"
     font = ImageFont.load_default(size=max(10, min(18, size[1] // 14, size[0] // 28)))
     left, top, _, bottom = draw.textbbox((0, 0), "Ag" + text, font=font)
-    line, room = bottom - top, max(size[0] - 12, 1)
+    line, room = bottom - top, max(size[0], STRIP_WIDTH * strip) - 12
     verdict = [" ".join(words) for words in
                _wrapped(text.split(" "), lambda words: draw.textlength(" ".join(words), font=font), room)]
     keys = [(label, colour, line + 4 + int(draw.textlength(label, font=font)) + 1)
@@ -100,21 +113,35 @@ def caption_layout(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detectio
 
     rows = _wrapped(keys, row_width, room)
     h_text, h_keys = len(verdict) * (line + 4) + 6, len(rows) * (line + 6) + 2
-    if h_text + h_keys > size[1] // 2:
+    if h_text + h_keys > size[1] // 2 and not strip:
         rows, h_keys = [], 0
     widths = [draw.textlength(v, font=font) for v in verdict] + [row_width(row) for row in rows]
     return Caption(verdict, rows, int(max(widths)) + 12, h_text + h_keys, font, line, (left, top))
 
 
-def _caption(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection, truth: bool = False) -> None:
-    """The caption (caption_layout) in the corner whose pixels score lowest, so that it hides no defect it
-    can avoid."""
-    c = caption_layout(draw, size, d, truth)
-    w, h, line, (left, top) = c.width, c.height, c.line, c.offset
+def caption_corner(c: Caption, d: Detection, mask: np.ndarray | None) -> tuple[int, int] | None:
+    """The corner of the image for the caption `c`: the one whose pixels score lowest, so that it hides no
+    defect it can avoid; None where each corner would hide a pixel above the threshold or of the ground truth
+    `mask`, or where the caption would cover more than a quarter of the image."""
+    h, w = d.anomaly_map.shape
+    if c.width * c.height > w * h / 4 or c.width > w or c.height > h:
+        return None
     scores = np.fmax(d.anomaly_map, 0)  # NaN (not inspected) as 0; the corners compare maxima from 0 up
-    corners = [(0, 0), (0, size[1] - h), (size[0] - w, 0), (size[0] - w, size[1] - h)]
-    x, y = min(corners, key=lambda c: float(scores[max(c[1], 0):c[1] + h, max(c[0], 0):c[0] + w].max(initial=0)))
-    x, y = max(x, 0), max(y, 0)
+    corners = [(0, 0), (0, h - c.height), (w - c.width, 0), (w - c.width, h - c.height)]
+
+    def highest(x: int, y: int) -> float:
+        return float(scores[y:y + c.height, x:x + c.width].max(initial=0))
+
+    x, y = min(corners, key=lambda corner: highest(*corner))
+    hidden = highest(x, y) > d.threshold
+    if mask is not None:
+        hidden |= bool(mask[y:y + c.height, x:x + c.width].any())
+    return None if hidden else (x, y)
+
+
+def _caption(draw: ImageDraw.ImageDraw, c: Caption, at: tuple[int, int], d: Detection) -> None:
+    """The caption (caption_layout) drawn with its top left corner at `at`."""
+    (x, y), w, h, line, (left, top) = at, c.width, c.height, c.line, c.offset
     draw.rectangle((x, y, x + w, y + h), fill=(0, 0, 0))
     colour = (255, 80, 80) if d.verdict == "defect" else (120, 255, 120)
     for i, words in enumerate(c.verdict):

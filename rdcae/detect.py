@@ -271,6 +271,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     dataset.holdout_images, and the defect images but the last dataset.unmarked_defect_images."""
     from rdcae.data.patches import display_name
     from rdcae.data.sources import held_out, holdout_count, load_sources, unmarked
+    from rdcae.data.woven import UNSEEN
 
     ds = cfg.dataset
     sources = load_sources(ds, training=False)
@@ -281,8 +282,10 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
                                                    == Path(str(ds.get("data_dir"))).resolve())
     defect = [s for s in sources if s.role == "defect"]
     recorded = model_config.get(SEEN)  # the images it trained or calibrated on, as its file names them
+    further = UNSEEN if ds.get("name") == "woven" else 0  # the evaluation's further images of the fabric, last
     if recorded is None and trained_on == evaluated:  # files written before they named them: by the hold-out count
-        normal = held_out(normal, holdout_count(trained, normal))[1]
+        listed = normal[:len(normal) - further]
+        normal = held_out(listed, holdout_count(trained, listed))[1] + normal[len(listed):]
         how = f"{len(normal)} held-out defect-free images (dataset.holdout_images at training)"
         if not same_dir:
             how = (f"the {len(normal)} defect-free images that dataset.holdout_images={trained.get('holdout_images')} "
@@ -303,6 +306,9 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
             how = some_seen(normal, unseen, where, ds.get("data_dir"))
         same_images, normal = len(unseen) < len(normal), unseen
         tested = [s for s in defect if fingerprint(s.image) not in seen]  # not those it trained on unmarked
+    if further and trained_on == evaluated and same_dir and len(normal) >= further:
+        how = (f"{len(normal)} defect-free images no run trained on ({len(normal) - further} held out by "
+               f"dataset.holdout_images at training, {further} further images of the fabric)")
     if not normal and (same_images or trained_on == evaluated):
         how = ("no defect-free image: the model trained on all of them (train with dataset.holdout_images=N, or "
                "for dataset=folder with clean images in test/good, to measure false alarms per image)")

@@ -180,9 +180,11 @@ def test_evaluation_without_dataset_settings_takes_the_models_own(trained, tmp_p
     # the tiny run's images (their size and counts), not the default embedded fabric's
     assert "n_normal_images=2, n_defect_images=3, height=128, width=256" in printed.err
     assert "from the model file, as it was trained" in printed.err
-    assert "1 held-out defect-free images" in printed.out and "warning" not in printed.err
+    # its held-out image, and the further images of the fabric an evaluation adds
+    assert "5 defect-free images no run trained on (1 held out by dataset.holdout_images at training, 4 further " \
+        "images of the fabric)" in printed.out and "warning: the model was trained on" not in printed.err
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
-    assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == cfg.dataset.n_defect_images
+    assert evaluation["normal_images"] == 5 and evaluation["defect_images"] == cfg.dataset.n_defect_images
 
 
 def test_an_evaluation_of_another_folder_says_where_its_clean_images_come_from(tmp_path):
@@ -407,12 +409,12 @@ def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(t
     overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]
     assert main([f"model={model}", "dataset=woven", *overrides, f"output_dir={tmp_path}"]) == 0
     printed = capsys.readouterr()
-    assert "1 held-out defect-free images" in printed.out
-    assert "warning" not in printed.err  # the surface it was trained on
+    assert "5 defect-free images no run trained on (1 held out" in printed.out  # and the evaluation's 4 further
+    assert "warning: the model was trained on" not in printed.err  # the surface it was trained on
     import json
 
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
-    assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == 3
+    assert evaluation["normal_images"] == 5 and evaluation["defect_images"] == 3
     for key in ("image_auroc", "image_f1", "pixel_auroc", "pixel_aupro"):
         assert 0 <= evaluation[key] <= 1, key
     # the file says what it measured: the model, the operating point and its threshold, the AUPRO's FPR limit
@@ -421,7 +423,7 @@ def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(t
     # ... which images, how they were scored, and over which pixels
     assert (evaluation["dataset"], evaluation["stride"], evaluation["overlap"]) == ("woven", cfg.patch_size, False)
     assert evaluation["runtime"].startswith("torch") and "inspected" in evaluation["pixel_region"]
-    assert (len(evaluation["defect_image_names"]), len(evaluation["normal_image_names"])) == (3, 1)
+    assert (len(evaluation["defect_image_names"]), len(evaluation["normal_image_names"])) == (3, 5)
     assert 0 <= evaluation["pixel_auroc_whole_image"] <= 1 and 0 <= evaluation["pixel_aupro_whole_image"] <= 1
     assert "over whole images" in printed.out and "evaluated on    : woven" in printed.out
     # the last defect image is a training image of a run with dataset.unmarked_defect_images=1: not evaluated,
@@ -440,7 +442,7 @@ def test_evaluation_on_the_training_dataset_uses_only_the_held_out_clean_image(t
         assert main([f"model={tmp_path / name}.pt", "dataset=woven", *given, f"output_dir={tmp_path / name}",
                      "overlays=false", "maps=false"]) == 0
         evaluation = json.loads((tmp_path / name / "evaluation.json").read_text())
-        assert evaluation["defect_images"] == 2 and evaluation["normal_images"] == 1, name
+        assert evaluation["defect_images"] == 2 and evaluation["normal_images"] == 5, name  # 1 held out, 4 further
     # which images it trained on is the model's to say
     assert main([f"model={model}", "dataset=woven", *given, "dataset.unmarked_defect_images=1",
                  f"output_dir={tmp_path / 'refused'}"]) == 2
@@ -467,7 +469,7 @@ def test_a_defect_image_whose_mask_marks_nothing_is_left_out_of_the_metrics_and_
     overrides = [f"dataset.{k}={v}" for k, v in cfg.dataset.items() if k not in ("name", "data_dir")]
     assert main([f"model={model}", "dataset=woven", *overrides, f"output_dir={tmp_path}", "maps=false"]) == 0
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
-    assert evaluation["normal_images"] == 1 and evaluation["defect_images"] == 2  # not counted as a clean image
+    assert evaluation["normal_images"] == 5 and evaluation["defect_images"] == 2  # not counted as clean
     assert len(evaluation["unlabelled_images"]) == 1
     with open(tmp_path / "detections.csv") as f:  # ... but detected and written like every other image
         assert evaluation["unlabelled_images"][0] in {r["image"] for r in csv.DictReader(f)}
@@ -484,7 +486,8 @@ def test_evaluation_on_another_fabric_warns_naming_both_and_counts_every_clean_i
     assert len(warnings) == 1  # once, not per image
     assert (f"trained on woven fabric of dataset.seed={cfg.dataset.seed}, not on woven fabric of "
             f"dataset.seed={other}") in warnings[0]
-    assert f"all {cfg.dataset.n_normal_images} defect-free images" in printed.out  # none held out on another fabric
+    # none held out on another fabric: its training images, and the further ones an evaluation adds
+    assert f"all {cfg.dataset.n_normal_images + 4} defect-free images" in printed.out
 
 
 def test_evaluation_on_the_aitex_sample_gives_finite_image_and_pixel_metrics(trained, aitex_dir, tmp_path):

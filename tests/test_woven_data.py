@@ -217,8 +217,8 @@ def test_images_of_two_defect_types_with_one_name_are_both_written(tmp_path):
 def test_its_images_as_files_hold_clean_images_no_run_trained_on_beside_the_training_ones(tmp_path):
     from PIL import Image
 
-    from rdcae.data.__main__ import WOVEN_UNSEEN
     from rdcae.data.__main__ import main as data_main
+    from rdcae.data.woven import UNSEEN as WOVEN_UNSEEN
 
     settings = [f"dataset.{k}={v}" for k, v in SMALL.items()]
     assert data_main(["images", f"output_dir={tmp_path}", *settings]) == 0

@@ -202,24 +202,22 @@ def region_sheet(sources: list, dataset, per_role: int = 2, width: int = 1600) -
     return captioned(pieces)
 
 
-WOVEN_UNSEEN = 4  # clean images of the embedded fabric beyond those a run trains on, for test/good/
-
-
 def write_images(argv: list[str]) -> Path:
     """The dataset's images as files in the MVTec AD layout under output_dir= (default
     outputs/data_images/<dataset>): train/good/, test/good/ (its held-out clean images), test/defect/ and
     ground_truth/defect/<name>_mask.png. Refuses a folder that holds anything."""
     from rdcae.data.images import portable, unique
     from rdcae.data.sources import held_out, holdout_count
+    from rdcae.data.woven import UNSEEN
 
     overrides = [a for a in argv if not a.startswith("output_dir=")]
     given = [a.partition("=")[2] for a in argv if a.startswith("output_dir=")]
     cfg = composed(overrides, "images")
     if cfg.dataset.name == "woven" and not int(cfg.dataset.holdout_images or 0):
-        # clean images to try a model on too: further images of the same fabric, which no run trained on (each
-        # image has its own random stream, so the first n_normal_images stay those a run trains on)
-        cfg.dataset.n_normal_images = int(cfg.dataset.n_normal_images) + WOVEN_UNSEEN
-        cfg.dataset.holdout_images = WOVEN_UNSEEN
+        # clean images to try a model on too: those an evaluation adds, further images of the same fabric, which
+        # no run trained on
+        cfg.dataset.n_normal_images = int(cfg.dataset.n_normal_images) + UNSEEN
+        cfg.dataset.holdout_images = UNSEEN
     out = Path(given[-1]).expanduser() if given and given[-1] else Path("outputs") / "data_images" / cfg.dataset.name
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"output_dir={out} already holds files; give a new or empty folder")

@@ -633,14 +633,18 @@ def generate(
     return images
 
 
+UNSEEN = 4  # clean images of the fabric beyond those a run trains on: for an evaluation and `rdcae.data images`
+
+
 def load(dataset_cfg, training: bool = True) -> list[SourceImage]:
     """The `woven` adapter: `generate` from the keys of the `dataset` config node
     (seed, weave, n_normal_images, n_defect_images, height, width; optional defect_kinds).
-    `training`: the same images for an evaluation."""
+    `training=False`, for an evaluation: the same images and UNSEEN further clean ones, which no run trains on
+    (each image has its own random stream, so the first n_normal_images stay those a run trains on)."""
     kinds = dataset_cfg.get("defect_kinds", None) if hasattr(dataset_cfg, "get") else None
     return generate(
         seed=int(dataset_cfg.seed),
-        n_normal_images=int(dataset_cfg.n_normal_images),
+        n_normal_images=int(dataset_cfg.n_normal_images) + UNSEEN * (not training),
         n_defect_images=int(dataset_cfg.n_defect_images),
         height=int(dataset_cfg.height),
         width=int(dataset_cfg.width),

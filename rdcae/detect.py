@@ -70,7 +70,7 @@ the held-out ones on its own dataset (dataset.holdout_images=N at training), all
 Settings (key=value; defaults from conf/detect.yaml):
 """
 COLUMNS = ["image", "verdict", "score", "threshold", "defect_tiles", "tiles", "defect_area_px", "regions", "seconds",
-           "error"]
+           "error", "note"]
 
 
 @dataclass
@@ -520,6 +520,30 @@ def most_windows_levels(flagged: list, model_config: dict) -> str:
             "lighting changed, keep the training images' or train with dataset.lighting=gain")
 
 
+def verdict_notes(done: list, model_config: dict, unlike: list[str], levels_names: list[str],
+                  at_edge: list[str]) -> dict[str, str]:
+    """detections.csv's note for each flagged image the warnings name, by image name: what, rather than a
+    defect, may have flagged it (unlike_training, unlike_training_levels, flagged_at_the_edge)."""
+    known = model_config.get(FABRIC_LEVELS)
+    outside = {name: (said, levels) for name, said, levels in outside_training_levels(done, model_config)}
+
+    def levels(name: str) -> str:
+        said, (median, spread) = outside[name]
+        return (f"fabric {said} than every training image's (median {median:.1f} against "
+                f"{known['median'][0]:.1f}-{known['median'][1]:.1f}, spread {spread:.1f} against "
+                f"{known['spread'][0]:.1f}-{known['spread'][1]:.1f})")
+
+    notes: dict[str, list[str]] = {}
+    for name in unlike:
+        notes.setdefault(name, []).append("above the threshold in most windows: unlike the training surface "
+                                          "rather than defective")
+    for name in [*(n for n in unlike if n in outside), *levels_names]:
+        notes.setdefault(name, []).append(levels(name))
+    for name in at_edge:
+        notes.setdefault(name, []).append("flagged only by a column at the edge of the inspected fabric")
+    return {name: "; ".join(said) for name, said in notes.items()}
+
+
 def unlike_training(done: list) -> list[str]:
     """The images most of whose windows score above the threshold: a surface, scale or lighting the
     model has not seen rather than a defect, which covers a small part of an image."""
@@ -783,6 +807,14 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     start = time.perf_counter()
     rows, done, recoloured = detect_all(detector, items, out, cfg)
     seconds = time.perf_counter() - start
+    unlike = unlike_training(done)
+    # an image flagged in most of its windows is named below, as a surface unlike the training images'
+    levels_names, levels_warning = unlike_training_levels([(i, d) for i, d in done if i.name not in unlike],
+                                                          model_config, len(done))
+    at_edge = [name for name in flagged_at_the_edge(done, detector.preprocessing.patch_size) if name not in unlike]
+    notes = verdict_notes(done, model_config, unlike, levels_names, at_edge)
+    for r in rows:
+        r["note"] = notes.get(r["image"], "")
     with open(out / "detections.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")  # as the other files here end lines
         writer.writeheader()
@@ -805,10 +837,6 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
             "runtime": runtime}
         (out / "evaluation.json").write_text(json.dumps(json_safe(result["evaluation"]), indent=2))
     print(summary(result, detector.threshold, what))
-    unlike = unlike_training(done)
-    # an image flagged in most of its windows is named below, as a surface unlike the training images'
-    _, levels_warning = unlike_training_levels([(i, d) for i, d in done if i.name not in unlike], model_config,
-                                               len(done))
     if levels_warning:
         print(levels_warning, file=sys.stderr)
     if unlike:
@@ -818,8 +846,7 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
               "was trained on (another surface, weave, scale or lighting) rather than defective; if that is the "
               "surface you now produce, train a model on clean images of it" + most_windows_levels(
                   [(i, d) for i, d in done if i.name in unlike], model_config), file=sys.stderr)
-    if at_edge := [name for name in flagged_at_the_edge(done, detector.preprocessing.patch_size)
-                   if name not in unlike]:
+    if at_edge:
         print(f"warning: {len(at_edge)} of {len(done)} images ({', '.join(at_edge[:3])}{', ...' * (len(at_edge) > 3)}) "
               "are flagged only by a column at the edge of the inspected fabric: a selvedge, an edge line or a "
               "border rather than a defect? " + ("Trained with dataset.edge_margin=auto (or <pixels>) and "

@@ -1122,6 +1122,11 @@ def test_an_image_flagged_in_most_windows_for_its_exposure_gets_its_gray_levels_
     assert "; it has its fabric brighter" in most[0] and "than every image the model trained on (median" in most[0]
     assert "dataset.lighting=gain" in most[0]
     assert "images judged, flagged as defect" not in err  # named once, in the warning above
+    with open(tmp_path / "out" / "detections.csv", newline="") as f:  # and in the file, beside its verdict
+        notes = {r["image"]: r["note"] for r in csv.DictReader(f)}
+    assert notes["clean.png"] == "" and notes["brighter.png"].startswith(
+        "above the threshold in most windows: unlike the training surface rather than defective; fabric brighter")
+    assert "than every training image's (median " in notes["brighter.png"]
     detector = load_detector(trained[1])
     clean = detector.detect(clean_image)
     as_trained = dataclasses.replace(clean, threshold=clean.score / 2)  # flagged, its levels those trained on
@@ -1202,7 +1207,7 @@ def test_edge_margin_and_texture_borders_replace_the_models_region_and_bad_value
 
 
 def test_images_flagged_only_by_columns_at_the_fabrics_edge_are_named_in_a_warning():
-    from rdcae.detect import flagged_at_the_edge
+    from rdcae.detect import flagged_at_the_edge, verdict_notes
     from rdcae.inference.image import Detection, Region
 
     fabric = np.zeros((256, 1000), bool)
@@ -1224,6 +1229,10 @@ def test_images_flagged_only_by_columns_at_the_fabrics_edge_are_named_in_a_warni
             (Item("apart.png", "apart.png"), detection(Region(300, 0, 332, 96, 3072, 2.0),  # one edge, then the other
                                                        Region(968, 128, 1000, 256, 4096, 2.0)))]
     assert flagged_at_the_edge(done, 32) == ["edge.png", "right.png", "broken.png"]
+    notes = verdict_notes(done, {}, ["blob.png"], [], ["edge.png", "right.png", "broken.png"])  # detections.csv's
+    assert notes == {"blob.png": "above the threshold in most windows: unlike the training surface rather than "
+                     "defective", **dict.fromkeys(["edge.png", "right.png", "broken.png"],
+                                                  "flagged only by a column at the edge of the inspected fabric")}
 
 
 def test_the_false_alarm_rate_is_restated_for_images_of_another_size():
@@ -1495,6 +1504,11 @@ def test_flagged_images_brighter_than_every_training_image_are_named_in_a_warnin
     with open(tmp_path / "out" / "detections.csv", newline="") as f:
         verdicts = {r["image"]: r["verdict"] for r in csv.DictReader(f)}
     assert verdicts == {"as_trained.png": "ok", "with_a_bar.png": "defect", "brighter.png": "defect"}
+    with open(tmp_path / "out" / "detections.csv", newline="") as f:
+        notes = {r["image"]: r["note"] for r in csv.DictReader(f)}
+    assert notes["as_trained.png"] == notes["with_a_bar.png"] == ""
+    assert re.fullmatch(r"fabric brighter than every training image's \(median [\d.]+ against [\d.]+-[\d.]+, "
+                        r"spread [\d.]+ against [\d.]+-[\d.]+\)", notes["brighter.png"]), notes["brighter.png"]
     warnings = [line for line in capsys.readouterr().err.splitlines() if "than every image the model trained" in line]
     assert len(warnings) == 1
     assert "1 of the 3 images judged, flagged as defect (brighter.png), has its fabric brighter" in warnings[0]

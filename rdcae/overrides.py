@@ -99,8 +99,13 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
         node = OmegaConf.select(cfg, parent) if parent else cfg
         if not isinstance(node, DictConfig):
             raise ConfigError(f"{override.input_line}: unknown setting; {parent} has no settings inside it")
+        set_here = [k.rpartition(".")[2] for k in SET_BY_RDCAE if k.rpartition(".")[0] == parent]
+        if reserved := difflib.get_close_matches(leaf, set_here, n=1, cutoff=0.8):  # trainer.max_epoch
+            close = f"{parent}.{reserved[0]}" if parent else reserved[0]
+            raise ConfigError(f"{override.input_line}: unknown setting; did you mean {close}? {SET_BY_RDCAE[close]}")
         known = sorted({str(k) for k in node} | (set() if parent else set(groups)))
-        hint = _closest(leaf, known, parent + "." if parent else "", "=? ") or _elsewhere(key, cfg)
+        close_to = known + (trainer_arguments() if parent == "trainer" else [])  # Lightning's, passed on as they are
+        hint = _closest(leaf, close_to, parent + "." if parent else "", "=? ") or _elsewhere(key, cfg)
         where = f"{parent} has" if parent else f"{command} takes"
         shown = ", ".join(known) if len(known) <= 12 else ", ".join(known[:12]) + ", ..."
         raise ConfigError(f"{override.input_line}: unknown setting; {hint}{where} {shown}"
@@ -170,6 +175,15 @@ def _elsewhere(key: str, cfg: DictConfig) -> str:
     tree = OmegaConf.to_container(cfg, resolve=False)  # names alone: no interpolation is resolved
     found = sorted((p for p in paths(tree) if p.rpartition(".")[2] == leaf and p != key), key=len)
     return f"did you mean {found[0]}=? " if found else ""
+
+
+def trainer_arguments() -> list[str]:
+    """The arguments of Lightning's Trainer a run passes on (trainer.<argument>=...), but those it sets itself."""
+    import inspect
+
+    from lightning import Trainer
+
+    return [name for name in inspect.signature(Trainer).parameters if f"trainer.{name}" not in SET_BY_RDCAE]
 
 
 def _closest(word: str, known: list[str], before: str, after: str) -> str:

@@ -174,7 +174,12 @@ def test_a_runs_note_about_its_data_is_printed_once_though_the_run_reads_the_dat
     (["model.scor=norm"], "model.scor=norm: unknown setting; did you mean model.score=? model has"),
     (["dataset=aitex", "dataset.holdout_imgs=3"], "did you mean dataset.holdout_images=? dataset has"),
     (["trainer.max_epochs=2"], "the epochs are alternation.block_epochs × alternation.max_blocks"),
-    (["+trainer.limit_train_batche=0.5"], "+trainer.limit_train_batche=0.5: unknown setting; trainer has"),
+    (["+trainer.limit_train_batche=0.5"], "+trainer.limit_train_batche=0.5: unknown setting; did you mean "
+                                          "trainer.limit_train_batches=? trainer has"),  # Lightning's, passed on
+    (["trainer.max_epoch=2"], "trainer.max_epoch=2: unknown setting; did you mean trainer.max_epochs? the epochs are "
+                              "alternation.block_epochs × alternation.max_blocks"),
+    (["trainer.acelerator=cpu"], "did you mean trainer.accelerator=? trainer has"),
+    (["trainer.foo=1"], "trainer.foo=1: unknown setting; trainer has"),
     (["seed=[0"], "seed=[0: a setting that cannot be read"),
     (["lambda=1.0,1.6"], "lambda=1.0,1.6: a sweep, one job per value; add -m"),
     # settings the run's dataset would ignore: without dataset=aitex the embedded fabric would train

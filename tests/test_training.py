@@ -801,6 +801,9 @@ def test_a_run_logs_each_block_to_its_train_log_and_each_lightning_message_once_
     assert precision == str(OmegaConf.load(tmp_path / "run" / "config.yaml").trainer.precision)
     named = {"32-true": "fp32"}.get(precision, precision)
     assert re.search(rf"blocks run +: 2 \(4 epochs, [\d.]+ s on cpu, in {named}\)", out.stdout), out.stdout[-1500:]
+    # the data folder, relative to where the run started (data/woven), as an absolute path in the model file
+    kept = load_detector(tmp_path / "run" / "model.pt").config["data_dir"]
+    assert kept == str((tmp_path / "data" / "woven").resolve())
 
 
 def test_every_detection_figure_reaches_tensorboard_when_the_command_ends(tmp_path):

@@ -520,28 +520,24 @@ def most_windows_levels(flagged: list, model_config: dict) -> str:
             "lighting changed, keep the training images' or train with dataset.lighting=gain")
 
 
-def verdict_notes(done: list, model_config: dict, unlike: list[str], levels_names: list[str],
-                  at_edge: list[str]) -> dict[str, str]:
-    """detections.csv's note for each flagged image the warnings name, by image name: what, rather than a
-    defect, may have flagged it (unlike_training, unlike_training_levels, flagged_at_the_edge)."""
-    known = model_config.get(FABRIC_LEVELS)
-    outside = {name: (said, levels) for name, said, levels in outside_training_levels(done, model_config)}
-
-    def levels(name: str) -> str:
-        said, (median, spread) = outside[name]
-        return (f"fabric {said} than every training image's (median {median:.1f} against "
-                f"{known['median'][0]:.1f}-{known['median'][1]:.1f}, spread {spread:.1f} against "
-                f"{known['spread'][0]:.1f}-{known['spread'][1]:.1f})")
-
-    notes: dict[str, list[str]] = {}
-    for name in unlike:
-        notes.setdefault(name, []).append("above the threshold in most windows: unlike the training surface "
-                                          "rather than defective")
-    for name in [*(n for n in unlike if n in outside), *levels_names]:
-        notes.setdefault(name, []).append(levels(name))
-    for name in at_edge:
-        notes.setdefault(name, []).append("flagged only by a column at the edge of the inspected fabric")
-    return {name: "; ".join(said) for name, said in notes.items()}
+def image_note(item: Item, detection: Detection, model_config: dict, patch_size: int) -> str:
+    """detections.csv's note and the overlay's for an image flagged as defect that a warning names: what rather
+    than a defect may have flagged it (unlike_training, outside_training_levels, flagged_at_the_edge); ''
+    for any other."""
+    if detection.verdict != "defect":
+        return ""
+    done = [(item, detection)]
+    outside = outside_training_levels(done, model_config)
+    said = ["above the threshold in most windows: unlike the training surface rather than defective"
+            ] if unlike_training(done) else []
+    if outside:
+        known, (_, how, (median, spread)) = model_config[FABRIC_LEVELS], outside[0]
+        said.append(f"fabric {how} than every training image's (median {median:.1f} against "
+                    f"{known['median'][0]:.1f}-{known['median'][1]:.1f}, spread {spread:.1f} against "
+                    f"{known['spread'][0]:.1f}-{known['spread'][1]:.1f})")
+    if not unlike_training(done) and flagged_at_the_edge(done, patch_size):
+        said.append("flagged only by a column at the edge of the inspected fabric")
+    return "; ".join(said)
 
 
 def unlike_training(done: list) -> list[str]:
@@ -591,11 +587,12 @@ def flagged_at_the_edge(done: list, patch_size: int) -> list[str]:
     return names
 
 
-def detect_all(detector: ImageDetector, items: list[Item], out: Path,
-               cfg: DictConfig) -> tuple[list[dict], list, list[str]]:
+def detect_all(detector: ImageDetector, items: list[Item], out: Path, cfg: DictConfig,
+               model_config: dict | None = None) -> tuple[list[dict], list, list[str]]:
     """Detect on every item, writing the overlays and maps as it goes; a file that cannot be read is
     named in its CSV row and the rest go on. Returns the CSV rows, the (item, detection) pairs and the
-    names of the images whose colour is unlike the training images' (unlike_training_colour)."""
+    names of the images whose colour is unlike the training images' (unlike_training_colour). `model_config`,
+    the model file's: each flagged image's note (image_note), in its row and its overlay."""
     rows, done, recoloured, listings = [], [], [], {}
     stride = None if cfg.stride is None else int(cfg.stride)
     threshold = detector.threshold
@@ -613,13 +610,14 @@ def detect_all(detector: ImageDetector, items: list[Item], out: Path,
             named = message.startswith((f"{item.path}:", f"{item.name}:"))  # the reader names the file itself
             tqdm.write(f"skipped {message}" if named else f"skipped {item.name}: {message}", file=sys.stderr)
             continue
+        note = image_note(item, detection, model_config or {}, detector.preprocessing.patch_size)
         wanted = {True: True, False: False, FLAGGED: detection.verdict == "defect"}  # overlays=, maps=
         if wanted[cfg.overlays]:
-            picture = overlay(image, detection, ground_truth(item, image, listings))
+            picture = overlay(image, detection, ground_truth(item, image, listings), note)
             picture.save(out / f"{stem}_overlay.png", compress_level=1)
         if wanted[cfg.maps]:
             np.save(out / f"{stem}_map.npy", detection.anomaly_map)
-        rows.append(row(item, detection, time.perf_counter() - start))
+        rows.append(row(item, detection, time.perf_counter() - start) | {"note": note})
         done.append((item, detection))
     return rows, done, recoloured
 
@@ -805,16 +803,13 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
     if (out / "detections.csv").is_file() and (removed := clear_earlier(out, items)):
         print(f"{out}: removed the earlier detection's overlays and maps of {removed} images", file=sys.stderr)
     start = time.perf_counter()
-    rows, done, recoloured = detect_all(detector, items, out, cfg)
+    rows, done, recoloured = detect_all(detector, items, out, cfg, model_config)
     seconds = time.perf_counter() - start
     unlike = unlike_training(done)
     # an image flagged in most of its windows is named below, as a surface unlike the training images'
-    levels_names, levels_warning = unlike_training_levels([(i, d) for i, d in done if i.name not in unlike],
-                                                          model_config, len(done))
+    _, levels_warning = unlike_training_levels([(i, d) for i, d in done if i.name not in unlike], model_config,
+                                               len(done))
     at_edge = [name for name in flagged_at_the_edge(done, detector.preprocessing.patch_size) if name not in unlike]
-    notes = verdict_notes(done, model_config, unlike, levels_names, at_edge)
-    for r in rows:
-        r["note"] = notes.get(r["image"], "")
     with open(out / "detections.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")  # as the other files here end lines
         writer.writeheader()

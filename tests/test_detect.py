@@ -1176,6 +1176,9 @@ def test_the_overlay_keeps_the_weave_visible_under_its_tint_and_carries_a_legend
     half, d = layout(tall, True)
     assert d.regions and len(half.rows) > 1 and sum(len(r) for r in half.rows) == len(legend(d, True))
     assert half.width <= 256 and half.height <= tall.shape[0] // 2
+    noted = caption_layout(ImageDraw.Draw(Image.new("RGB", (1024, 256))), (1024, 256), d, True,
+                           note="above the threshold in most windows; fabric brighter")  # each part on a line
+    assert noted.noted == 1 and noted.verdict[1:] == ["above the threshold in most windows", "fabric brighter"]
     tiny, _ = layout(painted[:96, :96], False)  # the verdict wraps; no room for a legend under it
     assert len(tiny.verdict) > 1 and not tiny.rows and tiny.width <= 96
     assert " ".join(tiny.verdict).startswith(("ok: score", "defect: score"))
@@ -1207,7 +1210,7 @@ def test_edge_margin_and_texture_borders_replace_the_models_region_and_bad_value
 
 
 def test_images_flagged_only_by_columns_at_the_fabrics_edge_are_named_in_a_warning():
-    from rdcae.detect import flagged_at_the_edge, verdict_notes
+    from rdcae.detect import flagged_at_the_edge, image_note
     from rdcae.inference.image import Detection, Region
 
     fabric = np.zeros((256, 1000), bool)
@@ -1229,10 +1232,13 @@ def test_images_flagged_only_by_columns_at_the_fabrics_edge_are_named_in_a_warni
             (Item("apart.png", "apart.png"), detection(Region(300, 0, 332, 96, 3072, 2.0),  # one edge, then the other
                                                        Region(968, 128, 1000, 256, 4096, 2.0)))]
     assert flagged_at_the_edge(done, 32) == ["edge.png", "right.png", "broken.png"]
-    notes = verdict_notes(done, {}, ["blob.png"], [], ["edge.png", "right.png", "broken.png"])  # detections.csv's
-    assert notes == {"blob.png": "above the threshold in most windows: unlike the training surface rather than "
-                     "defective", **dict.fromkeys(["edge.png", "right.png", "broken.png"],
-                                                  "flagged only by a column at the edge of the inspected fabric")}
+    notes = {item.name: image_note(item, d, {}, 32) for item, d in done}  # detections.csv's and the overlay's
+    edge = "flagged only by a column at the edge of the inspected fabric"
+    assert notes == {name: edge if name in ("edge.png", "right.png", "broken.png") else "" for name in notes}
+    most = dataclasses.replace(done[0][1], windows=10, defect_windows=8)  # the column, and most windows above
+    assert image_note(done[0][0], most, {}, 32) == ("above the threshold in most windows: unlike the training surface "
+                                                    "rather than defective")
+    assert image_note(done[0][0], dataclasses.replace(most, threshold=3.0), {}, 32) == ""  # not flagged
 
 
 def test_the_false_alarm_rate_is_restated_for_images_of_another_size():

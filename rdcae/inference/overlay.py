@@ -14,15 +14,17 @@ from PIL import Image, ImageDraw, ImageFont
 from rdcae.inference.image import Detection
 
 YELLOW, RED, OUTLINE = np.array([255.0, 220.0, 0.0]), np.array([230.0, 20.0, 20.0]), (0, 255, 255)
+NOTE = (255, 200, 90)  # the note's text: a caution, apart from the verdict's red or green
 STRIP_WIDTH = 320  # the least width of a caption in a strip below the image, the picture widened to it
 NOT_INSPECTED = (70, 70, 70)  # the legend's swatch for the dimmed part: mid-gray at the dimming's 0.55
 TINT_FROM = 0.85  # of the threshold: normal weave mostly scores below, so the tint marks what is close
 DIMMED = (np.arange(256) * 0.55).astype(np.uint8)  # a gray level outside the inspected part, dimmed
 
 
-def overlay(image: np.ndarray, detection: Detection, mask: np.ndarray | None = None) -> Image.Image:
+def overlay(image: np.ndarray, detection: Detection, mask: np.ndarray | None = None, note: str = "") -> Image.Image:
     """An RGB picture of `detection` on `image` ((H, W) or (H, W, C) uint8); `mask` (H, W) bool, the
-    ground truth where known, is outlined in white."""
+    ground truth where known, is outlined in white; `note`, what rather than a defect may have flagged the
+    image (rdcae.detect.image_note), is written under the verdict."""
     image = image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
     rgb = image if image.ndim == 3 else image[:, :, None]
     rgb = rgb if rgb.shape[2] == 1 else rgb[:, :, :3]
@@ -45,11 +47,11 @@ def overlay(image: np.ndarray, detection: Detection, mask: np.ndarray | None = N
     for r in detection.regions:
         draw.rectangle((r.x0 - 1, r.y0 - 1, r.x1, r.y1), outline=OUTLINE, width=2)
     truth = mask is not None and bool(mask.any())
-    c = caption_layout(draw, picture.size, detection, truth)
+    c = caption_layout(draw, picture.size, detection, truth, note=note)
     if (corner := caption_corner(c, detection, mask)) is not None:
         _caption(draw, c, corner, detection)
         return picture
-    c = caption_layout(draw, picture.size, detection, truth, strip=True)
+    c = caption_layout(draw, picture.size, detection, truth, strip=True, note=note)
     framed = Image.new("RGB", (max(picture.width, c.width), picture.height + c.height))
     framed.paste(picture)
     _caption(ImageDraw.Draw(framed), c, (0, picture.height), detection)
@@ -89,13 +91,15 @@ class Caption:
     font: ImageFont.ImageFont
     line: int
     offset: tuple[int, int]  # the font's left and top bearing, taken off where text is drawn
+    noted: int = 0  # the verdict's lines; those after them, the note's
 
 
 def caption_layout(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detection, truth: bool = False,
-                   strip: bool = False) -> Caption:
-    """The verdict, wrapped to the image's width, and the legend in as many rows as it needs; no rows
-    where verdict and legend together would cover more than half the image's height. `strip`: for a strip
-    below the image, at least STRIP_WIDTH wide, the legend always there."""
+                   strip: bool = False, note: str = "") -> Caption:
+    """The verdict, wrapped to the image's width, then `note` (its lines after the verdict's: Caption.noted),
+    and the legend in as many rows as it needs; no rows where verdict and legend together would cover more than
+    half the image's height. `strip`: for a strip below the image, at least STRIP_WIDTH wide, the legend always
+    there."""
     sign = ">" if d.verdict == "defect" else "<="  # Pillow's built-in font has no "≤"
     text = f"{d.verdict}: score {d.score:.3f} {sign} threshold {d.threshold:.3f}"
     if d.regions:
@@ -103,8 +107,14 @@ def caption_layout(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detectio
     font = ImageFont.load_default(size=max(10, min(18, size[1] // 14, size[0] // 28)))
     left, top, _, bottom = draw.textbbox((0, 0), "Ag" + text, font=font)
     line, room = bottom - top, max(size[0], STRIP_WIDTH * strip) - 12
-    verdict = [" ".join(words) for words in
-               _wrapped(text.split(" "), lambda words: draw.textlength(" ".join(words), font=font), room)]
+
+    def wrapped(text: str) -> list[str]:
+        return [" ".join(words) for words in
+                _wrapped(text.split(" "), lambda words: draw.textlength(" ".join(words), font=font), room)]
+
+    verdict = wrapped(text)
+    noted = len(verdict)
+    verdict += [piece for part in note.split("; ") for piece in wrapped(part)] if note else []
     keys = [(label, colour, line + 4 + int(draw.textlength(label, font=font)) + 1)
             for label, colour in legend(d, truth)]
 
@@ -116,7 +126,7 @@ def caption_layout(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detectio
     if h_text + h_keys > size[1] // 2 and not strip:
         rows, h_keys = [], 0
     widths = [draw.textlength(v, font=font) for v in verdict] + [row_width(row) for row in rows]
-    return Caption(verdict, rows, int(max(widths)) + 12, h_text + h_keys, font, line, (left, top))
+    return Caption(verdict, rows, int(max(widths)) + 12, h_text + h_keys, font, line, (left, top), noted)
 
 
 def caption_corner(c: Caption, d: Detection, mask: np.ndarray | None) -> tuple[int, int] | None:
@@ -145,7 +155,8 @@ def _caption(draw: ImageDraw.ImageDraw, c: Caption, at: tuple[int, int], d: Dete
     draw.rectangle((x, y, x + w, y + h), fill=(0, 0, 0))
     colour = (255, 80, 80) if d.verdict == "defect" else (120, 255, 120)
     for i, words in enumerate(c.verdict):
-        draw.text((x + 6 - left, y + 5 + i * (line + 4) - top), words, fill=colour, font=c.font)
+        draw.text((x + 6 - left, y + 5 + i * (line + 4) - top), words, fill=colour if i < c.noted else NOTE,
+                  font=c.font)
     keys_top = y + len(c.verdict) * (line + 4) + 7
     for r, row in enumerate(c.rows):
         kx, ky = x + 6, keys_top + r * (line + 6)

@@ -531,10 +531,7 @@ def image_note(item: Item, detection: Detection, model_config: dict, patch_size:
     said = ["above the threshold in most windows: unlike the training surface rather than defective"
             ] if unlike_training(done) else []
     if outside:
-        known, (_, how, (median, spread)) = model_config[FABRIC_LEVELS], outside[0]
-        said.append(f"fabric {how} than every training image's (median {median:.1f} against "
-                    f"{known['median'][0]:.1f}-{known['median'][1]:.1f}, spread {spread:.1f} against "
-                    f"{known['spread'][0]:.1f}-{known['spread'][1]:.1f})")
+        said.append(levels_words(outside, model_config[FABRIC_LEVELS]))
     if not unlike_training(done) and flagged_at_the_edge(done, patch_size):
         said.append("flagged only by a column at the edge of the inspected fabric")
     return "; ".join(said)

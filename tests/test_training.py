@@ -51,7 +51,8 @@ def test_run_writes_metrics_checkpoints_model_and_figures(tiny_run):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
     overlays = sorted((out / "figures").glob("detect_*.png"))  # whole-image detection on the run's own defect images
     assert len(overlays) == min(3, saved["patches"]["images"]["defect"])
-    assert Image.open(overlays[0]).size == (cfg.dataset.width, cfg.dataset.height)
+    width, height = Image.open(overlays[0]).size  # the image, and its caption in a strip below where it is small
+    assert width >= cfg.dataset.width and height >= cfg.dataset.height
 
 
 def test_tiny_run_beats_chance_on_synthetic_data(tiny_run):

@@ -52,6 +52,20 @@ def bar(image: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
     return painted, where
 
 
+def test_an_image_with_no_window_on_fabric_is_refused_naming_a_bilevel_image_as_the_cause(trained, clean_image):
+    detector = load_detector(trained[1])
+    from rdcae.inference.image import ImageDetector
+
+    image_detector = ImageDetector.from_detector(detector)
+    blank = np.full(clean_image.shape, 255, np.uint8)  # a white band alone: nothing to inspect
+    with pytest.raises(ValueError, match="no 32x32 window lies wholly on fabric") as refused:
+        image_detector.detect(blank, name="blank.png")
+    assert "bilevel" not in str(refused.value)
+    bilevel = np.where(clean_image > np.median(clean_image), 255, 0).astype(np.uint8)  # saved as black and white
+    with pytest.raises(ValueError, match="its pixels are black or white alone \\(a bilevel image\\)"):
+        image_detector.detect(bilevel, name="bilevel.png")
+
+
 def test_a_dark_bar_painted_on_clean_fabric_is_found_where_it_is(trained, clean_image):
     detector = load_detector(trained[1])
     painted, (rows, cols) = bar(clean_image)

@@ -282,8 +282,12 @@ class ImageDetector:
         size = self.preprocessing.patch_size
         if not len(yx):
             margin = self.preprocessing.edge_margin
+            bilevel = ("; its pixels are black or white alone (a bilevel image), which the region detection takes for "
+                       "a blank border: give the camera's gray levels"
+                       if np.isin(image, (0, 255)).all() and (image == 0).any() and (image == 255).any() else "")
             raise ValueError(f"{name}: no {size}x{size} window lies wholly on fabric (the run's region detection and "
-                             f"edge margin {margin}{'' if margin == AUTO else ' px'}), so nothing could be inspected")
+                             f"edge margin {margin}{'' if margin == AUTO else ' px'}), so nothing could be inspected"
+                             + bilevel)
         anomaly_map = stitch(scores, yx, image.shape[:2], size, reduce="max").astype(np.float32)
         with np.errstate(invalid="ignore"):
             defect = anomaly_map > threshold

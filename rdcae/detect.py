@@ -175,6 +175,8 @@ def image_detector(cfg: DictConfig) -> tuple[ImageDetector, dict, str, str, tupl
         rate = float(card["false_alarms_per_image"] if alpha is None else alpha)
         what = f"{rate:g} false alarms per clean image of {card['windows_per_image']:.0f} windows"
         stated = (rate, float(card["windows_per_image"])) if cfg.stride is None else None
+        if cfg.stride is not None and int(cfg.stride) != detector.spec.patch_size:  # the windows counted at the patch
+            what += f" at stride {detector.spec.patch_size}, the threshold set for windows at stride {cfg.stride}"
     if overlap:
         what += "; tiles scored over overlapping windows"
     runtime = f"{backend} {precision} on " + (str(device) if backend == "torch" else "cpu")

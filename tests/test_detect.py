@@ -772,7 +772,9 @@ def test_an_exported_onnx_file_alone_decides_as_the_model_file_it_came_from(trai
         out = tmp_path / name  # every backend in fp32: the same arithmetic, whatever this CPU computes natively
         assert main([f"model={model}", f"input={images}", f"output_dir={out}", "precision=fp32", *settings]) == 0
         rows[name] = {r["image"]: r for r in csv.DictReader(open(out / "detections.csv"))}
-    assert "0.2 false alarms per clean image" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "0.2 false alarms per clean image" in printed
+    assert printed.count("at stride 32, the threshold set for windows at stride 16") == 2  # torch and onnx
     assert not (deployed.parent / "model.pt").exists()
     moved = detector.image_threshold(0.2, stride=16)
     assert moved < detector.image_threshold()  # the two settings do move it

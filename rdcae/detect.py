@@ -52,9 +52,10 @@ Detect defects in images (a file, a folder or a glob; gray or RGB, any size at l
   python -m rdcae.detect model=.../model.pt input=... backend=openvino    # OpenVINO: pip install 'openvino>=2024.2'
   python -m rdcae.detect model=.../model.onnx input=...                   # the exported graph alone
 writes detections.csv (a row per image: verdict, score, threshold, defect tiles and area, region
-boxes x0,y0,x1,y1, seconds), and per image <stem>_overlay.png (red: windows above the threshold, yellow:
-within 15 % below it, cyan boxes: defect regions, white: the ground truth where known, dimmed: not
-inspected) and <stem>_map.npy (the anomaly map, float32 at the image's size, NaN where not inspected).
+boxes x0,y0,x1,y1, seconds, error, and a note where a warning names the image), and per image
+<stem>_overlay.png (red: windows above the threshold, yellow: within 15 % below it, cyan boxes: defect
+regions, white: the ground truth where known, dimmed: not inspected) and <stem>_map.npy (the anomaly map,
+float32 at the image's size, NaN where not inspected).
 An output_dir used before loses the previous detection's overlays and maps, and keeps anything else.
 Exit status: 0 when every image was judged, 1 when some could not be judged (unreadable, or smaller than
 the patch; named in detections.csv's error column, the rest judged and written), 2 for a setting or
@@ -65,7 +66,8 @@ Evaluate on a labelled dataset (image AUROC and F1, false alarms per clean image
   dataset=aitex|ksdd2|folder|woven, with fabric=, data_dir=, cache_dir= and dataset.<key>= as for training;
   on the model's own dataset, those not given are the model's (python -m rdcae.detect model=... dataset=aitex).
 The clean images are those the model never trained or calibrated on, as its model file names them:
-the held-out ones on its own dataset (dataset.holdout_images=N at training), all of them elsewhere.
+the held-out ones on its own dataset (dataset.holdout_images=N at training; on dataset=woven, 4 further
+images of the fabric too), all of them elsewhere.
 
 Settings (key=value; defaults from conf/detect.yaml):
 """
@@ -268,8 +270,9 @@ def surface(dataset) -> str:
 
 def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]:
     """Evaluation: the dataset's defect images with their masks and its defect-free images, but those the model
-    trained or calibrated on, as its file names them (SEEN: its held-out images on its own dataset, every image
-    elsewhere but copies of its own). Files written before they named their images: the held-out images of
+    trained or calibrated on, as its file names them (SEEN: its held-out images on its own dataset, and on the
+    embedded fabric the further clean images rdcae.data.woven.load adds, every image elsewhere but copies of its
+    own). Files written before they named their images: the held-out images of
     dataset.holdout_images, and the defect images but the last dataset.unmarked_defect_images."""
     from rdcae.data.patches import display_name
     from rdcae.data.sources import held_out, holdout_count, load_sources, unmarked
@@ -529,12 +532,11 @@ def image_note(item: Item, detection: Detection, model_config: dict, patch_size:
     if detection.verdict != "defect":
         return ""
     done = [(item, detection)]
-    outside = outside_training_levels(done, model_config)
-    said = ["above the threshold in most windows: unlike the training surface rather than defective"
-            ] if unlike_training(done) else []
+    outside, most = outside_training_levels(done, model_config), bool(unlike_training(done))
+    said = ["above the threshold in most windows: unlike the training surface rather than defective"] if most else []
     if outside:
         said.append(levels_words(outside, model_config[FABRIC_LEVELS]))
-    if not unlike_training(done) and flagged_at_the_edge(done, patch_size):
+    if not most and flagged_at_the_edge(done, patch_size):
         said.append("flagged only by a column at the edge of the inspected fabric")
     return "; ".join(said)
 
@@ -749,6 +751,11 @@ def parse(argv: list[str]) -> DictConfig:
 MODEL_SPLIT = ("holdout_images", "calibration_images", "unmarked_defect_images")
 
 
+def same_folder(a, b) -> bool:
+    """Whether two data_dir values name one folder (one absolute, as the model file keeps it, one relative)."""
+    return Path(str(a)).expanduser().resolve() == Path(str(b)).expanduser().resolve()
+
+
 def from_the_model(cfg: DictConfig, model_config: dict) -> str:
     """Evaluating on the dataset the model was trained on: every dataset setting not given on the command line
     is the model's own, as at training (its fabric, its data folder where it still is, the embedded fabric's
@@ -762,6 +769,8 @@ def from_the_model(cfg: DictConfig, model_config: dict) -> str:
         if key in MODEL_SPLIT:  # not a setting of the evaluation: which images the model never saw
             continue
         if key in given or key not in cfg.dataset or value is None or str(value) == str(cfg.dataset[key]):
+            continue
+        if key == "data_dir" and same_folder(value, cfg.dataset[key]):  # kept absolute, given relative
             continue
         if key == "data_dir" and not Path(str(value)).is_dir():  # a model moved to another machine
             notes.append(f"the model's data_dir={value} is not here, so data_dir={cfg.dataset[key]} (give data_dir=)")

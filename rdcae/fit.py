@@ -160,7 +160,7 @@ def detector_config(cfg: DictConfig, datamodule: DefectDataModule) -> dict:
     evened out, the range of their fabric's gray levels (with dataset.lighting=gain, the level each image is
     scaled to)."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    for node in (config, config.get("dataset") or {}):  # an evaluation or a resume from any folder finds the images
+    for node in (config, config.get("dataset") or {}):  # an evaluation from any folder finds the images
         if node.get("data_dir"):
             node["data_dir"] = str(Path(str(node["data_dir"])).expanduser().resolve())
     config["image_channels"] = 1 if looks_gray(datamodule.patches.train_normal, axis=1) else 3  # the images' colour

@@ -88,14 +88,12 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
             continue
         if key in SET_BY_RDCAE:
             raise ConfigError(f"{override.input_line}: {SET_BY_RDCAE[key]}")
-        if key.startswith("trainer.") and override.is_add() and key.count(".") == 1:
-            import inspect
-
-            from lightning import Trainer
-
-            if key[len("trainer."):] in inspect.signature(Trainer).parameters:
-                continue  # another argument of Lightning's Trainer, passed on as it is
         parent, _, leaf = key.rpartition(".")
+        if parent == "trainer" and leaf in trainer_arguments():  # another argument of Lightning's Trainer
+            if override.is_add():
+                continue  # passed on as it is
+            raise ConfigError(f"{override.input_line}: an argument of Lightning's Trainer that conf/trainer does not "
+                              f"list; add it with a plus, +{override.input_line}")
         node = OmegaConf.select(cfg, parent) if parent else cfg
         if not isinstance(node, DictConfig):
             raise ConfigError(f"{override.input_line}: unknown setting; {parent} has no settings inside it")
@@ -104,8 +102,9 @@ def check_overrides(overrides: list[str], command: str = "python -m rdcae.train"
             close = f"{parent}.{reserved[0]}" if parent else reserved[0]
             raise ConfigError(f"{override.input_line}: unknown setting; did you mean {close}? {SET_BY_RDCAE[close]}")
         known = sorted({str(k) for k in node} | (set() if parent else set(groups)))
-        close_to = known + (trainer_arguments() if parent == "trainer" else [])  # Lightning's, passed on as they are
-        hint = _closest(leaf, close_to, parent + "." if parent else "", "=? ") or _elsewhere(key, cfg)
+        hint = _closest(leaf, known, parent + "." if parent else "", "=? ") or _elsewhere(key, cfg)
+        if parent == "trainer" and not hint:  # Lightning's arguments, given with a plus as the config lists none
+            hint = _closest(leaf, trainer_arguments(), "+trainer.", "=? ")
         where = f"{parent} has" if parent else f"{command} takes"
         shown = ", ".join(known) if len(known) <= 12 else ", ".join(known[:12]) + ", ..."
         raise ConfigError(f"{override.input_line}: unknown setting; {hint}{where} {shown}"

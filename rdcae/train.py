@@ -45,7 +45,7 @@ def hydra_main(cfg: DictConfig) -> float:
 
 class _NotLightning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.name.startswith("lightning")
+        return not (record.name == "lightning" or record.name.startswith("lightning."))
 
 
 def lightning_once_on_the_console() -> None:

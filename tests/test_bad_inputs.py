@@ -175,7 +175,9 @@ def test_a_runs_note_about_its_data_is_printed_once_though_the_run_reads_the_dat
     (["dataset=aitex", "dataset.holdout_imgs=3"], "did you mean dataset.holdout_images=? dataset has"),
     (["trainer.max_epochs=2"], "the epochs are alternation.block_epochs × alternation.max_blocks"),
     (["+trainer.limit_train_batche=0.5"], "+trainer.limit_train_batche=0.5: unknown setting; did you mean "
-                                          "trainer.limit_train_batches=? trainer has"),  # Lightning's, passed on
+                                          "+trainer.limit_train_batches=? trainer has"),  # Lightning's, passed on
+    (["trainer.limit_train_batches=0.5"], "an argument of Lightning's Trainer that conf/trainer does not list; add it "
+                                          "with a plus, +trainer.limit_train_batches=0.5"),
     (["trainer.max_epoch=2"], "trainer.max_epoch=2: unknown setting; did you mean trainer.max_epochs? the epochs are "
                               "alternation.block_epochs × alternation.max_blocks"),
     (["trainer.acelerator=cpu"], "did you mean trainer.accelerator=? trainer has"),

@@ -343,6 +343,10 @@ def test_the_models_data_folder_is_taken_only_where_it_still_is(tmp_path):
     one = cfg(["dataset"])
     assert from_the_model(one, {"dataset": {"name": "aitex", "fabric": "00"}}) == (
         "note: fabric=00 from the model file, as it was trained; give it on the command line to evaluate other images")
+    kept = cfg(["dataset"])  # the model file keeps the default folder as an absolute path: the same folder
+    assert from_the_model(kept, {"dataset": {"name": "aitex", "fabric": "03",
+                                             "data_dir": str(Path("data/aitex").resolve())}}) == ""
+    assert kept.dataset.data_dir == "data/aitex"
     told = cfg(["dataset", "fabric"])  # a setting given stays as given; another dataset takes nothing
     assert from_the_model(told, {"dataset": {"name": "aitex", "fabric": "00"}}) == "" and told.dataset.fabric == "03"
     assert from_the_model(cfg(["dataset"]), {"dataset": {"name": "ksdd2", "data_dir": str(tmp_path)}}) == ""
@@ -1418,6 +1422,10 @@ def test_the_caption_takes_a_corner_that_hides_no_flagged_pixel_and_else_a_strip
     shown, anomaly_map = picture(corners)  # every corner flagged: a strip below
     assert shown.shape[0] > 256 and shown.shape[1] == 1024 and untouched(shown, anomaly_map)
     assert (shown[256:] == 0).all(axis=2).mean() > 0.5
+    missed = np.zeros((256, 1024), bool)
+    missed[:20, :20] = True  # a defect missed in the corner that scores lowest: the caption takes the next one
+    shown, anomaly_map = picture([], missed)
+    assert shown.shape == (256, 1024, 3) and (shown[:20, :20] != 0).any(axis=2).mean() > 0.5
     truth = np.zeros((256, 1024), bool)
     truth[:, :600] = truth[:, 700:] = True  # ground truth in every corner, nothing flagged: a strip too
     assert picture([], truth)[0].shape[0] > 256

@@ -15,7 +15,7 @@ from rdcae.inference.image import Detection
 
 YELLOW, RED, OUTLINE = np.array([255.0, 220.0, 0.0]), np.array([230.0, 20.0, 20.0]), (0, 255, 255)
 NOTE = (255, 200, 90)  # the note's text: a caution, apart from the verdict's red or green
-STRIP_WIDTH = 320  # the least width of a caption in a strip below the image, the picture widened to it
+STRIP_WIDTH = 320  # the width a caption in a strip below the image wraps to (the picture widened to its text)
 NOT_INSPECTED = (70, 70, 70)  # the legend's swatch for the dimmed part: mid-gray at the dimming's 0.55
 TINT_FROM = 0.85  # of the threshold: normal weave mostly scores below, so the tint marks what is close
 DIMMED = (np.arange(256) * 0.55).astype(np.uint8)  # a gray level outside the inspected part, dimmed
@@ -98,8 +98,8 @@ def caption_layout(draw: ImageDraw.ImageDraw, size: tuple[int, int], d: Detectio
                    strip: bool = False, note: str = "") -> Caption:
     """The verdict, wrapped to the image's width, then `note` (its lines after the verdict's: Caption.noted),
     and the legend in as many rows as it needs; no rows where verdict and legend together would cover more than
-    half the image's height. `strip`: for a strip below the image, at least STRIP_WIDTH wide, the legend always
-    there."""
+    half the image's height. `strip`: for a strip below the image, wrapped to STRIP_WIDTH where the image is
+    narrower, the legend always there."""
     sign = ">" if d.verdict == "defect" else "<="  # Pillow's built-in font has no "≤"
     text = f"{d.verdict}: score {d.score:.3f} {sign} threshold {d.threshold:.3f}"
     if d.regions:
@@ -142,11 +142,11 @@ def caption_corner(c: Caption, d: Detection, mask: np.ndarray | None) -> tuple[i
     def highest(x: int, y: int) -> float:
         return float(scores[y:y + c.height, x:x + c.width].max(initial=0))
 
-    x, y = min(corners, key=lambda corner: highest(*corner))
-    hidden = highest(x, y) > d.threshold
-    if mask is not None:
-        hidden |= bool(mask[y:y + c.height, x:x + c.width].any())
-    return None if hidden else (x, y)
+    def hides(x: int, y: int) -> bool:
+        return highest(x, y) > d.threshold or (mask is not None and bool(mask[y:y + c.height, x:x + c.width].any()))
+
+    free = [corner for corner in corners if not hides(*corner)]
+    return min(free, key=lambda corner: highest(*corner)) if free else None
 
 
 def _caption(draw: ImageDraw.ImageDraw, c: Caption, at: tuple[int, int], d: Detection) -> None:

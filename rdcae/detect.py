@@ -445,11 +445,16 @@ def unlike_training_colour(image: np.ndarray, preprocessing) -> bool:
     return preprocessing.image_channels == 3 and preprocessing.channels == 3 and looks_gray(image, axis=2)
 
 
+def first_names(names: list[str]) -> str:
+    """The first three of `names`, comma-separated, and ', ...' where there are more: how a warning lists images."""
+    return f"{', '.join(names[:3])}{', ...' * (len(names) > 3)}"
+
+
 def colour_note(names: list[str], images: int, image_channels: int | None) -> str:
     """The note naming the images whose colour differs from the training images' (unlike_training_colour)."""
     if not names:
         return ""
-    listed = f"{', '.join(names[:3])}{', ...' * (len(names) > 3)}"
+    listed = first_names(names)
     if image_channels == 1:
         return (f"note: {len(names)} of {images} images ({listed}) are in colour and the model was trained on gray "
                 "images: they were judged on their luminance (0.299 R + 0.587 G + 0.114 B), as gray training "
@@ -470,7 +475,7 @@ def unlike_training_levels(done: list, model_config: dict, images: int | None = 
         return [], ""
     names = [name for name, _, _ in unlike]
     return names, (f"warning: {len(unlike)} of the {images or len(done)} images judged, flagged as defect "
-            f"({', '.join(names[:3])}{', ...' * (len(names) > 3)}), "
+            f"({first_names(names)}), "
             f"{'has its' if len(unlike) == 1 else 'have their'} {levels_words(unlike, model_config[FABRIC_LEVELS])}: "
             "the camera's exposure or lighting has changed, the surface is another, or a defect covers much of the "
             "image; the network judges gray levels it never saw, so where it is not a defect these are false alarms. "
@@ -519,7 +524,7 @@ def most_windows_levels(flagged: list, model_config: dict) -> str:
     if len(flagged) == 1:
         whose = "it has its"
     else:
-        listed = f"{', '.join(names[:3])}{', ...' * (len(names) > 3)}"
+        listed = first_names(names)
         whose = f"{len(outside)} of them ({listed}) {'has its' if len(outside) == 1 else 'have their'}"
     return (f"; {whose} {levels_words(outside, model_config[FABRIC_LEVELS])}: if only the exposure or the "
             "lighting changed, keep the training images' or train with dataset.lighting=gain")
@@ -844,13 +849,13 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict:
         print(levels_warning, file=sys.stderr)
     if unlike:
         trained_on = surface(OmegaConf.create(model_config.get("dataset") or {}))
-        print(f"warning: {len(unlike)} of {len(done)} images ({', '.join(unlike[:3])}{', ...' * (len(unlike) > 3)}) "
+        print(f"warning: {len(unlike)} of {len(done)} images ({first_names(unlike)}) "
               f"score above the threshold in most of their windows: they look unlike the {trained_on} the model "
               "was trained on (another surface, weave, scale or lighting) rather than defective; if that is the "
               "surface you now produce, train a model on clean images of it" + most_windows_levels(
                   [(i, d) for i, d in done if i.name in unlike], model_config), file=sys.stderr)
     if at_edge:
-        print(f"warning: {len(at_edge)} of {len(done)} images ({', '.join(at_edge[:3])}{', ...' * (len(at_edge) > 3)}) "
+        print(f"warning: {len(at_edge)} of {len(done)} images ({first_names(at_edge)}) "
               "are flagged only by a column at the edge of the inspected fabric: a selvedge, an edge line or a "
               "border rather than a defect? " + ("Trained with dataset.edge_margin=auto (or <pixels>) and "
               "dataset.texture_borders=true, a model leaves it out; " if not detector.preprocessing.edge_margin else "")

@@ -213,7 +213,6 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict:
     module.to(trainer.strategy.root_device)
 
     metrics = run_metrics(module, datamodule, alternation, trainer, test, fit_seconds, device)
-    metrics["precision"] = str(trainer.precision)  # as trainer.precision=auto settled it for this machine
     if settings.baselines:  # Table 4: the other methods on the same patches, trained for the epochs RDCAE used
         metrics["baselines"] = run_baselines(
             cfg, datamodule, epochs=max(trainer.current_epoch, 1), methods=list(settings.baselines),

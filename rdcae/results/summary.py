@@ -40,6 +40,7 @@ def run_metrics(module, datamodule, alternation, trainer, test: dict, fit_second
         "n_synthetic": int(datamodule.train_synthetic.sum()),
         "fit_seconds": fit_seconds,
         "device": device,
+        "precision": str(trainer.precision),  # as trainer.precision=auto settled it for this machine
     }
 
 

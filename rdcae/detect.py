@@ -283,8 +283,7 @@ def dataset_items(cfg: DictConfig, model_config: dict) -> tuple[list[Item], str]
     trained = model_config.get("dataset", {}) or {}
     normal = [s for s in sources if s.role == "normal"]
     trained_on, evaluated = surface(trained), surface(ds)
-    same_dir = trained.get("data_dir") is None or (Path(str(trained["data_dir"])).resolve()
-                                                   == Path(str(ds.get("data_dir"))).resolve())
+    same_dir = trained.get("data_dir") is None or same_folder(trained["data_dir"], ds.get("data_dir"))
     defect = [s for s in sources if s.role == "defect"]
     recorded = model_config.get(SEEN)  # the images it trained or calibrated on, as its file names them
     further = UNSEEN if ds.get("name") == "woven" else 0  # the evaluation's further images of the fabric, last
